@@ -1,0 +1,586 @@
+"""Fixtures for kiln's integration suite.
+
+The runtime under test comes from $RUNTIME (default: target/release/kiln
+under the repository root). Every test gets its own state root, its own
+bundle (a copy of a busybox rootfs built once per session by
+hack/mkrootfs.sh) and a config generated from a copy of what `runc spec`
+writes. Teardown force-deletes whatever the test left and then fails the
+test if any process, mount, state entry or cgroup of it survived.
+"""
+
+import copy
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNTIME = os.path.abspath(
+    os.path.join(REPO, os.environ.get("RUNTIME", "target/release/kiln"))
+)
+RUNTIME_NAME = os.path.basename(RUNTIME)
+IS_KILN = RUNTIME_NAME == "kiln"
+IS_RUNC = RUNTIME_NAME == "runc"
+
+# Default timeout for one runtime call, seconds. Every subprocess call in
+# the suite has a timeout.
+CALL_TIMEOUT = 20
+
+# What `runc spec` (1.1.5) writes, with process.terminal false so that a
+# container can run without a console socket. Tests copy and mutate it.
+BASE_CONFIG = {
+    "ociVersion": "1.0.2-dev",
+    "process": {
+        "terminal": False,
+        "user": {"uid": 0, "gid": 0},
+        "args": ["sh"],
+        "env": [
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "TERM=xterm",
+        ],
+        "cwd": "/",
+        "capabilities": {
+            "bounding": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+            "effective": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+            "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+            "ambient": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+        },
+        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+        "noNewPrivileges": True,
+    },
+    "root": {"path": "rootfs", "readonly": True},
+    "hostname": "runc",
+    "mounts": [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {
+            "destination": "/dev",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+        },
+        {
+            "destination": "/dev/pts",
+            "type": "devpts",
+            "source": "devpts",
+            "options": [
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        },
+        {
+            "destination": "/dev/shm",
+            "type": "tmpfs",
+            "source": "shm",
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        },
+        {
+            "destination": "/dev/mqueue",
+            "type": "mqueue",
+            "source": "mqueue",
+            "options": ["nosuid", "noexec", "nodev"],
+        },
+        {
+            "destination": "/sys",
+            "type": "sysfs",
+            "source": "sysfs",
+            "options": ["nosuid", "noexec", "nodev", "ro"],
+        },
+        {
+            "destination": "/sys/fs/cgroup",
+            "type": "cgroup",
+            "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+        },
+    ],
+    "linux": {
+        "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+        "namespaces": [
+            {"type": "pid"},
+            {"type": "network"},
+            {"type": "ipc"},
+            {"type": "uts"},
+            {"type": "mount"},
+        ],
+        "maskedPaths": [
+            "/proc/acpi",
+            "/proc/asound",
+            "/proc/kcore",
+            "/proc/keys",
+            "/proc/latency_stats",
+            "/proc/timer_list",
+            "/proc/timer_stats",
+            "/proc/sched_debug",
+            "/sys/firmware",
+            "/proc/scsi",
+        ],
+        "readonlyPaths": [
+            "/proc/bus",
+            "/proc/fs",
+            "/proc/irq",
+            "/proc/sys",
+            "/proc/sysrq-trigger",
+        ],
+    },
+}
+
+
+def base_config():
+    return copy.deepcopy(BASE_CONFIG)
+
+
+# ---------------------------------------------------------------- markers
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "kiln_only: test of kiln's own behaviour; skipped for other runtimes"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    skip = pytest.mark.skip(reason=f"kiln-specific; runtime is {RUNTIME_NAME}")
+    for item in items:
+        if "kiln_only" in item.keywords and not IS_KILN:
+            item.add_marker(skip)
+
+
+def runc_deviates(reason):
+    """xfail (strict) for runc only: runc is known to deviate from the spec here."""
+    return pytest.mark.xfail(IS_RUNC, reason=f"runc deviates: {reason}", strict=True)
+
+
+def pytest_report_header(config):
+    return f"runtime under test: {RUNTIME}"
+
+
+def pytest_sessionstart(session):
+    if not (os.path.isfile(RUNTIME) and os.access(RUNTIME, os.X_OK)):
+        pytest.exit(
+            f"runtime {RUNTIME} not found or not executable; build it "
+            "(cargo build --release) or set RUNTIME=/path/to/runtime",
+            returncode=4,
+        )
+    if os.geteuid() != 0:
+        pytest.exit("the integration suite must run as root", returncode=4)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def cgroup_dirs_for(cid):
+    """Every cgroup directory a runtime could have made for container `cid`:
+    <hierarchy>/<id> at the hierarchy root and under this process's own
+    cgroup in that hierarchy."""
+    out = []
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return out
+    base = "/sys/fs/cgroup"
+    for line in lines:
+        _, ctrls, path = line.split(":", 2)
+        if ctrls == "":
+            mnts = [os.path.join(base, "unified"), base]
+        else:
+            names = [c.replace("name=", "") for c in ctrls.split(",")]
+            mnts = [os.path.join(base, n) for n in names]
+            mnts.append(os.path.join(base, ctrls.replace("name=", "")))
+        for m in mnts:
+            out.append(os.path.join(m, cid))
+            out.append(os.path.join(m, path.lstrip("/"), cid))
+    return sorted(set(out))
+
+
+def leftover_cgroups(ids):
+    return [d for cid in ids for d in cgroup_dirs_for(cid) if os.path.isdir(d)]
+
+
+def remove_cgroup_dir(d):
+    """Best effort: kill what is in it, then rmdir children bottom-up."""
+    for root, dirs, _files in os.walk(d, topdown=False):
+        try:
+            with open(os.path.join(root, "cgroup.procs")) as f:
+                for pid in f.read().split():
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except OSError:
+                        pass
+        except OSError:
+            pass
+    deadline = time.monotonic() + 3
+    for root, dirs, _files in os.walk(d, topdown=False):
+        while True:
+            try:
+                os.rmdir(root)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+
+
+def proc_starttime(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+        return data.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def leftover_processes(paths, ids, tracked):
+    """Processes (other than us) whose cwd, root or cmdline mention one of
+    `paths`, which sit in a cgroup named after one of `ids`, or which are
+    one of the `tracked` (pid, starttime) pairs and still alive."""
+    found = []
+    me = os.getpid()
+    for ent in os.listdir("/proc"):
+        if not ent.isdigit() or int(ent) == me:
+            continue
+        pid = int(ent)
+        why = None
+        try:
+            for link in ("cwd", "root"):
+                try:
+                    t = os.readlink(f"/proc/{pid}/{link}")
+                except OSError:
+                    continue
+                if any(t == p or t.startswith(p + "/") for p in paths):
+                    why = f"{link}={t}"
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            if why is None and any(p in cmd for p in paths):
+                why = "cmdline"
+            if why is None and ids:
+                with open(f"/proc/{pid}/cgroup") as f:
+                    cg = f.read()
+                for cid in ids:
+                    if f"/{cid}\n" in cg or f"/{cid}/" in cg:
+                        why = f"cgroup of {cid}"
+        except OSError:
+            continue
+        if why is not None:
+            with open(f"/proc/{pid}/stat") as f:
+                st = f.read().rsplit(")", 1)[1].split()[0]
+            if st == "Z":
+                # A zombie still waiting for its parent (e.g. the test's own
+                # unreaped child) is not a runaway container process.
+                continue
+            found.append(f"pid {pid} ({why}): {cmd.strip()}")
+    for pid, start in tracked:
+        if proc_starttime(pid) == start:
+            line = f"pid {pid} (tracked container process)"
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        continue
+            except OSError:
+                continue
+            if not any(l.startswith(f"pid {pid} ") for l in found):
+                found.append(line)
+    return found
+
+
+def leftover_mounts(paths):
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split()[4].replace("\\040", " ")
+            if any(mp == p or mp.startswith(p + "/") for p in paths):
+                out.append(mp)
+    return out
+
+
+def wait_for(pred, timeout=5.0, interval=0.02):
+    """Poll pred() until it returns a true value or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            return v
+        time.sleep(interval)
+
+
+def pid_alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def session_dir():
+    d = tempfile.mkdtemp(prefix="kilntest-")
+    yield d
+    # Session-level final check, after every test's own teardown.
+    procs = leftover_processes([d], [], [])
+    mounts = leftover_mounts([d])
+    cgs = []
+    for sub in ("memory", "pids", "cpu", "devices", "freezer", "systemd", "unified"):
+        p = os.path.join("/sys/fs/cgroup", sub)
+        if os.path.isdir(p):
+            cgs += [os.path.join(p, e) for e in os.listdir(p) if "kilntest-t" in e]
+    for p in procs:
+        pid = int(p.split()[1])
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    if not mounts:
+        shutil.rmtree(d, ignore_errors=True)
+    assert not procs, f"processes left after the session: {procs}"
+    assert not mounts, f"mounts left after the session: {mounts}"
+    assert not cgs, f"cgroups left after the session: {cgs}"
+
+
+@pytest.fixture(scope="session")
+def rootfs_template(session_dir):
+    d = os.path.join(session_dir, "rootfs")
+    subprocess.run(
+        [os.path.join(REPO, "hack", "mkrootfs.sh"), d],
+        check=True,
+        timeout=180,
+        stdout=subprocess.DEVNULL,
+    )
+    assert os.path.exists(os.path.join(d, "bin", "sh"))
+    return d
+
+
+class Result:
+    def __init__(self, cp):
+        self.rc = cp.returncode
+        self.out = cp.stdout if cp.stdout is not None else ""
+        self.err = cp.stderr if cp.stderr is not None else ""
+        self.args = cp.args
+
+    def __repr__(self):
+        return f"Result(rc={self.rc}, out={self.out!r}, err={self.err!r}, args={self.args!r})"
+
+    @property
+    def ok(self):
+        return self.rc == 0
+
+
+class Ctx:
+    """One test's world: a state root, a bundle, and the runtime."""
+
+    def __init__(self, base, rootfs_template):
+        self.dir = base
+        self.root = os.path.join(base, "state")
+        self.bundle = os.path.join(base, "bundle")
+        self.rootfs = os.path.join(self.bundle, "rootfs")
+        os.makedirs(self.bundle)
+        subprocess.run(
+            ["cp", "-a", rootfs_template, self.rootfs], check=True, timeout=60
+        )
+        self.config = base_config()
+        self.ids = []
+        self.tracked = []
+        self.cleanups = []
+        self.runtime = RUNTIME
+
+    # -- identifiers and config
+
+    def new_id(self):
+        cid = "kilntest-t" + uuid.uuid4().hex[:10]
+        self.ids.append(cid)
+        return cid
+
+    def save(self, config=None, bundle=None):
+        with open(os.path.join(bundle or self.bundle, "config.json"), "w") as f:
+            json.dump(self.config if config is None else config, f, indent=1)
+
+    def sh(self, script):
+        self.config["process"]["args"] = ["sh", "-c", script]
+        return self
+
+    def add_mount(self, m):
+        self.config["mounts"].append(m)
+
+    def ns_types(self):
+        return [n["type"] for n in self.config["linux"]["namespaces"]]
+
+    def drop_ns(self, t):
+        self.config["linux"]["namespaces"] = [
+            n for n in self.config["linux"]["namespaces"] if n["type"] != t
+        ]
+
+    def hostdir(self, name):
+        d = os.path.join(self.dir, name)
+        os.makedirs(d, exist_ok=True)
+        return d
+
+    # -- running the runtime
+
+    def rt(self, *args, glob=None, timeout=CALL_TIMEOUT, cwd=None, input=None,
+           pass_fds=(), env=None, stdin=None):
+        """Run `RUNTIME [--root R] args...` and return a Result.
+
+        glob: the global flags; default ["--root", root]."""
+        g = ["--root", self.root] if glob is None else list(glob)
+        cmd = [self.runtime] + g + [str(a) for a in args]
+        # Files, not pipes: a detached container inherits the runtime's
+        # stdout/stderr and would hold a pipe open forever.
+        with tempfile.TemporaryFile(dir=self.dir) as fo, \
+                tempfile.TemporaryFile(dir=self.dir) as fe:
+            if input is not None:
+                stdin = subprocess.PIPE
+            elif stdin is None:
+                stdin = subprocess.DEVNULL
+            p = subprocess.Popen(cmd, cwd=cwd or self.dir, stdin=stdin, stdout=fo,
+                                 stderr=fe, pass_fds=pass_fds, env=env)
+            try:
+                p.communicate(input=input.encode() if input is not None else None,
+                              timeout=timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
+                raise
+            fo.seek(0)
+            fe.seek(0)
+            cp = subprocess.CompletedProcess(cmd, p.returncode,
+                                             fo.read().decode(errors="replace"),
+                                             fe.read().decode(errors="replace"))
+        return Result(cp)
+
+    def state(self, cid):
+        r = self.rt("state", cid)
+        assert r.ok, r
+        st = json.loads(r.out)
+        if st.get("pid"):
+            self.track(st["pid"])
+        return st
+
+    def track(self, pid):
+        start = proc_starttime(pid)
+        if start is not None and (pid, start) not in self.tracked:
+            self.tracked.append((pid, start))
+
+    def create(self, cid=None, *extra, save=True, check=True, bundle=None, **kw):
+        if save:
+            self.save()
+        cid = cid or self.new_id()
+        r = self.rt("create", "--bundle", bundle or self.bundle, *extra, cid, **kw)
+        if check:
+            assert r.ok, r
+            self.state(cid)
+        return cid, r
+
+    def start(self, cid, check=True):
+        r = self.rt("start", cid)
+        if check:
+            assert r.ok, r
+        return r
+
+    def run(self, *extra, cid=None, save=True, timeout=CALL_TIMEOUT, **kw):
+        """Foreground `run`; returns (id, Result)."""
+        if save:
+            self.save()
+        cid = cid or self.new_id()
+        r = self.rt("run", "--bundle", self.bundle, *extra, cid, timeout=timeout, **kw)
+        return cid, r
+
+    def run_sh(self, script, **kw):
+        """Run `sh -c script` in the foreground; assert success; return stdout."""
+        self.sh(script)
+        _, r = self.run(**kw)
+        assert r.rc == 0, r
+        return r.out
+
+    def wait_status(self, cid, status, timeout=5.0):
+        def check():
+            r = self.rt("state", cid)
+            return r.ok and json.loads(r.out)["status"] == status
+        return wait_for(check, timeout)
+
+    def delete(self, cid, force=False):
+        r = self.rt("delete", *(["--force"] if force else []), cid)
+        assert r.ok, r
+        return r
+
+    def list_ids(self):
+        r = self.rt("list", "-q", timeout=10)
+        if r.rc != 0:
+            return []
+        return [l for l in r.out.split() if l]
+
+    # -- teardown
+
+    def teardown(self):
+        problems = []
+        for fn in reversed(self.cleanups):
+            try:
+                fn()
+            except Exception as e:  # keep going: the checks below matter more
+                problems.append(f"cleanup {fn}: {e}")
+        ids = self.list_ids() if os.path.isdir(self.root) else []
+        for cid in ids:
+            try:
+                self.rt("delete", "--force", cid, timeout=15)
+            except subprocess.TimeoutExpired:
+                problems.append(f"delete --force {cid} timed out")
+        # Processes may take a moment to be reaped after SIGKILL.
+        procs = wait_for(
+            lambda: not leftover_processes([self.dir], self.ids, self.tracked),
+            timeout=3,
+        ) or leftover_processes([self.dir], self.ids, self.tracked)
+        if procs is not True and procs:
+            problems.append(f"processes left behind: {procs}")
+            for p in procs:
+                try:
+                    os.kill(int(p.split()[1]), signal.SIGKILL)
+                except (OSError, ValueError):
+                    pass
+        mounts = leftover_mounts([self.dir])
+        if mounts:
+            problems.append(f"mounts left behind: {mounts}")
+            for mp in sorted(mounts, key=len, reverse=True):
+                subprocess.run(["umount", "-l", mp], timeout=10,
+                               stderr=subprocess.DEVNULL)
+        if os.path.isdir(self.root) and os.listdir(self.root):
+            problems.append(f"state root not empty: {os.listdir(self.root)}")
+        cgs = wait_for(lambda: not leftover_cgroups(self.ids), timeout=2) or \
+            leftover_cgroups(self.ids)
+        if cgs is not True and cgs:
+            problems.append(f"cgroups left behind: {cgs}")
+            for d in cgs:
+                remove_cgroup_dir(d)
+        return problems
+
+
+@pytest.fixture
+def ctx(session_dir, rootfs_template, request):
+    base = tempfile.mkdtemp(prefix="t-", dir=session_dir)
+    c = Ctx(base, rootfs_template)
+    yield c
+    problems = c.teardown()
+    if not problems and not leftover_mounts([base]):
+        shutil.rmtree(base, ignore_errors=True)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.fixture
+def bare_dir(session_dir):
+    """An empty scratch directory (not a bundle)."""
+    d = tempfile.mkdtemp(prefix="d-", dir=session_dir)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
