@@ -1,0 +1,70 @@
+//! The five capability sets of `process.capabilities`. Absent means "leave kiln's own", as runc.
+
+use std::collections::HashSet;
+
+use caps::{CapSet, Capability};
+use oci_spec::runtime::{Capabilities, LinuxCapabilities};
+
+use crate::error::{Error, Result};
+
+fn convert(set: &Option<Capabilities>) -> HashSet<Capability> {
+    set.iter()
+        .flatten()
+        // oci-spec prints AUDIT_CONTROL for CAP_AUDIT_CONTROL, and every name it parses is one
+        // the caps crate knows.
+        .filter_map(|c| format!("CAP_{c}").parse().ok())
+        .collect()
+}
+
+/// Refuses a config that asks for a capability kiln itself cannot grant: the capset would fail
+/// deep inside init with a bare EPERM, so say which capability and why, before creating anything.
+pub fn check_grantable(c: &LinuxCapabilities) -> Result<()> {
+    let ours = caps::read(None, CapSet::Bounding).map_err(|e| Error::os("reading kiln's bounding set", std::io::Error::other(e.to_string())))?;
+    for (name, set) in [("effective", c.effective()), ("permitted", c.permitted()), ("inheritable", c.inheritable()), ("ambient", c.ambient())] {
+        let mut missing: Vec<_> = convert(set).difference(&ours).map(|c| c.to_string()).collect();
+        missing.sort();
+        if let Some(first) = missing.first() {
+            return Err(Error::config(
+                "config.json",
+                format!("process.capabilities.{name}"),
+                format!("{first} is not in kiln's own bounding set, so no container started from here can have it"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Drops from the bounding set what the config does not list. Needs CAP_SETPCAP, so it runs
+/// before the user switch.
+pub fn apply_bounding(c: &LinuxCapabilities) -> Result<()> {
+    let keep = convert(c.bounding());
+    for cap in caps::all() {
+        if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+            caps::drop(None, CapSet::Bounding, cap).map_err(|e| Error::os(format!("process.capabilities.bounding: dropping {cap}"), std::io::Error::other(e.to_string())))?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets effective, permitted, inheritable and ambient, after the user switch (which kept the
+/// permitted set through PR_SET_KEEPCAPS). Effective first: each capset must leave effective
+/// within permitted.
+pub fn apply(c: &LinuxCapabilities) -> Result<()> {
+    let sets = [
+        (CapSet::Effective, c.effective(), "effective"),
+        (CapSet::Permitted, c.permitted(), "permitted"),
+        (CapSet::Inheritable, c.inheritable(), "inheritable"),
+    ];
+    for (set, wanted, name) in sets {
+        caps::set(None, set, &convert(wanted)).map_err(|e| Error::os(format!("process.capabilities.{name}"), std::io::Error::other(e.to_string())))?;
+    }
+    caps::clear(None, CapSet::Ambient).map_err(|e| Error::os("process.capabilities.ambient", std::io::Error::other(e.to_string())))?;
+    // The kernel only raises an ambient capability that is also permitted and inheritable.
+    // runc's own default config lists ambient ones without inheritable: like runc, warn.
+    for cap in convert(c.ambient()) {
+        if let Err(e) = caps::raise(None, CapSet::Ambient, cap) {
+            crate::log::warn(&format!("process.capabilities.ambient: cannot raise {cap} (it must also be permitted and inheritable): {e}"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,54 @@
+use std::path::PathBuf;
+
+use crate::cli::Globals;
+use crate::container::lifecycle::{self, CreateOptions};
+
+/// The flags `create` and `run` share.
+#[derive(clap::Args)]
+pub struct CreateFlags {
+    /// Path to the bundle (the directory holding config.json).
+    #[arg(short = 'b', long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Unix socket that receives the pty master of a terminal container.
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// File to write the container init's host pid to.
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Do not use pivot_root (for a rootfs on ramfs).
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Do not give the container a session keyring of its own.
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+    /// Pass this many extra fds (3, 4, ...) into the container.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+}
+
+impl CreateFlags {
+    pub fn options(self, foreground: bool) -> CreateOptions {
+        CreateOptions {
+            bundle: self.bundle,
+            console_socket: self.console_socket,
+            pid_file: self.pid_file,
+            no_pivot: self.no_pivot,
+            no_new_keyring: self.no_new_keyring,
+            preserve_fds: self.preserve_fds,
+            foreground,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    pub id: String,
+    #[command(flatten)]
+    pub flags: CreateFlags,
+}
+
+pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
+    let (_container, init) = lifecycle::create(&g.root, &a.id, &a.flags.options(false))?;
+    crate::signals::restore(&init.saved_mask);
+    Ok(0)
+}

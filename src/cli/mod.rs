@@ -1,0 +1,141 @@
+//! runc's command line, flag for flag. Each command lives in its own file and only parses,
+//! calls into the library and prints; errors reach the user here, once, as one line.
+
+mod create;
+mod delete;
+mod features;
+mod kill;
+mod list;
+mod run;
+mod spec;
+mod start;
+mod state;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::log::{self, Format};
+
+#[derive(Parser)]
+#[command(name = "kiln", about = "kiln: an OCI container runtime, runc-compatible", disable_version_flag = true)]
+struct Cli {
+    /// Directory for the state of containers.
+    #[arg(long, default_value = "/run/kiln")]
+    root: PathBuf,
+    /// Log file (default: stderr).
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Log format.
+    #[arg(long = "log-format", value_enum, default_value = "text")]
+    log_format: Format,
+    /// Log debug messages too.
+    #[arg(long)]
+    debug: bool,
+    /// Manage cgroups through systemd (cgroupsPath as slice:prefix:name).
+    #[arg(long = "systemd-cgroup")]
+    systemd_cgroup: bool,
+    /// Run without root privileges: true, false or auto.
+    #[arg(long, default_value = "auto", value_parser = ["true", "false", "auto"])]
+    rootless: String,
+    /// Print the version.
+    #[arg(short = 'v', long)]
+    version: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a container from a bundle; its process waits for `start`.
+    Create(create::Args),
+    /// Run the process of a created container.
+    Start(start::Args),
+    /// Create and start a container, and by default wait for it.
+    Run(run::Args),
+    /// Print a container's state as JSON.
+    State(state::Args),
+    /// Send a signal to a container's init (default SIGTERM).
+    Kill(kill::Args),
+    /// Delete a container and everything it holds.
+    Delete(delete::Args),
+    /// List the containers under --root.
+    List(list::Args),
+    /// Write a default config.json into a bundle.
+    Spec(spec::Args),
+    /// Print the OCI features document of this runtime.
+    Features,
+}
+
+/// Global options every command may need.
+pub struct Globals {
+    pub root: PathBuf,
+}
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return 0;
+            }
+            log::error(&usage_error(&e.to_string()));
+            return 2;
+        }
+    };
+    log::init(cli.log.as_deref(), cli.log_format, cli.debug);
+    if cli.version {
+        print!("{}", version());
+        return 0;
+    }
+    let Some(command) = cli.command else {
+        log::error("no command given: try `kiln --help`");
+        return 2;
+    };
+    let g = Globals { root: cli.root };
+    let result = match command {
+        Command::Create(a) => create::run(&g, a),
+        Command::Start(a) => start::run(&g, a),
+        Command::Run(a) => run::run(&g, a),
+        Command::State(a) => state::run(&g, a),
+        Command::Kill(a) => kill::run(&g, a),
+        Command::Delete(a) => delete::run(&g, a),
+        Command::List(a) => list::run(&g, a),
+        Command::Spec(a) => spec::run(a),
+        Command::Features => features::run(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            log::error(&format!("{e:#}"));
+            1
+        }
+    }
+}
+
+/// clap's multi-line usage error, as one line: the message and the argument it is about.
+fn usage_error(text: &str) -> String {
+    let body = text.split("\n\nUsage:").next().unwrap_or(text);
+    let body = body.strip_prefix("error: ").unwrap_or(body);
+    body.split_whitespace().collect::<Vec<_>>().join(" ") + " (see kiln --help)"
+}
+
+fn version() -> String {
+    format!(
+        "kiln version {}\ncommit: {}\nspec: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        option_env!("KILN_COMMIT").unwrap_or("unknown"),
+        crate::spec::OCI_VERSION
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn usage_errors_are_one_line() {
+        let e = super::usage_error("error: the following required arguments were not provided:\n  <ID>\n\nUsage: kiln start <ID>\n\nFor more information, try '--help'.\n");
+        assert_eq!(e, "the following required arguments were not provided: <ID> (see kiln --help)");
+    }
+}

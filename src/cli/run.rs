@@ -1,0 +1,45 @@
+use crate::cli::Globals;
+use crate::cli::create::CreateFlags;
+use crate::container::{Container, lifecycle};
+
+#[derive(clap::Args)]
+pub struct Args {
+    pub id: String,
+    #[command(flatten)]
+    pub flags: CreateFlags,
+    /// Return once the container runs, instead of waiting for it.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Keep the container's state after it exits (it is deleted by default).
+    #[arg(long)]
+    pub keep: bool,
+}
+
+pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
+    if !a.detach {
+        // Init may be forked behind an intermediate process: as subreaper, kiln inherits it and
+        // can wait for it.
+        prctl::set_child_subreaper(true).map_err(|e| anyhow::anyhow!("PR_SET_CHILD_SUBREAPER: {}", std::io::Error::from_raw_os_error(e)))?;
+    }
+    let (mut container, init) = lifecycle::create(&g.root, &a.id, &a.flags.options(!a.detach))?;
+    let started = lifecycle::start(&mut container);
+    if a.detach || started.is_err() {
+        crate::signals::restore(&init.saved_mask);
+        if started.is_err() {
+            let _ = lifecycle::delete(container, true);
+        }
+        started?;
+        return Ok(0);
+    }
+    let id = container.id().to_owned();
+    // The lock is for commands that change the container; `kill` and `state` must get through
+    // while we wait.
+    drop(container);
+    let exit = crate::process::foreground::wait(init.pid, &init.pidfd, init.pty.as_ref());
+    crate::signals::restore(&init.saved_mask);
+    let exit = exit?;
+    if !a.keep {
+        lifecycle::delete(Container::load(&g.root, &id)?, false)?;
+    }
+    Ok(exit.status())
+}

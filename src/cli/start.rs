@@ -1,0 +1,13 @@
+use crate::cli::Globals;
+use crate::container::{Container, lifecycle};
+
+#[derive(clap::Args)]
+pub struct Args {
+    pub id: String,
+}
+
+pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
+    let mut c = Container::load(&g.root, &a.id)?;
+    lifecycle::start(&mut c)?;
+    Ok(0)
+}

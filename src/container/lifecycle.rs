@@ -1,0 +1,228 @@
+//! The lifecycle operations of the runtime spec (create, start, kill, delete), each checked
+//! against the container's status as runc checks them.
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::container::{Container, State, Status};
+use crate::error::{Context, Error, Result};
+use crate::hooks::{self, Stage};
+use crate::process::InitOptions;
+use crate::process::spawn::{self, Init};
+use crate::spec::Bundle;
+use crate::sys;
+
+/// How long `start` waits for init to answer on the exec fifo, and `delete` for a killed
+/// container to exit. Both are normally immediate; the bound is for a stopped or frozen init.
+const INIT_ANSWER: Duration = Duration::from_secs(30);
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+pub struct CreateOptions {
+    pub bundle: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    /// `run` in the foreground: a terminal needs no console socket, kiln relays it itself.
+    pub foreground: bool,
+}
+
+/// Removes a half-made container's directory unless disarmed: an error in `create` leaves
+/// nothing behind (init itself is killed by `spawn`'s own guard).
+struct Undo<'a>(Option<&'a Path>);
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, Init)> {
+    crate::container::id::validate(id)?;
+    let bundle = Bundle::load(&o.bundle)?;
+    let process = bundle.spec.process().as_ref().expect("validated: process is present");
+    let terminal = process.terminal().unwrap_or(false);
+    if terminal && !o.foreground && o.console_socket.is_none() {
+        return Err(Error::Usage("process.terminal is true but no --console-socket was given: nothing would read the container's terminal".into()));
+    }
+    if !terminal && o.console_socket.is_some() {
+        return Err(Error::Usage("--console-socket was given but process.terminal is false: there is no terminal to send".into()));
+    }
+    if let Some(caps) = process.capabilities() {
+        crate::capabilities::check_grantable(caps)?;
+    }
+    let state = State {
+        oci_version: bundle.spec.version().clone(),
+        id: id.to_owned(),
+        pid: 0,
+        start_time: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: crate::timefmt::rfc3339_nano(std::time::SystemTime::now()),
+        annotations: bundle.spec.annotations().iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        hooks: bundle.spec.hooks().clone(),
+    };
+    let mut container = Container::create(root, state)?;
+    let dir = container.dir.clone();
+    let mut undo = Undo(Some(&dir));
+
+    let fifo = container.fifo();
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622)).ctx(|| format!("creating {}", fifo.display()))?;
+    // mkfifo honours the umask; init may run as any user and must be able to open it.
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622)).ctx(|| format!("chmod {}", fifo.display()))?;
+
+    let listen_fds = listen_fds();
+    let opts = InitOptions {
+        bundle: &bundle,
+        state: &container.state,
+        fifo,
+        console_socket: o.console_socket.clone(),
+        extra_fds: o.preserve_fds + listen_fds,
+        listen_fds,
+        no_pivot: o.no_pivot,
+        no_new_keyring: o.no_new_keyring,
+    };
+    let init = spawn::spawn(&opts)?;
+    let saved = (|| {
+        container.state.pid = init.pid;
+        container.state.start_time = sys::start_time(init.pid).ctx(|| format!("reading /proc/{}/stat", init.pid))?;
+        container.save()?;
+        if let Some(path) = &o.pid_file {
+            write_pid_file(path, init.pid)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = saved {
+        let _ = sys::pidfd_send_signal(init.pidfd.as_fd(), libc::SIGKILL);
+        crate::signals::restore(&init.saved_mask);
+        return Err(e);
+    }
+    undo.0 = None;
+    Ok((container, init))
+}
+
+/// systemd socket activation: fds 3.. meant for us (LISTEN_PID is ours) pass on to the container.
+fn listen_fds() -> u32 {
+    let ours = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    if !ours {
+        return 0;
+    }
+    std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// Written atomically (rename), as clients poll for it: never a half-written pid.
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let path = std::path::absolute(path).ctx(|| format!("--pid-file {}", path.display()))?;
+    let tmp = path.with_file_name(format!(".{}.kiln-tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    std::fs::write(&tmp, pid.to_string()).ctx(|| format!("--pid-file: writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).ctx(|| format!("--pid-file: renaming to {}", path.display()))
+}
+
+pub fn start(c: &mut Container) -> Result<()> {
+    match c.status() {
+        Status::Created => {}
+        status => return Err(wrong_state(c, status, "only a created container can be started")),
+    }
+    let pidfd = c.init_pidfd().ok_or_else(|| wrong_state(c, Status::Stopped, "its init exited before start"))?;
+    let fifo = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(c.fifo())
+        .ctx(|| format!("opening {}", c.fifo().display()))?;
+    // Init is blocked opening the fifo for writing: our open releases it and it writes one byte.
+    // Its pidfd turning readable first means it died instead.
+    let mut fds = [
+        nix::poll::PollFd::new(fifo.as_fd(), nix::poll::PollFlags::POLLIN),
+        nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN),
+    ];
+    let deadline = std::time::Instant::now() + INIT_ANSWER;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now()).as_millis() as i32;
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::ZERO)) {
+            Ok(0) => return Err(Error::Init { id: c.id().to_owned(), msg: format!("init did not answer on the exec fifo within {}s", INIT_ANSWER.as_secs()) }),
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::os("waiting for init", e)),
+        }
+    }
+    let mut byte = [0u8; 1];
+    let got = std::io::Read::read(&mut &fifo, &mut byte).unwrap_or(0);
+    if got != 1 {
+        return Err(Error::Init { id: c.id().to_owned(), msg: "init exited before running the process".into() });
+    }
+    std::fs::remove_file(c.fifo()).ctx(|| format!("removing {}", c.fifo().display()))?;
+    hooks::run_warn(Stage::Poststart, &c.state.hooks, &c.state.for_hooks(Status::Running, c.state.pid));
+    Ok(())
+}
+
+pub fn kill(c: &Container, signal: i32, all: bool) -> Result<()> {
+    let status = c.status();
+    if matches!(status, Status::Stopped | Status::Creating) {
+        return Err(wrong_state(c, status, "there is no process to signal"));
+    }
+    let init = c.init_pidfd().ok_or_else(|| wrong_state(c, Status::Stopped, "there is no process to signal"))?;
+    if all {
+        for pidfd in other_processes(c.state.pid) {
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), signal);
+        }
+    }
+    sys::pidfd_send_signal(init.as_fd(), signal).ctx(|| format!("signalling init of {:?} (pid {})", c.id(), c.state.pid))
+}
+
+/// The container's processes other than init, while it has a pid namespace of its own: every
+/// process in init's pid namespace. (A container sharing the host's pid namespace is reached
+/// through its cgroup once kiln manages cgroups.)
+fn other_processes(init: i32) -> Vec<std::os::fd::OwnedFd> {
+    let ns = |pid: &str| std::fs::metadata(format!("/proc/{pid}/ns/pid")).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    let (Some(theirs), Some(ours)) = (ns(&init.to_string()), ns("self")) else { return vec![] };
+    if theirs == ours {
+        return vec![];
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else { return vec![] };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != init)
+        // Open first, then check: the pidfd pins the process the namespace check saw.
+        .filter_map(|pid| sys::pidfd_open(pid).ok().filter(|_| ns(&pid.to_string()) == Some(theirs)))
+        .collect()
+}
+
+pub fn delete(c: Container, force: bool) -> Result<()> {
+    let status = c.status();
+    match status {
+        Status::Stopped => {}
+        // A created container never ran the user's program: runc deletes it without --force.
+        Status::Created => stop(&c)?,
+        Status::Running if force => stop(&c)?,
+        Status::Creating if force => {}
+        _ => return Err(wrong_state(&c, status, "stop it first, or use delete --force")),
+    }
+    let state = c.state.clone();
+    c.remove()?;
+    hooks::run_warn(Stage::Poststop, &state.hooks, &state.for_hooks(Status::Stopped, state.pid));
+    Ok(())
+}
+
+/// SIGKILL to every process of the container, then wait on init's pidfd (bounded, no polling
+/// loop): when init is gone the pid namespace is gone with it.
+fn stop(c: &Container) -> Result<()> {
+    let Some(init) = c.init_pidfd() else { return Ok(()) };
+    for pidfd in other_processes(c.state.pid) {
+        let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+    }
+    let _ = sys::pidfd_send_signal(init.as_fd(), libc::SIGKILL);
+    if !sys::wait_readable(init.as_fd(), Some(KILL_WAIT)) {
+        return Err(Error::Init { id: c.id().to_owned(), msg: format!("init (pid {}) still alive {}s after SIGKILL", c.state.pid, KILL_WAIT.as_secs()) });
+    }
+    Ok(())
+}
+
+fn wrong_state(c: &Container, status: Status, why: &str) -> Error {
+    Error::WrongState { id: c.id().to_owned(), status: status.to_string(), why: why.to_owned() }
+}
+
+use std::os::unix::fs::OpenOptionsExt;

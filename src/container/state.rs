@@ -1,0 +1,115 @@
+//! What kiln keeps about a container between commands, and the two JSON shapes it shows:
+//! runc's `state` output (clients parse it) and the runtime spec's state for hooks.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use oci_spec::runtime::Hooks;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Stopped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The state file, `ROOT/ID/state.json`, replaced atomically on every change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    /// The config's ociVersion, which runc's `state` reports.
+    pub oci_version: String,
+    pub id: String,
+    /// Init's host pid; 0 until init is ready.
+    pub pid: i32,
+    /// Init's start time: with the pid, it identifies init for good (pid reuse).
+    pub start_time: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub annotations: BTreeMap<String, String>,
+    /// poststart runs at `start`, poststop at `delete`: both long after config.json was read.
+    pub hooks: Option<Hooks>,
+}
+
+/// runc's `state` JSON, field for field and in its order.
+#[derive(Serialize)]
+pub struct RuncState<'a> {
+    #[serde(rename = "ociVersion")]
+    pub oci_version: &'a str,
+    pub id: &'a str,
+    pub pid: i32,
+    pub status: &'a str,
+    pub bundle: &'a std::path::Path,
+    pub rootfs: &'a std::path::Path,
+    pub created: &'a str,
+    pub owner: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: &'a BTreeMap<String, String>,
+}
+
+/// The runtime spec's state, which hooks read on stdin.
+#[derive(Serialize)]
+struct SpecState<'a> {
+    #[serde(rename = "ociVersion")]
+    oci_version: &'a str,
+    id: &'a str,
+    status: &'a str,
+    #[serde(skip_serializing_if = "is_zero")]
+    pid: i32,
+    bundle: &'a std::path::Path,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: &'a BTreeMap<String, String>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+impl State {
+    pub fn runc_json<'a>(&'a self, status: Status, owner: &'a str) -> RuncState<'a> {
+        RuncState {
+            oci_version: &self.oci_version,
+            id: &self.id,
+            // runc reports no pid for a stopped container: the number may already be another's.
+            pid: if status == Status::Stopped { 0 } else { self.pid },
+            status: status.as_str(),
+            bundle: &self.bundle,
+            rootfs: &self.rootfs,
+            created: &self.created,
+            owner,
+            annotations: &self.annotations,
+        }
+    }
+
+    /// The state given to hooks, with `pid` as the hook should see it.
+    pub fn for_hooks(&self, status: Status, pid: i32) -> String {
+        let s = SpecState {
+            oci_version: &self.oci_version,
+            id: &self.id,
+            status: status.as_str(),
+            pid,
+            bundle: &self.bundle,
+            annotations: &self.annotations,
+        };
+        serde_json::to_string(&s).expect("state serialises")
+    }
+}

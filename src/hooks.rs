@@ -1,0 +1,109 @@
+//! OCI hooks: each runs with the container's state JSON on stdin, its own args and env, and its
+//! `timeout`. Where a failure stops the lifecycle and where it is only a warning is the spec's.
+
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+
+use oci_spec::runtime::Hook;
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug)]
+pub enum Stage {
+    Prestart,
+    CreateRuntime,
+    CreateContainer,
+    StartContainer,
+    Poststart,
+    Poststop,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Prestart => "prestart",
+            Stage::CreateRuntime => "createRuntime",
+            Stage::CreateContainer => "createContainer",
+            Stage::StartContainer => "startContainer",
+            Stage::Poststart => "poststart",
+            Stage::Poststop => "poststop",
+        }
+    }
+
+    pub fn hooks(self, hooks: &Option<oci_spec::runtime::Hooks>) -> &[Hook] {
+        let Some(h) = hooks else { return &[] };
+        match self {
+            Stage::Prestart => h.prestart(),
+            Stage::CreateRuntime => h.create_runtime(),
+            Stage::CreateContainer => h.create_container(),
+            Stage::StartContainer => h.start_container(),
+            Stage::Poststart => h.poststart(),
+            Stage::Poststop => h.poststop(),
+        }
+        .as_deref()
+        .unwrap_or_default()
+    }
+}
+
+/// Runs the stage's hooks in order; the first failure stops them and is returned.
+pub fn run(stage: Stage, hooks: &Option<oci_spec::runtime::Hooks>, state: &str) -> Result<()> {
+    for hook in stage.hooks(hooks) {
+        run_one(hook, state).map_err(|msg| Error::Hook { stage: stage.name(), path: hook.path().clone(), msg })?;
+    }
+    Ok(())
+}
+
+/// poststart and poststop: a failure is logged and the rest still run (runtime spec).
+pub fn run_warn(stage: Stage, hooks: &Option<oci_spec::runtime::Hooks>, state: &str) {
+    for hook in stage.hooks(hooks) {
+        if let Err(msg) = run_one(hook, state) {
+            crate::log::warn(&Error::Hook { stage: stage.name(), path: hook.path().clone(), msg }.to_string());
+        }
+    }
+}
+
+fn run_one(hook: &Hook, state: &str) -> std::result::Result<(), String> {
+    // The hook's output goes to an unnamed file, not a pipe: a chatty hook can never block on a
+    // full pipe while we wait for it, and what it said ends up in the error.
+    let out = nix::sys::memfd::memfd_create(c"kiln-hook", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC).map_err(|e| e.to_string())?;
+    let mut out = std::fs::File::from(out);
+    let args = hook.args().as_deref().unwrap_or_default();
+    let mut cmd = Command::new(hook.path());
+    if let Some(arg0) = args.first() {
+        cmd.arg0(arg0);
+    }
+    cmd.args(args.iter().skip(1))
+        .env_clear()
+        .envs(hook.env().iter().flatten().filter_map(|kv| kv.split_once('=')))
+        .stdin(Stdio::piped())
+        .stdout(out.try_clone().map_err(|e| e.to_string())?)
+        .stderr(out.try_clone().map_err(|e| e.to_string())?);
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run: {e}"))?;
+    let pidfd = crate::sys::pidfd_open(child.id() as i32).map_err(|e| e.to_string())?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook that does not read its stdin is fine: ignore EPIPE.
+        let _ = stdin.write_all(state.as_bytes());
+    }
+    let timeout = hook.timeout().map(|t| std::time::Duration::from_secs(t as u64));
+    let timed_out = !crate::sys::wait_readable(pidfd.as_fd(), timeout);
+    if timed_out {
+        let _ = crate::sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    let mut said = String::new();
+    let _ = out.rewind();
+    let _ = out.read_to_string(&mut said);
+    let said = said.split_whitespace().collect::<Vec<_>>().join(" ");
+    let said = if said.is_empty() { String::new() } else { format!(": {said}") };
+    if timed_out {
+        return Err(format!("timed out after {}s{said}", timeout.unwrap_or_default().as_secs()));
+    }
+    match (status.code(), status.signal()) {
+        (Some(0), _) => Ok(()),
+        (Some(c), _) => Err(format!("exited with status {c}{said}")),
+        (_, Some(s)) => Err(format!("killed by signal {s}{said}")),
+        _ => Err(format!("failed{said}")),
+    }
+}

@@ -1,0 +1,20 @@
+//! kiln: a runc-compatible OCI container runtime. See docs/architecture.md for the map.
+
+mod capabilities;
+mod cli;
+mod container;
+mod error;
+mod hooks;
+mod log;
+mod namespaces;
+mod process;
+mod rootfs;
+mod signals;
+mod spec;
+mod sys;
+mod timefmt;
+mod tty;
+
+fn main() {
+    std::process::exit(cli::main());
+}

@@ -1,0 +1,99 @@
+//! Which namespaces a container gets, and how: created by clone3/unshare, or joined by setns from
+//! a `path`. The plan decides whether one clone3 can do everything (the fast path) or the kernel
+//! forces setns, unshare and a second fork.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use nix::sched::{CloneFlags, setns, unshare};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::error::{Context, Result};
+
+#[derive(Debug)]
+pub struct Plan {
+    /// Namespaces to create.
+    pub new: CloneFlags,
+    /// Namespaces to join, the user namespace first (it decides the privileges for the rest).
+    pub join: Vec<(CloneFlags, PathBuf)>,
+}
+
+/// nix 0.29 has no constant for it.
+pub const CLONE_NEWTIME: CloneFlags = CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
+
+/// The clone flag of a namespace type (oci-spec's discriminants are the kernel's flags).
+pub fn flag(t: LinuxNamespaceType) -> CloneFlags {
+    CloneFlags::from_bits_retain(t as i32)
+}
+
+impl Plan {
+    pub fn new(spec: &Spec) -> Plan {
+        let mut plan = Plan { new: CloneFlags::empty(), join: vec![] };
+        let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_deref()).unwrap_or_default();
+        for ns in namespaces {
+            match ns.path() {
+                Some(p) => plan.join.push((flag(ns.typ()), p.clone())),
+                None => plan.new |= flag(ns.typ()),
+            }
+        }
+        plan.join.sort_by_key(|(f, _)| *f != CloneFlags::CLONE_NEWUSER);
+        plan
+    }
+
+    pub fn has(&self, f: CloneFlags) -> bool {
+        self.new.contains(f) || self.join.iter().any(|(j, _)| *j == f)
+    }
+
+    /// One clone3 creates every namespace when nothing is joined (setns must come before the new
+    /// user namespace owns the rest) and no time namespace is new (its offsets must be written
+    /// before any process enters it).
+    pub fn single_clone(&self) -> bool {
+        self.join.is_empty() && !self.new.contains(CLONE_NEWTIME)
+    }
+
+    /// Joining or creating a pid or time namespace with setns/unshare only affects children: init
+    /// must then be forked once more.
+    pub fn needs_second_fork(&self) -> bool {
+        !self.single_clone() && (self.has(CloneFlags::CLONE_NEWPID) || self.has(CLONE_NEWTIME))
+    }
+
+    /// Opens every namespace to join. Done before the first setns: after joining a mount
+    /// namespace, the paths would name other files.
+    pub fn open_joins(&self) -> Result<Vec<(CloneFlags, OwnedFd)>> {
+        self.join
+            .iter()
+            .map(|(f, p)| {
+                let file = std::fs::File::open(p).ctx(|| format!("linux.namespaces: opening {}", p.display()))?;
+                Ok((*f, OwnedFd::from(file)))
+            })
+            .collect()
+    }
+}
+
+pub fn join(fds: Vec<(CloneFlags, OwnedFd)>) -> Result<()> {
+    for (f, fd) in fds {
+        setns(&fd, f).ctx(|| format!("linux.namespaces: joining the {} namespace", name(f)))?;
+    }
+    Ok(())
+}
+
+pub fn unshare_flags(f: CloneFlags) -> Result<()> {
+    if f.is_empty() {
+        return Ok(());
+    }
+    unshare(f).ctx(|| format!("linux.namespaces: creating namespaces {f:?}"))
+}
+
+pub fn name(f: CloneFlags) -> &'static str {
+    match f {
+        CloneFlags::CLONE_NEWUSER => "user",
+        CloneFlags::CLONE_NEWPID => "pid",
+        CloneFlags::CLONE_NEWNET => "network",
+        CloneFlags::CLONE_NEWNS => "mount",
+        CloneFlags::CLONE_NEWIPC => "ipc",
+        CloneFlags::CLONE_NEWUTS => "uts",
+        CloneFlags::CLONE_NEWCGROUP => "cgroup",
+        f if f == CLONE_NEWTIME => "time",
+        _ => "unknown",
+    }
+}

@@ -1,0 +1,227 @@
+//! The container's init: everything between the fork and the user's program, in order. Each
+//! step says why it stands where it does; moving one usually breaks the one after it.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use nix::unistd::{ForkResult, Gid, Uid, fork, setresgid, setresuid};
+
+use crate::capabilities;
+use crate::container::Status;
+use crate::error::{Context, Error, Result};
+use crate::hooks::{self, Stage};
+use crate::namespaces::{self, Plan};
+use crate::process::sync::{Channel, Msg};
+use crate::process::{InitOptions, lsm, rlimits, sched, user};
+use crate::rootfs;
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd) -> Result<Infallible> {
+    let spec = &o.bundle.spec;
+    let process = spec.process().as_ref().expect("validated: process is present");
+    let linux = spec.linux().as_ref();
+
+    // 1. Namespaces, before anything else, so that all that follows happens inside them. On the
+    //    fast path clone3 already made them all; otherwise join the `path` ones first (a new user
+    //    namespace would own us and we could no longer join the host's), then create the rest.
+    if !plan.single_clone() {
+        namespaces::join(plan.open_joins()?)?;
+        if plan.new.contains(CloneFlags::CLONE_NEWUSER) {
+            namespaces::unshare_flags(CloneFlags::CLONE_NEWUSER)?;
+            request(chan, Msg::WriteIdMaps)?;
+        }
+        namespaces::unshare_flags(plan.new - CloneFlags::CLONE_NEWUSER)?;
+        if plan.new.contains(crate::namespaces::CLONE_NEWTIME) {
+            request(chan, Msg::WriteTimeOffsets)?;
+        }
+    } else if plan.new.contains(CloneFlags::CLONE_NEWUSER) {
+        request(chan, Msg::WriteIdMaps)?;
+    }
+    let in_userns = plan.has(CloneFlags::CLONE_NEWUSER);
+    if in_userns {
+        // Be the namespace's root for the setup below (needs 0 mapped, which runc requires too).
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).ctx(|| "setgid 0 in the user namespace (is container gid 0 mapped?)")?;
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).ctx(|| "setuid 0 in the user namespace (is container uid 0 mapped?)")?;
+    }
+
+    // 2. A pid or time namespace entered by setns/unshare takes effect for children only: fork
+    //    the real init into it; this intermediate reports its pid and leaves.
+    if plan.needs_second_fork() {
+        // SAFETY: single-threaded, as after clone3.
+        match unsafe { fork() }.ctx(|| "fork into the pid namespace")? {
+            ForkResult::Parent { child } => {
+                let _ = chan.send(&Msg::InitPid(child.as_raw()));
+                // SAFETY: leave without running the parent's exit handlers.
+                unsafe { libc::_exit(0) }
+            }
+            ForkResult::Child => {}
+        }
+    }
+
+    // 3. A session of its own: detaches from kiln's terminal, and lets a pty become the
+    //    controlling terminal below.
+    nix::unistd::setsid().ctx(|| "setsid")?;
+
+    // 4. The rootfs: every mount and /dev, while the host's paths (bind sources) are visible.
+    //    The host's /proc is still mounted, so /proc/self names our host pid for the hooks.
+    let host_pid = std::fs::read_link("/proc/self").ok().and_then(|p| p.to_str()?.parse().ok()).unwrap_or(0);
+    rootfs::prepare(spec, &o.bundle.rootfs, &o.bundle.dir, in_userns, plan.has(CloneFlags::CLONE_NEWCGROUP))?;
+    // cwd is created now, as root, so a user without write access to its parent still gets it.
+    rootfs::resolve::mkdir_all(&root_fd(&o.bundle.rootfs)?, process.cwd()).ctx(|| format!("process.cwd: creating {}", process.cwd().display()))?;
+
+    // 5. Hooks that see the finished mounts but not yet the pivoted root: prestart and
+    //    createRuntime run in the parent (runtime namespace), createContainer here.
+    request(chan, Msg::RunHooks)?;
+    hooks::run(Stage::CreateContainer, spec.hooks(), &o.state.for_hooks(Status::Creating, host_pid))?;
+
+    // 6. Into the rootfs.
+    rootfs::enter(&o.bundle.rootfs, o.no_pivot)?;
+
+    // 7. The terminal: needs the container's devpts, hence after pivot_root.
+    if process.terminal().unwrap_or(false) {
+        let master = crate::tty::setup_in_container(process.console_size().as_ref(), process.user().uid(), process.user().gid())?;
+        chan.send_with_fd(&Msg::PtyMaster, Some(master.as_raw_fd())).ctx(|| "sending the pty master")?;
+    }
+
+    // 8. Kernel parameters, before /proc/sys becomes read-only in step 9.
+    for (key, value) in linux.and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        std::fs::write(&path, value).ctx(|| format!("linux.sysctl.{key}: writing {value:?}"))?;
+    }
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h).ctx(|| format!("hostname {h:?}"))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        std::fs::write("/proc/sys/kernel/domainname", d).ctx(|| format!("domainname {d:?}"))?;
+    }
+
+    // 9. Read-only and masked paths, and a read-only root: last of the filesystem work, since
+    //    they would block the writes above.
+    rootfs::finalize(spec)?;
+
+    // 10. A session keyring of the container's own, so it cannot read the host's keys.
+    if !o.no_new_keyring {
+        join_session_keyring(&o.state.id)?;
+    }
+
+    // 11. Limits and scheduling, while init still has the privileges to raise them.
+    rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
+    sched::apply(process, linux.and_then(|l| l.personality().as_ref()))?;
+
+    // 12. Identity: bounding set (needs CAP_SETPCAP), then the user, then the other sets.
+    //     cwd is tried before the switch (a directory only root can enter) and after it (one only
+    //     the user can enter), as runc does.
+    let cwd_early = nix::unistd::chdir(process.cwd());
+    if let Some(caps) = process.capabilities() {
+        capabilities::apply_bounding(caps)?;
+    }
+    user::switch(process.user(), process.capabilities().is_some())?;
+    if let Some(caps) = process.capabilities() {
+        capabilities::apply(caps)?;
+    }
+    if cwd_early.is_err() {
+        nix::unistd::chdir(process.cwd()).ctx(|| format!("process.cwd: chdir {}", process.cwd().display()))?;
+    }
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(process.user().umask().unwrap_or(0o022)));
+
+    // 13. The program and its environment, resolved now so that a missing binary fails
+    //     `create` rather than a later `start`.
+    let env = environment(process.env().as_deref().unwrap_or_default(), process.user().uid(), o.listen_fds);
+    let args = process.args().as_deref().unwrap_or_default();
+    let program = find_program(&args[0], &env)?;
+
+    // 14. no_new_privs: before the exec fifo, as nothing after this needs to gain privileges.
+    if process.no_new_privileges().unwrap_or(false) {
+        prctl::set_no_new_privileges(true).map_err(|e| Error::os("process.noNewPrivileges", std::io::Error::from_raw_os_error(e)))?;
+    }
+
+    // 15. Only stdio and the preserved fds may reach the program.
+    crate::sys::cloexec_from(3 + o.extra_fds).ctx(|| "marking inherited fds close-on-exec")?;
+
+    // 16. Ready. From here on the parent is gone; wait for `start` to open the fifo.
+    chan.send(&Msg::Ready).ctx(|| "sync: ready")?;
+    let mut gate = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{}", fifo.as_raw_fd()))
+        .ctx(|| "opening the exec fifo (is /proc mounted in the container?)")?;
+    std::io::Write::write_all(&mut gate, b"0").ctx(|| "writing the exec fifo")?;
+    drop(gate);
+    drop(fifo);
+
+    // 17. startContainer hooks: after `start`, in the container, before the program.
+    hooks::run(Stage::StartContainer, spec.hooks(), &o.state.for_hooks(Status::Created, host_pid))?;
+
+    // 18. LSM labels apply at execve: nothing may run between them and it.
+    lsm::set_exec_labels(process.selinux_label().as_deref(), process.apparmor_profile().as_deref())?;
+    exec(&program, args, &env)
+}
+
+/// Sends a request and waits for the parent's Continue.
+fn request(chan: &Channel, msg: Msg) -> Result<()> {
+    let what = format!("sync: {msg:?}");
+    chan.send(&msg).ctx(|| what.clone())?;
+    chan.wait_continue().ctx(|| what)
+}
+
+fn root_fd(rootfs: &Path) -> Result<OwnedFd> {
+    Ok(std::fs::File::open(rootfs).ctx(|| format!("opening rootfs {}", rootfs.display()))?.into())
+}
+
+fn join_session_keyring(id: &str) -> Result<()> {
+    let name = CString::new(id).expect("validated ids have no NUL");
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: keyctl(JOIN_SESSION_KEYRING, name) reads one NUL-terminated string.
+    if unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) } < 0 {
+        let e = std::io::Error::last_os_error();
+        // Kernels without keys, or where a user namespace may not have one: nothing to isolate.
+        if !matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EACCES) | Some(libc::EDQUOT)) {
+            return Err(Error::os("joining a new session keyring (use --no-new-keyring to skip)", e));
+        }
+    }
+    Ok(())
+}
+
+/// process.env, plus HOME from the user's passwd entry when unset, plus the socket-activation
+/// variables for the fds passed in.
+fn environment(env: &[String], uid: u32, listen_fds: u32) -> Vec<String> {
+    let mut env = env.to_vec();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user::home(uid)));
+    }
+    if listen_fds > 0 {
+        env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
+        env.push(format!("LISTEN_FDS={listen_fds}"));
+        env.push("LISTEN_PID=1".to_owned());
+    }
+    env
+}
+
+/// args[0] as execvp would find it, using the container's PATH.
+fn find_program(arg0: &str, env: &[String]) -> Result<PathBuf> {
+    let executable = |p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && !p.is_dir();
+    if arg0.contains('/') {
+        return match nix::unistd::access(Path::new(arg0), nix::unistd::AccessFlags::X_OK) {
+            Ok(()) => Ok(PathBuf::from(arg0)),
+            Err(e) => Err(Error::os(format!("process.args[0]: {arg0}"), std::io::Error::from(e))),
+        };
+    }
+    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
+    path.split(':')
+        .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(arg0))
+        .find(|p| executable(p))
+        .ok_or_else(|| Error::os(format!("process.args[0]: {arg0:?} not found in $PATH ({path})"), std::io::Error::from_raw_os_error(libc::ENOENT)))
+}
+
+fn exec(program: &Path, args: &[String], env: &[String]) -> Result<Infallible> {
+    let cstr = |s: &str| CString::new(s).map_err(|_| Error::os(format!("{s:?}"), std::io::Error::other("contains a NUL byte")));
+    let prog = CString::new(program.as_os_str().as_bytes()).map_err(|_| Error::os("process.args[0]", std::io::Error::other("contains a NUL byte")))?;
+    let argv = args.iter().map(|a| cstr(a)).collect::<Result<Vec<_>>>()?;
+    let envp = env.iter().map(|e| cstr(e)).collect::<Result<Vec<_>>>()?;
+    let e = nix::unistd::execve(&prog, &argv, &envp).unwrap_err();
+    Err(Error::os(format!("exec {}", program.display()), std::io::Error::from(e)))
+}

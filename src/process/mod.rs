@@ -1,0 +1,31 @@
+//! The container's init process: how it is forked (`spawn`, the parent's side), what it does
+//! before running the user's program (`init`, the child's side), and how the two talk (`sync`).
+
+pub mod foreground;
+pub mod init;
+pub mod lsm;
+mod rlimits;
+mod sched;
+pub mod spawn;
+pub mod sync;
+mod user;
+
+use std::path::PathBuf;
+
+use crate::container::State;
+use crate::spec::Bundle;
+
+/// Everything `create` hands to init. The child is a fork, not an exec: it reads this directly.
+pub struct InitOptions<'a> {
+    pub bundle: &'a Bundle,
+    /// The container's state as hooks see it (id, bundle, annotations).
+    pub state: &'a State,
+    pub fifo: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    /// fds 3.. that pass into the container: `--preserve-fds` plus systemd's LISTEN_FDS.
+    pub extra_fds: u32,
+    /// Socket-activation fds among `extra_fds`: the process is told with LISTEN_FDS/LISTEN_PID.
+    pub listen_fds: u32,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+}

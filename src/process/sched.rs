@@ -1,0 +1,91 @@
+//! Scheduling attributes of the process: oomScoreAdj, personality, scheduler, ioPriority.
+//! All are inherited across execve, and lowering oom_score_adj or taking a real-time policy
+//! needs privileges, so init sets them before dropping any.
+
+use oci_spec::runtime::{IOPriorityClass, LinuxPersonality, LinuxPersonalityDomain, LinuxSchedulerFlag, LinuxSchedulerPolicy, Process, Scheduler};
+
+use crate::error::{Context, Error, Result};
+
+pub fn apply(p: &Process, personality: Option<&LinuxPersonality>) -> Result<()> {
+    if let Some(adj) = p.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).ctx(|| format!("process.oomScoreAdj: {adj}"))?;
+    }
+    if let Some(pers) = personality {
+        let persona = match pers.domain() {
+            LinuxPersonalityDomain::PerLinux => 0x0000,
+            LinuxPersonalityDomain::PerLinux32 => 0x0008,
+        };
+        // SAFETY: personality(2) takes a plain integer.
+        if unsafe { libc::personality(persona) } < 0 {
+            return Err(std::io::Error::last_os_error()).ctx(|| "linux.personality");
+        }
+    }
+    if let Some(s) = p.scheduler() {
+        scheduler(s)?;
+    }
+    if let Some(io) = p.io_priority() {
+        let class = match io.class() {
+            IOPriorityClass::IoprioClassRt => 1,
+            IOPriorityClass::IoprioClassBe => 2,
+            IOPriorityClass::IoprioClassIdle => 3,
+        };
+        let prio = (class << 13) | io.priority() as i64;
+        // SAFETY: ioprio_set(IOPRIO_WHO_PROCESS, 0 = self, prio) takes integers only.
+        if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) } < 0 {
+            return Err(std::io::Error::last_os_error()).ctx(|| format!("process.ioPriority: {:?} {}", io.class(), io.priority()));
+        }
+    }
+    Ok(())
+}
+
+/// The kernel's `struct sched_attr` (sched_setattr(2)).
+#[repr(C)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+}
+
+fn scheduler(s: &Scheduler) -> Result<()> {
+    use LinuxSchedulerPolicy as P;
+    let policy = match s.policy() {
+        P::SchedOther => 0,
+        P::SchedFifo => 1,
+        P::SchedRr => 2,
+        P::SchedBatch => 3,
+        P::SchedIso => 4,
+        P::SchedIdle => 5,
+        P::SchedDeadline => 6,
+    };
+    let flags = s.flags().iter().flatten().fold(0u64, |acc, f| {
+        acc | match f {
+            LinuxSchedulerFlag::SchedResetOnFork => 0x01,
+            LinuxSchedulerFlag::SchedFlagReclaim => 0x02,
+            LinuxSchedulerFlag::SchedFlagDLOverrun => 0x04,
+            LinuxSchedulerFlag::SchedFlagKeepPolicy => 0x08,
+            LinuxSchedulerFlag::SchedFlagKeepParams => 0x10,
+            LinuxSchedulerFlag::SchedFlagUtilClampMin => 0x20,
+            LinuxSchedulerFlag::SchedFlagUtilClampMax => 0x40,
+        }
+    });
+    let attr = SchedAttr {
+        size: size_of::<SchedAttr>() as u32,
+        policy,
+        flags,
+        nice: s.nice().unwrap_or(0),
+        priority: s.priority().unwrap_or(0) as u32,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
+    };
+    // SAFETY: `attr` is a valid sched_attr whose size field tells the kernel its layout.
+    if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) } < 0 {
+        return Err(Error::os(format!("process.scheduler: {:?}", s.policy()), std::io::Error::last_os_error()));
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! The process's identity: supplementary groups, gid, uid, and the HOME its passwd entry gives.
+
+use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
+use oci_spec::runtime::User;
+
+use crate::error::{Context, Result};
+
+/// Switches to the configured user. With `keep_caps`, the permitted set survives the uid change
+/// so that `capabilities::apply` can then set exactly the configured sets.
+pub fn switch(user: &User, keep_caps: bool) -> Result<()> {
+    if keep_caps {
+        prctl::set_keep_capabilities(true).map_err(|e| crate::error::Error::os("PR_SET_KEEPCAPS", std::io::Error::from_raw_os_error(e)))?;
+    }
+    // A user namespace whose setgroups is denied (rootless) cannot take supplementary groups.
+    let setgroups_denied = std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
+    if !setgroups_denied {
+        let gids: Vec<Gid> = user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect();
+        setgroups(&gids).ctx(|| "process.user.additionalGids: setgroups")?;
+    }
+    let gid = Gid::from_raw(user.gid());
+    setresgid(gid, gid, gid).ctx(|| format!("process.user.gid: setgid {}", user.gid()))?;
+    let uid = Uid::from_raw(user.uid());
+    setresuid(uid, uid, uid).ctx(|| format!("process.user.uid: setuid {}", user.uid()))?;
+    if keep_caps {
+        let _ = prctl::set_keep_capabilities(false);
+    }
+    Ok(())
+}
+
+/// HOME for `uid` from the container's /etc/passwd, `/` when it has none (as runc).
+pub fn home(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let f: Vec<&str> = line.split(':').collect();
+                (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_owned())
+            })
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".to_owned())
+}

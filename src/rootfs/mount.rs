@@ -1,0 +1,298 @@
+//! One entry of `mounts`: its options parsed into flags, propagation, recursive attributes and
+//! filesystem data, and the mount itself made onto a destination resolved inside the rootfs.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MsFlags, mount};
+use oci_spec::runtime::Mount;
+
+use crate::error::{Context, Error, Result};
+use crate::rootfs::resolve;
+use crate::sys;
+
+/// What a list of mount options asks for. Options that are not flags are filesystem data,
+/// passed to mount(2) as given (`size=64k`, `mode=755`).
+#[derive(Debug, PartialEq)]
+pub struct MountOptions {
+    pub flags: MsFlags,
+    /// Flags an option explicitly clears (`rw`, `suid`, ...): a remount must not carry them
+    /// over from the source.
+    pub clear: MsFlags,
+    /// Propagation changes, applied one by one after the mount (`rslave`, `shared`, ...).
+    pub propagation: Vec<MsFlags>,
+    /// Recursive attributes (`rro`, `rnosuid`, ...) for mount_setattr(2) on the whole tree.
+    pub attr_set: u64,
+    pub attr_clr: u64,
+    pub data: Vec<String>,
+    /// runc's extension: copy what the destination held into the new tmpfs.
+    pub tmpcopyup: bool,
+}
+
+impl MountOptions {
+    pub fn parse<S: AsRef<str>>(options: &[S]) -> std::result::Result<MountOptions, String> {
+        let mut o = MountOptions {
+            flags: MsFlags::empty(),
+            clear: MsFlags::empty(),
+            propagation: vec![],
+            attr_set: 0,
+            attr_clr: 0,
+            data: vec![],
+            tmpcopyup: false,
+        };
+        for opt in options {
+            let opt = opt.as_ref();
+            if let Some((set, flag)) = flag(opt) {
+                o.flags.set(flag, set);
+                o.clear.set(flag, !set);
+            } else if let Some(p) = propagation(opt) {
+                o.propagation.push(p);
+            } else if let Some((set, attr)) = recursive_attr(opt) {
+                if set { o.attr_set |= attr } else { o.attr_clr |= attr }
+                // Clearing an atime mode means choosing another one: mount_setattr wants the
+                // whole atime field cleared first.
+                if attr & libc::MOUNT_ATTR__ATIME as u64 != 0 || attr == libc::MOUNT_ATTR_RELATIME as u64 {
+                    o.attr_clr |= libc::MOUNT_ATTR__ATIME as u64;
+                }
+            } else if opt == "tmpcopyup" {
+                o.tmpcopyup = true;
+            } else if opt.is_empty() {
+                return Err("an empty option".into());
+            } else {
+                o.data.push(opt.to_owned());
+            }
+        }
+        Ok(o)
+    }
+
+    pub fn is_bind(&self) -> bool {
+        self.flags.contains(MsFlags::MS_BIND)
+    }
+}
+
+/// The flags of mount(8): (option, sets the flag? (false: clears it), flag).
+const FLAGS: &[(&str, bool, libc::c_ulong)] = &[
+    ("defaults", true, 0),
+    ("ro", true, libc::MS_RDONLY),
+    ("rw", false, libc::MS_RDONLY),
+    ("nosuid", true, libc::MS_NOSUID),
+    ("suid", false, libc::MS_NOSUID),
+    ("nodev", true, libc::MS_NODEV),
+    ("dev", false, libc::MS_NODEV),
+    ("noexec", true, libc::MS_NOEXEC),
+    ("exec", false, libc::MS_NOEXEC),
+    ("sync", true, libc::MS_SYNCHRONOUS),
+    ("async", false, libc::MS_SYNCHRONOUS),
+    ("dirsync", true, libc::MS_DIRSYNC),
+    ("remount", true, libc::MS_REMOUNT),
+    ("mand", true, libc::MS_MANDLOCK),
+    ("nomand", false, libc::MS_MANDLOCK),
+    ("atime", false, libc::MS_NOATIME),
+    ("noatime", true, libc::MS_NOATIME),
+    ("diratime", false, libc::MS_NODIRATIME),
+    ("nodiratime", true, libc::MS_NODIRATIME),
+    ("relatime", true, libc::MS_RELATIME),
+    ("norelatime", false, libc::MS_RELATIME),
+    ("strictatime", true, libc::MS_STRICTATIME),
+    ("nostrictatime", false, libc::MS_STRICTATIME),
+    ("lazytime", true, libc::MS_LAZYTIME),
+    ("nolazytime", false, libc::MS_LAZYTIME),
+    ("iversion", true, libc::MS_I_VERSION),
+    ("noiversion", false, libc::MS_I_VERSION),
+    ("silent", true, libc::MS_SILENT),
+    ("loud", false, libc::MS_SILENT),
+    ("acl", true, libc::MS_POSIXACL),
+    ("noacl", false, libc::MS_POSIXACL),
+    ("bind", true, libc::MS_BIND),
+    ("rbind", true, libc::MS_BIND | libc::MS_REC),
+    ("nosymfollow", true, libc::MS_NOSYMFOLLOW),
+    ("symfollow", false, libc::MS_NOSYMFOLLOW),
+];
+
+const PROPAGATION: &[(&str, libc::c_ulong)] = &[
+    ("private", libc::MS_PRIVATE),
+    ("rprivate", libc::MS_PRIVATE | libc::MS_REC),
+    ("shared", libc::MS_SHARED),
+    ("rshared", libc::MS_SHARED | libc::MS_REC),
+    ("slave", libc::MS_SLAVE),
+    ("rslave", libc::MS_SLAVE | libc::MS_REC),
+    ("unbindable", libc::MS_UNBINDABLE),
+    ("runbindable", libc::MS_UNBINDABLE | libc::MS_REC),
+];
+
+/// Recursive attributes for mount_setattr(2): (option, sets? (false: clears), MOUNT_ATTR_*).
+const RECURSIVE: &[(&str, bool, u64)] = &[
+    ("rro", true, libc::MOUNT_ATTR_RDONLY),
+    ("rrw", false, libc::MOUNT_ATTR_RDONLY),
+    ("rnosuid", true, libc::MOUNT_ATTR_NOSUID),
+    ("rsuid", false, libc::MOUNT_ATTR_NOSUID),
+    ("rnodev", true, libc::MOUNT_ATTR_NODEV),
+    ("rdev", false, libc::MOUNT_ATTR_NODEV),
+    ("rnoexec", true, libc::MOUNT_ATTR_NOEXEC),
+    ("rexec", false, libc::MOUNT_ATTR_NOEXEC),
+    ("rnodiratime", true, libc::MOUNT_ATTR_NODIRATIME),
+    ("rdiratime", false, libc::MOUNT_ATTR_NODIRATIME),
+    ("rrelatime", true, libc::MOUNT_ATTR_RELATIME),
+    ("rnorelatime", false, libc::MOUNT_ATTR_RELATIME),
+    ("rnoatime", true, libc::MOUNT_ATTR_NOATIME),
+    ("ratime", false, libc::MOUNT_ATTR_NOATIME),
+    ("rstrictatime", true, libc::MOUNT_ATTR_STRICTATIME),
+    ("rnostrictatime", false, libc::MOUNT_ATTR_STRICTATIME),
+    ("rnosymfollow", true, libc::MOUNT_ATTR_NOSYMFOLLOW),
+    ("rsymfollow", false, libc::MOUNT_ATTR_NOSYMFOLLOW),
+];
+
+/// Every option kiln understands, for the `features` document.
+pub fn known_options() -> impl Iterator<Item = &'static str> {
+    FLAGS.iter().map(|f| f.0).chain(PROPAGATION.iter().map(|p| p.0)).chain(RECURSIVE.iter().map(|r| r.0)).chain(["tmpcopyup"])
+}
+
+fn flag(opt: &str) -> Option<(bool, MsFlags)> {
+    FLAGS.iter().find(|f| f.0 == opt).map(|&(_, set, bits)| (set, MsFlags::from_bits_retain(bits)))
+}
+
+fn propagation(opt: &str) -> Option<MsFlags> {
+    PROPAGATION.iter().find(|p| p.0 == opt).map(|&(_, bits)| MsFlags::from_bits_retain(bits))
+}
+
+fn recursive_attr(opt: &str) -> Option<(bool, u64)> {
+    RECURSIVE.iter().find(|r| r.0 == opt).map(|&(_, set, attr)| (set, attr))
+}
+
+/// The flags a bind remount must keep: inside a user namespace the kernel refuses to clear a
+/// flag that is locked on the source, and outside one, clearing it would be a silent change.
+pub fn locked_flags(path: &Path) -> Result<MsFlags> {
+    let st = nix::sys::statvfs::statvfs(path).ctx(|| format!("statfs {}", path.display()))?;
+    use nix::sys::statvfs::FsFlags as V;
+    let mut f = MsFlags::empty();
+    for (v, m) in [
+        (V::ST_NOSUID, MsFlags::MS_NOSUID),
+        (V::ST_NODEV, MsFlags::MS_NODEV),
+        (V::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (V::ST_RDONLY, MsFlags::MS_RDONLY),
+        (V::ST_NOATIME, MsFlags::MS_NOATIME),
+        (V::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (V::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if st.flags().contains(v) {
+            f |= m;
+        }
+    }
+    Ok(f)
+}
+
+/// The path through which a resolved fd can be handed to mount(2) without resolving again.
+pub fn fd_path(fd: &impl AsRawFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Mounts one `mounts` entry inside the rootfs open at `root`.
+pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgroupns: bool) -> Result<()> {
+    let field = || format!("mounts[{index}] ({})", m.destination().display());
+    let opts = MountOptions::parse(m.options().as_deref().unwrap_or_default())
+        .map_err(|e| Error::os(field(), std::io::Error::other(e)))?;
+    let typ = m.typ().as_deref().unwrap_or("");
+    let bind = opts.is_bind() || typ == "bind";
+    let source = m.source().as_ref().map(|s| if bind && s.is_relative() { bundle.join(s) } else { s.clone() });
+
+    // A bind source that is a file needs a file to mount onto; everything else a directory.
+    let dest_is_file = bind && source.as_ref().is_some_and(|s| std::fs::metadata(s).is_ok_and(|md| !md.is_dir()));
+    let dest = if dest_is_file {
+        resolve::create_file(root, m.destination())
+    } else {
+        resolve::mkdir_all(root, m.destination())
+    }
+    .map_err(|e| Error::os(format!("{}: creating the mount point", field()), e))?;
+    let target = fd_path(&dest);
+
+    if opts.tmpcopyup && typ == "tmpfs" {
+        return tmpcopyup(&opts, &target).map_err(|e| Error::os(field(), e));
+    }
+    if typ == "cgroup" {
+        return crate::rootfs::cgroupfs::mount_cgroups(&target, opts.flags, cgroupns, || resolve::open(root, m.destination(), libc::O_PATH | libc::O_DIRECTORY)).map_err(|e| Error::os(format!("{}: mount cgroup", field()), e));
+    }
+    if bind {
+        let src = source.as_ref().ok_or_else(|| Error::os(field(), std::io::Error::other("a bind mount needs a source")))?;
+        let rec = opts.flags & MsFlags::MS_REC;
+        mount(Some(src), &target, None::<&str>, MsFlags::MS_BIND | rec, None::<&str>)
+            .ctx(|| format!("{}: bind {}", field(), src.display()))?;
+        // mount(2) ignores every flag but MS_REC on a new bind: ro, nosuid, ... need a remount.
+        let extra = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        if !extra.is_empty() {
+            let keep = locked_flags(&target)? - opts.clear;
+            mount(None::<&str>, &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | keep, None::<&str>)
+                .ctx(|| format!("{}: remount with {:?}", field(), m.options().as_deref().unwrap_or_default()))?;
+        }
+    } else {
+        let data = opts.data.join(",");
+        mount(source.as_deref().or(Some(Path::new(typ))), &target, Some(typ), opts.flags, (!data.is_empty()).then_some(data.as_str()))
+            .ctx(|| format!("{}: mount {typ}", field()))?;
+    }
+    apply_after(&target, &opts).map_err(|e| Error::os(field(), e))
+}
+
+/// Propagation and recursive attributes, which mount(2) cannot set in the same call.
+fn apply_after(target: &Path, opts: &MountOptions) -> std::io::Result<()> {
+    for p in &opts.propagation {
+        mount(None::<&str>, target, None::<&str>, *p, None::<&str>)?;
+    }
+    if opts.attr_set != 0 || opts.attr_clr != 0 {
+        let fd = nix::fcntl::open(target, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?;
+        // SAFETY: `fd` was just returned by open and is owned here alone.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        sys::mount_setattr(fd.as_fd(), true, opts.attr_set, opts.attr_clr)?;
+    }
+    Ok(())
+}
+
+/// A tmpfs that starts with a copy of what the directory it covers held (runc's `tmpcopyup`):
+/// the tmpfs is mounted on a scratch directory, filled, then moved over the destination.
+fn tmpcopyup(opts: &MountOptions, target: &Path) -> std::io::Result<()> {
+    let scratch = std::env::temp_dir().join(format!("kiln-tmpcopyup-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let data = opts.data.join(",");
+    let result = (|| {
+        mount(Some("tmpfs"), &scratch, Some("tmpfs"), opts.flags, (!data.is_empty()).then_some(data.as_str()))?;
+        let copied = std::process::Command::new("cp").arg("-a").arg(format!("{}/.", target.display())).arg(&scratch).status();
+        if !copied.is_ok_and(|s| s.success()) {
+            let _ = nix::mount::umount2(&scratch, nix::mount::MntFlags::MNT_DETACH);
+            return Err(std::io::Error::other("tmpcopyup: copying the directory's contents failed"));
+        }
+        mount(Some(&scratch), target, None::<&str>, MsFlags::MS_MOVE, None::<&str>)?;
+        apply_after(target, opts)
+    })();
+    let _ = std::fs::remove_dir(&scratch);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_propagation_and_data_are_split() {
+        let o = MountOptions::parse(&["nosuid", "noexec", "rslave", "size=65536k", "mode=755", "ro", "rw"]).unwrap();
+        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC);
+        assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC]);
+        assert_eq!(o.data, vec!["size=65536k", "mode=755"]);
+    }
+
+    #[test]
+    fn rbind_and_recursive_readonly() {
+        let o = MountOptions::parse(&["rbind", "rro"]).unwrap();
+        assert!(o.is_bind() && o.flags.contains(MsFlags::MS_REC));
+        assert_eq!(o.attr_set, libc::MOUNT_ATTR_RDONLY as u64);
+    }
+
+    #[test]
+    fn empty_option_is_an_error() {
+        assert!(MountOptions::parse(&["ro", ""]).is_err());
+    }
+
+    #[test]
+    fn clearing_a_flag_is_remembered() {
+        let o = MountOptions::parse(&["rw", "nosuid"]).unwrap();
+        assert!(o.clear.contains(MsFlags::MS_RDONLY));
+        assert!(!o.clear.contains(MsFlags::MS_NOSUID));
+    }
+}

@@ -1,0 +1,94 @@
+//! Paths inside the rootfs, resolved by the kernel as if the rootfs were `/` (openat2 with
+//! RESOLVE_IN_ROOT): a symlink or `..` in a bundle can never make kiln create or mount anything
+//! outside it. Callers get an O_PATH fd and mount onto `/proc/self/fd/N`, so nothing is
+//! resolved twice (no window for a symlink swap between check and use).
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::sys::stat::Mode;
+
+use crate::sys::openat2_in_root;
+
+const DIR: i32 = libc::O_PATH | libc::O_DIRECTORY;
+
+/// `path` made relative to the root, `.` for the root itself. Relative paths in a config mean
+/// "relative to /", as the runtime spec allows for old configs.
+fn inside(path: &Path) -> PathBuf {
+    let rel: PathBuf = path.components().filter(|c| !matches!(c, Component::RootDir | Component::CurDir)).collect();
+    if rel.as_os_str().is_empty() { PathBuf::from(".") } else { rel }
+}
+
+pub fn open(root: &OwnedFd, path: &Path, flags: i32) -> io::Result<OwnedFd> {
+    openat2_in_root(root.as_fd(), &inside(path), flags, 0)
+}
+
+/// `mkdir -p` inside the root; returns the directory, opened O_PATH.
+pub fn mkdir_all(root: &OwnedFd, path: &Path) -> io::Result<OwnedFd> {
+    let rel = inside(path);
+    let mut prefix = PathBuf::new();
+    for comp in rel.components() {
+        let parent = if prefix.as_os_str().is_empty() { PathBuf::from(".") } else { prefix.clone() };
+        prefix.push(comp);
+        match open(root, &prefix, DIR) {
+            Ok(_) => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                let Component::Normal(name) = comp else { return Err(e) };
+                let dir = open(root, &parent, DIR)?;
+                match nix::sys::stat::mkdirat(Some(std::os::fd::AsRawFd::as_raw_fd(&dir)), name, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    open(root, &rel, DIR)
+}
+
+/// Creates an empty file (and its parents) inside the root if none exists; returns it O_PATH.
+pub fn create_file(root: &OwnedFd, path: &Path) -> io::Result<OwnedFd> {
+    let rel = inside(path);
+    if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+        mkdir_all(root, parent)?;
+    }
+    // O_EXCL: never open an existing file for real (a FIFO there would block).
+    match openat2_in_root(root.as_fd(), &rel, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, 0o644) {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+        Err(e) => return Err(e),
+    }
+    open(root, &rel, libc::O_PATH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("kiln-resolve-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn symlinks_stay_inside_the_root() {
+        let base = tmp("sym");
+        let root = base.join("root");
+        let outside = base.join("outside");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("evil")).unwrap();
+        std::os::unix::fs::symlink("../../..", root.join("up")).unwrap();
+        let fd = open(&OwnedFd::from(std::fs::File::open(&root).unwrap()), Path::new("/"), DIR).unwrap();
+        mkdir_all(&fd, Path::new("/evil/sub")).unwrap();
+        mkdir_all(&fd, Path::new("/up/x/../y")).unwrap();
+        create_file(&fd, Path::new("/up/file")).unwrap();
+        assert!(!outside.join("sub").exists(), "escaped through an absolute symlink");
+        assert!(root.join(outside.strip_prefix("/").unwrap()).join("sub").is_dir());
+        assert!(root.join("y").is_dir() && root.join("file").is_file());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

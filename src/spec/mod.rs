@@ -1,0 +1,85 @@
+//! Loading a bundle's config.json: parsed once, with errors that name the field (and for JSON
+//! syntax, the line and column), then checked across fields so that a contradictory config fails
+//! before anything is created.
+
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+
+use crate::error::{Context, Error, Result};
+
+/// The runtime-spec version kiln implements (reported by `--version` and `features`).
+pub const OCI_VERSION: &str = "1.2.0";
+
+pub struct Bundle {
+    /// The bundle directory, absolute.
+    pub dir: PathBuf,
+    /// `root.path` resolved against the bundle, absolute and canonical.
+    pub rootfs: PathBuf,
+    pub spec: Spec,
+}
+
+impl Bundle {
+    pub fn load(dir: &Path) -> Result<Bundle> {
+        let dir = std::fs::canonicalize(dir).ctx(|| format!("bundle {}", dir.display()))?;
+        let file = dir.join("config.json");
+        let bytes = std::fs::read(&file).ctx(|| format!("bundle {}: reading config.json", dir.display()))?;
+        let spec = parse(&file, &bytes)?;
+        let root = spec.root().as_ref().ok_or_else(|| Error::config(&file, "root", "missing: a bundle needs a root filesystem"))?;
+        let rootfs = dir.join(root.path());
+        let rootfs = std::fs::canonicalize(&rootfs)
+            .map_err(|e| Error::config(&file, "root.path", format!("rootfs {}: {e}", rootfs.display())))?;
+        if !rootfs.is_dir() {
+            return Err(Error::config(&file, "root.path", format!("rootfs {} is not a directory", rootfs.display())));
+        }
+        validate::check(&spec).map_err(|(field, msg)| Error::config(&file, field, msg))?;
+        Ok(Bundle { dir, rootfs, spec })
+    }
+}
+
+/// Deserialises config.json, keeping the path to the field that failed (`process.user.uid`).
+pub fn parse(file: &Path, bytes: &[u8]) -> Result<Spec> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        let mut msg = e.into_inner().to_string();
+        // oci-spec says "no variant for CAP_X (converted to X)": say what an operator can act on.
+        if let Some(rest) = msg.strip_prefix("no variant for ") {
+            if let Some((name, tail)) = rest.split_once(" (converted to ") {
+                let at = tail.split_once(')').map_or("", |(_, at)| at);
+                msg = format!("unknown capability {name:?}{at}");
+            }
+        }
+        Error::config(file, field, msg)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(json: &str) -> String {
+        parse(Path::new("config.json"), json.as_bytes()).err().expect("should fail").to_string()
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let e = err("{\n  \"ociVersion\": \"1.2.0\",\n  \"process\": {,\n}");
+        assert!(e.contains("line 3 column"), "{e}");
+    }
+
+    #[test]
+    fn type_error_names_the_field() {
+        let e = err(r#"{"ociVersion":"1.2.0","process":{"cwd":"/","user":{"uid":"zero","gid":0}}}"#);
+        assert!(e.starts_with("config.json: process.user.uid: invalid type"), "{e}");
+    }
+
+    #[test]
+    fn unknown_capability_is_named() {
+        let e = err(r#"{"ociVersion":"1.2.0","process":{"cwd":"/","user":{"uid":0,"gid":0},"capabilities":{"bounding":["CAP_BOGUS"]}}}"#);
+        assert!(e.contains("process.capabilities.bounding") && e.contains("CAP_BOGUS"), "{e}");
+    }
+}

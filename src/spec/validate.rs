@@ -1,0 +1,188 @@
+//! Cross-field checks on a parsed config: the contradictions runc rejects, caught before any
+//! state directory, namespace or process exists. Each failure names the field.
+
+use std::collections::HashSet;
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+type Check = std::result::Result<(), (String, String)>;
+
+fn fail(field: impl Into<String>, msg: impl Into<String>) -> Check {
+    Err((field.into(), msg.into()))
+}
+
+pub fn check(spec: &Spec) -> Check {
+    check_process(spec)?;
+    let namespaces = check_namespaces(spec)?;
+    check_uts(spec, &namespaces)?;
+    check_sysctl(spec, &namespaces)?;
+    check_mounts(spec)?;
+    check_devices(spec)?;
+    check_hooks(spec)?;
+    check_lsm(spec)?;
+    Ok(())
+}
+
+fn check_process(spec: &Spec) -> Check {
+    let Some(p) = spec.process() else {
+        return fail("process", "missing: nothing to run in the container");
+    };
+    if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return fail("process.args", "must name the program to run");
+    }
+    if !p.cwd().is_absolute() {
+        return fail("process.cwd", format!("{:?} is not an absolute path", p.cwd()));
+    }
+    let mut seen = Vec::new();
+    for (i, r) in p.rlimits().iter().flatten().enumerate() {
+        if seen.contains(&r.typ()) {
+            return fail(format!("process.rlimits[{i}]"), format!("{:?} appears twice", r.typ()));
+        }
+        if r.soft() > r.hard() {
+            return fail(
+                format!("process.rlimits[{i}]"),
+                format!("{:?}: soft limit {} is above hard limit {}", r.typ(), r.soft(), r.hard()),
+            );
+        }
+        seen.push(r.typ());
+    }
+    for (i, e) in p.env().iter().flatten().enumerate() {
+        if !e.contains('=') {
+            return fail(format!("process.env[{i}]"), format!("{e:?} is not of the form KEY=value"));
+        }
+    }
+    Ok(())
+}
+
+/// The namespaces the container gets (new or joined), after checking for duplicates.
+fn check_namespaces(spec: &Spec) -> std::result::Result<HashSet<LinuxNamespaceType>, (String, String)> {
+    let mut set = HashSet::new();
+    let linux = spec.linux().as_ref();
+    for (i, ns) in linux.and_then(|l| l.namespaces().as_ref()).into_iter().flatten().enumerate() {
+        if !set.insert(ns.typ()) {
+            return Err((format!("linux.namespaces[{i}]"), format!("{:?} namespace listed twice", ns.typ())));
+        }
+        if let Some(path) = ns.path() {
+            if !path.is_absolute() {
+                return Err((format!("linux.namespaces[{i}].path"), format!("{path:?} is not absolute")));
+            }
+        }
+    }
+    if !set.contains(&LinuxNamespaceType::Mount) {
+        return Err(("linux.namespaces".into(), "kiln needs a mount namespace to build the rootfs: add {\"type\": \"mount\"}".into()));
+    }
+    let has_user = set.contains(&LinuxNamespaceType::User);
+    let maps = linux.is_some_and(|l| l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) || l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()));
+    let user_is_new = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+    if maps && !has_user {
+        return Err(("linux.uidMappings".into(), "mappings need a user namespace in linux.namespaces".into()));
+    }
+    if user_is_new {
+        for (field, m) in [("linux.uidMappings", linux.and_then(|l| l.uid_mappings().as_ref())), ("linux.gidMappings", linux.and_then(|l| l.gid_mappings().as_ref()))] {
+            if m.is_none_or(|m| m.is_empty()) {
+                return Err((field.into(), "a new user namespace needs at least one mapping".into()));
+            }
+        }
+    }
+    if linux.is_some_and(|l| l.time_offsets().as_ref().is_some_and(|t| !t.is_empty())) && !set.contains(&LinuxNamespaceType::Time) {
+        return Err(("linux.timeOffsets".into(), "offsets need a time namespace in linux.namespaces".into()));
+    }
+    Ok(set)
+}
+
+fn check_uts(spec: &Spec, ns: &HashSet<LinuxNamespaceType>) -> Check {
+    if ns.contains(&LinuxNamespaceType::Uts) {
+        return Ok(());
+    }
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) {
+        return fail("hostname", "setting a hostname needs a private UTS namespace (add {\"type\": \"uts\"} to linux.namespaces)");
+    }
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) {
+        return fail("domainname", "setting a domainname needs a private UTS namespace (add {\"type\": \"uts\"} to linux.namespaces)");
+    }
+    Ok(())
+}
+
+/// runc's rule: a sysctl may only change a namespace the container owns.
+fn check_sysctl(spec: &Spec, ns: &HashSet<LinuxNamespaceType>) -> Check {
+    const IPC: &[&str] = &["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
+    let sysctl = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref());
+    for key in sysctl.into_iter().flat_map(|s| s.keys()) {
+        let field = format!("linux.sysctl.{key}");
+        let needs = if IPC.contains(&key.as_str()) || key.starts_with("fs.mqueue.") {
+            (LinuxNamespaceType::Ipc, "ipc")
+        } else if key.starts_with("net.") {
+            (LinuxNamespaceType::Network, "network")
+        } else if key == "kernel.hostname" || key == "kernel.domainname" {
+            (LinuxNamespaceType::Uts, "uts")
+        } else {
+            return fail(field, "not a namespaced sysctl: setting it would change the host");
+        };
+        if !ns.contains(&needs.0) {
+            return fail(field, format!("needs a private {} namespace", needs.1));
+        }
+    }
+    Ok(())
+}
+
+fn check_mounts(spec: &Spec) -> Check {
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        let dest = m.destination();
+        if dest.as_os_str().is_empty() {
+            return fail(format!("mounts[{i}].destination"), "must not be empty");
+        }
+        if let Err(e) = crate::rootfs::mount::MountOptions::parse(m.options().as_deref().unwrap_or_default()) {
+            return fail(format!("mounts[{i}].options"), e);
+        }
+    }
+    Ok(())
+}
+
+fn check_devices(spec: &Spec) -> Check {
+    for (i, d) in spec.linux().as_ref().and_then(|l| l.devices().as_ref()).into_iter().flatten().enumerate() {
+        if !d.path().is_absolute() {
+            return fail(format!("linux.devices[{i}].path"), format!("{:?} is not absolute", d.path()));
+        }
+    }
+    Ok(())
+}
+
+fn check_hooks(spec: &Spec) -> Check {
+    let Some(hooks) = spec.hooks() else { return Ok(()) };
+    let stages = [
+        ("prestart", hooks.prestart()),
+        ("createRuntime", hooks.create_runtime()),
+        ("createContainer", hooks.create_container()),
+        ("startContainer", hooks.start_container()),
+        ("poststart", hooks.poststart()),
+        ("poststop", hooks.poststop()),
+    ];
+    for (stage, list) in stages {
+        for (i, h) in list.iter().flatten().enumerate() {
+            if !h.path().is_absolute() {
+                return fail(format!("hooks.{stage}[{i}].path"), format!("{:?} is not absolute", h.path()));
+            }
+            if h.timeout().is_some_and(|t| t <= 0) {
+                return fail(format!("hooks.{stage}[{i}].timeout"), "must be greater than zero");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A label for an LSM the kernel does not have cannot be honoured: say so instead of running the
+/// container less confined than its author asked.
+fn check_lsm(spec: &Spec) -> Check {
+    let Some(p) = spec.process() else { return Ok(()) };
+    if p.selinux_label().as_ref().is_some_and(|l| !l.is_empty()) && !crate::process::lsm::selinux_enabled() {
+        return fail("process.selinuxLabel", "SELinux is not enabled on this host");
+    }
+    if p.apparmor_profile().as_ref().is_some_and(|l| !l.is_empty()) && !crate::process::lsm::apparmor_enabled() {
+        return fail("process.apparmorProfile", "AppArmor is not enabled on this host");
+    }
+    Ok(())
+}

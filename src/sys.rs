@@ -1,0 +1,200 @@
+//! Raw system calls that neither std nor nix wrap. This is one of the two places with `unsafe`
+//! (the other is the fork in `process::spawn`); each block says why it is sound.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+}
+
+fn cstring(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// The result of `clone3` as seen by the caller.
+pub enum Forked {
+    Parent { pid: i32, pidfd: OwnedFd },
+    Child,
+}
+
+/// `clone3` with `flags | CLONE_PIDFD` and SIGCHLD as the exit signal: a fork that creates
+/// namespaces in the same step and hands the parent a pidfd, so no later wait can race with pid
+/// reuse.
+///
+/// # Safety
+/// The caller must be single-threaded: the child continues with a copy of this address space and
+/// only the calling thread, exactly as after `fork(2)`.
+pub unsafe fn clone3(flags: u64) -> io::Result<Forked> {
+    let mut pidfd: RawFd = -1;
+    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    args.flags = flags | libc::CLONE_PIDFD as u64;
+    args.pidfd = &mut pidfd as *mut RawFd as u64;
+    args.exit_signal = libc::SIGCHLD as u64;
+    // SAFETY: `args` is a fully initialised clone_args that outlives the call; the stack is not
+    // set, so the child runs on a copy of ours, like fork.
+    let ret = check(unsafe {
+        libc::syscall(libc::SYS_clone3, &mut args as *mut libc::clone_args, size_of::<libc::clone_args>())
+    })?;
+    if ret == 0 {
+        Ok(Forked::Child)
+    } else {
+        // SAFETY: CLONE_PIDFD made the kernel store a new fd that nothing else owns.
+        Ok(Forked::Parent { pid: ret as i32, pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) } })
+    }
+}
+
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments; on success it returns a new fd we own.
+    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+pub fn pidfd_send_signal(pidfd: BorrowedFd, sig: i32) -> io::Result<()> {
+    // SAFETY: a null siginfo is allowed and means "as kill(2) would send it".
+    check(unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<u8>(), 0)
+    })?;
+    Ok(())
+}
+
+/// How a process ended, as waitid reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    /// The shell convention that runc follows: 128+n for death by signal n.
+    pub fn status(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// Reaps the child behind `pidfd`. With `nohang`, returns None while it still runs.
+pub fn waitid_pidfd(pidfd: BorrowedFd, nohang: bool) -> io::Result<Option<Exit>> {
+    // SAFETY: siginfo_t is plain data; the kernel fills it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | if nohang { libc::WNOHANG } else { 0 };
+    loop {
+        // SAFETY: `info` is a valid siginfo_t for the kernel to write.
+        let r = unsafe { libc::waitid(libc::P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, flags) };
+        if r == 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+    // SAFETY: waitid filled `info` for a child that changed state (or left si_pid 0 with WNOHANG).
+    let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    Ok(Some(if code == libc::CLD_EXITED { Exit::Code(status) } else { Exit::Signal(status) }))
+}
+
+/// `openat2` confined to `root` (RESOLVE_IN_ROOT): symlinks and `..` are resolved as if `root`
+/// were `/`, so no path in a container config can reach outside its rootfs.
+pub fn openat2_in_root(root: BorrowedFd, path: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    let c = cstring(path)?;
+    // SAFETY: open_how is plain data; zero is the valid "no flags" value of every field.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.mode = if flags & libc::O_CREAT != 0 { mode as u64 } else { 0 };
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    loop {
+        // SAFETY: `c` and `how` are valid for the call; the result is a new fd we own.
+        let r = unsafe {
+            libc::syscall(libc::SYS_openat2, root.as_raw_fd(), c.as_ptr(), &how as *const libc::open_how, size_of::<libc::open_how>())
+        };
+        match check(r) {
+            Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) || e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Marks every fd from `first` up as close-on-exec, so that only stdio and the preserved fds
+/// reach the container's process.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on fds; it closes nothing.
+    check(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) })?;
+    Ok(())
+}
+
+/// `mount_setattr(2)` on the tree at `fd`: how recursive read-only and friends (`rro`,
+/// `rnosuid`, ...) are applied to a whole bind-mounted tree at once.
+pub fn mount_setattr(fd: BorrowedFd, recursive: bool, set: u64, clear: u64) -> io::Result<()> {
+    let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
+    attr.attr_set = set;
+    attr.attr_clr = clear;
+    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
+    // SAFETY: `attr` is a valid mount_attr for the duration of the call; "" with AT_EMPTY_PATH
+    // names `fd` itself.
+    check(unsafe {
+        libc::syscall(libc::SYS_mount_setattr, fd.as_raw_fd(), c"".as_ptr(), flags, &mut attr as *mut libc::mount_attr, size_of::<libc::mount_attr>())
+    })?;
+    Ok(())
+}
+
+/// A process's start time (field 22 of /proc/PID/stat, in clock ticks since boot): with the pid
+/// it identifies a process for good, which guards every later signal against pid reuse.
+pub fn start_time(pid: i32) -> io::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_start_time(&stat).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/PID/stat"))
+}
+
+/// Whether `pid` is a zombie (state Z or X): it has exited but nobody reaped it yet.
+pub fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])))
+        .unwrap_or(true)
+}
+
+fn parse_start_time(stat: &str) -> Option<u64> {
+    // The command name (field 2) may contain spaces and parentheses: count from the last ')'.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Waits until `fd` is readable (a pidfd: the process exited); false on timeout.
+pub fn wait_readable(fd: std::os::fd::BorrowedFd, timeout: Option<std::time::Duration>) -> bool {
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    loop {
+        let left = match deadline {
+            None => nix::poll::PollTimeout::NONE,
+            Some(d) => {
+                let ms = d.saturating_duration_since(std::time::Instant::now()).as_millis();
+                nix::poll::PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(nix::poll::PollTimeout::MAX)
+            }
+        };
+        let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, left) {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn start_time_survives_odd_comm() {
+        let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 1 2";
+        assert_eq!(super::parse_start_time(stat), Some(98765));
+    }
+}

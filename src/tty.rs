@@ -1,0 +1,89 @@
+//! `process.terminal`: init allocates a pty in the container's own devpts, and its master goes
+//! to whoever holds the container's console: the `--console-socket` listener (conmon, the
+//! containerd shim) or, for a foreground `run`, kiln itself, which relays it to its own terminal.
+
+use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::pty::{PtyMaster, grantpt, posix_openpt, ptsname_r, unlockpt};
+use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+use nix::sys::termios::{self, SetArg, Termios};
+use oci_spec::runtime::Box as ConsoleSize;
+
+use crate::error::{Context, Result};
+
+nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
+nix::ioctl_read_bad!(get_winsize, libc::TIOCGWINSZ, libc::winsize);
+
+/// In init, after pivot_root: opens a pty, makes its slave the controlling terminal and stdio,
+/// and returns the master to be sent to the parent.
+pub fn setup_in_container(size: Option<&ConsoleSize>, uid: u32, gid: u32) -> Result<OwnedFd> {
+    let master: PtyMaster = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).ctx(|| "process.terminal: opening /dev/ptmx")?;
+    grantpt(&master).ctx(|| "process.terminal: grantpt")?;
+    unlockpt(&master).ctx(|| "process.terminal: unlockpt")?;
+    let name = ptsname_r(&master).ctx(|| "process.terminal: ptsname")?;
+    let slave = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY).open(&name).ctx(|| format!("process.terminal: opening {name}"))?;
+    // The process may run as another user: give it its terminal, as a login would.
+    let _ = nix::unistd::fchown(slave.as_raw_fd(), Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)));
+    if let Some(s) = size {
+        let ws = libc::winsize { ws_row: s.height() as u16, ws_col: s.width() as u16, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer.
+        unsafe { set_winsize(slave.as_raw_fd(), &ws) }.ctx(|| "process.consoleSize")?;
+    }
+    for fd in 0..3 {
+        nix::unistd::dup2(slave.as_raw_fd(), fd).ctx(|| "process.terminal: dup2 onto stdio")?;
+    }
+    // SAFETY: TIOCSCTTY takes an int argument; 0 means "do not steal".
+    if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "process.terminal: setting the controlling terminal");
+    }
+    // SAFETY: into_raw_fd hands over ownership of the master fd.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(master)) })
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+/// Sends the pty master over `--console-socket` with SCM_RIGHTS, as runc does.
+pub fn send_to_console_socket(path: &Path, master: &OwnedFd) -> Result<()> {
+    let sock = UnixStream::connect(path).ctx(|| format!("--console-socket {}", path.display()))?;
+    let fds = [master.as_raw_fd()];
+    let name = b"/dev/ptmx";
+    sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(name)], &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
+        .ctx(|| format!("--console-socket {}: sending the pty", path.display()))?;
+    Ok(())
+}
+
+/// kiln's own terminal in raw mode for the length of a foreground `run`, restored on drop.
+pub struct RawMode {
+    saved: Termios,
+}
+
+impl RawMode {
+    /// None when stdin is not a terminal (nothing to switch).
+    pub fn enter() -> Option<RawMode> {
+        let stdin = std::io::stdin();
+        let saved = termios::tcgetattr(stdin.as_fd()).ok()?;
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).ok()?;
+        Some(RawMode { saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, &self.saved);
+    }
+}
+
+/// Copies kiln's window size to the pty (on start and on SIGWINCH).
+pub fn copy_winsize(from: BorrowedFd, to: BorrowedFd) {
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes one winsize into a valid pointer; TIOCSWINSZ reads it.
+    if unsafe { get_winsize(from.as_raw_fd(), &mut ws) }.is_ok() {
+        let _ = unsafe { set_winsize(to.as_raw_fd(), &ws) };
+    }
+}
