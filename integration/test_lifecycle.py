@@ -1,0 +1,221 @@
+"""created -> running -> stopped, and what each state allows."""
+
+import json
+import os
+
+import pytest
+
+from conftest import pid_alive, wait_for
+
+
+def status(ctx, cid):
+    r = ctx.rt("state", cid)
+    assert r.ok, r
+    return json.loads(r.out)["status"]
+
+
+def test_full_lifecycle(ctx):
+    out = ctx.hostdir("out")
+    ctx.add_mount({"destination": "/out", "type": "bind", "source": out,
+                   "options": ["rbind", "rw"]})
+    ctx.sh("echo started > /out/started; read x < /out/fifo")
+    os.mkfifo(os.path.join(out, "fifo"))
+    cid, _ = ctx.create()
+    st = ctx.state(cid)
+    assert st["status"] == "created"
+    pid = st["pid"]
+    assert pid_alive(pid)
+    # The user process has not run yet.
+    assert not os.path.exists(os.path.join(out, "started"))
+
+    ctx.start(cid)
+    assert status(ctx, cid) == "running"
+    assert wait_for(lambda: os.path.exists(os.path.join(out, "started")), 5)
+    assert ctx.state(cid)["pid"] == pid  # same process, now running the user program
+
+    # release the container: open the fifo for writing
+    fd = os.open(os.path.join(out, "fifo"), os.O_WRONLY)
+    os.write(fd, b"go\n")
+    os.close(fd)
+    assert ctx.wait_status(cid, "stopped"), ctx.rt("state", cid)
+    assert wait_for(lambda: not pid_alive(pid), 5)
+    ctx.delete(cid)
+    assert ctx.rt("state", cid).rc != 0
+    assert cid not in ctx.list_ids()
+    assert not os.path.exists(os.path.join(ctx.root, cid))
+
+
+def test_start_running_container_fails(ctx):
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    ctx.start(cid)
+    r = ctx.rt("start", cid)
+    assert r.rc != 0, r
+    assert r.err.strip(), r
+    assert status(ctx, cid) == "running"
+    ctx.delete(cid, force=True)
+
+
+def test_start_stopped_container_fails(ctx):
+    ctx.sh("true")
+    cid, _ = ctx.create()
+    ctx.start(cid)
+    assert ctx.wait_status(cid, "stopped")
+    r = ctx.rt("start", cid)
+    assert r.rc != 0, r
+    assert status(ctx, cid) == "stopped"
+    ctx.delete(cid)
+
+
+def test_delete_running_without_force_fails(ctx):
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    ctx.start(cid)
+    pid = ctx.state(cid)["pid"]
+    r = ctx.rt("delete", cid)
+    assert r.rc != 0, r
+    assert r.err.strip(), r
+    assert status(ctx, cid) == "running"
+    assert pid_alive(pid)
+    assert cid in ctx.list_ids()
+    ctx.delete(cid, force=True)
+    assert wait_for(lambda: not pid_alive(pid), 5)
+
+
+def test_delete_created_container(ctx):
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    pid = ctx.state(cid)["pid"]
+    r = ctx.rt("delete", cid)
+    assert r.ok, r
+    assert cid not in ctx.list_ids()
+    assert wait_for(lambda: not pid_alive(pid), 5)
+    assert ctx.rt("state", cid).rc != 0
+
+
+def test_kill_stopped_container_fails(ctx):
+    ctx.sh("true")
+    cid, _ = ctx.create()
+    ctx.start(cid)
+    assert ctx.wait_status(cid, "stopped")
+    r = ctx.rt("kill", cid, "KILL")
+    assert r.rc != 0, r
+    assert r.err.strip(), r
+    ctx.delete(cid)
+
+
+def test_kill_created_container(ctx):
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    pid = ctx.state(cid)["pid"]
+    assert ctx.rt("kill", cid, "KILL").ok
+    assert ctx.wait_status(cid, "stopped")
+    assert wait_for(lambda: not pid_alive(pid), 5)
+    ctx.delete(cid)
+
+
+def test_duplicate_id_fails_and_keeps_first(ctx):
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    before = ctx.state(cid)
+    _, r = ctx.create(cid, check=False)
+    assert r.rc != 0, r
+    assert r.err.strip(), r
+    after = ctx.state(cid)
+    assert after == before
+    assert pid_alive(before["pid"])
+    ctx.start(cid)
+    assert status(ctx, cid) == "running"
+    ctx.delete(cid, force=True)
+
+
+def test_duplicate_id_run_fails(ctx):
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    before = ctx.state(cid)
+    _, r = ctx.run(cid=cid)
+    assert r.rc != 0, r
+    assert ctx.state(cid) == before
+    ctx.delete(cid, force=True)
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "", ".", "..", "/abs"])
+def test_invalid_ids_fail(ctx, bad):
+    ctx.sh("true")
+    ctx.save()
+    r = ctx.rt("create", "--bundle", ctx.bundle, bad)
+    assert r.rc != 0, r
+    assert ctx.list_ids() == []
+    # nothing created outside the root either
+    assert not os.path.exists(os.path.join(ctx.dir, "x"))
+    assert not os.path.exists(os.path.join(ctx.root, "a"))
+
+
+@pytest.mark.parametrize("cmd", [["state"], ["start"], ["kill"], ["kill", "{id}", "KILL"],
+                                 ["delete"], ["pause"], ["resume"], ["ps"]])
+def test_unknown_id_fails(ctx, cmd):
+    cid = "kilntest-nosuchcontainer"
+    args = [a.format(id=cid) for a in cmd]
+    if "{id}" not in cmd:
+        args.append(cid)
+    r = ctx.rt(*args)
+    assert r.rc != 0, r
+    assert r.err.strip(), r
+    assert ctx.list_ids() == []
+
+
+def test_delete_force_unknown_id_succeeds(ctx):
+    # Clients (containerd's shim) call delete --force on cleanup paths and
+    # runc treats a missing container as already deleted.
+    r = ctx.rt("delete", "--force", "kilntest-nosuchcontainer")
+    assert r.rc == 0, r
+
+
+def test_container_exits_before_start_observed(ctx):
+    """A short process: state goes straight to stopped; delete without -f works."""
+    ctx.sh("exit 3")
+    cid, _ = ctx.create()
+    ctx.start(cid)
+    assert ctx.wait_status(cid, "stopped")
+    ctx.delete(cid)
+
+
+def test_state_of_container_whose_init_died_outside(ctx):
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    ctx.start(cid)
+    pid = ctx.state(cid)["pid"]
+    os.kill(pid, 9)
+    assert ctx.wait_status(cid, "stopped"), ctx.rt("state", cid)
+    assert ctx.state(cid)["pid"] == 0
+    ctx.delete(cid)
+
+
+def test_many_containers_one_root(ctx):
+    ctx.sh("sleep 100")
+    ids = [ctx.create()[0] for _ in range(5)]
+    assert sorted(ctx.list_ids()) == sorted(ids)
+    for cid in ids[:2]:
+        ctx.start(cid)
+    sts = {cid: status(ctx, cid) for cid in ids}
+    assert [sts[c] for c in ids] == ["running"] * 2 + ["created"] * 3
+    for cid in ids:
+        ctx.delete(cid, force=True)
+    assert ctx.list_ids() == []
+
+
+def test_pause_resume(ctx):
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    ctx.start(cid)
+    pid = ctx.state(cid)["pid"]
+    r = ctx.rt("pause", cid)
+    assert r.ok, r
+    assert status(ctx, cid) == "paused"
+    with open(f"/proc/{pid}/stat") as f:
+        # frozen tasks sleep in the freezer (state D or S); not running
+        assert f.read().rsplit(")", 1)[1].split()[0] in ("D", "S", "T")
+    r = ctx.rt("resume", cid)
+    assert r.ok, r
+    assert status(ctx, cid) == "running"
+    ctx.delete(cid, force=True)
