@@ -330,6 +330,7 @@ def pid_alive(pid):
 @pytest.fixture(scope="session")
 def session_dir():
     d = tempfile.mkdtemp(prefix="kilntest-")
+    os.chmod(d, 0o755)  # a container in a user namespace must reach its bundle
     yield d
     # Session-level final check, after every test's own teardown.
     procs = leftover_processes([d], [], [])
@@ -570,6 +571,7 @@ class Ctx:
 @pytest.fixture
 def ctx(session_dir, rootfs_template, request):
     base = tempfile.mkdtemp(prefix="t-", dir=session_dir)
+    os.chmod(base, 0o755)
     c = Ctx(base, rootfs_template)
     yield c
     problems = c.teardown()
