@@ -1,4 +1,4 @@
-//! The five capability sets of `process.capabilities`. Absent means "leave kiln's own", as runc.
+//! The five capability sets of `process.capabilities`. Absent means none at all, as in runc.
 
 use std::collections::HashSet;
 
@@ -7,8 +7,8 @@ use oci_spec::runtime::{Capabilities, LinuxCapabilities};
 
 use crate::error::{Error, Result};
 
-fn convert(set: &Option<Capabilities>) -> HashSet<Capability> {
-    set.iter()
+fn convert(set: Option<&Capabilities>) -> HashSet<Capability> {
+    set.into_iter()
         .flatten()
         // oci-spec prints AUDIT_CONTROL for CAP_AUDIT_CONTROL, and every name it parses is one
         // the caps crate knows.
@@ -18,9 +18,11 @@ fn convert(set: &Option<Capabilities>) -> HashSet<Capability> {
 
 /// Refuses a config that asks for a capability kiln itself cannot grant: the capset would fail
 /// deep inside init with a bare EPERM, so say which capability and why, before creating anything.
-pub fn check_grantable(c: &LinuxCapabilities) -> Result<()> {
+pub fn check_grantable(c: Option<&LinuxCapabilities>) -> Result<()> {
+    let Some(c) = c else { return Ok(()) };
     let ours = caps::read(None, CapSet::Bounding).map_err(|e| Error::os("reading kiln's bounding set", std::io::Error::other(e.to_string())))?;
     for (name, set) in [("effective", c.effective()), ("permitted", c.permitted()), ("inheritable", c.inheritable()), ("ambient", c.ambient())] {
+        let set = set.as_ref();
         let mut missing: Vec<_> = convert(set).difference(&ours).map(|c| c.to_string()).collect();
         missing.sort();
         if let Some(first) = missing.first() {
@@ -36,8 +38,8 @@ pub fn check_grantable(c: &LinuxCapabilities) -> Result<()> {
 
 /// Drops from the bounding set what the config does not list. Needs CAP_SETPCAP, so it runs
 /// before the user switch.
-pub fn apply_bounding(c: &LinuxCapabilities) -> Result<()> {
-    let keep = convert(c.bounding());
+pub fn apply_bounding(c: Option<&LinuxCapabilities>) -> Result<()> {
+    let keep = convert(c.and_then(|c| c.bounding().as_ref()));
     for cap in caps::all() {
         if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
             caps::drop(None, CapSet::Bounding, cap).map_err(|e| Error::os(format!("process.capabilities.bounding: dropping {cap}"), std::io::Error::other(e.to_string())))?;
@@ -49,21 +51,22 @@ pub fn apply_bounding(c: &LinuxCapabilities) -> Result<()> {
 /// Sets effective, permitted, inheritable and ambient, after the user switch (which kept the
 /// permitted set through PR_SET_KEEPCAPS). Effective first: each capset must leave effective
 /// within permitted.
-pub fn apply(c: &LinuxCapabilities) -> Result<()> {
+pub fn apply(c: Option<&LinuxCapabilities>) -> Result<()> {
     let sets = [
-        (CapSet::Effective, c.effective(), "effective"),
-        (CapSet::Permitted, c.permitted(), "permitted"),
-        (CapSet::Inheritable, c.inheritable(), "inheritable"),
+        (CapSet::Effective, c.and_then(|c| c.effective().as_ref()), "effective"),
+        (CapSet::Permitted, c.and_then(|c| c.permitted().as_ref()), "permitted"),
+        (CapSet::Inheritable, c.and_then(|c| c.inheritable().as_ref()), "inheritable"),
     ];
     for (set, wanted, name) in sets {
         caps::set(None, set, &convert(wanted)).map_err(|e| Error::os(format!("process.capabilities.{name}"), std::io::Error::other(e.to_string())))?;
     }
     caps::clear(None, CapSet::Ambient).map_err(|e| Error::os("process.capabilities.ambient", std::io::Error::other(e.to_string())))?;
     // The kernel only raises an ambient capability that is also permitted and inheritable.
-    // runc's own default config lists ambient ones without inheritable: like runc, warn.
-    for cap in convert(c.ambient()) {
+    // runc's own default config lists ambient ones without inheritable, and runc says nothing:
+    // only --debug tells.
+    for cap in convert(c.and_then(|c| c.ambient().as_ref())) {
         if let Err(e) = caps::raise(None, CapSet::Ambient, cap) {
-            crate::log::warn(&format!("process.capabilities.ambient: cannot raise {cap} (it must also be permitted and inheritable): {e}"));
+            crate::log::debug(|| format!("process.capabilities.ambient: cannot raise {cap} (it must also be permitted and inheritable): {e}"));
         }
     }
     Ok(())

@@ -52,9 +52,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
     if !terminal && o.console_socket.is_some() {
         return Err(Error::Usage("--console-socket was given but process.terminal is false: there is no terminal to send".into()));
     }
-    if let Some(caps) = process.capabilities() {
-        crate::capabilities::check_grantable(caps)?;
-    }
+    crate::capabilities::check_grantable(process.capabilities().as_ref())?;
     let state = State {
         oci_version: bundle.spec.version().clone(),
         id: id.to_owned(),
@@ -173,22 +171,38 @@ pub fn kill(c: &Container, signal: i32, all: bool) -> Result<()> {
     sys::pidfd_send_signal(init.as_fd(), signal).ctx(|| format!("signalling init of {:?} (pid {})", c.id(), c.state.pid))
 }
 
-/// The container's processes other than init, while it has a pid namespace of its own: every
-/// process in init's pid namespace. (A container sharing the host's pid namespace is reached
-/// through its cgroup once kiln manages cgroups.)
+/// The container's processes other than init, as pidfds. With a pid namespace of its own, that
+/// is every process in it; sharing the host's, it is init's descendants. (Once kiln manages
+/// cgroups, the container's cgroup answers this for both.) Each pid is opened before it is
+/// checked, so the pidfd pins the very process the check saw.
 fn other_processes(init: i32) -> Vec<std::os::fd::OwnedFd> {
-    let ns = |pid: &str| std::fs::metadata(format!("/proc/{pid}/ns/pid")).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
-    let (Some(theirs), Some(ours)) = (ns(&init.to_string()), ns("self")) else { return vec![] };
-    if theirs == ours {
-        return vec![];
-    }
+    let ns = |pid: i32| std::fs::metadata(format!("/proc/{pid}/ns/pid")).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    let Some(theirs) = ns(init) else { return vec![] };
+    let own_ns = ns(std::process::id() as i32) != Some(theirs);
     let Ok(entries) = std::fs::read_dir("/proc") else { return vec![] };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != init)
-        // Open first, then check: the pidfd pins the process the namespace check saw.
-        .filter_map(|pid| sys::pidfd_open(pid).ok().filter(|_| ns(&pid.to_string()) == Some(theirs)))
-        .collect()
+    let pids: Vec<i32> = entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|&p| p != init).collect();
+    if own_ns {
+        return pids.into_iter().filter_map(|pid| sys::pidfd_open(pid).ok().filter(|_| ns(pid) == Some(theirs))).collect();
+    }
+    let parent = |pid: i32| -> Option<i32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    };
+    let opened: Vec<(i32, std::os::fd::OwnedFd, Option<i32>)> = pids.into_iter().filter_map(|pid| Some((pid, sys::pidfd_open(pid).ok()?, parent(pid)))).collect();
+    let mut family = vec![init];
+    let mut out = vec![];
+    let mut rest = opened;
+    loop {
+        let (kids, others): (Vec<_>, Vec<_>) = rest.into_iter().partition(|(_, _, ppid)| ppid.is_some_and(|p| family.contains(&p)));
+        if kids.is_empty() {
+            return out;
+        }
+        for (pid, fd, _) in kids {
+            family.push(pid);
+            out.push(fd);
+        }
+        rest = others;
+    }
 }
 
 pub fn delete(c: Container, force: bool) -> Result<()> {

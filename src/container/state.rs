@@ -61,9 +61,9 @@ pub struct RuncState<'a> {
     pub bundle: &'a std::path::Path,
     pub rootfs: &'a std::path::Path,
     pub created: &'a str,
-    pub owner: &'a str,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: &'a BTreeMap<String, String>,
+    pub owner: &'a str,
 }
 
 /// The runtime spec's state, which hooks read on stdin.
@@ -95,8 +95,8 @@ impl State {
             bundle: &self.bundle,
             rootfs: &self.rootfs,
             created: &self.created,
-            owner,
             annotations: &self.annotations,
+            owner,
         }
     }
 

@@ -117,13 +117,9 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd) -> Resul
     //     cwd is tried before the switch (a directory only root can enter) and after it (one only
     //     the user can enter), as runc does.
     let cwd_early = nix::unistd::chdir(process.cwd());
-    if let Some(caps) = process.capabilities() {
-        capabilities::apply_bounding(caps)?;
-    }
-    user::switch(process.user(), process.capabilities().is_some())?;
-    if let Some(caps) = process.capabilities() {
-        capabilities::apply(caps)?;
-    }
+    capabilities::apply_bounding(process.capabilities().as_ref())?;
+    user::switch(process.user())?;
+    capabilities::apply(process.capabilities().as_ref())?;
     if cwd_early.is_err() {
         nix::unistd::chdir(process.cwd()).ctx(|| format!("process.cwd: chdir {}", process.cwd().display()))?;
     }

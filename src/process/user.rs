@@ -5,10 +5,10 @@ use oci_spec::runtime::User;
 
 use crate::error::{Context, Result};
 
-/// Switches to the configured user. With `keep_caps`, the permitted set survives the uid change
-/// so that `capabilities::apply` can then set exactly the configured sets.
-pub fn switch(user: &User, keep_caps: bool) -> Result<()> {
-    if keep_caps {
+/// Switches to the configured user, keeping the permitted set through the uid change so that
+/// `capabilities::apply` can then set exactly the configured sets.
+pub fn switch(user: &User) -> Result<()> {
+    {
         prctl::set_keep_capabilities(true).map_err(|e| crate::error::Error::os("PR_SET_KEEPCAPS", std::io::Error::from_raw_os_error(e)))?;
     }
     // A user namespace whose setgroups is denied (rootless) cannot take supplementary groups.
@@ -21,9 +21,7 @@ pub fn switch(user: &User, keep_caps: bool) -> Result<()> {
     setresgid(gid, gid, gid).ctx(|| format!("process.user.gid: setgid {}", user.gid()))?;
     let uid = Uid::from_raw(user.uid());
     setresuid(uid, uid, uid).ctx(|| format!("process.user.uid: setuid {}", user.uid()))?;
-    if keep_caps {
-        let _ = prctl::set_keep_capabilities(false);
-    }
+    let _ = prctl::set_keep_capabilities(false);
     Ok(())
 }
 

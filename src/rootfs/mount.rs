@@ -216,17 +216,21 @@ pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgrou
         let rec = opts.flags & MsFlags::MS_REC;
         mount(Some(src), &target, None::<&str>, MsFlags::MS_BIND | rec, None::<&str>)
             .ctx(|| format!("{}: bind {}", field(), src.display()))?;
-        // mount(2) ignores every flag but MS_REC on a new bind: ro, nosuid, ... need a remount.
-        let extra = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
-        if !extra.is_empty() {
-            let keep = locked_flags(&target)? - opts.clear;
-            mount(None::<&str>, &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | keep, None::<&str>)
-                .ctx(|| format!("{}: remount with {:?}", field(), m.options().as_deref().unwrap_or_default()))?;
-        }
     } else {
         let data = opts.data.join(",");
         mount(source.as_deref().or(Some(Path::new(typ))), &target, Some(typ), opts.flags, (!data.is_empty()).then_some(data.as_str()))
             .ctx(|| format!("{}: mount {typ}", field()))?;
+    }
+    // What follows acts on the new mount, which `dest` (opened before it) does not name.
+    let flags = if dest_is_file { libc::O_PATH } else { libc::O_PATH | libc::O_DIRECTORY };
+    let mounted = resolve::open(root, m.destination(), flags).map_err(|e| Error::os(format!("{}: reopening", field()), e))?;
+    let target = fd_path(&mounted);
+    // mount(2) ignores every flag but MS_REC on a new bind: ro, nosuid, ... need a remount.
+    let extra = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+    if bind && !extra.is_empty() {
+        let keep = locked_flags(&target)? - opts.clear;
+        mount(None::<&str>, &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | keep, None::<&str>)
+            .ctx(|| format!("{}: remount with {:?}", field(), m.options().as_deref().unwrap_or_default()))?;
     }
     apply_after(&target, &opts).map_err(|e| Error::os(field(), e))
 }

@@ -24,8 +24,16 @@ pub fn open(root: &OwnedFd, path: &Path, flags: i32) -> io::Result<OwnedFd> {
     openat2_in_root(root.as_fd(), &inside(path), flags, 0)
 }
 
-/// `mkdir -p` inside the root; returns the directory, opened O_PATH.
+/// How many dangling symlinks `mkdir_all` follows before calling it a loop (as the kernel's 40).
+const MAX_LINKS: usize = 40;
+
+/// `mkdir -p` inside the root; returns the directory, opened O_PATH. A dangling symlink on the
+/// way gets its target created, inside the root, as the kernel would resolve it there.
 pub fn mkdir_all(root: &OwnedFd, path: &Path) -> io::Result<OwnedFd> {
+    mkdir_all_depth(root, path, 0)
+}
+
+fn mkdir_all_depth(root: &OwnedFd, path: &Path, links: usize) -> io::Result<OwnedFd> {
     let rel = inside(path);
     let mut prefix = PathBuf::new();
     for comp in rel.components() {
@@ -36,8 +44,17 @@ pub fn mkdir_all(root: &OwnedFd, path: &Path) -> io::Result<OwnedFd> {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 let Component::Normal(name) = comp else { return Err(e) };
                 let dir = open(root, &parent, DIR)?;
-                match nix::sys::stat::mkdirat(Some(std::os::fd::AsRawFd::as_raw_fd(&dir)), name, Mode::from_bits_truncate(0o755)) {
-                    Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                let dirfd = Some(std::os::fd::AsRawFd::as_raw_fd(&dir));
+                match nix::sys::stat::mkdirat(dirfd, name, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) => {}
+                    // Present but unresolvable: a dangling symlink. Create what it points to.
+                    Err(nix::errno::Errno::EEXIST) => {
+                        if links >= MAX_LINKS {
+                            return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                        }
+                        let target = nix::fcntl::readlinkat(dirfd, name)?;
+                        mkdir_all_depth(root, &parent.join(target), links + 1)?;
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
