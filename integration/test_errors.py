@@ -1,0 +1,322 @@
+"""Bad input: the runtime fails, says why, and leaves nothing behind."""
+
+import json
+import os
+import re
+import shutil
+
+import pytest
+
+from conftest import runc_deviates
+
+CONFIG_TEXT_SYNTAX = """{
+  "ociVersion": "1.0.2-dev",
+  "process": {
+    "args": ["sh" "-c"],
+    "cwd": "/"
+  },
+  "root": {"path": "rootfs"}
+}
+"""
+
+
+def json_error_position(text):
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as e:
+        return e.lineno, e.colno
+    raise AssertionError("text is valid JSON")
+
+
+class Failure:
+    """Run a create (or other command) that must fail, with a JSON log."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.log = os.path.join(ctx.dir, "log.json")
+
+    def call(self, *args, **kw):
+        glob = ["--root", self.ctx.root, "--log", self.log, "--log-format", "json"]
+        r = self.ctx.rt(*args, glob=glob, **kw)
+        return r
+
+    def log_errors(self):
+        if not os.path.exists(self.log):
+            return []
+        with open(self.log) as f:
+            entries = [json.loads(l) for l in f.read().splitlines() if l.strip()]
+        return [e for e in entries if e.get("level") == "error"]
+
+    def check(self, r, cid=None):
+        """Non-zero, an error reported, nothing of the container left."""
+        assert r.rc != 0, r
+        errs = self.log_errors()
+        assert r.err.strip() or errs, r
+        for e in errs:
+            assert e["msg"] and "time" in e, e
+        if cid is not None:
+            assert self.ctx.rt("state", cid).rc != 0
+            assert not os.path.exists(os.path.join(self.ctx.root, cid))
+        assert self.ctx.list_ids() == []
+        return r
+
+
+def create_must_fail(ctx, config_text=None, cid=None, bundle=None):
+    if config_text is not None:
+        with open(os.path.join(bundle or ctx.bundle, "config.json"), "w") as f:
+            f.write(config_text)
+    cid = cid or ctx.new_id()
+    f = Failure(ctx)
+    r = f.call("create", "--bundle", bundle or ctx.bundle, cid)
+    return f.check(r, cid)
+
+
+def error_text(r):
+    return r.err.strip()
+
+
+def assert_one_line(r):
+    text = r.err.rstrip("\n")
+    assert text, r
+    assert "\n" not in text, f"error is more than one line: {r.err!r}"
+    return text
+
+
+# ------------------------------------------------------------------ config
+
+
+def test_invalid_json_config(ctx):
+    create_must_fail(ctx, CONFIG_TEXT_SYNTAX)
+
+
+def test_empty_config(ctx):
+    create_must_fail(ctx, "")
+
+
+def test_wrong_type_config(ctx):
+    ctx.config["process"]["user"]["uid"] = "zero"
+    create_must_fail(ctx, json.dumps(ctx.config, indent=1))
+
+
+def test_missing_rootfs(ctx):
+    shutil.rmtree(ctx.rootfs)
+    ctx.sh("true")
+    ctx.save()
+    create_must_fail(ctx)
+
+
+def test_missing_config(ctx):
+    create_must_fail(ctx)  # nothing was saved: the bundle has no config.json
+
+
+def test_bundle_not_a_directory(ctx):
+    create_must_fail(ctx, bundle=os.path.join(ctx.dir, "no-such-bundle"))
+
+
+@runc_deviates("1.1.5 only warns about an unknown capability name and runs anyway; "
+               "kiln rejects it (a typo must not silently drop a capability)")
+def test_unknown_capability(ctx):
+    ctx.config["process"]["capabilities"]["bounding"].append("CAP_BOGUS")
+    ctx.save()
+    create_must_fail(ctx)
+
+
+def test_nonexistent_binary_fails_create(ctx):
+    ctx.config["process"]["args"] = ["/bin/kiln-no-such-binary"]
+    ctx.save()
+    create_must_fail(ctx)
+
+
+def test_nonexistent_binary_in_path_fails_create(ctx):
+    ctx.config["process"]["args"] = ["kiln-no-such-binary"]
+    ctx.save()
+    create_must_fail(ctx)
+
+
+def test_non_executable_args0_fails_create(ctx):
+    ctx.config["process"]["args"] = ["/etc/passwd"]
+    ctx.save()
+    create_must_fail(ctx)
+
+
+def test_empty_args_fails(ctx):
+    ctx.config["process"]["args"] = []
+    ctx.save()
+    create_must_fail(ctx)
+
+
+def test_relative_cwd_fails(ctx):
+    ctx.config["process"]["cwd"] = "relative/dir"
+    ctx.sh("true")
+    ctx.save()
+    create_must_fail(ctx)
+
+
+def test_unknown_namespace_type_fails(ctx):
+    ctx.config["linux"]["namespaces"].append({"type": "bogus"})
+    ctx.save()
+    create_must_fail(ctx)
+
+
+def test_unknown_rlimit_fails(ctx):
+    ctx.config["process"]["rlimits"].append({"type": "RLIMIT_BOGUS", "hard": 1, "soft": 1})
+    ctx.save()
+    create_must_fail(ctx)
+
+
+def test_bad_mount_fails_and_unwinds(ctx):
+    ctx.add_mount({"destination": "/bad", "type": "bind",
+                   "source": os.path.join(ctx.dir, "no-such-source"), "options": ["rbind"]})
+    ctx.save()
+    create_must_fail(ctx)
+
+
+def test_failure_after_mounts_leaves_no_mounts(ctx):
+    src = ctx.hostdir("share")
+    ctx.add_mount({"destination": "/share", "type": "bind", "source": src,
+                   "options": ["rbind"]})
+    ctx.config["process"]["args"] = ["/bin/kiln-no-such-binary"]
+    ctx.save()
+    create_must_fail(ctx)
+
+
+# ------------------------------------------------------------------ other commands
+
+
+def test_kill_bad_signal(ctx):
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    pid = ctx.state(cid)["pid"]
+    f = Failure(ctx)
+    r = f.call("kill", cid, "SIGBOGUS")
+    assert r.rc != 0, r
+    assert r.err.strip() or f.log_errors(), r
+    # the container is untouched
+    st = ctx.state(cid)
+    assert st["status"] == "created" and st["pid"] == pid
+    ctx.delete(cid, force=True)
+
+
+def test_kill_bad_signal_number(ctx):
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    f = Failure(ctx)
+    r = f.call("kill", cid, "999")
+    assert r.rc != 0, r
+    assert ctx.state(cid)["status"] == "created"
+    ctx.delete(cid, force=True)
+
+
+def test_start_unknown_id(ctx):
+    f = Failure(ctx)
+    f.check(f.call("start", "kilntest-nonexistent"))
+
+
+def test_unknown_subcommand(ctx):
+    r = ctx.rt("kiln-bogus-subcommand")
+    assert r.rc != 0, r
+    assert r.err.strip()
+
+
+def test_create_without_id(ctx):
+    ctx.save()
+    r = ctx.rt("create", "--bundle", ctx.bundle)
+    assert r.rc != 0, r
+    assert ctx.list_ids() == []
+
+
+def test_log_json_on_error(ctx):
+    f = Failure(ctx)
+    r = f.call("state", "kilntest-nonexistent")
+    assert r.rc != 0
+    errs = f.log_errors()
+    assert errs, "no error line in the --log file"
+    e = errs[-1]
+    assert e["level"] == "error"
+    assert isinstance(e["msg"], str) and e["msg"]
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", e["time"]), e
+
+
+def test_log_json_on_create_error(ctx):
+    ctx.config["process"]["args"] = ["/bin/kiln-no-such-binary"]
+    ctx.save()
+    r = create_must_fail(ctx)
+    errs = Failure(ctx).log_errors()
+    assert errs, r
+    assert "kiln-no-such-binary" in errs[-1]["msg"], errs
+
+
+# ------------------------------------------------------------------ kiln's messages
+
+
+@pytest.mark.kiln_only
+def test_kiln_json_syntax_error_has_position(ctx):
+    r = create_must_fail(ctx, CONFIG_TEXT_SYNTAX)
+    text = assert_one_line(r)
+    line, col = json_error_position(CONFIG_TEXT_SYNTAX)
+    m = re.search(r"line (\d+) column (\d+)", text)
+    assert m, text
+    assert int(m.group(1)) == line, (text, line, col)
+    assert abs(int(m.group(2)) - col) <= 1, (text, line, col)
+
+
+@pytest.mark.kiln_only
+def test_kiln_wrong_type_names_field(ctx):
+    ctx.config["process"]["user"]["uid"] = "zero"
+    r = create_must_fail(ctx, json.dumps(ctx.config, indent=1))
+    text = assert_one_line(r)
+    assert "process.user.uid" in text, text
+
+
+@pytest.mark.kiln_only
+def test_kiln_unknown_capability_named(ctx):
+    ctx.config["process"]["capabilities"]["bounding"].append("CAP_BOGUS")
+    ctx.save()
+    r = create_must_fail(ctx)
+    text = assert_one_line(r)
+    assert "CAP_BOGUS" in text, text
+
+
+@pytest.mark.kiln_only
+def test_kiln_bad_signal_named(ctx):
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    r = ctx.rt("kill", cid, "SIGBOGUS")
+    assert r.rc != 0
+    text = assert_one_line(r)
+    assert "SIGBOGUS" in text, text
+    ctx.delete(cid, force=True)
+
+
+@pytest.mark.kiln_only
+def test_kiln_missing_rootfs_named(ctx):
+    shutil.rmtree(ctx.rootfs)
+    ctx.save()
+    r = create_must_fail(ctx)
+    text = assert_one_line(r)
+    assert ctx.rootfs in text, text
+
+
+@pytest.mark.kiln_only
+def test_kiln_missing_binary_named(ctx):
+    ctx.config["process"]["args"] = ["/bin/kiln-no-such-binary"]
+    ctx.save()
+    r = create_must_fail(ctx)
+    text = assert_one_line(r)
+    assert "/bin/kiln-no-such-binary" in text, text
+
+
+@pytest.mark.kiln_only
+def test_kiln_unknown_id_one_line(ctx):
+    r = ctx.rt("state", "kilntest-nonexistent")
+    assert r.rc != 0
+    assert_one_line(r)
+
+
+@pytest.mark.parametrize("cmd", ["state", "start", "kill", "delete"])
+def test_unknown_id_says_does_not_exist(ctx, cmd):
+    # containerd's and Podman's runc clients match this text to tell
+    # "not found" from other failures.
+    r = ctx.rt(cmd, "kilntest-nonexistent")
+    assert r.rc != 0
+    assert "does not exist" in r.err, r
