@@ -4,6 +4,7 @@
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -33,6 +34,9 @@ pub fn setup_in_container(size: Option<&ConsoleSize>, uid: u32, gid: u32) -> Res
         // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer.
         unsafe { set_winsize(slave.as_raw_fd(), &ws) }.ctx(|| "process.consoleSize")?;
     }
+    // /dev/console is the container's terminal too, as with runc.
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open("/dev/console").ctx(|| "process.terminal: creating /dev/console")?;
+    nix::mount::mount(Some(name.as_str()), "/dev/console", None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>).ctx(|| format!("process.terminal: bind {name} to /dev/console"))?;
     for fd in 0..3 {
         nix::unistd::dup2(slave.as_raw_fd(), fd).ctx(|| "process.terminal: dup2 onto stdio")?;
     }
@@ -44,7 +48,6 @@ pub fn setup_in_container(size: Option<&ConsoleSize>, uid: u32, gid: u32) -> Res
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(master)) })
 }
 
-use std::os::unix::fs::OpenOptionsExt;
 
 /// Sends the pty master over `--console-socket` with SCM_RIGHTS, as runc does.
 pub fn send_to_console_socket(path: &Path, master: &OwnedFd) -> Result<()> {

@@ -131,26 +131,27 @@ pub fn start(c: &mut Container) -> Result<()> {
         .custom_flags(libc::O_NONBLOCK)
         .open(c.fifo())
         .ctx(|| format!("opening {}", c.fifo().display()))?;
-    // Init is blocked opening the fifo for writing: our open releases it and it writes one byte.
-    // Its pidfd turning readable first means it died instead.
-    let mut fds = [
-        nix::poll::PollFd::new(fifo.as_fd(), nix::poll::PollFlags::POLLIN),
-        nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN),
-    ];
+    // Init is blocked opening the fifo for writing: our open releases it, it writes one byte,
+    // and its end closes at execve (close-on-exec). Its pidfd turning readable means it died.
     let deadline = std::time::Instant::now() + INIT_ANSWER;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now()).as_millis() as i32;
-        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::ZERO)) {
-            Ok(0) => return Err(Error::Init { id: c.id().to_owned(), msg: format!("init did not answer on the exec fifo within {}s", INIT_ANSWER.as_secs()) }),
-            Ok(_) => break,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(Error::os("waiting for init", e)),
-        }
-    }
     let mut byte = [0u8; 1];
-    let got = std::io::Read::read(&mut &fifo, &mut byte).unwrap_or(0);
+    let got = loop {
+        wait_fifo(c, &fifo, &pidfd, deadline)?;
+        match std::io::Read::read(&mut &fifo, &mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            other => break other.unwrap_or(0),
+        }
+    };
     if got != 1 {
         return Err(Error::Init { id: c.id().to_owned(), msg: "init exited before running the process".into() });
+    }
+    // Until EOF: the program runs (startContainer hooks came before it).
+    loop {
+        wait_fifo(c, &fifo, &pidfd, deadline)?;
+        match std::io::Read::read(&mut &fifo, &mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            _ => break,
+        }
     }
     std::fs::remove_file(c.fifo()).ctx(|| format!("removing {}", c.fifo().display()))?;
     hooks::run_warn(Stage::Poststart, &c.state.hooks, &c.state.for_hooks(Status::Running, c.state.pid));
@@ -233,6 +234,23 @@ fn stop(c: &Container) -> Result<()> {
         return Err(Error::Init { id: c.id().to_owned(), msg: format!("init (pid {}) still alive {}s after SIGKILL", c.state.pid, KILL_WAIT.as_secs()) });
     }
     Ok(())
+}
+
+/// Waits (bounded) until the fifo has data or its writer closed, or init died.
+fn wait_fifo(c: &Container, fifo: &std::fs::File, pidfd: &std::os::fd::OwnedFd, deadline: std::time::Instant) -> Result<()> {
+    loop {
+        let mut fds = [
+            nix::poll::PollFd::new(fifo.as_fd(), nix::poll::PollFlags::POLLIN),
+            nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN),
+        ];
+        let left = deadline.saturating_duration_since(std::time::Instant::now()).as_millis().min(i32::MAX as u128) as i32;
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::ZERO)) {
+            Ok(0) => return Err(Error::Init { id: c.id().to_owned(), msg: format!("init did not answer on the exec fifo within {}s", INIT_ANSWER.as_secs()) }),
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::os("waiting for init", e)),
+        }
+    }
 }
 
 fn wrong_state(c: &Container, status: Status, why: &str) -> Error {

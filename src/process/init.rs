@@ -146,7 +146,8 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd) -> Resul
         .open(format!("/proc/self/fd/{}", fifo.as_raw_fd()))
         .ctx(|| "opening the exec fifo (is /proc mounted in the container?)")?;
     std::io::Write::write_all(&mut gate, b"0").ctx(|| "writing the exec fifo")?;
-    drop(gate);
+    // `gate` stays open, close-on-exec: `start` sees EOF exactly when the program is exec'd
+    // (or init died), and only then runs the poststart hooks.
     drop(fifo);
 
     // 17. startContainer hooks: after `start`, in the container, before the program.
