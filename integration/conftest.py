@@ -134,6 +134,10 @@ BASE_CONFIG = {
 }
 
 
+# Every container ID this session used, for the final cgroup check.
+ALL_IDS = []
+
+
 def base_config():
     return copy.deepcopy(BASE_CONFIG)
 
@@ -335,11 +339,9 @@ def session_dir():
     # Session-level final check, after every test's own teardown.
     procs = leftover_processes([d], [], [])
     mounts = leftover_mounts([d])
-    cgs = []
-    for sub in ("memory", "pids", "cpu", "devices", "freezer", "systemd", "unified"):
-        p = os.path.join("/sys/fs/cgroup", sub)
-        if os.path.isdir(p):
-            cgs += [os.path.join(p, e) for e in os.listdir(p) if "kilntest-t" in e]
+    cgs = leftover_cgroups(ALL_IDS)
+    for d in cgs:
+        remove_cgroup_dir(d)
     for p in procs:
         pid = int(p.split()[1])
         try:
@@ -404,6 +406,7 @@ class Ctx:
     def new_id(self):
         cid = "kilntest-t" + uuid.uuid4().hex[:10]
         self.ids.append(cid)
+        ALL_IDS.append(cid)
         return cid
 
     def save(self, config=None, bundle=None):
