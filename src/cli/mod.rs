@@ -126,7 +126,7 @@ fn version() -> String {
     format!(
         "kiln version {}\ncommit: {}\nspec: {}\n",
         env!("CARGO_PKG_VERSION"),
-        option_env!("KILN_COMMIT").unwrap_or("unknown"),
+        env!("KILN_COMMIT"),
         crate::spec::OCI_VERSION
     )
 }
