@@ -149,13 +149,33 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "kiln_only: test of kiln's own behaviour; skipped for other runtimes"
     )
+    config.addinivalue_line(
+        "markers", "needs_cgroups: needs a runtime whose `features` reports cgroup support"
+    )
+
+
+def runtime_has_cgroups():
+    """What the runtime itself claims in its OCI features document: a test of a cgroup
+    feature runs as soon as the runtime says it has cgroups, and never against its word."""
+    r = subprocess.run([RUNTIME, "features"], capture_output=True, text=True, timeout=10)
+    if r.returncode != 0:
+        return False
+    cg = json.loads(r.stdout).get("linux", {}).get("cgroup", {})
+    return bool(cg.get("v1") or cg.get("v2"))
 
 
 def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason=f"kiln-specific; runtime is {RUNTIME_NAME}")
+    no_cgroups = pytest.mark.skip(reason=f"{RUNTIME_NAME} features reports no cgroup support")
+    has_cgroups = None
     for item in items:
         if "kiln_only" in item.keywords and not IS_KILN:
             item.add_marker(skip)
+        if "needs_cgroups" in item.keywords:
+            if has_cgroups is None:
+                has_cgroups = runtime_has_cgroups()
+            if not has_cgroups:
+                item.add_marker(no_cgroups)
 
 
 def runc_deviates(reason):

@@ -204,6 +204,7 @@ def test_many_containers_one_root(ctx):
     assert ctx.list_ids() == []
 
 
+@pytest.mark.needs_cgroups
 def test_pause_resume(ctx):
     ctx.sh("sleep 100")
     cid, _ = ctx.create()
