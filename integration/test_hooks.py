@@ -250,3 +250,21 @@ def test_start_container_hook_runs_in_container(ctx):
         assert f.read() == "hook-host\n"
     with open(os.path.join(out, "rt-mnt")) as f:
         assert f.read().strip() == os.readlink("/proc/self/ns/mnt")
+
+
+@runc_deviates("1.1.5 reports start as successful when a startContainer hook fails")
+def test_failing_start_container_hook_fails_start(ctx):
+    """The spec: a failing startContainer hook is an error and the program never runs."""
+    out = ctx.hostdir("hooks")
+    ctx.add_mount({"destination": "/hooks", "type": "bind", "source": out,
+                   "options": ["rbind", "rw"]})
+    ctx.config["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": [
+        "sh", "-c", "echo start-hook-failed >&2; exit 4"]}]}
+    ctx.sh("touch /hooks/program-ran")
+    cid, _ = ctx.create()
+    r = ctx.start(cid, check=False)
+    assert r.rc != 0, r
+    assert r.err.strip(), r
+    assert ctx.wait_status(cid, "stopped")
+    assert not os.path.exists(os.path.join(out, "program-ran"))
+    ctx.delete(cid)

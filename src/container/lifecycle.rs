@@ -131,28 +131,17 @@ pub fn start(c: &mut Container) -> Result<()> {
         .custom_flags(libc::O_NONBLOCK)
         .open(c.fifo())
         .ctx(|| format!("opening {}", c.fifo().display()))?;
-    // Init is blocked opening the fifo for writing: our open releases it, it writes one byte,
-    // and its end closes at execve (close-on-exec). Its pidfd turning readable means it died.
+    // Init is blocked opening the fifo for writing: our open releases it. It writes one byte
+    // then, one more once the startContainer hooks passed, and its end closes at execve
+    // (close-on-exec). EOF before the second byte means init failed; its pidfd turning readable
+    // means it died.
     let deadline = std::time::Instant::now() + INIT_ANSWER;
-    let mut byte = [0u8; 1];
-    let got = loop {
-        wait_fifo(c, &fifo, &pidfd, deadline)?;
-        match std::io::Read::read(&mut &fifo, &mut byte) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            other => break other.unwrap_or(0),
-        }
-    };
-    if got != 1 {
-        return Err(Error::Init { id: c.id().to_owned(), msg: "init exited before running the process".into() });
-    }
-    // Until EOF: the program runs (startContainer hooks came before it).
-    loop {
-        wait_fifo(c, &fifo, &pidfd, deadline)?;
-        match std::io::Read::read(&mut &fifo, &mut byte) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            _ => break,
+    for stage in ["before start", "in the startContainer hooks or labels (see the container's stderr)"] {
+        if read_fifo(c, &fifo, &pidfd, deadline)? != 1 {
+            return Err(Error::Init { id: c.id().to_owned(), msg: format!("init exited {stage}, the process did not run") });
         }
     }
+    while read_fifo(c, &fifo, &pidfd, deadline)? != 0 {}
     std::fs::remove_file(c.fifo()).ctx(|| format!("removing {}", c.fifo().display()))?;
     hooks::run_warn(Stage::Poststart, &c.state.hooks, &c.state.for_hooks(Status::Running, c.state.pid));
     Ok(())
@@ -234,6 +223,18 @@ fn stop(c: &Container) -> Result<()> {
         return Err(Error::Init { id: c.id().to_owned(), msg: format!("init (pid {}) still alive {}s after SIGKILL", c.state.pid, KILL_WAIT.as_secs()) });
     }
     Ok(())
+}
+
+/// Reads one byte of the exec fifo, 0 at EOF, waiting (bounded) for init to write or close it.
+fn read_fifo(c: &Container, fifo: &std::fs::File, pidfd: &std::os::fd::OwnedFd, deadline: std::time::Instant) -> Result<usize> {
+    let mut byte = [0u8; 1];
+    loop {
+        wait_fifo(c, fifo, pidfd, deadline)?;
+        match std::io::Read::read(&mut &*fifo, &mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            other => return Ok(other.unwrap_or(0)),
+        }
+    }
 }
 
 /// Waits (bounded) until the fifo has data or its writer closed, or init died.

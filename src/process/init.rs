@@ -153,8 +153,10 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd) -> Resul
     // 17. startContainer hooks: after `start`, in the container, before the program.
     hooks::run(Stage::StartContainer, spec.hooks(), &o.state.for_hooks(Status::Created, host_pid))?;
 
-    // 18. LSM labels apply at execve: nothing may run between them and it.
+    // 18. LSM labels apply at execve: nothing may run between them and it. The second byte
+    //     tells `start` that all went well; the fifo closes at execve.
     lsm::set_exec_labels(process.selinux_label().as_deref(), process.apparmor_profile().as_deref())?;
+    std::io::Write::write_all(&mut gate, b"1").ctx(|| "writing the exec fifo")?;
     exec(&program, args, &env)
 }
 

@@ -80,7 +80,10 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
                 Err(e) => e.to_string(),
                 Ok(never) => match never {},
             };
-            let _ = child_end.send(&Msg::Error(err));
+            // After Ready, `create` has exited: the container's stderr is where the error can go.
+            if child_end.send(&Msg::Error(err.clone())).is_err() {
+                eprintln!("kiln: container init: {err}");
+            }
             // SAFETY: _exit skips the atexit handlers and buffers that belong to the parent.
             unsafe { libc::_exit(1) }
         }
