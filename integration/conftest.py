@@ -541,6 +541,12 @@ class Ctx:
         assert r.ok, r
         return r
 
+    def assert_gone(self, cid, pid):
+        """After a delete: not listed, its init exited, and `state` no longer knows it."""
+        assert cid not in self.list_ids()
+        assert wait_for(lambda: not pid_alive(pid), 5)
+        assert self.rt("state", cid).rc != 0
+
     def list_ids(self):
         r = self.rt("list", "-q", timeout=10)
         if r.rc != 0:

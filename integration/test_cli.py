@@ -295,10 +295,7 @@ def test_delete_force_running(ctx, flag):
     pid = ctx.state(cid)["pid"]
     r = ctx.rt("delete", flag, cid)
     assert r.ok, r
-    assert cid not in ctx.list_ids()
-    from conftest import pid_alive, wait_for
-    assert wait_for(lambda: not pid_alive(pid), 5)
-    assert ctx.rt("state", cid).rc != 0
+    ctx.assert_gone(cid, pid)
 
 
 def test_run_foreground_exit_status(ctx):

@@ -88,9 +88,7 @@ def test_delete_created_container(ctx):
     pid = ctx.state(cid)["pid"]
     r = ctx.rt("delete", cid)
     assert r.ok, r
-    assert cid not in ctx.list_ids()
-    assert wait_for(lambda: not pid_alive(pid), 5)
-    assert ctx.rt("state", cid).rc != 0
+    ctx.assert_gone(cid, pid)
 
 
 def test_kill_stopped_container_fails(ctx):
