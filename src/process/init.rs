@@ -67,12 +67,10 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd) -> Resul
     //    controlling terminal below.
     nix::unistd::setsid().ctx(|| "setsid")?;
 
-    // 4. The rootfs: every mount and /dev, while the host's paths (bind sources) are visible.
+    // 4. The rootfs: every mount, /dev and cwd, while the host's paths (bind sources) are visible.
     //    The host's /proc is still mounted, so /proc/self names our host pid for the hooks.
     let host_pid = std::fs::read_link("/proc/self").ok().and_then(|p| p.to_str()?.parse().ok()).unwrap_or(0);
     rootfs::prepare(spec, &o.bundle.rootfs, &o.bundle.dir, in_userns, plan.has(CloneFlags::CLONE_NEWCGROUP))?;
-    // cwd is created now, as root, so a user without write access to its parent still gets it.
-    rootfs::resolve::mkdir_all(&root_fd(&o.bundle.rootfs)?, process.cwd()).ctx(|| format!("process.cwd: creating {}", process.cwd().display()))?;
 
     // 5. Hooks that see the finished mounts but not yet the pivoted root: prestart and
     //    createRuntime run in the parent (runtime namespace), createContainer here.
@@ -165,10 +163,6 @@ fn request(chan: &Channel, msg: Msg) -> Result<()> {
     let what = format!("sync: {msg:?}");
     chan.send(&msg).ctx(|| what.clone())?;
     chan.wait_continue().ctx(|| what)
-}
-
-fn root_fd(rootfs: &Path) -> Result<OwnedFd> {
-    Ok(std::fs::File::open(rootfs).ctx(|| format!("opening rootfs {}", rootfs.display()))?.into())
 }
 
 fn join_session_keyring(id: &str) -> Result<()> {

@@ -17,7 +17,7 @@ use oci_spec::runtime::Spec;
 
 use crate::error::{Context, Error, Result};
 
-/// Mounts everything the config asks for under `rootfs`, then /dev.
+/// Mounts everything the config asks for under `rootfs`, then /dev, then the process's cwd.
 pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, in_userns: bool, cgroupns: bool) -> Result<()> {
     let linux = spec.linux().as_ref();
     // Nothing the container mounts may propagate back to the host: slave by default, as runc.
@@ -45,6 +45,10 @@ pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, in_userns: bool, cgrou
         let devices = linux.and_then(|l| l.devices().as_deref()).unwrap_or_default();
         devices::create(&root, devices, in_userns)?;
         devices::symlinks(&root)?;
+    }
+    // cwd is created now, as root, so a user without write access to its parent still gets it.
+    if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd()) {
+        resolve::mkdir_all(&root, cwd).ctx(|| format!("process.cwd: creating {}", cwd.display()))?;
     }
     Ok(())
 }
