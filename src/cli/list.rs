@@ -32,8 +32,8 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
     }
     let mut table = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from).to_vec()];
     for (c, (status, owner)) in containers.iter().zip(&rows) {
-        let pid = if *status == crate::container::Status::Stopped { 0 } else { c.state.pid };
-        table.push(vec![c.id().to_owned(), pid.to_string(), status.to_string(), c.state.bundle.display().to_string(), c.state.created.clone(), owner.clone()]);
+        let s = c.state.runc_json(*status, owner);
+        table.push(vec![s.id.to_owned(), s.pid.to_string(), s.status.to_owned(), s.bundle.display().to_string(), s.created.to_owned(), s.owner.to_owned()]);
     }
     print!("{}", tabulate(&table));
     Ok(0)

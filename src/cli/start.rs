@@ -7,7 +7,7 @@ pub struct Args {
 }
 
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
-    let mut c = Container::load(&g.root, &a.id)?;
-    lifecycle::start(&mut c)?;
+    let c = Container::load(&g.root, &a.id)?;
+    lifecycle::start(&c)?;
     Ok(0)
 }

@@ -120,7 +120,7 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     std::fs::rename(&tmp, &path).ctx(|| format!("--pid-file: renaming to {}", path.display()))
 }
 
-pub fn start(c: &mut Container) -> Result<()> {
+pub fn start(c: &Container) -> Result<()> {
     match c.status() {
         Status::Created => {}
         status => return Err(wrong_state(c, status, "only a created container can be started")),
