@@ -21,14 +21,14 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
         // can wait for it.
         prctl::set_child_subreaper(true).map_err(|e| anyhow::anyhow!("PR_SET_CHILD_SUBREAPER: {}", std::io::Error::from_raw_os_error(e)))?;
     }
-    let (mut container, init) = lifecycle::create(&g.root, &a.id, &a.flags.options(!a.detach))?;
-    let started = lifecycle::start(&mut container);
-    if a.detach || started.is_err() {
+    let (container, init) = lifecycle::create(&g.root, &a.id, &a.flags.options(!a.detach))?;
+    if let Err(e) = lifecycle::start(&container) {
         crate::signals::restore(&init.saved_mask);
-        if started.is_err() {
-            let _ = lifecycle::delete(container, true);
-        }
-        started?;
+        let _ = lifecycle::delete(container, true);
+        return Err(e.into());
+    }
+    if a.detach {
+        crate::signals::restore(&init.saved_mask);
         return Ok(0);
     }
     let id = container.id().to_owned();
