@@ -2,6 +2,7 @@
 //! against the container's status as runc checks them.
 
 use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -257,5 +258,3 @@ fn wait_fifo(c: &Container, fifo: &std::fs::File, pidfd: &std::os::fd::OwnedFd, 
 fn wrong_state(c: &Container, status: Status, why: &str) -> Error {
     Error::WrongState { id: c.id().to_owned(), status: status.to_string(), why: why.to_owned() }
 }
-
-use std::os::unix::fs::OpenOptionsExt;

@@ -2,6 +2,7 @@
 //! `sync` until init is ready. Whatever fails, no child outlives this function's error.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 
 use nix::sched::CloneFlags;
 use nix::sys::signal::SigSet;
@@ -158,5 +159,3 @@ fn write_id_map(pid: i32, file: &str, maps: &[oci_spec::runtime::LinuxIdMapping]
     let field = if file == "uid_map" { "linux.uidMappings" } else { "linux.gidMappings" };
     std::fs::write(format!("/proc/{pid}/{file}"), text).ctx(|| format!("{field}: writing /proc/{pid}/{file}"))
 }
-
-use std::os::unix::fs::OpenOptionsExt;
