@@ -35,6 +35,11 @@ pub enum Error {
     #[error("container {id:?}: {msg}")]
     Init { id: String, msg: String },
 
+    /// A cgroup could not be made, joined or written; `field` is the spec field or cgroup file
+    /// it is about (`linux.resources.memory.limit`).
+    #[error("{field}: {msg}")]
+    Cgroup { field: String, msg: String },
+
     #[error("{stage} hook {path}: {msg}")]
     Hook { stage: &'static str, path: PathBuf, msg: String },
 }

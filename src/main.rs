@@ -1,6 +1,7 @@
 //! kiln: a runc-compatible OCI container runtime. See docs/architecture.md for the map.
 
 mod capabilities;
+mod cgroups;
 mod cli;
 mod container;
 mod error;

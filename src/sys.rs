@@ -15,6 +15,9 @@ fn cstring(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
+/// Not in every libc crate build (it needs a 64-bit flags word, which only clone3 has).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
 /// The result of `clone3` as seen by the caller.
 pub enum Forked {
     Parent { pid: i32, pidfd: OwnedFd },
@@ -23,15 +26,20 @@ pub enum Forked {
 
 /// `clone3` with `flags | CLONE_PIDFD` and SIGCHLD as the exit signal: a fork that creates
 /// namespaces in the same step and hands the parent a pidfd, so no later wait can race with pid
-/// reuse.
+/// reuse. With `cgroup` (a cgroup v2 directory), the child is born in that cgroup
+/// (CLONE_INTO_CGROUP): it never runs, not even for an instant, outside it.
 ///
 /// # Safety
 /// The caller must be single-threaded: the child continues with a copy of this address space and
 /// only the calling thread, exactly as after `fork(2)`.
-pub unsafe fn clone3(flags: u64) -> io::Result<Forked> {
+pub unsafe fn clone3(flags: u64, cgroup: Option<BorrowedFd>) -> io::Result<Forked> {
     let mut pidfd: RawFd = -1;
     let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
     args.flags = flags | libc::CLONE_PIDFD as u64;
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
     args.pidfd = &mut pidfd as *mut RawFd as u64;
     args.exit_signal = libc::SIGCHLD as u64;
     // SAFETY: `args` is a fully initialised clone_args that outlives the call; the stack is not

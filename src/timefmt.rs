@@ -44,6 +44,37 @@ fn civil(secs: u64) -> String {
     )
 }
 
+/// Go's time.ParseDuration, as runc's duration flags take it: a sequence of numbers with units
+/// (ns, us, µs, ms, s, m, h), like `1m30s` or `1.5s`. None if malformed.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    if s == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).filter(|&n| n > 0)?;
+        let value: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let nanos = match &rest[..unit_end] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += value * nanos;
+        rest = &rest[unit_end..];
+    }
+    Some(std::time::Duration::from_nanos(total as u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +86,16 @@ mod tests {
         assert_eq!(rfc3339_nano(t), "2023-11-14T22:13:20.12Z");
         assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339_nano(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn go_durations() {
+        use std::time::Duration;
+        assert_eq!(super::parse_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(super::parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(super::parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(super::parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(super::parse_duration("5"), None);
+        assert_eq!(super::parse_duration("s"), None);
     }
 }

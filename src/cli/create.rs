@@ -27,8 +27,9 @@ pub struct CreateFlags {
 }
 
 impl CreateFlags {
-    pub fn options(self, foreground: bool) -> CreateOptions {
+    pub fn options(self, g: &Globals, foreground: bool) -> CreateOptions {
         CreateOptions {
+            systemd_cgroup: g.systemd_cgroup,
             bundle: self.bundle,
             console_socket: self.console_socket,
             pid_file: self.pid_file,
@@ -48,7 +49,7 @@ pub struct Args {
 }
 
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
-    let (_container, init) = lifecycle::create(&g.root, &a.id, &a.flags.options(false))?;
+    let (_container, init) = lifecycle::create(&g.root, &a.id, &a.flags.options(g, false))?;
     crate::signals::restore(&init.saved_mask);
     Ok(0)
 }

@@ -1,12 +1,13 @@
 use serde_json::json;
 
-/// The OCI features document: only what kiln really does. cgroups and seccomp are reported
-/// absent until kiln implements them.
+/// The OCI features document: only what kiln really does on this host (the cgroup layouts it
+/// finds mounted). seccomp is reported absent until kiln implements it.
 pub fn run() -> anyhow::Result<i32> {
     let mut options: Vec<&str> = crate::rootfs::mount::known_options().collect();
     options.sort();
     let mut caps: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
     caps.sort();
+    let (v1, v2) = crate::cgroups::supported();
     let doc = json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": crate::spec::OCI_VERSION,
@@ -15,7 +16,7 @@ pub fn run() -> anyhow::Result<i32> {
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
-            "cgroup": {"v1": false, "v2": false, "systemd": false, "systemdUser": false, "rdma": false},
+            "cgroup": {"v1": v1, "v2": v2, "systemd": false, "systemdUser": false, "rdma": true},
             "seccomp": {"enabled": false},
             "apparmor": {"enabled": true},
             "selinux": {"enabled": true},

@@ -3,13 +3,17 @@
 
 mod create;
 mod delete;
+mod events;
 mod features;
 mod kill;
 mod list;
+mod pause;
+mod ps;
 mod run;
 mod spec;
 mod start;
 mod state;
+mod update;
 
 use std::path::PathBuf;
 
@@ -63,6 +67,16 @@ enum Command {
     List(list::Args),
     /// Write a default config.json into a bundle.
     Spec(spec::Args),
+    /// Freeze every process of a container.
+    Pause(pause::Args),
+    /// Thaw a paused container.
+    Resume(pause::Args),
+    /// List a container's processes (ps output, or their pids as JSON).
+    Ps(ps::Args),
+    /// Change a live container's resource limits.
+    Update(update::Args),
+    /// Print a container's statistics and OOM events as JSON lines.
+    Events(events::Args),
     /// Print the OCI features document of this runtime.
     Features,
 }
@@ -70,6 +84,7 @@ enum Command {
 /// Global options every command may need.
 pub struct Globals {
     pub root: PathBuf,
+    pub systemd_cgroup: bool,
 }
 
 pub fn main() -> i32 {
@@ -94,7 +109,7 @@ pub fn main() -> i32 {
         log::error("no command given: try `kiln --help`");
         return 2;
     };
-    let g = Globals { root: cli.root };
+    let g = Globals { root: cli.root, systemd_cgroup: cli.systemd_cgroup };
     let result = match command {
         Command::Create(a) => create::run(&g, a),
         Command::Start(a) => start::run(&g, a),
@@ -104,6 +119,11 @@ pub fn main() -> i32 {
         Command::Delete(a) => delete::run(&g, a),
         Command::List(a) => list::run(&g, a),
         Command::Spec(a) => spec::run(a),
+        Command::Pause(a) => pause::run(&g, a),
+        Command::Resume(a) => pause::resume(&g, a),
+        Command::Ps(a) => ps::run(&g, a),
+        Command::Update(a) => update::run(&g, a),
+        Command::Events(a) => events::run(&g, a),
         Command::Features => features::run(),
     };
     match result {

@@ -21,7 +21,7 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
         // can wait for it.
         prctl::set_child_subreaper(true).map_err(|e| anyhow::anyhow!("PR_SET_CHILD_SUBREAPER: {}", std::io::Error::from_raw_os_error(e)))?;
     }
-    let (container, init) = lifecycle::create(&g.root, &a.id, &a.flags.options(!a.detach))?;
+    let (container, init) = lifecycle::create(&g.root, &a.id, &a.flags.options(g, !a.detach))?;
     if let Err(e) = lifecycle::start(&container) {
         crate::signals::restore(&init.saved_mask);
         let _ = lifecycle::delete(container, true);

@@ -6,6 +6,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::cgroups::{self, Manager};
 use crate::container::{Container, State, Status};
 use crate::error::{Context, Error, Result};
 use crate::hooks::{self, Stage};
@@ -28,15 +29,32 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
     /// `run` in the foreground: a terminal needs no console socket, kiln relays it itself.
     pub foreground: bool,
+    /// `--systemd-cgroup`: cgroupsPath is `slice:prefix:name`, for systemd to create.
+    pub systemd_cgroup: bool,
 }
 
-/// Removes a half-made container's directory unless disarmed: an error in `create` leaves
-/// nothing behind (init itself is killed by `spawn`'s own guard).
-struct Undo<'a>(Option<&'a Path>);
+/// Removes a half-made container's cgroup and directory unless disarmed: an error in `create`
+/// leaves nothing behind (init itself is killed by `spawn`'s own guard).
+struct Undo<'a> {
+    dir: Option<&'a Path>,
+    cgroup: Option<&'a dyn Manager>,
+}
+
+impl Undo<'_> {
+    fn disarm(&mut self) {
+        self.dir = None;
+        self.cgroup = None;
+    }
+}
 
 impl Drop for Undo<'_> {
     fn drop(&mut self) {
-        if let Some(dir) = self.0 {
+        if let Some(cgroup) = self.cgroup {
+            if let Err(e) = cgroup.destroy() {
+                crate::log::warn(&format!("removing the cgroup of a failed create: {e}"));
+            }
+        }
+        if let Some(dir) = self.dir {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
@@ -54,6 +72,9 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
         return Err(Error::Usage("--console-socket was given but process.terminal is false: there is no terminal to send".into()));
     }
     crate::capabilities::check_grantable(process.capabilities().as_ref())?;
+    let resources = cgroups::resources(&bundle.spec)?;
+    let cgroups_path = bundle.spec.linux().as_ref().and_then(|l| l.cgroups_path().as_deref());
+    let cgroup = cgroups::new(&cgroups::Request { id, cgroups_path, systemd: o.systemd_cgroup })?;
     let state = State {
         oci_version: bundle.spec.version().clone(),
         id: id.to_owned(),
@@ -64,10 +85,19 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
         created: crate::timefmt::rfc3339_nano(std::time::SystemTime::now()),
         annotations: bundle.spec.annotations().iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect(),
         hooks: bundle.spec.hooks().clone(),
+        cgroup_paths: cgroup.paths(),
+        resources: Some(resources.clone()),
     };
     let mut container = Container::create(root, state)?;
     let dir = container.dir.clone();
-    let mut undo = Undo(Some(&dir));
+    let mut undo = Undo { dir: Some(&dir), cgroup: None };
+    // A cgroup that exists already (another container's, a stale one) is not ours to fill or
+    // to remove.
+    if cgroup.paths().values().any(|p| p.exists() && std::fs::read_to_string(p.join("cgroup.procs")).is_ok_and(|s| !s.trim().is_empty())) {
+        return Err(Error::Cgroup { field: "linux.cgroupsPath".into(), msg: format!("the cgroup {} already has processes in it", cgroup.paths().values().next().map(|p| p.display().to_string()).unwrap_or_default()) });
+    }
+    cgroup.create()?;
+    undo.cgroup = Some(cgroup.as_ref());
 
     let fifo = container.fifo();
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622)).ctx(|| format!("creating {}", fifo.display()))?;
@@ -84,6 +114,8 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
         listen_fds,
         no_pivot: o.no_pivot,
         no_new_keyring: o.no_new_keyring,
+        cgroup: cgroup.as_ref(),
+        resources: &resources,
     };
     let init = spawn::spawn(&opts)?;
     let saved = (|| {
@@ -100,7 +132,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
         crate::signals::restore(&init.saved_mask);
         return Err(e);
     }
-    undo.0 = None;
+    undo.disarm();
     Ok((container, init))
 }
 
@@ -155,44 +187,29 @@ pub fn kill(c: &Container, signal: i32, all: bool) -> Result<()> {
     }
     let init = c.init_pidfd().ok_or_else(|| wrong_state(c, Status::Stopped, "there is no process to signal"))?;
     if all {
-        for pidfd in other_processes(c.state.pid) {
-            let _ = sys::pidfd_send_signal(pidfd.as_fd(), signal);
+        // The cgroup holds every process of the container, daemonised ones too. Each pid is
+        // opened as a pidfd before the signal, so a reused pid is never hit.
+        for pid in c.cgroup()?.pids()?.into_iter().filter(|&p| p != c.state.pid) {
+            if let Ok(fd) = sys::pidfd_open(pid) {
+                let _ = sys::pidfd_send_signal(fd.as_fd(), signal);
+            }
         }
     }
     sys::pidfd_send_signal(init.as_fd(), signal).ctx(|| format!("signalling init of {:?} (pid {})", c.id(), c.state.pid))
 }
 
-/// The container's processes other than init, as pidfds. With a pid namespace of its own, that
-/// is every process in it; sharing the host's, it is init's descendants. (Once kiln manages
-/// cgroups, the container's cgroup answers this for both.) Each pid is opened before it is
-/// checked, so the pidfd pins the very process the check saw.
-fn other_processes(init: i32) -> Vec<std::os::fd::OwnedFd> {
-    let ns = |pid: i32| std::fs::metadata(format!("/proc/{pid}/ns/pid")).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
-    let Some(theirs) = ns(init) else { return vec![] };
-    let own_ns = ns(std::process::id() as i32) != Some(theirs);
-    let Ok(entries) = std::fs::read_dir("/proc") else { return vec![] };
-    let pids: Vec<i32> = entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|&p| p != init).collect();
-    if own_ns {
-        return pids.into_iter().filter_map(|pid| sys::pidfd_open(pid).ok().filter(|_| ns(pid) == Some(theirs))).collect();
+/// Freezes every process of the container (runc pauses created containers too).
+pub fn pause(c: &Container) -> Result<()> {
+    match c.status() {
+        Status::Running | Status::Created => c.cgroup()?.freeze(true),
+        status => Err(wrong_state(c, status, "only a running or created container can be paused")),
     }
-    let parent = |pid: i32| -> Option<i32> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
-    };
-    let opened: Vec<(i32, std::os::fd::OwnedFd, Option<i32>)> = pids.into_iter().filter_map(|pid| Some((pid, sys::pidfd_open(pid).ok()?, parent(pid)))).collect();
-    let mut family = vec![init];
-    let mut out = vec![];
-    let mut rest = opened;
-    loop {
-        let (kids, others): (Vec<_>, Vec<_>) = rest.into_iter().partition(|(_, _, ppid)| ppid.is_some_and(|p| family.contains(&p)));
-        if kids.is_empty() {
-            return out;
-        }
-        for (pid, fd, _) in kids {
-            family.push(pid);
-            out.push(fd);
-        }
-        rest = others;
+}
+
+pub fn resume(c: &Container) -> Result<()> {
+    match c.status() {
+        Status::Paused => c.cgroup()?.freeze(false),
+        status => Err(wrong_state(c, status, "only a paused container can be resumed")),
     }
 }
 
@@ -202,23 +219,22 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
         Status::Stopped => {}
         // A created container never ran the user's program: runc deletes it without --force.
         Status::Created => stop(&c)?,
-        Status::Running if force => stop(&c)?,
+        Status::Running | Status::Paused if force => stop(&c)?,
         Status::Creating if force => {}
         _ => return Err(wrong_state(&c, status, "stop it first, or use delete --force")),
     }
+    c.cgroup()?.destroy()?;
     let state = c.state.clone();
     c.remove()?;
     hooks::run_warn(Stage::Poststop, &state.hooks, &state.for_hooks(Status::Stopped, state.pid));
     Ok(())
 }
 
-/// SIGKILL to every process of the container, then wait on init's pidfd (bounded, no polling
-/// loop): when init is gone the pid namespace is gone with it.
+/// SIGKILL to every process of the container (through its cgroup), then wait on init's pidfd,
+/// bounded: when init is gone the pid namespace is gone with it.
 fn stop(c: &Container) -> Result<()> {
     let Some(init) = c.init_pidfd() else { return Ok(()) };
-    for pidfd in other_processes(c.state.pid) {
-        let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
-    }
+    c.cgroup()?.kill_all()?;
     let _ = sys::pidfd_send_signal(init.as_fd(), libc::SIGKILL);
     if !sys::wait_readable(init.as_fd(), Some(KILL_WAIT)) {
         return Err(Error::Init { id: c.id().to_owned(), msg: format!("init (pid {}) still alive {}s after SIGKILL", c.state.pid, KILL_WAIT.as_secs()) });

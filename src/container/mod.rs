@@ -4,6 +4,7 @@
 
 pub mod id;
 pub mod lifecycle;
+pub mod update;
 pub mod state;
 
 use std::fs::File;
@@ -98,9 +99,16 @@ impl Container {
             Status::Stopped
         } else if self.fifo().exists() {
             Status::Created
+        } else if self.cgroup().is_ok_and(|c| c.frozen()) {
+            Status::Paused
         } else {
             Status::Running
         }
+    }
+
+    /// The manager of the container's cgroup, from the paths recorded at `create`.
+    pub fn cgroup(&self) -> Result<Box<dyn crate::cgroups::Manager>> {
+        crate::cgroups::from_paths(self.state.cgroup_paths.clone())
     }
 
     /// Init still runs, and is still the process we started (not a reuse of its pid).

@@ -12,6 +12,8 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    /// Running, but frozen by `pause`.
+    Paused,
     Stopped,
 }
 
@@ -21,6 +23,7 @@ impl Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }
@@ -48,6 +51,13 @@ pub struct State {
     pub annotations: BTreeMap<String, String>,
     /// poststart runs at `start`, poststop at `delete`: both long after config.json was read.
     pub hooks: Option<Hooks>,
+    /// The container's cgroup in each hierarchy, as resolved at `create`.
+    #[serde(default)]
+    pub cgroup_paths: crate::cgroups::Paths,
+    /// The resources in force (config.json's, then as `update` changed them): `update` merges
+    /// into these, since some values only make sense together (memory and swap).
+    #[serde(default)]
+    pub resources: Option<oci_spec::runtime::LinuxResources>,
 }
 
 /// runc's `state` JSON, field for field and in its order.

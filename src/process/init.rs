@@ -21,10 +21,21 @@ use crate::rootfs;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd) -> Result<Infallible> {
+/// `in_cgroup`: clone3 already placed us in the container's cgroup (CLONE_INTO_CGROUP).
+pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgroup: bool) -> Result<Infallible> {
     let spec = &o.bundle.spec;
     let process = spec.process().as_ref().expect("validated: process is present");
     let linux = spec.linux().as_ref();
+
+    // 0. The cgroup, before anything that allocates memory or forks, so that all of it is
+    //    charged to the container; and before the cgroup namespace, which is rooted wherever
+    //    its creator stands.
+    if !in_cgroup {
+        request(chan, Msg::JoinCgroup)?;
+        if plan.single_clone() && plan.new.contains(CloneFlags::CLONE_NEWCGROUP) {
+            namespaces::unshare_flags(CloneFlags::CLONE_NEWCGROUP)?;
+        }
+    }
 
     // 1. Namespaces, before anything else, so that all that follows happens inside them. On the
     //    fast path clone3 already made them all; otherwise join the `path` ones first (a new user

@@ -65,19 +65,27 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
         .ctx(|| format!("opening {}", opts.fifo.display()))
         .map(Into::into)?;
 
+    // Born in the cgroup where the layout allows it; otherwise the parent moves the child in
+    // before it does anything, and a cgroup namespace must wait until then (it is rooted at
+    // the cgroup its creator is in).
+    let into = opts.cgroup.clone_into()?;
+    let mut flags = if plan.single_clone() { plan.new } else { CloneFlags::empty() };
+    if into.is_none() {
+        flags -= CloneFlags::CLONE_NEWCGROUP;
+    }
     let saved_mask = crate::signals::block_all()?;
-    let flags = if plan.single_clone() { plan.new } else { CloneFlags::empty() };
     // SAFETY: kiln is single-threaded (it starts no threads), as clone3 without CLONE_VM needs.
-    let forked = unsafe { sys::clone3(flags.bits() as u64) };
+    let forked = unsafe { sys::clone3(flags.bits() as u64, into.as_ref().map(|f| f.as_fd())) };
     let (pid, pidfd) = match forked {
         Err(e) => {
             crate::signals::restore(&saved_mask);
-            return Err(Error::os(format!("linux.namespaces: clone3 with {flags:?}"), e));
+            let into = if into.is_some() { " into the container's cgroup" } else { "" };
+            return Err(Error::os(format!("linux.namespaces: clone3{into} with {flags:?}"), e));
         }
         Ok(Forked::Child) => {
             drop(parent);
             crate::signals::reset_for_child();
-            let err = match crate::process::init::run(opts, &plan, &child_end, fifo) {
+            let err = match crate::process::init::run(opts, &plan, &child_end, fifo, into.is_some()) {
                 Err(e) => e.to_string(),
                 Ok(never) => match never {},
             };
@@ -92,6 +100,7 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
     };
     drop(child_end);
     drop(fifo);
+    drop(into);
     match talk(opts, &parent, Child { pid, pidfd: Some(pidfd), ours: true }) {
         Ok((child, pty)) => {
             let (pid, pidfd) = child.disarm();
@@ -113,6 +122,10 @@ fn talk(opts: &InitOptions, chan: &Channel, mut child: Child) -> Result<(Child, 
     loop {
         let (msg, fd) = chan.recv().map_err(|e| Error::Init { id: id.clone(), msg: e.to_string() })?;
         match msg {
+            Msg::JoinCgroup => {
+                opts.cgroup.join(child.pid)?;
+                chan.send(&Msg::Continue).ctx(|| "sync: continue")?;
+            }
             Msg::WriteIdMaps => {
                 write_id_map(child.pid, "uid_map", linux.and_then(|l| l.uid_mappings().as_deref()).unwrap_or_default())?;
                 write_id_map(child.pid, "gid_map", linux.and_then(|l| l.gid_mappings().as_deref()).unwrap_or_default())?;
@@ -147,7 +160,11 @@ fn talk(opts: &InitOptions, chan: &Channel, mut child: Child) -> Result<(Child, 
                     None => pty = Some(fd),
                 }
             }
-            Msg::Ready => return Ok((child, pty)),
+            // Limits last: device rules would have refused init's mknods, a pids limit its forks.
+            Msg::Ready => {
+                opts.cgroup.set(opts.resources)?;
+                return Ok((child, pty));
+            }
             Msg::Error(msg) => return Err(Error::Init { id: id.clone(), msg }),
             Msg::Continue => return Err(Error::Init { id: id.clone(), msg: "protocol error: unexpected Continue".into() }),
         }

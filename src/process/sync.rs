@@ -4,6 +4,9 @@
 //! ```text
 //!   kiln create (parent)                          child → [intermediate] → init
 //!   ────────────────────                          ─────────────────────────────
+//!                          ◀── JoinCgroup ─────── (not born in its cgroup: v1, hybrid)
+//!   write pid to cgroup.procs
+//!   of every hierarchy     ─── Continue ────────▶ unshare the cgroup namespace
 //!                                                 join `path` namespaces (setns)
 //!                          ◀── WriteIdMaps ────── made a new user namespace
 //!   write uid_map, gid_map ─── Continue ────────▶ become root in it
@@ -18,7 +21,8 @@
 //!                          ◀── PtyMaster + fd ─── (process.terminal) pty allocated
 //!   fd → --console-socket
 //!                          ◀── Ready ──────────── all set up; blocks opening exec.fifo
-//!   write state, pid file, exit
+//!   write linux.resources,
+//!   state, pid file, exit
 //!
 //!   any step of the child:  ◀── Error(msg) ───── then exits; create fails with msg
 //! ```
@@ -34,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub enum Msg {
+    JoinCgroup,
     WriteIdMaps,
     WriteTimeOffsets,
     InitPid(i32),

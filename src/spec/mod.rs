@@ -41,6 +41,11 @@ impl Bundle {
 
 /// Deserialises config.json, keeping the path to the field that failed (`process.user.uid`).
 pub fn parse(file: &Path, bytes: &[u8]) -> Result<Spec> {
+    parse_as(file, bytes)
+}
+
+/// Any part of the spec (`update --resources` reads a LinuxResources), with the same errors.
+pub fn parse_as<T: serde::de::DeserializeOwned>(file: &Path, bytes: &[u8]) -> Result<T> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

@@ -1,0 +1,103 @@
+//! Hybrid hosts: v1 hierarchies for the controllers mounted there, and a cgroup2 mount (often
+//! `/sys/fs/cgroup/unified`) that the container joins too. Everything v1 has goes to v1; what
+//! only the unified hierarchy has (hugetlb on this project's machines) and the `unified` keys go
+//! there, instead of being dropped as runc drops them.
+
+use std::os::fd::OwnedFd;
+
+use oci_spec::runtime::LinuxResources;
+
+use super::v1::V1;
+use super::v2::V2;
+use super::{Manager, OomWatch, Paths, Stats};
+use crate::error::Result;
+
+pub struct Hybrid {
+    v1: V1,
+    v2: V2,
+}
+
+impl Hybrid {
+    pub fn new(v1: V1, v2: V2) -> Hybrid {
+        Hybrid { v1, v2 }
+    }
+
+    /// `r` split in what v1 applies and what the unified hierarchy applies.
+    fn split(&self, r: &LinuxResources) -> (LinuxResources, LinuxResources) {
+        let mut v1 = r.clone();
+        let mut v2 = LinuxResources::default();
+        v2.set_unified(v1.unified().clone());
+        v1.set_unified(None);
+        if !self.v1.has("hugetlb") {
+            v2.set_hugepage_limits(v1.hugepage_limits().clone());
+            v1.set_hugepage_limits(None);
+        }
+        if !self.v1.has("rdma") {
+            v2.set_rdma(v1.rdma().clone());
+            v1.set_rdma(None);
+        }
+        (v1, v2)
+    }
+}
+
+impl Manager for Hybrid {
+    fn paths(&self) -> Paths {
+        let mut p = self.v1.paths();
+        p.extend(self.v2.paths());
+        p
+    }
+
+    fn create(&self) -> Result<()> {
+        self.v1.create()?;
+        self.v2.create()
+    }
+
+    fn clone_into(&self) -> Result<Option<OwnedFd>> {
+        // The v1 hierarchies need a write by pid anyway; one mechanism for all of them.
+        Ok(None)
+    }
+
+    fn join(&self, pid: i32) -> Result<()> {
+        self.v1.join(pid)?;
+        self.v2.join(pid)
+    }
+
+    fn set(&self, r: &LinuxResources) -> Result<()> {
+        let (v1, v2) = self.split(r);
+        self.v1.set(&v1)?;
+        self.v2.set_filtered(&v2, false)
+    }
+
+    fn pids(&self) -> Result<Vec<i32>> {
+        self.v1.pids()
+    }
+
+    fn freeze(&self, frozen: bool) -> Result<()> {
+        self.v1.freeze(frozen)
+    }
+
+    fn frozen(&self) -> bool {
+        self.v1.frozen()
+    }
+
+    fn kill_all(&self) -> Result<()> {
+        self.v1.kill_all()
+    }
+
+    fn destroy(&self) -> Result<()> {
+        self.v1.destroy()?;
+        self.v2.destroy()
+    }
+
+    fn stats(&self) -> Result<Stats> {
+        let mut s = self.v1.stats()?;
+        if !self.v1.has("hugetlb") {
+            s.hugetlb = super::stats::hugetlb(self.v2.dir(), true);
+        }
+        Ok(s)
+    }
+
+    fn oom_watch(&self) -> Result<Box<dyn OomWatch>> {
+        self.v1.oom_watch()
+    }
+}

@@ -1,0 +1,402 @@
+//! Cgroups: where a container's cgroup is, how its init joins it, and how `linux.resources` is
+//! written to it. The host's layout (pure v1, hybrid, pure v2) is detected here, once; everything
+//! else in kiln talks to a [`Manager`] and never learns which layout is behind it.
+//!
+//! - `v1`: one directory per mounted v1 hierarchy (`memory`, `cpu,cpuacct`, `name=systemd`, ...).
+//! - `v2`: one directory in the unified hierarchy.
+//! - `hybrid`: v1 for every controller that v1 has, plus the unified hierarchy for what only it
+//!   has (hugetlb on this project's machines) and for `unified` keys.
+//!
+//! What to write for a resource is planned by pure functions (`resources`), so the v1 → v2
+//! conversions are unit-tested; the managers only carry the plan out.
+
+pub mod ebpf;
+mod devices;
+mod hybrid;
+mod resources;
+pub mod stats;
+mod v1;
+mod v2;
+
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use oci_spec::runtime::LinuxResources;
+
+use crate::error::{Context, Error, Result};
+
+pub use stats::Stats;
+
+/// Each hierarchy's directory for one container, keyed by the hierarchy's controllers as
+/// /proc/self/cgroup names them (`memory`, `cpu,cpuacct`, `name=systemd`), `""` for the unified
+/// one. Kept in the container's state: later commands find the cgroup without re-resolving
+/// cgroupsPath from wherever they happen to run.
+pub type Paths = BTreeMap<String, PathBuf>;
+
+/// How long a freeze, or the emptying of a killed cgroup, may take.
+const SETTLE: Duration = Duration::from_secs(10);
+
+pub trait Manager {
+    fn paths(&self) -> Paths;
+    /// Makes the directories (and on v2 enables the controllers on the way down).
+    fn create(&self) -> Result<()>;
+    /// A directory fd for `clone3(CLONE_INTO_CGROUP)`, where the layout allows the child to be
+    /// born in its cgroup; None where the parent must move it with [`Manager::join`].
+    fn clone_into(&self) -> Result<Option<OwnedFd>>;
+    fn join(&self, pid: i32) -> Result<()>;
+    /// Writes what `r` sets; fields left unset are left as they are (so `update` passes only
+    /// what changes). `devices` are the complete rule list, kiln's defaults included.
+    fn set(&self, r: &LinuxResources) -> Result<()>;
+    /// Every process in the cgroup and below it.
+    fn pids(&self) -> Result<Vec<i32>>;
+    fn freeze(&self, frozen: bool) -> Result<()>;
+    fn frozen(&self) -> bool;
+    /// SIGKILL to every process, and wait (bounded) until none is left.
+    fn kill_all(&self) -> Result<()>;
+    /// Kills what is left, then removes the directories.
+    fn destroy(&self) -> Result<()>;
+    fn stats(&self) -> Result<Stats>;
+    /// An fd that becomes readable (poll) when the kernel may have OOM-killed in the cgroup,
+    /// and the running count of OOM kills to compare after each wake-up.
+    fn oom_watch(&self) -> Result<Box<dyn OomWatch>>;
+}
+
+pub trait OomWatch {
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_>;
+    /// The poll event to wait for (POLLIN for an eventfd, POLLPRI for a kernfs file).
+    fn events(&self) -> nix::poll::PollFlags;
+    /// How many OOM events happened since the watch began; consumes the wake-up.
+    fn count(&mut self) -> u64;
+}
+
+/// One cgroup hierarchy mounted on the host.
+#[derive(Debug, Clone)]
+pub struct Hierarchy {
+    /// Where the host has it (`/sys/fs/cgroup/memory`).
+    pub mount_point: PathBuf,
+    /// `""` for cgroup2, or the v1 controllers as /proc/self/cgroup names them (`cpu,cpuacct`).
+    pub controllers: String,
+    /// This process's cgroup in it, relative to the hierarchy's root.
+    pub own: String,
+}
+
+impl Hierarchy {
+    pub fn is_v2(&self) -> bool {
+        self.controllers.is_empty()
+    }
+}
+
+/// The hierarchies this process sees, each with its own cgroup in it: /proc/self/mountinfo says
+/// where they are mounted, /proc/self/cgroup where we are in each.
+pub fn hierarchies() -> std::io::Result<Vec<Hierarchy>> {
+    let own = std::fs::read_to_string("/proc/self/cgroup")?;
+    let own: Vec<(&str, &str)> = own.lines().filter_map(|l| l.splitn(3, ':').nth(1).zip(l.splitn(3, ':').nth(2))).collect();
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let mut out: Vec<Hierarchy> = vec![];
+    for line in info.lines() {
+        let (pre, post) = line.split_once(" - ").unwrap_or((line, ""));
+        let mut post = post.split(' ');
+        let (Some(fstype), _, Some(super_opts)) = (post.next(), post.next(), post.next()) else { continue };
+        let Some(mount_point) = pre.split(' ').nth(4) else { continue };
+        let controllers = match fstype {
+            "cgroup2" => String::new(),
+            // v1: the super options name the controllers (and name=systemd); the
+            // /proc/self/cgroup line with the same set gives the canonical name.
+            "cgroup" => {
+                let opts: Vec<&str> = super_opts.split(',').collect();
+                match own.iter().find(|(c, _)| !c.is_empty() && c.split(',').all(|c| opts.contains(&c))) {
+                    Some((c, _)) => (*c).to_owned(),
+                    None => continue,
+                }
+            }
+            _ => continue,
+        };
+        // The same hierarchy mounted twice: the first mount is as good as any.
+        if out.iter().any(|h| h.controllers == controllers) {
+            continue;
+        }
+        let own = own.iter().find(|(c, _)| *c == controllers).map_or("/", |(_, p)| p).to_owned();
+        out.push(Hierarchy { mount_point: PathBuf::from(unescape(mount_point)), controllers, own });
+    }
+    Ok(out)
+}
+
+/// mountinfo escapes spaces and friends as octal (`\040`).
+fn unescape(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push(((b[i + 1] - b'0') << 6) | ((b[i + 2] - b'0') << 3) | (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What `create` asks for: the container, its cgroupsPath and whether systemd manages it.
+pub struct Request<'a> {
+    pub id: &'a str,
+    pub cgroups_path: Option<&'a Path>,
+    pub systemd: bool,
+}
+
+/// The manager for a new container, on whatever layout this host has.
+pub fn new(req: &Request) -> Result<Box<dyn Manager>> {
+    if req.systemd {
+        return Err(systemd_unavailable(req));
+    }
+    let all = hierarchies().ctx(|| "reading /proc/self/mountinfo and /proc/self/cgroup")?;
+    let inner = inner_path(req.cgroups_path, req.id);
+    let mut paths = Paths::new();
+    for h in &all {
+        let base = if inner.is_absolute() {
+            PathBuf::new()
+        } else if h.is_v2() {
+            // As runc: our own v2 cgroup most likely holds processes, and then no controller
+            // could be enabled below it; its parent is the place for siblings.
+            PathBuf::from(h.own.trim_start_matches('/')).parent().map(Path::to_path_buf).unwrap_or_default()
+        } else {
+            PathBuf::from(h.own.trim_start_matches('/'))
+        };
+        paths.insert(h.controllers.clone(), h.mount_point.join(base).join(inner.strip_prefix("/").unwrap_or(&inner)));
+    }
+    from_paths(paths)
+}
+
+/// The manager of an existing container, from the paths its state recorded.
+pub fn from_paths(paths: Paths) -> Result<Box<dyn Manager>> {
+    let v2 = paths.get("").cloned();
+    let v1: Paths = paths.into_iter().filter(|(k, _)| !k.is_empty()).collect();
+    Ok(match (v1.is_empty(), v2) {
+        (true, Some(dir)) => Box::new(v2::V2::new(dir)),
+        (false, Some(dir)) => Box::new(hybrid::Hybrid::new(v1::V1::new(v1), v2::V2::new(dir))),
+        (false, None) => Box::new(v1::V1::new(v1)),
+        (true, None) => return Err(Error::Cgroup { field: "linux.cgroupsPath".into(), msg: "no cgroup hierarchy is mounted on this host".into() }),
+    })
+}
+
+/// cgroupsPath made safe, as runc's CleanPath does: `..` cannot climb above the hierarchy's
+/// root. Empty means a path named after the container, under kiln's own cgroup.
+fn inner_path(path: Option<&Path>, id: &str) -> PathBuf {
+    let path = path.filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(id));
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    if path.is_absolute() { Path::new("/").join(out) } else { out }
+}
+
+/// `--systemd-cgroup`: the path must be `slice:prefix:name`, and systemd must be there to ask.
+/// kiln does not talk to systemd over D-Bus; say so rather than put the container elsewhere.
+fn systemd_unavailable(req: &Request) -> Error {
+    let given = req.cgroups_path.map(|p| p.display().to_string()).unwrap_or_default();
+    let parts: Vec<&str> = given.split(':').collect();
+    if !given.is_empty() && parts.len() != 3 {
+        return Error::Cgroup { field: "linux.cgroupsPath".into(), msg: format!("{given:?}: with --systemd-cgroup it must be \"slice:prefix:name\"") };
+    }
+    let unit = match parts.as_slice() {
+        [slice, prefix, name] => format!("{}/{prefix}-{name}.scope", if slice.is_empty() { "system.slice" } else { slice }),
+        _ => format!("system.slice/kiln-{}.scope", req.id),
+    };
+    let why = if Path::new("/run/systemd/system").is_dir() {
+        "kiln has no systemd cgroup driver yet"
+    } else {
+        "systemd is not running on this host (no /run/systemd/system)"
+    };
+    Error::Cgroup { field: "--systemd-cgroup".into(), msg: format!("cannot create {unit}: {why}; run without --systemd-cgroup") }
+}
+
+/// The resources a new container's cgroup gets: config.json's, with the device rules completed
+/// (deny first, the config's, the `linux.devices` nodes, kiln's defaults).
+pub fn resources(spec: &oci_spec::runtime::Spec) -> Result<LinuxResources> {
+    let linux = spec.linux().as_ref();
+    let mut r = linux.and_then(|l| l.resources().clone()).unwrap_or_default();
+    let rules = devices::rules(r.devices().as_deref().unwrap_or_default(), linux.and_then(|l| l.devices().as_deref()).unwrap_or_default())?;
+    r.set_devices(Some(rules));
+    Ok(r)
+}
+
+/// The layouts kiln can manage here, for `features`: (v1, v2).
+pub fn supported() -> (bool, bool) {
+    let all = hierarchies().unwrap_or_default();
+    (all.iter().any(|h| !h.is_v2()), all.iter().any(Hierarchy::is_v2))
+}
+
+// ------------------------------------------------------------------ shared file helpers
+
+/// Writes one cgroup file, with an error that names the spec field, the value and the file.
+fn write(field: &str, path: &Path, value: &str) -> Result<()> {
+    std::fs::write(path, value).map_err(|e| Error::Cgroup { field: field.to_owned(), msg: format!("writing {value:?} to {}: {e}", path.display()) })
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map(|s| s.trim_end().to_owned()).ctx(|| format!("reading {}", path.display()))
+}
+
+/// Carries out a resource plan. `dir_of` finds the directory of a controller, or says why it
+/// is not there (not mounted, not enabled).
+fn execute(writes: &[resources::Write], dir_of: impl Fn(&str) -> std::result::Result<PathBuf, String>) -> Result<()> {
+    use resources::Need;
+    let mut retry: Option<(&resources::Write, PathBuf, String)> = None;
+    for w in writes {
+        let dir = match dir_of(w.controller) {
+            Ok(d) => d,
+            Err(_) if w.need == Need::IfMounted => {
+                crate::log::debug(|| format!("{}: skipped, no {} controller here", w.field, w.controller));
+                continue;
+            }
+            Err(why) => return Err(Error::Cgroup { field: w.field.clone(), msg: why }),
+        };
+        let Some((file, value)) = w.choices.iter().find(|(f, _)| dir.join(f).exists()) else {
+            if w.need == Need::IfExists {
+                crate::log::debug(|| format!("{}: skipped, the kernel has no {}", w.field, w.choices[0].0));
+                continue;
+            }
+            let files: Vec<&str> = w.choices.iter().map(|(f, _)| f.as_str()).collect();
+            return Err(Error::Cgroup { field: w.field.clone(), msg: format!("this kernel does not support it: no {} in {}", files.join(" or "), dir.display()) });
+        };
+        let path = dir.join(file);
+        match std::fs::write(&path, value) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && w.need == Need::RetryAfterNext => {
+                retry = Some((w, path, value.clone()));
+                continue;
+            }
+            r => r.map_err(|e| Error::Cgroup { field: w.field.clone(), msg: format!("writing {value:?} to {}: {e}", path.display()) })?,
+        }
+        if let Some((w, path, value)) = retry.take() {
+            write(&w.field, &path, &value)?;
+        }
+    }
+    match retry {
+        Some((w, path, value)) => write(&w.field, &path, &value),
+        None => Ok(()),
+    }
+}
+
+/// `checkBeforeUpdate`: a new memory limit below what the cgroup already uses is refused
+/// instead of making the kernel reclaim or OOM-kill.
+fn check_memory_usage(r: &LinuxResources, usage: impl FnOnce() -> u64) -> Result<()> {
+    let Some(m) = r.memory() else { return Ok(()) };
+    let Some(limit) = m.limit().filter(|&l| l > 0 && m.check_before_update() == Some(true)) else { return Ok(()) };
+    let used = usage();
+    if (limit as u64) < used {
+        return Err(Error::Cgroup { field: "linux.resources.memory.limit".into(), msg: format!("{limit} is below the current usage {used} (checkBeforeUpdate)") });
+    }
+    Ok(())
+}
+
+/// Every pid in `cgroup.procs` of `dir` and of the cgroups below it.
+fn pids_below(dir: &Path) -> Result<Vec<i32>> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let procs = read(&d.join("cgroup.procs"))?;
+        out.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        for e in std::fs::read_dir(&d).ctx(|| format!("reading {}", d.display()))?.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// SIGKILL to every process below `dir`, then waits on their pidfds (bounded) until they are
+/// gone. Repeated while new pids appear, for the processes forked meanwhile.
+fn kill_pids(dir: &Path) -> Result<()> {
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        let pids = pids_below(dir)?;
+        if pids.is_empty() {
+            return Ok(());
+        }
+        let fds: Vec<OwnedFd> = pids.iter().filter_map(|&p| crate::sys::pidfd_open(p).ok()).collect();
+        for fd in &fds {
+            let _ = crate::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(fd), libc::SIGKILL);
+        }
+        for fd in &fds {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if !crate::sys::wait_readable(std::os::fd::AsFd::as_fd(fd), Some(left)) {
+                return Err(Error::Cgroup { field: "cgroup".into(), msg: format!("processes in {} still alive {}s after SIGKILL", dir.display(), SETTLE.as_secs()) });
+            }
+        }
+        if fds.is_empty() && std::time::Instant::now() > deadline {
+            return Err(Error::Cgroup { field: "cgroup".into(), msg: format!("{} does not empty", dir.display()) });
+        }
+    }
+}
+
+/// Removes `dir` and the cgroups below it, deepest first. A cgroup whose last process just
+/// exited can refuse rmdir for a moment (EBUSY) until the kernel has unlinked it; that wait is
+/// bounded.
+fn remove_tree(dir: &Path) -> Result<()> {
+    let mut dirs = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+        dirs.push(d);
+    }
+    let deadline = std::time::Instant::now() + SETTLE;
+    for d in dirs.iter().rev() {
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match std::fs::remove_dir(d) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && std::time::Instant::now() < deadline => {
+                    // The kernel sends no notification for this; back off, bounded by SETTLE.
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e).ctx(|| format!("removing cgroup {}", d.display())),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroups_path_cannot_climb() {
+        assert_eq!(inner_path(Some(Path::new("/../../a/./b")), "x"), Path::new("/a/b"));
+        assert_eq!(inner_path(Some(Path::new("../a")), "x"), Path::new("a"));
+        assert_eq!(inner_path(None, "ctr"), Path::new("ctr"));
+        assert_eq!(inner_path(Some(Path::new("")), "ctr"), Path::new("ctr"));
+    }
+
+    #[test]
+    fn systemd_path_shape_is_checked() {
+        let req = Request { id: "c", cgroups_path: Some(Path::new("a/b")), systemd: true };
+        assert!(systemd_unavailable(&req).to_string().contains("slice:prefix:name"));
+        let req = Request { id: "c", cgroups_path: Some(Path::new("machine.slice:kiln:c")), systemd: true };
+        assert!(systemd_unavailable(&req).to_string().contains("machine.slice/kiln-c.scope"));
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape(r"/a\040b"), "/a b");
+    }
+}

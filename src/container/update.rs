@@ -1,0 +1,67 @@
+//! `update`: new resource values for a live container. The request is merged into the
+//! resources in force (kept in the state), and what changed is written, together with its
+//! partner where the kernel needs both at once (memory with swap, cpu quota with period).
+
+use oci_spec::runtime::LinuxResources;
+use serde_json::Value;
+
+use crate::container::{Container, Status};
+use crate::error::{Error, Result};
+
+/// The fields that must be written together: `update --memory` alone must still keep
+/// memory+swap consistent, and v2's `cpu.max` holds quota and period in one file.
+const PARTNERS: &[(&str, &[&str])] = &[("memory", &["limit", "swap"]), ("cpu", &["quota", "period"])];
+
+pub fn update(c: &mut Container, request: &LinuxResources) -> Result<()> {
+    let status = c.status();
+    if matches!(status, Status::Stopped | Status::Creating) {
+        return Err(Error::WrongState { id: c.id().to_owned(), status: status.to_string(), why: "only a live container can be updated".into() });
+    }
+    let current = to_value(c.state.resources.as_ref().unwrap_or(&LinuxResources::default()));
+    let mut delta = to_value(request);
+    let mut merged = current.clone();
+    merge(&mut merged, &delta);
+    for (group, fields) in PARTNERS {
+        let touched = fields.iter().any(|f| delta.get(group).and_then(|g| g.get(f)).is_some());
+        if !touched {
+            continue;
+        }
+        for f in *fields {
+            if let Some(v) = merged.get(*group).and_then(|g| g.get(*f)) {
+                delta[*group][*f] = v.clone();
+            }
+        }
+    }
+    let from = |v: Value| serde_json::from_value::<LinuxResources>(v).map_err(|e| Error::Usage(format!("update: {e}")));
+    c.cgroup()?.set(&from(delta)?)?;
+    c.state.resources = Some(from(merged)?);
+    c.save()
+}
+
+fn to_value(r: &LinuxResources) -> Value {
+    serde_json::to_value(r).expect("resources serialise")
+}
+
+/// Objects merge key by key; anything else (numbers, arrays) is replaced.
+fn merge(into: &mut Value, from: &Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_keeps_what_the_request_leaves_out() {
+        let mut a = serde_json::json!({"memory": {"limit": 100, "swap": 200}, "pids": {"limit": 5}});
+        merge(&mut a, &serde_json::json!({"memory": {"limit": 150}}));
+        assert_eq!(a, serde_json::json!({"memory": {"limit": 150, "swap": 200}, "pids": {"limit": 5}}));
+    }
+}
