@@ -1,0 +1,542 @@
+"""Cgroups: every resource checked from the host's cgroup files and, where it
+has an effect a process can see, from inside the container. The same tests run
+on this host's hybrid layout and, through hack/v2vm, on pure cgroup v2: the
+helpers below find the right file for the layout."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import IS_KILN, pid_alive, wait_for
+
+pytestmark = pytest.mark.needs_cgroups
+
+MiB = 1 << 20
+
+
+# ---------------------------------------------------------------- layout
+
+
+def _mounts():
+    """(mount point, fstype, super options) of every cgroup mount."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, post = line.split(" - ", 1)
+            fstype, _src, opts = post.split()[:3]
+            if fstype in ("cgroup", "cgroup2"):
+                out.append((pre.split()[4], fstype, opts.split(",")))
+    return out
+
+
+def layout():
+    kinds = {m[1] for m in _mounts()}
+    if kinds == {"cgroup2"}:
+        return "v2"
+    return "hybrid" if "cgroup2" in kinds else "v1"
+
+
+V2 = layout() == "v2"
+
+
+def v1_mount(controller):
+    for mp, fstype, opts in _mounts():
+        if fstype == "cgroup" and controller in opts:
+            return mp
+    return None
+
+
+def cg_dir(pid, controller):
+    """The host directory of `pid`'s cgroup that carries `controller`."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = [l.rstrip("\n").split(":", 2) for l in f]
+    mp = None if V2 else v1_mount(controller)
+    if mp is not None:
+        for _, ctrls, path in lines:
+            if controller in ctrls.split(","):
+                return os.path.join(mp, path.lstrip("/"))
+    unified = [m[0] for m in _mounts() if m[1] == "cgroup2"]
+    for _, ctrls, path in lines:
+        if ctrls == "" and unified:
+            return os.path.join(unified[0], path.lstrip("/"))
+    raise AssertionError(f"no {controller} cgroup for pid {pid}")
+
+
+def unified_dir(pid):
+    with open(f"/proc/{pid}/cgroup") as f:
+        path = [l.split(":", 2)[2].strip() for l in f if l.startswith("0::")][0]
+    return os.path.join([m[0] for m in _mounts() if m[1] == "cgroup2"][0], path.lstrip("/"))
+
+
+def cg_read(pid, controller, v1_file, v2_file):
+    d = cg_dir(pid, controller)
+    with open(os.path.join(d, v2_file if (V2 or v1_mount(controller) is None) else v1_file)) as f:
+        return f.read().strip()
+
+
+def inside(controller, v1_file, v2_file):
+    """The path of a cgroup file as the container sees it (cgroup namespace + cgroup mount)."""
+    if V2 or v1_mount(controller) is None:
+        base = "/sys/fs/cgroup" if V2 else "/sys/fs/cgroup/unified"
+        return f"{base}/{v2_file}"
+    return f"/sys/fs/cgroup/{controller}/{v1_file}"
+
+
+def with_cgroupns(ctx):
+    if "cgroup" not in ctx.ns_types():
+        ctx.config["linux"]["namespaces"].append({"type": "cgroup"})
+
+
+def resources(ctx, **r):
+    ctx.config["linux"].setdefault("resources", {}).update(r)
+
+
+def all_cgroup_dirs(pid):
+    """Every hierarchy's cgroup directory of `pid` (for the cleanup checks)."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = [l.rstrip("\n").split(":", 2) for l in f]
+    out = []
+    for _, ctrls, path in lines:
+        if ctrls == "":
+            for mp, fstype, _ in _mounts():
+                if fstype == "cgroup2":
+                    out.append(os.path.join(mp, path.lstrip("/")))
+        else:
+            names = [c.replace("name=", "") for c in ctrls.split(",")]
+            for mp, fstype, opts in _mounts():
+                if fstype == "cgroup" and any(n in opts for n in names):
+                    out.append(os.path.join(mp, path.lstrip("/")))
+    return sorted(set(out))
+
+
+def start_detached(ctx, script):
+    """create + start `sh -c script`; returns (id, init pid, its cgroup directories)."""
+    ctx.sh(script)
+    cid, _ = ctx.create()
+    ctx.start(cid)
+    pid = ctx.state(cid)["pid"]
+    return cid, pid, all_cgroup_dirs(pid)
+
+
+# ---------------------------------------------------------------- memory
+
+
+def test_memory_limit_is_set_and_seen_inside(ctx):
+    with_cgroupns(ctx)
+    resources(ctx, memory={"limit": 64 * MiB, "reservation": 32 * MiB})
+    path = inside("memory", "memory.limit_in_bytes", "memory.max")
+    cid, pid, _ = start_detached(ctx, f"cat {path}; sleep 100")
+    assert int(cg_read(pid, "memory", "memory.limit_in_bytes", "memory.max")) == 64 * MiB
+    low = cg_read(pid, "memory", "memory.soft_limit_in_bytes", "memory.low")
+    assert int(low) == 32 * MiB
+    ctx.delete(cid, force=True)
+
+
+def test_memory_limit_inside_reads_the_same(ctx):
+    with_cgroupns(ctx)
+    resources(ctx, memory={"limit": 48 * MiB})
+    out = ctx.run_sh(f"cat {inside('memory', 'memory.limit_in_bytes', 'memory.max')}")
+    assert int(out.split()[0]) == 48 * MiB
+
+
+def oom_config(ctx):
+    # Swap as large as memory: memory+swap on v1, 0 swap on v2; the hog cannot escape to swap.
+    resources(ctx, memory={"limit": 24 * MiB, "swap": 24 * MiB})
+    # busybox tail keeps the current line in memory; /dev/zero never ends one.
+    ctx.sh("exec tail /dev/zero")
+
+
+def test_oom_kill_exits_137(ctx):
+    oom_config(ctx)
+    _, r = ctx.run(timeout=60)
+    assert r.rc == 137, r
+
+
+def test_oom_event_is_reported(ctx):
+    oom_config(ctx)
+    cid, _ = ctx.create()
+    out = os.path.join(ctx.dir, "events.out")
+    with open(out, "w") as f:
+        ev = subprocess.Popen([ctx.runtime, "--root", ctx.root, "events", "--interval", "10s", cid],
+                              stdout=f, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(0.2)  # let events register for OOM notifications before the hog starts
+        ctx.start(cid)
+        assert wait_for(lambda: "oom" in open(out).read(), 30), open(out).read()
+    finally:
+        ev.kill()
+        ev.wait(timeout=10)
+    events = [json.loads(l) for l in open(out).read().splitlines() if l.startswith("{")]
+    assert {"type": "oom", "id": cid} in events, events
+    stats = [e for e in events if e["type"] == "stats"]
+    assert stats and stats[0]["data"]["memory"]["usage"]["limit"] == 24 * MiB
+    assert wait_for(lambda: ctx.wait_status(cid, "stopped"), 30)
+    ctx.delete(cid)
+
+
+def test_bad_swappiness_names_the_field_and_leaves_nothing(ctx):
+    resources(ctx, memory={"swappiness": 200})
+    cid, r = ctx.create(check=False)
+    assert r.rc != 0
+    if IS_KILN:
+        assert "linux.resources.memory.swappiness" in r.err, r
+    assert cid not in ctx.list_ids()
+
+
+# ---------------------------------------------------------------- pids, cpu, cpuset
+
+
+def test_pids_limit_stops_forks(ctx):
+    with_cgroupns(ctx)
+    resources(ctx, pids={"limit": 8})
+    # The forks run in an inner shell: ash gives up on the first fork that fails.
+    cid, pid, _ = start_detached(
+        ctx, "sh -c 'for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 100 & done'; exec sleep 100")
+    assert cg_read(pid, "pids", "pids.max", "pids.max") == "8"
+
+    def settled():
+        r = ctx.rt("ps", "--format", "json", cid)
+        return r.ok and json.loads(r.out) == [pid] + sorted(p for p in json.loads(r.out) if p != pid) \
+            and "sleep" in open(f"/proc/{pid}/cmdline").read()
+    assert wait_for(settled, 5)
+    count = len(json.loads(ctx.rt("ps", "--format", "json", cid).out))
+    # 12 sleeps asked for; the limit let through what fits beside init and the inner shell.
+    assert 6 <= count <= 8, count
+    assert int(cg_read(pid, "pids", "pids.current", "pids.current")) == count
+    ctx.delete(cid, force=True)
+
+
+def test_cpu_quota_throttles(ctx):
+    with_cgroupns(ctx)
+    resources(ctx, cpu={"quota": 20000, "period": 100000, "shares": 512})
+    stat = inside("cpu", "cpu.stat", "cpu.stat")
+    cid, pid, _ = start_detached(ctx, "timeout 1 sh -c 'while :; do :; done'; cat " + stat + "; sleep 100")
+    if V2:
+        assert cg_read(pid, "cpu", "", "cpu.max") == "20000 100000"
+        assert cg_read(pid, "cpu", "", "cpu.weight") == "20"
+    else:
+        assert cg_read(pid, "cpu", "cpu.cfs_quota_us", "") == "20000"
+        assert cg_read(pid, "cpu", "cpu.cfs_period_us", "") == "100000"
+        assert cg_read(pid, "cpu", "cpu.shares", "") == "512"
+
+    def throttled():
+        with open(os.path.join(cg_dir(pid, "cpu"), "cpu.stat")) as f:
+            s = dict(l.split() for l in f if l.strip())
+        return int(s.get("nr_throttled", 0)) > 0
+    assert wait_for(throttled, 5)
+    ctx.delete(cid, force=True)
+
+
+def test_cpuset_pins_the_container(ctx):
+    resources(ctx, cpu={"cpus": "0", "mems": "0"})
+    out = ctx.run_sh("grep Cpus_allowed_list /proc/self/status")
+    assert out.split()[-1] == "0"
+
+
+def test_cpuset_out_of_range_is_an_error(ctx):
+    resources(ctx, cpu={"cpus": "999"})
+    cid, r = ctx.create(check=False)
+    assert r.rc != 0
+    if IS_KILN:
+        assert "linux.resources.cpu.cpus" in r.err and len(r.err.strip().splitlines()) == 1, r
+    assert cid not in ctx.list_ids()
+
+
+def test_hugetlb_limit(ctx):
+    sizes = [d[len("hugepages-"):-2] for d in os.listdir("/sys/kernel/mm/hugepages")] \
+        if os.path.isdir("/sys/kernel/mm/hugepages") else []
+    if "2048" not in sizes:
+        pytest.skip("no 2MB huge pages on this kernel")
+    if not IS_KILN and layout() == "hybrid":
+        pytest.skip("runc drops hugetlb limits where hugetlb is only in the unified hierarchy")
+    resources(ctx, hugepageLimits=[{"pageSize": "2MB", "limit": 4 * MiB}])
+    cid, pid, _ = start_detached(ctx, "sleep 100")
+    assert int(cg_read(pid, "hugetlb", "hugetlb.2MB.limit_in_bytes", "hugetlb.2MB.max")) == 4 * MiB
+    ctx.delete(cid, force=True)
+
+
+# ---------------------------------------------------------------- devices
+
+
+def test_device_rules_are_enforced(ctx):
+    caps = ctx.config["process"]["capabilities"]
+    for s in ("bounding", "effective", "permitted"):
+        caps[s].append("CAP_MKNOD")
+    ctx.config["root"]["readonly"] = False
+    out = ctx.run_sh(
+        "mknod /tmp/mem c 1 1 && echo mknod-ok; "
+        "head -c1 /tmp/mem >/dev/null 2>/tmp/err || echo mem-denied; cat /tmp/err; "
+        "echo x > /dev/null && echo null-ok; head -c1 /dev/zero | wc -c")
+    assert "mknod-ok" in out, out
+    assert "mem-denied" in out and "Operation not permitted" in out, out
+    assert "null-ok" in out and out.split()[-1] == "1", out
+
+
+def test_linux_devices_are_allowed(ctx):
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("no /dev/fuse on this host")
+    ctx.config["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
+                                       "fileMode": 0o666, "uid": 0, "gid": 0}]
+    out = ctx.run_sh(": <> /dev/fuse && echo fuse-ok")
+    assert "fuse-ok" in out, out
+
+
+def test_v1_devices_list(ctx):
+    if V2 or v1_mount("devices") is None:
+        pytest.skip("no v1 devices controller")
+    cid, pid, _ = start_detached(ctx, "sleep 100")
+    with open(os.path.join(cg_dir(pid, "devices"), "devices.list")) as f:
+        rules = f.read().split("\n")
+    assert "c 1:3 rwm" in rules and "a *:* rwm" not in rules, rules
+    ctx.delete(cid, force=True)
+
+
+# ---------------------------------------------------------------- pause, resume
+
+
+def counter_script(ctx):
+    d = ctx.hostdir("count")
+    ctx.add_mount({"destination": "/count", "type": "bind", "source": d, "options": ["rbind", "rw"]})
+    return os.path.join(d, "n"), "i=0; while :; do i=$((i+1)); echo $i > /count/n; done"
+
+
+def read_count(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def test_pause_freezes_and_resume_thaws(ctx):
+    path, script = counter_script(ctx)
+    cid, pid, _ = start_detached(ctx, script)
+    assert wait_for(lambda: read_count(path) > 0, 5)
+    r = ctx.rt("pause", cid)
+    assert r.ok, r
+    assert ctx.state(cid)["status"] == "paused"
+    frozen = cg_read(pid, "freezer", "freezer.state", "cgroup.freeze")
+    assert frozen in ("FROZEN", "1")
+    before = read_count(path)
+    time.sleep(0.3)
+    assert read_count(path) == before
+    assert ctx.rt("pause", cid).rc != 0  # already paused
+    r = ctx.rt("resume", cid)
+    assert r.ok, r
+    assert ctx.state(cid)["status"] == "running"
+    assert wait_for(lambda: read_count(path) > before, 5)
+    assert ctx.rt("resume", cid).rc != 0  # not paused
+    ctx.delete(cid, force=True)
+
+
+def test_paused_container_can_be_force_deleted(ctx):
+    cid, pid, dirs = start_detached(ctx, "sleep 100")
+    assert ctx.rt("pause", cid).ok
+    assert ctx.rt("delete", cid).rc != 0  # paused is not stopped
+    ctx.delete(cid, force=True)
+    assert wait_for(lambda: not pid_alive(pid), 5)
+    assert not [d for d in dirs if os.path.exists(d)]
+
+
+# ---------------------------------------------------------------- update
+
+
+def test_update_while_running(ctx):
+    with_cgroupns(ctx)
+    resources(ctx, memory={"limit": 64 * MiB}, pids={"limit": 20})
+    cid, pid, _ = start_detached(ctx, "sleep 100")
+    r = ctx.rt("update", "--memory", "96m", "--pids-limit", "7", "--cpu-quota", "30000",
+               "--cpu-period", "100000", cid)
+    assert r.ok, r
+    assert int(cg_read(pid, "memory", "memory.limit_in_bytes", "memory.max")) == 96 * MiB
+    assert cg_read(pid, "pids", "pids.max", "pids.max") == "7"
+    if V2:
+        assert cg_read(pid, "cpu", "", "cpu.max") == "30000 100000"
+    else:
+        assert cg_read(pid, "cpu", "cpu.cfs_quota_us", "") == "30000"
+    r = ctx.rt("update", "--resources", "-", cid, input=json.dumps({"pids": {"limit": 9}}))
+    assert r.ok, r
+    assert cg_read(pid, "pids", "pids.max", "pids.max") == "9"
+    # Untouched by the second update.
+    assert int(cg_read(pid, "memory", "memory.limit_in_bytes", "memory.max")) == 96 * MiB
+    ctx.delete(cid, force=True)
+
+
+def test_update_errors(ctx):
+    cid, pid, _ = start_detached(ctx, "sleep 100")
+    r = ctx.rt("update", "--memory", "12x", cid)
+    assert r.rc != 0 and "--memory" in r.err, r
+    r = ctx.rt("update", "--resources", "-", cid, input='{"pids": {"limit": "many"}}')
+    assert r.rc != 0 and "pids.limit" in r.err, r
+    ctx.delete(cid, force=True)
+    r = ctx.rt("update", "--pids-limit", "5", cid)
+    assert r.rc != 0, r
+
+
+# ---------------------------------------------------------------- ps, kill --all, cleanup
+
+
+def test_ps_lists_the_containers_processes(ctx):
+    cid, pid, _ = start_detached(ctx, "sleep 101 & sleep 100")
+    assert wait_for(lambda: len(json.loads(ctx.rt("ps", "-f", "json", cid).out or "null") or []) == 2, 5)
+    pids = json.loads(ctx.rt("ps", "--format", "json", cid).out)
+    assert pid in pids
+    r = ctx.rt("ps", cid)
+    assert r.ok, r
+    lines = r.out.splitlines()
+    assert "PID" in lines[0].split() and len(lines) == 3, r
+    assert any("sleep 101" in l for l in lines)
+    r = ctx.rt("ps", cid, "-o", "pid,comm")
+    assert r.ok and r.out.split()[:2] == ["PID", "COMMAND"], r
+    ctx.delete(cid, force=True)
+
+
+def test_kill_all_reaches_daemonised_processes(ctx):
+    # No pid namespace: a double-forked process leaves init's tree but not its cgroup.
+    ctx.drop_ns("pid")
+    cid, pid, dirs = start_detached(ctx, "setsid sh -c 'sleep 100 & sleep 100' & sleep 100")
+    # ash execs the last command of each `sh -c`: init and the daemon are sleeps themselves.
+    assert wait_for(lambda: len(json.loads(ctx.rt("ps", "-f", "json", cid).out or "null") or []) == 3, 5)
+    pids = json.loads(ctx.rt("ps", "-f", "json", cid).out)
+    for p in pids:
+        ctx.track(p)
+    r = ctx.rt("kill", "--all", cid, "KILL")
+    assert r.ok, r
+    assert wait_for(lambda: not any(pid_alive(p) for p in pids), 5)
+    ctx.delete(cid)
+    assert not [d for d in dirs if os.path.exists(d)]
+
+
+def test_delete_removes_every_cgroup(ctx):
+    cid, pid, dirs = start_detached(ctx, "sleep 100 & sleep 100")
+    assert dirs and all(os.path.isdir(d) for d in dirs)
+    ctx.delete(cid, force=True)
+    assert not [d for d in dirs if os.path.exists(d)]
+
+
+def test_foreground_run_removes_its_cgroup(ctx):
+    out = ctx.run_sh("cat /proc/self/cgroup")
+    assert out.strip()
+    # The teardown check fails the test if any cgroup named after the container is left.
+
+
+def test_failed_create_leaves_no_cgroup(ctx):
+    ctx.config["process"]["args"] = ["/no/such/binary"]
+    cid, r = ctx.create(check=False)
+    assert r.rc != 0
+    assert cid not in ctx.list_ids()
+
+
+def test_absolute_cgroups_path(ctx):
+    cid = ctx.new_id()
+    ctx.config["linux"]["cgroupsPath"] = f"/{cid}-abs/inner"
+    ctx.sh("sleep 100")
+    ctx.create(cid)
+    pid = ctx.state(cid)["pid"]
+    dirs = all_cgroup_dirs(pid)
+    # The parent level is the caller's to remove, as with runc: even if the test fails.
+    ctx.cleanups.append(lambda: [os.rmdir(os.path.dirname(d)) for d in dirs
+                                 if os.path.isdir(os.path.dirname(d))])
+    assert dirs and all(d.endswith(f"/{cid}-abs/inner") for d in dirs), dirs
+    ctx.delete(cid, force=True)
+    assert not [d for d in dirs if os.path.exists(d)]
+
+
+def test_occupied_cgroup_is_refused(ctx):
+    first, pid, _ = start_detached(ctx, "sleep 100")
+    # kiln runs in the root cgroup of the pids hierarchy here and in the v2 guest: the
+    # first container's cgroup is /<first> there.
+    assert cg_dir(pid, "pids").endswith("/" + first)
+    ctx.config["linux"]["cgroupsPath"] = "/" + first
+    cid, r = ctx.create(check=False)
+    assert r.rc != 0, r
+    assert ctx.state(first)["status"] == "running"
+    ctx.delete(first, force=True)
+
+
+# ---------------------------------------------------------------- cgroup namespace and mount
+
+
+def test_cgroup_namespace_shows_own_subtree(ctx):
+    with_cgroupns(ctx)
+    out = ctx.run_sh("cat /proc/self/cgroup")
+    for line in out.splitlines():
+        assert line.split(":", 2)[2] == "/", out
+
+
+def test_without_cgroupns_the_mount_shows_own_cgroup(ctx):
+    ctx.drop_ns("cgroup")
+    path = inside("pids", "pids.max", "pids.max")
+    resources(ctx, pids={"limit": 33})
+    out = ctx.run_sh(f"cat {path}")
+    assert out.split()[0] == "33", out
+
+
+# ---------------------------------------------------------------- kiln's own edges
+
+
+@pytest.mark.kiln_only
+def test_events_stats_shape(ctx):
+    resources(ctx, memory={"limit": 64 * MiB}, pids={"limit": 30})
+    cid, pid, _ = start_detached(ctx, "sleep 100")
+    r = ctx.rt("events", "--stats", cid)
+    assert r.ok, r
+    ev = json.loads(r.out)
+    assert ev["type"] == "stats" and ev["id"] == cid
+    data = ev["data"]
+    assert data["memory"]["usage"]["limit"] == 64 * MiB
+    assert data["pids"] == {"current": 1, "limit": 30}
+    assert list(data) == ["cpu", "cpuset", "memory", "pids", "blkio", "hugetlb", "intel_rdt",
+                          "network_interfaces"]
+    assert ctx.rt("events", "--interval", "0s", cid).rc != 0
+    ctx.delete(cid, force=True)
+
+
+@pytest.mark.kiln_only
+def test_systemd_cgroup_is_refused_clearly(ctx):
+    ctx.config["linux"]["cgroupsPath"] = "system.slice:kiln:x"
+    ctx.save()
+    cid = ctx.new_id()
+    r = ctx.rt("create", "--bundle", ctx.bundle, cid, glob=["--root", ctx.root, "--systemd-cgroup"])
+    assert r.rc != 0 and "systemd" in r.err and len(r.err.strip().splitlines()) == 1, r
+    ctx.config["linux"]["cgroupsPath"] = "not/a/slice"
+    ctx.save()
+    r = ctx.rt("create", "--bundle", ctx.bundle, cid, glob=["--root", ctx.root, "--systemd-cgroup"])
+    assert r.rc != 0 and "linux.cgroupsPath" in r.err, r
+    assert cid not in ctx.list_ids()
+
+
+@pytest.mark.kiln_only
+def test_unified_keys(ctx):
+    if layout() == "v1":
+        resources(ctx, unified={"pids.max": "5"})
+        cid, r = ctx.create(check=False)
+        assert r.rc != 0 and "linux.resources.unified" in r.err
+        return
+    resources(ctx, unified={"memory.nosuchfile": "1"})
+    cid, r = ctx.create(check=False)
+    assert r.rc != 0 and "linux.resources.unified.memory.nosuchfile" in r.err, r
+    assert cid not in ctx.list_ids()
+    key = "pids.max" if V2 else "hugetlb.2MB.max"
+    if not V2 and not os.path.exists("/sys/fs/cgroup/unified/hugetlb.2MB.max") and \
+            "hugetlb" not in open("/sys/fs/cgroup/unified/cgroup.controllers").read():
+        pytest.skip("no controller in the unified hierarchy to write")
+    resources(ctx, unified={key: "4194304" if key.startswith("huge") else "5"})
+    cid, pid, _ = start_detached(ctx, "sleep 100")
+    with open(os.path.join(unified_dir(pid), key)) as f:
+        assert f.read().strip() in ("5", "4194304")
+    ctx.delete(cid, force=True)
+
+
+def test_features_reports_the_layout(ctx):
+    r = ctx.rt("features")
+    assert r.ok, r
+    cg = json.loads(r.out)["linux"]["cgroup"]
+    if V2:
+        assert cg["v2"] is True
+    else:
+        assert cg["v1"] is True
