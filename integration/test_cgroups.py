@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import IS_KILN, pid_alive, wait_for
+from conftest import IS_KILN, pid_alive, runc_deviates, wait_for
 
 pytestmark = pytest.mark.needs_cgroups
 
@@ -156,6 +156,7 @@ def test_oom_kill_exits_137(ctx):
     assert r.rc == 137, r
 
 
+@pytest.mark.kiln_only  # runc 1.1.5's `events` printed nothing here before the container died
 def test_oom_event_is_reported(ctx):
     oom_config(ctx)
     cid, _ = ctx.create()
@@ -276,11 +277,19 @@ def test_device_rules_are_enforced(ctx):
     assert "null-ok" in out and out.split()[-1] == "1", out
 
 
-def test_linux_devices_are_allowed(ctx):
+def test_linux_devices_need_a_rule(ctx):
+    """As with runc, a linux.devices node is created but usable only where
+    linux.resources.devices allows it."""
     if not os.path.exists("/dev/fuse"):
         pytest.skip("no /dev/fuse on this host")
     ctx.config["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
                                        "fileMode": 0o666, "uid": 0, "gid": 0}]
+    ctx.sh("ls -l /dev/fuse; : <> /dev/fuse && echo fuse-ok")
+    _, r = ctx.run()
+    assert r.out.startswith("crw-rw-rw-") and "10, 229" in r.out, r
+    assert "fuse-ok" not in r.out and "Operation not permitted" in r.err, r
+    resources(ctx, devices=[{"allow": False, "access": "rwm"},
+                            {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rw"}])
     out = ctx.run_sh(": <> /dev/fuse && echo fuse-ok")
     assert "fuse-ok" in out, out
 
@@ -369,7 +378,7 @@ def test_update_while_running(ctx):
 def test_update_errors(ctx):
     cid, pid, _ = start_detached(ctx, "sleep 100")
     r = ctx.rt("update", "--memory", "12x", cid)
-    assert r.rc != 0 and "--memory" in r.err, r
+    assert r.rc != 0 and "memory" in r.err and "12x" in r.err, r
     r = ctx.rt("update", "--resources", "-", cid, input='{"pids": {"limit": "many"}}')
     assert r.rc != 0 and "pids.limit" in r.err, r
     ctx.delete(cid, force=True)
@@ -446,6 +455,7 @@ def test_absolute_cgroups_path(ctx):
     assert not [d for d in dirs if os.path.exists(d)]
 
 
+@runc_deviates("runc 1.1 only warns that the container's cgroup is not empty")
 def test_occupied_cgroup_is_refused(ctx):
     first, pid, _ = start_detached(ctx, "sleep 100")
     # kiln runs in the root cgroup of the pids hierarchy here and in the v2 guest: the

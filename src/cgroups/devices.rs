@@ -1,7 +1,7 @@
 //! The device rules a container's cgroup gets, and how v1's devices controller is written.
 //! (v2 has no devices files: `ebpf` compiles the same rules into a BPF program.)
 
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType};
 
 use crate::error::{Error, Result};
 
@@ -33,9 +33,10 @@ fn rule(allow: bool, typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64
 }
 
 /// The complete list, in evaluation order (the last matching rule wins): deny everything, the
-/// config's rules, an allow for each `linux.devices` node (the container was given it, so it may
-/// use it), then the defaults. Checked here, so both v1 and v2 get only well-formed rules.
-pub fn rules(config: &[LinuxDeviceCgroup], nodes: &[LinuxDevice]) -> Result<Vec<LinuxDeviceCgroup>> {
+/// config's rules, then the defaults. A `linux.devices` node gets no rule of its own: as with
+/// runc, the config must allow it in `linux.resources.devices` (Podman and Docker write both).
+/// Checked here, so both v1 and v2 get only well-formed rules.
+pub fn rules(config: &[LinuxDeviceCgroup]) -> Result<Vec<LinuxDeviceCgroup>> {
     let mut out = vec![rule(false, LinuxDeviceType::A, None, None, "rwm")];
     for (i, r) in config.iter().enumerate() {
         let field = format!("linux.resources.devices[{i}]");
@@ -55,14 +56,6 @@ pub fn rules(config: &[LinuxDeviceCgroup], nodes: &[LinuxDevice]) -> Result<Vec<
         }
         let wild = |v: Option<i64>| v.filter(|&v| v >= 0);
         out.push(rule(r.allow(), typ, wild(r.major()), wild(r.minor()), access));
-    }
-    for d in nodes {
-        let typ = match d.typ() {
-            LinuxDeviceType::U => LinuxDeviceType::C,
-            LinuxDeviceType::P => continue,
-            t => t,
-        };
-        out.push(rule(true, typ, Some(d.major()), Some(d.minor()), "rwm"));
     }
     out.extend(DEFAULTS.iter().map(|&(t, maj, min, acc)| rule(true, t, maj, min, acc)));
     Ok(out)
@@ -93,7 +86,7 @@ mod tests {
     #[test]
     fn defaults_follow_the_config_and_deny_comes_first() {
         let config: Vec<LinuxDeviceCgroup> = serde_json::from_str(r#"[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":10,"minor":229,"access":"rw"}]"#).unwrap();
-        let w = v1_writes(&rules(&config, &[]).unwrap());
+        let w = v1_writes(&rules(&config).unwrap());
         assert_eq!(w[0], ("devices.deny", "a".to_string()));
         assert_eq!(w[1], ("devices.deny", "a".to_string()));
         assert_eq!(w[2], ("devices.allow", "c 10:229 rw".to_string()));
@@ -104,8 +97,8 @@ mod tests {
     #[test]
     fn bad_rules_name_their_field() {
         let config: Vec<LinuxDeviceCgroup> = serde_json::from_str(r#"[{"allow":true,"access":"rwx"}]"#).unwrap();
-        assert!(rules(&config, &[]).unwrap_err().to_string().starts_with("linux.resources.devices[0].access"));
+        assert!(rules(&config).unwrap_err().to_string().starts_with("linux.resources.devices[0].access"));
         let config: Vec<LinuxDeviceCgroup> = serde_json::from_str(r#"[{"allow":true,"type":"c","major":-5,"access":"r"}]"#).unwrap();
-        assert!(rules(&config, &[]).unwrap_err().to_string().contains("devices[0].major"));
+        assert!(rules(&config).unwrap_err().to_string().contains("devices[0].major"));
     }
 }

@@ -220,11 +220,10 @@ fn systemd_unavailable(req: &Request) -> Error {
 }
 
 /// The resources a new container's cgroup gets: config.json's, with the device rules completed
-/// (deny first, the config's, the `linux.devices` nodes, kiln's defaults).
+/// (deny first, the config's, kiln's defaults).
 pub fn resources(spec: &oci_spec::runtime::Spec) -> Result<LinuxResources> {
-    let linux = spec.linux().as_ref();
-    let mut r = linux.and_then(|l| l.resources().clone()).unwrap_or_default();
-    let rules = devices::rules(r.devices().as_deref().unwrap_or_default(), linux.and_then(|l| l.devices().as_deref()).unwrap_or_default())?;
+    let mut r = spec.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
+    let rules = devices::rules(r.devices().as_deref().unwrap_or_default())?;
     r.set_devices(Some(rules));
     Ok(r)
 }
