@@ -436,7 +436,7 @@ mod tests {
         assert!(files(&plan).contains(&("pids.max".into(), "max".into())));
         assert!(files(&plan).contains(&("io.max".into(), "8:0 rbps=1048576".into())));
         let weight = plan.iter().find(|w| w.field.ends_with("weight")).unwrap();
-        assert_eq!(weight.choices[1], ("io.weight".into(), "5000".into()));
+        assert_eq!(weight.choices[1], ("io.weight".into(), "4950".into()));
         assert!(v2(&res(r#"{"pids":{"limit":0}}"#)).unwrap().is_empty());
     }
 
