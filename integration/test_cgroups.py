@@ -260,6 +260,61 @@ def test_hugetlb_limit(ctx):
     ctx.delete(cid, force=True)
 
 
+def first_disk():
+    for name in sorted(os.listdir("/sys/block")):
+        if not name.startswith(("loop", "ram", "zram", "nbd")):
+            with open(f"/sys/block/{name}/dev") as f:
+                return [int(x) for x in f.read().strip().split(":")]
+    return None
+
+
+def test_less_common_resources(ctx):
+    """blockIO throttles, swappiness, the OOM killer switch, cpu idle and burst."""
+    disk = first_disk()
+    if disk is None:
+        pytest.skip("no block device")
+    maj, mnr = disk
+    resources(ctx,
+              blockIO={"throttleReadBpsDevice": [{"major": maj, "minor": mnr, "rate": 1048576}],
+                       "throttleWriteIOPSDevice": [{"major": maj, "minor": mnr, "rate": 100}]},
+              memory={"limit": 64 * MiB, "swappiness": 10, "disableOOMKiller": True},
+              cpu={"quota": 50000 if IS_KILN else None, "period": 100000, "burst": 10000 if IS_KILN else None, "idle": 1})
+    ctx.config["linux"]["resources"]["cpu"] = {k: v for k, v in ctx.config["linux"]["resources"]["cpu"].items() if v is not None}
+    cid, pid, _ = start_detached(ctx, "sleep 100")
+    if V2:
+        io = cg_read(pid, "io", "", "io.max")
+        assert f"{maj}:{mnr} rbps=1048576 wbps=max riops=max wiops=100" in io.splitlines(), io
+        assert cg_read(pid, "cpu", "", "cpu.max.burst") == "10000"
+        assert cg_read(pid, "cpu", "", "cpu.idle") == "1"
+    else:
+        assert cg_read(pid, "blkio", "blkio.throttle.read_bps_device", "") == f"{maj}:{mnr} 1048576"
+        assert cg_read(pid, "blkio", "blkio.throttle.write_iops_device", "") == f"{maj}:{mnr} 100"
+        assert cg_read(pid, "memory", "memory.swappiness", "") == "10"
+        assert "oom_kill_disable 1" in cg_read(pid, "memory", "memory.oom_control", "")
+        if IS_KILN:  # runc 1.1 writes neither cpu burst nor cpu idle
+            assert cg_read(pid, "cpu", "cpu.cfs_burst_us", "") == "10000"
+            assert cg_read(pid, "cpu", "cpu.idle", "") == "1"
+    ctx.delete(cid, force=True)
+
+
+def test_network_class_id(ctx):
+    """Honoured where net_cls is mounted; an error naming the field where it is not (as in
+    runc); ignored on v2, which has no such controller (as in runc)."""
+    resources(ctx, network={"classID": 1048577})
+    if V2:
+        ctx.run_sh("true")
+        return
+    if v1_mount("net_cls") is None:
+        cid, r = ctx.create(check=False)
+        assert r.rc != 0 and cid not in ctx.list_ids(), r
+        if IS_KILN:
+            assert "linux.resources.network.classID" in r.err, r
+        return
+    cid, pid, _ = start_detached(ctx, "sleep 100")
+    assert cg_read(pid, "net_cls", "net_cls.classid", "") == "1048577"
+    ctx.delete(cid, force=True)
+
+
 # ---------------------------------------------------------------- devices
 
 

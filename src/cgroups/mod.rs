@@ -253,10 +253,6 @@ fn execute(writes: &[resources::Write], dir_of: impl Fn(&str) -> std::result::Re
     for w in writes {
         let dir = match dir_of(w.controller) {
             Ok(d) => d,
-            Err(_) if w.need == Need::IfMounted => {
-                crate::log::debug(|| format!("{}: skipped, no {} controller here", w.field, w.controller));
-                continue;
-            }
             Err(why) => return Err(Error::Cgroup { field: w.field.clone(), msg: why }),
         };
         let Some((file, value)) = w.choices.iter().find(|(f, _)| dir.join(f).exists()) else {

@@ -21,9 +21,6 @@ pub struct Write {
 pub enum Need {
     /// A missing controller or file is an error that names the field.
     Required,
-    /// Skipped where the controller is not mounted, as runc skips it (net_cls, net_prio, rdma
-    /// on v1).
-    IfMounted,
     /// Skipped where the kernel lacks the file (kernel memory limits, reservation variants).
     IfExists,
     /// EINVAL is not final: the write is repeated after the next one (a cpu period the kernel
@@ -64,14 +61,14 @@ pub fn v1(r: &LinuxResources, cur: &dyn Current) -> Result<Vec<Write>, PlanError
     hugetlb(r, "limit_in_bytes", "rsvd.limit_in_bytes", &mut out)?;
     if let Some(n) = r.network() {
         if let Some(id) = n.class_id() {
-            out.push(with(w("linux.resources.network.classID", "net_cls", "net_cls.classid", id), Need::IfMounted));
+            out.push(w("linux.resources.network.classID", "net_cls", "net_cls.classid", id));
         }
         for (i, p) in n.priorities().iter().flatten().enumerate() {
             let field = format!("linux.resources.network.priorities[{i}]");
-            out.push(with(w(&field, "net_prio", "net_prio.ifpriomap", format!("{} {}", p.name(), p.priority())), Need::IfMounted));
+            out.push(w(&field, "net_prio", "net_prio.ifpriomap", format!("{} {}", p.name(), p.priority())));
         }
     }
-    rdma(r, Need::IfMounted, &mut out);
+    rdma(r, &mut out);
     Ok(out)
 }
 
@@ -88,7 +85,8 @@ pub fn v2(r: &LinuxResources) -> Result<Vec<Write>, PlanError> {
         io_v2(b, &mut out);
     }
     hugetlb(r, "max", "rsvd.max", &mut out)?;
-    rdma(r, Need::Required, &mut out);
+    rdma(r, &mut out);
+    // network (net_cls, net_prio) has no v2 controller; runc ignores it there too.
     Ok(out)
 }
 
@@ -357,7 +355,7 @@ fn hugetlb(r: &LinuxResources, suffix: &str, rsvd: &str, out: &mut Vec<Write>) -
     Ok(())
 }
 
-fn rdma(r: &LinuxResources, need: Need, out: &mut Vec<Write>) {
+fn rdma(r: &LinuxResources, out: &mut Vec<Write>) {
     let mut devices: Vec<_> = r.rdma().iter().flatten().collect();
     devices.sort_by(|a, b| a.0.cmp(b.0));
     for (dev, l) in devices {
@@ -368,7 +366,7 @@ fn rdma(r: &LinuxResources, need: Need, out: &mut Vec<Write>) {
         if let Some(o) = l.hca_objects() {
             v += &format!(" hca_object={o}");
         }
-        out.push(with(w(&format!("linux.resources.rdma.{dev}"), "rdma", "rdma.max", v), need));
+        out.push(w(&format!("linux.resources.rdma.{dev}"), "rdma", "rdma.max", v));
     }
 }
 

@@ -19,6 +19,11 @@ pub fn update(c: &mut Container, request: &LinuxResources) -> Result<()> {
     }
     let current = to_value(c.state.resources.as_ref().unwrap_or(&LinuxResources::default()));
     let mut delta = to_value(request);
+    // Device rules stay as created, as with runc: clients (containerd) send them back with
+    // every update, and rewriting v1's lists would deny devices for a moment.
+    if let Some(obj) = delta.as_object_mut() {
+        obj.remove("devices");
+    }
     let mut merged = current.clone();
     merge(&mut merged, &delta);
     for (group, fields) in PARTNERS {
