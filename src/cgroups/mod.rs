@@ -94,12 +94,19 @@ pub fn hierarchies() -> std::io::Result<Vec<Hierarchy>> {
     let own = std::fs::read_to_string("/proc/self/cgroup")?;
     let own: Vec<(&str, &str)> = own.lines().filter_map(|l| l.splitn(3, ':').nth(1).zip(l.splitn(3, ':').nth(2))).collect();
     let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let lines: Vec<&str> = info.lines().collect();
+    let mount_point_of = |line: &str| line.split(' ').nth(4).map(unescape);
     let mut out: Vec<Hierarchy> = vec![];
-    for line in info.lines() {
-        let (pre, post) = line.split_once(" - ").unwrap_or((line, ""));
+    for (i, line) in lines.iter().enumerate() {
+        let (_, post) = line.split_once(" - ").unwrap_or((line, ""));
         let mut post = post.split(' ');
         let (Some(fstype), _, Some(super_opts)) = (post.next(), post.next(), post.next()) else { continue };
-        let Some(mount_point) = pre.split(' ').nth(4) else { continue };
+        let Some(mount_point) = mount_point_of(line) else { continue };
+        // Hidden by a later mount on it or above it (a cgroup2 mounted over /sys/fs/cgroup in a
+        // private namespace): not reachable, so not a hierarchy to use.
+        if lines[i + 1..].iter().filter_map(|l| mount_point_of(l)).any(|later| Path::new(&mount_point).starts_with(&later)) {
+            continue;
+        }
         let controllers = match fstype {
             "cgroup2" => String::new(),
             // v1: the super options name the controllers (and name=systemd); the
@@ -118,7 +125,7 @@ pub fn hierarchies() -> std::io::Result<Vec<Hierarchy>> {
             continue;
         }
         let own = own.iter().find(|(c, _)| *c == controllers).map_or("/", |(_, p)| p).to_owned();
-        out.push(Hierarchy { mount_point: PathBuf::from(unescape(mount_point)), controllers, own });
+        out.push(Hierarchy { mount_point: PathBuf::from(mount_point), controllers, own });
     }
     Ok(out)
 }
