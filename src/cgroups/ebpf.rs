@@ -650,6 +650,16 @@ fn query(cgroup: BorrowedFd<'_>) -> io::Result<Attached> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A small deterministic generator: `next(n)` is in 0..n.
+    fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        }
+    }
     use oci_spec::runtime::LinuxDeviceCgroupBuilder;
 
     fn rule(
@@ -1035,13 +1045,7 @@ mod tests {
     /// Random rule lists over small domains, so that rules overlap often.
     #[test]
     fn random_rule_lists_mean_what_they_say() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15_u64);
         let accesses = [
             None,
             Some("r"),
@@ -1376,13 +1380,7 @@ mod tests {
             eprintln!("skipped: not root, or no BPF");
             return;
         }
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d_u64);
         let accesses = [
             None,
             Some("r"),

@@ -38,6 +38,11 @@ fn w(field: &str, controller: &'static str, file: &str, value: impl ToString) ->
     Write { field: field.to_owned(), controller, choices: vec![(file.to_owned(), value.to_string())], need: Need::Required }
 }
 
+/// A write whose file differs between kernels: the first of `choices` that exists.
+fn either(field: String, controller: &'static str, choices: [(&str, String); 2]) -> Write {
+    Write { field, controller, choices: choices.map(|(f, v)| (f.to_owned(), v)).to_vec(), need: Need::Required }
+}
+
 fn with(mut write: Write, need: Need) -> Write {
     write.need = need;
     write
@@ -264,12 +269,7 @@ fn pids(r: &LinuxResources, file: &str, out: &mut Vec<Write>) {
 fn blkio_v1(b: &LinuxBlockIo, out: &mut Vec<Write>) {
     const F: &str = "linux.resources.blockIO";
     if let Some(v) = b.weight() {
-        out.push(Write {
-            field: format!("{F}.weight"),
-            controller: "blkio",
-            choices: vec![("blkio.weight".into(), v.to_string()), ("blkio.bfq.weight".into(), v.to_string())],
-            need: Need::Required,
-        });
+        out.push(either(format!("{F}.weight"), "blkio", [("blkio.weight", v.to_string()), ("blkio.bfq.weight", v.to_string())]));
     }
     if let Some(v) = b.leaf_weight() {
         out.push(w(&format!("{F}.leafWeight"), "blkio", "blkio.leaf_weight", v));
@@ -277,12 +277,7 @@ fn blkio_v1(b: &LinuxBlockIo, out: &mut Vec<Write>) {
     for (i, d) in b.weight_device().iter().flatten().enumerate() {
         if let Some(v) = d.weight() {
             let value = format!("{}:{} {v}", d.major(), d.minor());
-            out.push(Write {
-                field: format!("{F}.weightDevice[{i}]"),
-                controller: "blkio",
-                choices: vec![("blkio.weight_device".into(), value.clone()), ("blkio.bfq.weight_device".into(), value)],
-                need: Need::Required,
-            });
+            out.push(either(format!("{F}.weightDevice[{i}]"), "blkio", [("blkio.weight_device", value.clone()), ("blkio.bfq.weight_device", value)]));
         }
         if let Some(v) = d.leaf_weight() {
             out.push(w(&format!("{F}.weightDevice[{i}].leafWeight"), "blkio", "blkio.leaf_weight_device", format!("{}:{} {v}", d.major(), d.minor())));
@@ -298,22 +293,12 @@ fn blkio_v1(b: &LinuxBlockIo, out: &mut Vec<Write>) {
 fn io_v2(b: &LinuxBlockIo, out: &mut Vec<Write>) {
     const F: &str = "linux.resources.blockIO";
     if let Some(v) = b.weight() {
-        out.push(Write {
-            field: format!("{F}.weight"),
-            controller: "io",
-            choices: vec![("io.bfq.weight".into(), v.to_string()), ("io.weight".into(), blkio_to_io_weight(v).to_string())],
-            need: Need::Required,
-        });
+        out.push(either(format!("{F}.weight"), "io", [("io.bfq.weight", v.to_string()), ("io.weight", blkio_to_io_weight(v).to_string())]));
     }
     for (i, d) in b.weight_device().iter().flatten().enumerate() {
         if let Some(v) = d.weight() {
             let (maj, min) = (d.major(), d.minor());
-            out.push(Write {
-                field: format!("{F}.weightDevice[{i}]"),
-                controller: "io",
-                choices: vec![("io.bfq.weight".into(), format!("{maj}:{min} {v}")), ("io.weight".into(), format!("{maj}:{min} {}", blkio_to_io_weight(v)))],
-                need: Need::Required,
-            });
+            out.push(either(format!("{F}.weightDevice[{i}]"), "io", [("io.bfq.weight", format!("{maj}:{min} {v}")), ("io.weight", format!("{maj}:{min} {}", blkio_to_io_weight(v)))]));
         }
     }
     for (name, file, list) in throttles(b) {
