@@ -1086,6 +1086,17 @@ mod tests {
         children: Vec<libc::pid_t>,
     }
 
+    impl Scratch {
+        /// A cgroup and a temp dir named `name`-PID, removed (with any children) on drop.
+        fn new(root: &Path, name: &str) -> Scratch {
+            let pid = std::process::id();
+            let s = Scratch { cgroup: root.join(format!("{name}-{pid}")), tmp: std::env::temp_dir().join(format!("{name}-{pid}")), children: Vec::new() };
+            fs::create_dir(&s.cgroup).unwrap();
+            fs::create_dir(&s.tmp).unwrap();
+            s
+        }
+    }
+
     impl Drop for Scratch {
         fn drop(&mut self) {
             // Only children not reaped yet are listed, so these pids are still ours to signal.
@@ -1260,14 +1271,7 @@ mod tests {
             return;
         }
 
-        let pid = std::process::id();
-        let mut scratch = Scratch {
-            cgroup: root.join(format!("kiln-ebpf-test-{pid}")),
-            tmp: std::env::temp_dir().join(format!("kiln-ebpf-test-{pid}")),
-            children: Vec::new(),
-        };
-        fs::create_dir(&scratch.cgroup).unwrap();
-        fs::create_dir(&scratch.tmp).unwrap();
+        let mut scratch = Scratch::new(&root, "kiln-ebpf-test");
         let cgroup = dir(&scratch.cgroup);
         let node = path(&scratch.tmp.join("probe"));
         // SAFETY: a NUL-terminated path.
@@ -1443,14 +1447,7 @@ mod tests {
             eprintln!("skipped: not root, or no BPF");
             return;
         }
-        let pid = std::process::id();
-        let mut scratch = Scratch {
-            cgroup: root.join(format!("kiln-ebpf-test-excl-{pid}")),
-            tmp: std::env::temp_dir().join(format!("kiln-ebpf-test-excl-{pid}")),
-            children: Vec::new(),
-        };
-        fs::create_dir(&scratch.cgroup).unwrap();
-        fs::create_dir(&scratch.tmp).unwrap();
+        let mut scratch = Scratch::new(&root, "kiln-ebpf-test-excl");
         let cgroup = dir(&scratch.cgroup);
 
         let old = load(&verdict(false)).unwrap();
