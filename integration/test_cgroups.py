@@ -397,6 +397,18 @@ def test_pause_freezes_and_resume_thaws(ctx):
     ctx.delete(cid, force=True)
 
 
+def test_created_container_pauses_and_resumes_to_created(ctx):
+    ctx.sh("true")
+    cid, _ = ctx.create()
+    assert ctx.rt("pause", cid).ok
+    assert ctx.state(cid)["status"] == "paused"
+    assert ctx.rt("resume", cid).ok
+    assert ctx.state(cid)["status"] == "created"
+    ctx.start(cid)
+    assert wait_for(lambda: ctx.wait_status(cid, "stopped"), 5)
+    ctx.delete(cid)
+
+
 def test_paused_container_can_be_force_deleted(ctx):
     cid, pid, dirs = start_detached(ctx, "sleep 100")
     assert ctx.rt("pause", cid).ok

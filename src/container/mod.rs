@@ -95,12 +95,14 @@ impl Container {
                 _ => Status::Stopped,
             };
         }
+        // Frozen comes before created, as in runc: a paused created container says paused, and
+        // `resume` brings it back to created.
         if !self.init_alive() {
             Status::Stopped
-        } else if self.fifo().exists() {
-            Status::Created
         } else if self.cgroup().is_ok_and(|c| c.frozen()) {
             Status::Paused
+        } else if self.fifo().exists() {
+            Status::Created
         } else {
             Status::Running
         }
