@@ -15,7 +15,11 @@ pub fn mount_cgroups(target: &Path, flags: MsFlags, cgroupns: bool, reopen: impl
     let all = hierarchies()?;
     let pure_v2 = all.len() == 1 && all[0].is_v2();
     if pure_v2 {
-        return mount_one(&all[0], target, flags, cgroupns);
+        if mount_one(&all[0], target, flags, cgroupns)? {
+            // `target` names the directory under the new bind mount: remount the mount itself.
+            restrict(&crate::rootfs::mount::fd_path(&reopen()?), flags)?;
+        }
+        return Ok(());
     }
     // v1 or hybrid: a tmpfs holding one directory per hierarchy, as /sys/fs/cgroup on the host.
     mount(Some("tmpfs"), target, Some("tmpfs"), flags - MsFlags::MS_RDONLY, Some("mode=755"))?;
@@ -25,7 +29,9 @@ pub fn mount_cgroups(target: &Path, flags: MsFlags, cgroupns: bool, reopen: impl
         let name = h.mount_point.file_name().expect("has a parent, so a name");
         let sub = target.join(name);
         std::fs::create_dir_all(&sub)?;
-        mount_one(h, &sub, flags, cgroupns)?;
+        if mount_one(h, &sub, flags, cgroupns)? {
+            restrict(&sub, flags)?;
+        }
         // `cpu,cpuacct` is also reachable as `cpu` and `cpuacct`, as on the host.
         let name = name.to_string_lossy();
         if name.contains(',') {
@@ -40,14 +46,21 @@ pub fn mount_cgroups(target: &Path, flags: MsFlags, cgroupns: bool, reopen: impl
     Ok(())
 }
 
-fn mount_one(h: &Hierarchy, target: &Path, flags: MsFlags, cgroupns: bool) -> std::io::Result<()> {
+/// A fresh mount of the hierarchy (in a cgroup namespace: it shows the container's subtree), or
+/// a bind of our own cgroup's directory, which then needs `restrict`: true in that case.
+fn mount_one(h: &Hierarchy, target: &Path, flags: MsFlags, cgroupns: bool) -> std::io::Result<bool> {
     if cgroupns {
         let (fstype, data) = if h.is_v2() { ("cgroup2", None) } else { ("cgroup", Some(h.controllers.as_str())) };
-        return Ok(mount(Some(fstype), target, Some(fstype), flags, data)?);
+        mount(Some(fstype), target, Some(fstype), flags, data)?;
+        return Ok(false);
     }
     let source = h.mount_point.join(h.own.trim_start_matches('/'));
     mount(Some(&source), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)?;
-    let keep = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(None::<&str>, target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | (flags & (keep | MsFlags::MS_RDONLY)), None::<&str>)?;
-    Ok(())
+    Ok(true)
+}
+
+/// A bind mount takes its flags (read-only, nosuid, ...) only from a remount of the mount.
+fn restrict(mount_point: &Path, flags: MsFlags) -> std::io::Result<()> {
+    let keep = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
+    Ok(mount(None::<&str>, mount_point, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | (flags & keep), None::<&str>)?)
 }
