@@ -133,10 +133,7 @@ fn memory_v1(m: &LinuxMemory, cur: &dyn Current, out: &mut Vec<Write>) -> Result
     if let Some(v) = m.kernel_tcp() {
         out.push(with(w(&format!("{F}.kernelTCP"), "memory", "memory.kmem.tcp.limit_in_bytes", v), Need::IfExists));
     }
-    if let Some(v) = m.swappiness() {
-        if v > 100 {
-            return Err((format!("{F}.swappiness"), format!("{v} is out of range (0 to 100)")));
-        }
+    if let Some(v) = swappiness(m)? {
         out.push(w(&format!("{F}.swappiness"), "memory", "memory.swappiness", v));
     }
     if m.disable_oom_killer() == Some(true) {
@@ -160,8 +157,16 @@ fn memory_v2(m: &LinuxMemory, out: &mut Vec<Write>) -> Result<(), PlanError> {
         out.push(w(&format!("{F}.reservation"), "memory", "memory.low", limit_v2(v)));
     }
     // swappiness, kernel, kernelTCP, disableOOMKiller and useHierarchy have no v2 file; runc
-    // ignores them there too.
+    // ignores them there too. A swappiness no kernel takes is still a config error.
+    swappiness(m)?;
     Ok(())
+}
+
+fn swappiness(m: &LinuxMemory) -> Result<Option<u64>, PlanError> {
+    match m.swappiness() {
+        Some(v) if v > 100 => Err(("linux.resources.memory.swappiness".into(), format!("{v} is out of range (0 to 100)"))),
+        v => Ok(v),
+    }
 }
 
 /// v1's swap limit is memory+swap; v2's is swap alone. runc's conversion.
