@@ -106,7 +106,8 @@ def all_cgroup_dirs(pid):
                 if fstype == "cgroup2":
                     out.append(os.path.join(mp, path.lstrip("/")))
         else:
-            names = [c.replace("name=", "") for c in ctrls.split(",")]
+            # Mount options name a named hierarchy as /proc/PID/cgroup does: "name=systemd".
+            names = ctrls.split(",")
             for mp, fstype, opts in _mounts():
                 if fstype == "cgroup" and any(n in opts for n in names):
                     out.append(os.path.join(mp, path.lstrip("/")))
