@@ -84,11 +84,6 @@ impl Manager for Hybrid {
         self.v1.kill_all()
     }
 
-    fn destroy(&self) -> Result<()> {
-        self.v1.destroy()?;
-        self.v2.destroy()
-    }
-
     fn stats(&self) -> Result<Stats> {
         let mut s = self.v1.stats()?;
         if !self.v1.has("hugetlb") {

@@ -55,8 +55,15 @@ pub trait Manager {
     fn frozen(&self) -> bool;
     /// SIGKILL to every process, and wait (bounded) until none is left.
     fn kill_all(&self) -> Result<()>;
+    /// Removes the directories (of every hierarchy); they must be empty.
+    fn remove(&self) -> Result<()> {
+        self.paths().values().try_for_each(|dir| remove_tree(dir))
+    }
     /// Kills what is left, then removes the directories.
-    fn destroy(&self) -> Result<()>;
+    fn destroy(&self) -> Result<()> {
+        self.kill_all()?;
+        self.remove()
+    }
     fn stats(&self) -> Result<Stats>;
     /// An fd that becomes readable (poll) when the kernel may have OOM-killed in the cgroup,
     /// and the running count of OOM kills to compare after each wake-up.

@@ -155,14 +155,6 @@ impl Manager for V1 {
         super::kill_pids(dir)
     }
 
-    fn destroy(&self) -> Result<()> {
-        self.kill_all()?;
-        for dir in self.dirs.values() {
-            super::remove_tree(dir)?;
-        }
-        Ok(())
-    }
-
     fn stats(&self) -> Result<Stats> {
         Ok(Stats {
             cpu: stats::cpu_v1(self.dir("cpu"), self.dir("cpuacct")),

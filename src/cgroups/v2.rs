@@ -187,11 +187,6 @@ impl Manager for V2 {
         super::kill_pids(&self.dir)
     }
 
-    fn destroy(&self) -> Result<()> {
-        self.kill_all()?;
-        super::remove_tree(&self.dir)
-    }
-
     fn stats(&self) -> Result<Stats> {
         let d = &self.dir;
         Ok(Stats {

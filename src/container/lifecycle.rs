@@ -216,14 +216,16 @@ pub fn resume(c: &Container) -> Result<()> {
 pub fn delete(c: Container, force: bool) -> Result<()> {
     let status = c.status();
     match status {
-        Status::Stopped => {}
         // A created container never ran the user's program: runc deletes it without --force.
-        Status::Created => stop(&c)?,
-        Status::Running | Status::Paused if force => stop(&c)?,
-        Status::Creating if force => {}
+        Status::Stopped | Status::Created => {}
+        Status::Running | Status::Paused | Status::Creating if force => {}
         _ => return Err(wrong_state(&c, status, "stop it first, or use delete --force")),
     }
-    c.cgroup()?.destroy()?;
+    // Even a stopped container's cgroup may hold processes that outlived init (without a pid
+    // namespace of its own): stop kills them all, once, before the directories go.
+    let cgroup = c.cgroup()?;
+    stop(&c, cgroup.as_ref())?;
+    cgroup.remove()?;
     let state = c.state.clone();
     c.remove()?;
     hooks::run_warn(Stage::Poststop, &state.hooks, &state.for_hooks(Status::Stopped, state.pid));
@@ -232,9 +234,10 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
 
 /// SIGKILL to every process of the container (through its cgroup), then wait on init's pidfd,
 /// bounded: when init is gone the pid namespace is gone with it.
-fn stop(c: &Container) -> Result<()> {
-    let Some(init) = c.init_pidfd() else { return Ok(()) };
-    c.cgroup()?.kill_all()?;
+fn stop(c: &Container, cgroup: &dyn Manager) -> Result<()> {
+    let init = c.init_pidfd();
+    cgroup.kill_all()?;
+    let Some(init) = init else { return Ok(()) };
     let _ = sys::pidfd_send_signal(init.as_fd(), libc::SIGKILL);
     if !sys::wait_readable(init.as_fd(), Some(KILL_WAIT)) {
         return Err(Error::Init { id: c.id().to_owned(), msg: format!("init (pid {}) still alive {}s after SIGKILL", c.state.pid, KILL_WAIT.as_secs()) });
