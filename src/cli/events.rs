@@ -45,13 +45,13 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
     let c = Container::peek(&g.root, &a.id)?;
     let status = c.status();
     if matches!(status, Status::Stopped | Status::Creating) {
-        return Err(Error::WrongState { id: a.id, status: status.to_string(), why: "there are no events of a container that does not run".into() }.into());
+        return Err(c.wrong_state(status, "there are no events of a container that does not run").into());
     }
     let cgroup = c.cgroup()?;
     if a.stats {
         return print("stats", c.id(), Some(cgroup.stats()?)).map(|_| 0);
     }
-    let init = c.init_pidfd().ok_or_else(|| Error::WrongState { id: a.id.clone(), status: "stopped".into(), why: "its init exited".into() })?;
+    let init = c.init_pidfd().ok_or_else(|| c.wrong_state(Status::Stopped, "its init exited"))?;
     let mut oom = cgroup.oom_watch()?;
     let mut ooms = 0;
     let mut next = Instant::now();

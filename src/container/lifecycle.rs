@@ -75,6 +75,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
     let resources = cgroups::resources(&bundle.spec)?;
     let cgroups_path = bundle.spec.linux().as_ref().and_then(|l| l.cgroups_path().as_deref());
     let cgroup = cgroups::new(&cgroups::Request { id, cgroups_path, systemd: o.systemd_cgroup })?;
+    let paths = cgroup.paths();
     let state = State {
         oci_version: bundle.spec.version().clone(),
         id: id.to_owned(),
@@ -85,7 +86,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
         created: crate::timefmt::rfc3339_nano(std::time::SystemTime::now()),
         annotations: bundle.spec.annotations().iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect(),
         hooks: bundle.spec.hooks().clone(),
-        cgroup_paths: cgroup.paths(),
+        cgroup_paths: paths.clone(),
         resources: Some(resources.clone()),
     };
     let mut container = Container::create(root, state)?;
@@ -93,8 +94,8 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
     let mut undo = Undo { dir: Some(&dir), cgroup: None };
     // A cgroup that exists already (another container's, a stale one) is not ours to fill or
     // to remove.
-    if cgroup.paths().values().any(|p| p.exists() && std::fs::read_to_string(p.join("cgroup.procs")).is_ok_and(|s| !s.trim().is_empty())) {
-        return Err(Error::Cgroup { field: "linux.cgroupsPath".into(), msg: format!("the cgroup {} already has processes in it", cgroup.paths().values().next().map(|p| p.display().to_string()).unwrap_or_default()) });
+    if let Some(busy) = paths.values().find(|p| std::fs::read_to_string(p.join("cgroup.procs")).is_ok_and(|s| !s.trim().is_empty())) {
+        return Err(Error::Cgroup { field: "linux.cgroupsPath".into(), msg: format!("the cgroup {} already has processes in it", busy.display()) });
     }
     cgroup.create()?;
     undo.cgroup = Some(cgroup.as_ref());
@@ -156,9 +157,9 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 pub fn start(c: &Container) -> Result<()> {
     match c.status() {
         Status::Created => {}
-        status => return Err(wrong_state(c, status, "only a created container can be started")),
+        status => return Err(c.wrong_state(status, "only a created container can be started")),
     }
-    let pidfd = c.init_pidfd().ok_or_else(|| wrong_state(c, Status::Stopped, "its init exited before start"))?;
+    let pidfd = c.init_pidfd().ok_or_else(|| c.wrong_state(Status::Stopped, "its init exited before start"))?;
     let fifo = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
@@ -183,9 +184,9 @@ pub fn start(c: &Container) -> Result<()> {
 pub fn kill(c: &Container, signal: i32, all: bool) -> Result<()> {
     let status = c.status();
     if matches!(status, Status::Stopped | Status::Creating) {
-        return Err(wrong_state(c, status, "there is no process to signal"));
+        return Err(c.wrong_state(status, "there is no process to signal"));
     }
-    let init = c.init_pidfd().ok_or_else(|| wrong_state(c, Status::Stopped, "there is no process to signal"))?;
+    let init = c.init_pidfd().ok_or_else(|| c.wrong_state(Status::Stopped, "there is no process to signal"))?;
     if all {
         // The cgroup holds every process of the container, daemonised ones too. Each pid is
         // opened as a pidfd before the signal, so a reused pid is never hit.
@@ -202,14 +203,14 @@ pub fn kill(c: &Container, signal: i32, all: bool) -> Result<()> {
 pub fn pause(c: &Container) -> Result<()> {
     match c.status() {
         Status::Running | Status::Created => c.cgroup()?.freeze(true),
-        status => Err(wrong_state(c, status, "only a running or created container can be paused")),
+        status => Err(c.wrong_state(status, "only a running or created container can be paused")),
     }
 }
 
 pub fn resume(c: &Container) -> Result<()> {
     match c.status() {
         Status::Paused => c.cgroup()?.freeze(false),
-        status => Err(wrong_state(c, status, "only a paused container can be resumed")),
+        status => Err(c.wrong_state(status, "only a paused container can be resumed")),
     }
 }
 
@@ -219,7 +220,7 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
         // A created container never ran the user's program: runc deletes it without --force.
         Status::Stopped | Status::Created => {}
         Status::Running | Status::Paused | Status::Creating if force => {}
-        _ => return Err(wrong_state(&c, status, "stop it first, or use delete --force")),
+        _ => return Err(c.wrong_state(status, "stop it first, or use delete --force")),
     }
     // Even a stopped container's cgroup may hold processes that outlived init (without a pid
     // namespace of its own): stop kills them all, once, before the directories go.
@@ -272,8 +273,4 @@ fn wait_fifo(c: &Container, fifo: &std::fs::File, pidfd: &std::os::fd::OwnedFd, 
             Err(e) => return Err(Error::os("waiting for init", e)),
         }
     }
-}
-
-fn wrong_state(c: &Container, status: Status, why: &str) -> Error {
-    Error::WrongState { id: c.id().to_owned(), status: status.to_string(), why: why.to_owned() }
 }

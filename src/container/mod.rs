@@ -108,6 +108,11 @@ impl Container {
         }
     }
 
+    /// The error for an operation that `status` forbids, saying `why`.
+    pub fn wrong_state(&self, status: Status, why: &str) -> Error {
+        Error::WrongState { id: self.id().to_owned(), status: status.to_string(), why: why.to_owned() }
+    }
+
     /// The manager of the container's cgroup, from the paths recorded at `create`.
     pub fn cgroup(&self) -> Result<Box<dyn crate::cgroups::Manager>> {
         crate::cgroups::from_paths(self.state.cgroup_paths.clone())

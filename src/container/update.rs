@@ -15,16 +15,15 @@ const PARTNERS: &[(&str, &[&str])] = &[("memory", &["limit", "swap"]), ("cpu", &
 pub fn update(c: &mut Container, request: &LinuxResources) -> Result<()> {
     let status = c.status();
     if matches!(status, Status::Stopped | Status::Creating) {
-        return Err(Error::WrongState { id: c.id().to_owned(), status: status.to_string(), why: "only a live container can be updated".into() });
+        return Err(c.wrong_state(status, "only a live container can be updated"));
     }
-    let current = to_value(c.state.resources.as_ref().unwrap_or(&LinuxResources::default()));
     let mut delta = to_value(request);
     // Device rules stay as created, as with runc: clients (containerd) send them back with
     // every update, and rewriting v1's lists would deny devices for a moment.
     if let Some(obj) = delta.as_object_mut() {
         obj.remove("devices");
     }
-    let mut merged = current.clone();
+    let mut merged = to_value(c.state.resources.as_ref().unwrap_or(&LinuxResources::default()));
     merge(&mut merged, &delta);
     for (group, fields) in PARTNERS {
         let touched = fields.iter().any(|f| delta.get(group).and_then(|g| g.get(f)).is_some());
