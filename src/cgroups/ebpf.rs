@@ -1223,17 +1223,18 @@ mod tests {
         fs::File::open(p).unwrap().into()
     }
 
+    /// Where the kernel tests make their cgroups: the hybrid host's unified mount, or v2's root.
+    fn cgroup2_root() -> Option<&'static Path> {
+        ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"].into_iter().map(Path::new).find(|p| is_cgroup2(p))
+    }
+
     fn strerror(e: i32) -> String {
         io::Error::from_raw_os_error(e).to_string()
     }
 
     #[test]
     fn kernel_enforces_the_filter() {
-        let Some(root) = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-            .into_iter()
-            .map(Path::new)
-            .find(|p| is_cgroup2(p))
-        else {
+        let Some(root) = cgroup2_root() else {
             eprintln!("skipped: no cgroup2 mount at /sys/fs/cgroup/unified or /sys/fs/cgroup");
             return;
         };
@@ -1435,12 +1436,8 @@ mod tests {
     /// place.
     #[test]
     fn kernel_replaces_an_exclusive_program() {
-        let Some(root) = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-            .into_iter()
-            .map(Path::new)
-            .find(|p| is_cgroup2(p))
-        else {
-            eprintln!("skipped: no cgroup2 mount");
+        let Some(root) = cgroup2_root() else {
+            eprintln!("skipped: no cgroup2 mount at /sys/fs/cgroup/unified or /sys/fs/cgroup");
             return;
         };
         if !nix::unistd::geteuid().is_root() || load(&verdict(true)).is_err() {
