@@ -10,6 +10,7 @@ mod log;
 mod namespaces;
 mod process;
 mod rootfs;
+mod seccomp;
 mod signals;
 mod spec;
 mod sys;

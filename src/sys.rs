@@ -155,6 +155,29 @@ pub fn mount_setattr(fd: BorrowedFd, recursive: bool, set: u64, clear: u64) -> i
     Ok(())
 }
 
+/// seccomp(SECCOMP_SET_MODE_FILTER, flags, program): installs a BPF filter on this thread.
+/// `program` is an array of `struct sock_filter` (8 bytes each). With
+/// SECCOMP_FILTER_FLAG_NEW_LISTENER the kernel returns the notify fd.
+pub fn seccomp_set_filter(flags: u32, program: &[u8]) -> io::Result<Option<OwnedFd>> {
+    const SECCOMP_SET_MODE_FILTER: libc::c_long = 1;
+    const NEW_LISTENER: u32 = 1 << 3;
+    let len = u16::try_from(program.len() / size_of::<libc::sock_filter>()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
+    let prog = libc::sock_fprog { len, filter: program.as_ptr() as *mut libc::sock_filter };
+    // SAFETY: `prog` points at `len` complete instructions inside `program`, which outlives the
+    // call; the kernel copies the program and checks it.
+    let ret = check(unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog as *const libc::sock_fprog) })?;
+    // SAFETY: with NEW_LISTENER the return value is a new fd that nothing else owns.
+    Ok((flags & NEW_LISTENER != 0).then(|| unsafe { OwnedFd::from_raw_fd(ret as RawFd) }))
+}
+
+/// Whether this kernel knows a seccomp filter flag: with no program the call fails with EFAULT
+/// once the flags passed its check, and with EINVAL if they did not.
+pub fn seccomp_flag_known(flag: u32) -> bool {
+    // SAFETY: a null program is never read: the kernel checks the flags first.
+    let r = unsafe { libc::syscall(libc::SYS_seccomp, 1 as libc::c_long, flag, std::ptr::null::<libc::sock_fprog>()) };
+    r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT)
+}
+
 /// A process's start time (field 22 of /proc/PID/stat, in clock ticks since boot): with the pid
 /// it identifies a process for good, which guards every later signal against pid reuse.
 pub fn start_time(pid: i32) -> io::Result<u64> {

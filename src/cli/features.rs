@@ -1,7 +1,7 @@
 use serde_json::json;
 
 /// The OCI features document: only what kiln really does on this host (the cgroup layouts it
-/// finds mounted). seccomp is reported absent until kiln implements it.
+/// finds mounted, the seccomp flags its kernel accepts).
 pub fn run() -> anyhow::Result<i32> {
     let mut options: Vec<&str> = crate::rootfs::mount::known_options().collect();
     options.sort();
@@ -17,7 +17,14 @@ pub fn run() -> anyhow::Result<i32> {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
             "cgroup": {"v1": v1, "v2": v2, "systemd": false, "systemdUser": false, "rdma": true},
-            "seccomp": {"enabled": false},
+            "seccomp": {
+                "enabled": true,
+                "actions": crate::seccomp::ACTIONS,
+                "operators": crate::seccomp::OPERATORS,
+                "archs": crate::seccomp::ARCHS,
+                "knownFlags": crate::seccomp::known_flags().collect::<Vec<_>>(),
+                "supportedFlags": crate::seccomp::supported_flags().collect::<Vec<_>>()
+            },
             "apparmor": {"enabled": true},
             "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},

@@ -72,6 +72,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
         return Err(Error::Usage("--console-socket was given but process.terminal is false: there is no terminal to send".into()));
     }
     crate::capabilities::check_grantable(process.capabilities().as_ref())?;
+    let seccomp = bundle.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
     let resources = cgroups::resources(&bundle.spec)?;
     let cgroups_path = bundle.spec.linux().as_ref().and_then(|l| l.cgroups_path().as_deref());
     let cgroup = cgroups::new(&cgroups::Request { id, cgroups_path, systemd: o.systemd_cgroup })?;
@@ -117,6 +118,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
         no_new_keyring: o.no_new_keyring,
         cgroup: cgroup.as_ref(),
         resources: &resources,
+        seccomp: seccomp.as_ref(),
     };
     let init = spawn::spawn(&opts)?;
     let saved = (|| {
@@ -170,7 +172,7 @@ pub fn start(c: &Container) -> Result<()> {
     // (close-on-exec). EOF before the second byte means init failed; its pidfd turning readable
     // means it died.
     let deadline = std::time::Instant::now() + INIT_ANSWER;
-    for stage in ["before start", "in the startContainer hooks or labels (see the container's stderr)"] {
+    for stage in ["before start", "in the startContainer hooks, labels or seccomp (see the container's stderr)"] {
         if read_fifo(c, &fifo, &pidfd, deadline)? != 1 {
             return Err(Error::Init { id: c.id().to_owned(), msg: format!("init exited {stage}, the process did not run") });
         }

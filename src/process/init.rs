@@ -18,6 +18,7 @@ use crate::namespaces::{self, Plan};
 use crate::process::sync::{Channel, Msg};
 use crate::process::{InitOptions, lsm, rlimits, sched, user};
 use crate::rootfs;
+use crate::seccomp::Moment;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -122,6 +123,11 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
     rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
     sched::apply(process, linux.and_then(|l| l.personality().as_ref()))?;
 
+    // 11b. seccomp, if loading it needs the privileges that step 12 drops (see `Moment`).
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    let seccomp_moment = o.seccomp.map(|f| f.moment(nnp, process.capabilities().as_ref()));
+    load_seccomp(o, seccomp_moment, Moment::BeforeIdentity, chan)?;
+
     // 12. Identity: bounding set (needs CAP_SETPCAP), then the user, then the other sets.
     //     cwd is tried before the switch (a directory only root can enter) and after it (one only
     //     the user can enter), as runc does.
@@ -141,12 +147,15 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
     let program = find_program(&args[0], &env)?;
 
     // 14. no_new_privs: before the exec fifo, as nothing after this needs to gain privileges.
-    if process.no_new_privileges().unwrap_or(false) {
+    if nnp {
         prctl::set_no_new_privileges(true).map_err(|e| Error::os("process.noNewPrivileges", std::io::Error::from_raw_os_error(e)))?;
     }
 
     // 15. Only stdio and the preserved fds may reach the program.
     crate::sys::cloexec_from(3 + o.extra_fds).ctx(|| "marking inherited fds close-on-exec")?;
+
+    // 15b. seccomp with a listener: while the parent is still there to pass its fd on.
+    load_seccomp(o, seccomp_moment, Moment::BeforeReady, chan)?;
 
     // 16. Ready. From here on the parent is gone; wait for `start` to open the fifo.
     chan.send(&Msg::Ready).ctx(|| "sync: ready")?;
@@ -162,9 +171,11 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
     // 17. startContainer hooks: after `start`, in the container, before the program.
     hooks::run(Stage::StartContainer, spec.hooks(), &o.state.for_hooks(Status::Created, host_pid))?;
 
-    // 18. LSM labels apply at execve: nothing may run between them and it. The second byte
+    // 18. LSM labels apply at execve: nothing may run between them and it. Then seccomp, as
+    //     late as it can be, so that none of kiln's own syscalls are filtered. The second byte
     //     tells `start` that all went well; the fifo closes at execve.
     lsm::set_exec_labels(process.selinux_label().as_deref(), process.apparmor_profile().as_deref())?;
+    load_seccomp(o, seccomp_moment, Moment::BeforeExec, chan)?;
     std::io::Write::write_all(&mut gate, b"1").ctx(|| "writing the exec fifo")?;
     exec(&program, args, &env)
 }
@@ -174,6 +185,16 @@ fn request(chan: &Channel, msg: Msg) -> Result<()> {
     let what = format!("sync: {msg:?}");
     chan.send(&msg).ctx(|| what.clone())?;
     chan.wait_continue().ctx(|| what)
+}
+
+/// Loads the seccomp filter if `now` is its moment. A notify fd goes to the parent and is closed
+/// here: the container's process must not hold its own listener.
+fn load_seccomp(o: &InitOptions, moment: Option<Moment>, now: Moment, chan: &Channel) -> Result<()> {
+    let Some(filter) = o.seccomp.filter(|_| moment == Some(now)) else { return Ok(()) };
+    if let Some(fd) = filter.load()? {
+        chan.send_with_fd(&Msg::SeccompListener, Some(fd.as_raw_fd())).ctx(|| "sync: sending the seccomp notify fd")?;
+    }
+    Ok(())
 }
 
 fn join_session_keyring(id: &str) -> Result<()> {

@@ -32,4 +32,6 @@ pub struct InitOptions<'a> {
     pub cgroup: &'a dyn crate::cgroups::Manager,
     /// Written once init has set everything up (device rules would stop its mknods).
     pub resources: &'a oci_spec::runtime::LinuxResources,
+    /// linux.seccomp, compiled: init only loads it.
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
 }

@@ -160,6 +160,12 @@ fn talk(opts: &InitOptions, chan: &Channel, mut child: Child) -> Result<(Child, 
                     None => pty = Some(fd),
                 }
             }
+            Msg::SeccompListener => {
+                let fd = fd.ok_or_else(|| Error::Init { id: id.clone(), msg: "seccomp listener message without an fd".into() })?;
+                let listener = opts.seccomp.and_then(|f| f.listener()).ok_or_else(|| Error::Init { id: id.clone(), msg: "protocol error: a notify fd without a listener".into() })?;
+                let state = opts.state.for_hooks(crate::container::Status::Creating, child.pid);
+                crate::seccomp::send_to_listener(listener, &fd, child.pid, &state)?;
+            }
             // Limits last: device rules would have refused init's mknods, a pids limit its forks.
             Msg::Ready => {
                 opts.cgroup.set(opts.resources)?;

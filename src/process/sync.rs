@@ -20,6 +20,9 @@
 //!   hooks                  ─── Continue ────────▶ createContainer hooks, pivot_root, ...
 //!                          ◀── PtyMaster + fd ─── (process.terminal) pty allocated
 //!   fd → --console-socket
+//!                          ◀── SeccompListener ── (SCMP_ACT_NOTIFY) filter loaded
+//!   fd + state → the          + notify fd         (before Ready)
+//!   listenerPath socket
 //!                          ◀── Ready ──────────── all set up; blocks opening exec.fifo
 //!   write linux.resources,
 //!   state, pid file, exit
@@ -44,6 +47,7 @@ pub enum Msg {
     InitPid(i32),
     RunHooks,
     PtyMaster,
+    SeccompListener,
     Ready,
     Error(String),
     Continue,

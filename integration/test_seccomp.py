@@ -1,0 +1,339 @@
+"""linux.seccomp: what a process inside the container sees of its filter, what the host sees
+in /proc/PID/status, and the notify fd reaching a listener that answers for the kernel."""
+
+import array
+import ctypes
+import errno
+import fcntl
+import json
+import os
+import select
+import socket
+import struct
+import threading
+
+import pytest
+
+from conftest import runc_deviates, wait_for
+
+ALLOW = "SCMP_ACT_ALLOW"
+CHMODS = ["chmod", "fchmodat", "fchmodat2"]
+MKDIRS = ["mkdir", "mkdirat"]
+
+
+def rule(names, action, **kw):
+    r = {"names": names, "action": action}
+    r.update(kw)
+    return r
+
+
+def set_profile(ctx, *rules, default=ALLOW, **kw):
+    ctx.config["linux"]["seccomp"] = dict({"defaultAction": default, "syscalls": list(rules)}, **kw)
+
+
+def mode_rules(action, op, value, value_two=None):
+    """The same condition on the mode argument of chmod (arg 1) and fchmodat(2) (arg 2)."""
+    def arg(i):
+        a = {"index": i, "value": value, "op": op}
+        if value_two is not None:
+            a["valueTwo"] = value_two
+        return a
+    return [rule(["chmod"], action, args=[arg(1)]),
+            rule(["fchmodat", "fchmodat2"], action, args=[arg(2)])]
+
+
+CHMOD_REPORT = ("touch /dev/shm/f; for m in {modes}; do "
+                "if chmod $m /dev/shm/f 2>/dev/null; then echo $m:ok; else echo $m:denied; fi; done")
+
+
+def chmod_results(ctx, modes):
+    out = ctx.run_sh(CHMOD_REPORT.format(modes=" ".join(modes)))
+    return dict(line.split(":") for line in out.split())
+
+
+def test_errno_ret_is_what_the_syscall_returns(ctx):
+    set_profile(ctx, rule(MKDIRS, "SCMP_ACT_ERRNO", errnoRet=errno.EXDEV))
+    out = ctx.run_sh("mkdir /dev/shm/a 2>&1; echo rc=$?; touch /dev/shm/b && echo touched")
+    assert "Invalid cross-device link" in out and "rc=1" in out, out
+    assert "touched" in out, out
+
+
+def test_errno_without_errno_ret_is_eperm(ctx):
+    set_profile(ctx, rule(MKDIRS, "SCMP_ACT_ERRNO"))
+    out = ctx.run_sh("mkdir /dev/shm/a 2>&1; true")
+    assert "Operation not permitted" in out, out
+
+
+@runc_deviates("runc calls fstatfs after loading the filter, which this allow-list denies")
+def test_default_errno_ret(ctx):
+    # Everything is denied with ENOSYS except what busybox's mkdir needs to start and fail.
+    set_profile(ctx, default="SCMP_ACT_ERRNO", defaultErrnoRet=errno.ENOSYS)
+    ctx.config["linux"]["seccomp"]["syscalls"] = [rule(
+        ["execve", "brk", "arch_prctl", "set_tid_address", "set_robust_list", "rseq", "prlimit64",
+         "uname", "readlinkat", "getuid", "geteuid", "getgid", "getegid", "write", "exit_group",
+         "mprotect", "mmap", "munmap", "getrandom", "rt_sigaction", "rt_sigprocmask", "getpid",
+         "ioctl", "fcntl", "close", "openat", "newfstatat", "fstat", "read", "umask"], ALLOW)]
+    ctx.config["process"]["args"] = ["mkdir", "/dev/shm/a"]
+    _, r = ctx.run()
+    assert r.rc == 1 and "Function not implemented" in r.err, r
+
+
+@pytest.mark.parametrize("action", ["SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP"])
+def test_killing_actions_end_the_process_with_sigsys(ctx, action):
+    set_profile(ctx, rule(MKDIRS, action))
+    out = ctx.run_sh("(mkdir /dev/shm/a); echo status=$?; ls /dev/shm")
+    # 128 + SIGSYS (31): the subshell died of the signal, before the directory was made.
+    assert "status=159" in out and "a" not in out.split("\n")[1:], out
+
+
+def test_trace_without_a_tracer_is_enosys(ctx):
+    set_profile(ctx, rule(MKDIRS, "SCMP_ACT_TRACE"))
+    out = ctx.run_sh("mkdir /dev/shm/a 2>&1; true")
+    assert "Function not implemented" in out, out
+
+
+def test_log_and_allow_let_the_call_through(ctx):
+    set_profile(ctx, rule(MKDIRS, "SCMP_ACT_LOG"), rule(["getpid"], ALLOW), default=ALLOW)
+    out = ctx.run_sh("mkdir /dev/shm/a && ls -d /dev/shm/a")
+    assert out == "/dev/shm/a\n", out
+
+
+@pytest.mark.parametrize("op,value,value_two,expect", [
+    ("SCMP_CMP_EQ", 0o777, None, {"777": "denied", "755": "ok", "700": "ok"}),
+    ("SCMP_CMP_NE", 0o755, None, {"777": "denied", "755": "ok", "700": "denied"}),
+    ("SCMP_CMP_GT", 0o755, None, {"777": "denied", "755": "ok", "700": "ok"}),
+    ("SCMP_CMP_GE", 0o755, None, {"777": "denied", "755": "denied", "700": "ok"}),
+    ("SCMP_CMP_LT", 0o755, None, {"777": "ok", "755": "ok", "700": "denied"}),
+    ("SCMP_CMP_LE", 0o755, None, {"777": "ok", "755": "denied", "700": "denied"}),
+    # value is the mask, valueTwo what the masked bits must equal: world-writable modes.
+    ("SCMP_CMP_MASKED_EQ", 0o002, 0o002, {"777": "denied", "755": "ok", "702": "denied"}),
+])
+def test_argument_operators(ctx, op, value, value_two, expect):
+    set_profile(ctx, *mode_rules("SCMP_ACT_ERRNO", op, value, value_two))
+    assert chmod_results(ctx, expect) == expect
+
+
+def test_conditions_on_one_argument_are_alternatives(ctx):
+    # Two conditions on the same argument cannot both hold: runc adds one rule for each.
+    eq = lambda i, v: {"index": i, "value": v, "op": "SCMP_CMP_EQ"}
+    set_profile(ctx,
+                rule(["chmod"], "SCMP_ACT_ERRNO", args=[eq(1, 0o777), eq(1, 0o700)]),
+                rule(["fchmodat", "fchmodat2"], "SCMP_ACT_ERRNO", args=[eq(2, 0o777), eq(2, 0o700)]))
+    assert chmod_results(ctx, ["777", "700", "755"]) == {"777": "denied", "700": "denied", "755": "ok"}
+
+
+def test_conditions_on_distinct_arguments_must_all_hold(ctx):
+    # kill(pid > 1, SIGUSR1) is denied; SIGUSR1 to pid 1 (the shell, which ignores it) and
+    # SIGUSR2 to a child are not.
+    set_profile(ctx, rule(["kill"], "SCMP_ACT_ERRNO", args=[
+        {"index": 0, "value": 1, "op": "SCMP_CMP_GT"},
+        {"index": 1, "value": 10, "op": "SCMP_CMP_EQ"}]))
+    out = ctx.run_sh("trap '' USR1; sleep 5 & c=$!; kill -USR1 $c 2>/dev/null; echo child_usr1=$?; "
+                     "kill -USR1 1; echo self_usr1=$?; kill -USR2 $c; echo child_usr2=$?")
+    assert out.split() == ["child_usr1=1", "self_usr1=0", "child_usr2=0"], out
+
+
+def test_unknown_syscall_names_are_skipped(ctx):
+    set_profile(ctx, rule(["kiln_no_such_syscall"] + MKDIRS, "SCMP_ACT_ERRNO", errnoRet=errno.EXDEV))
+    out = ctx.run_sh("mkdir /dev/shm/a 2>&1; true")
+    assert "Invalid cross-device link" in out, out
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_host_sees_the_filter_and_no_new_privs(ctx, nnp):
+    set_profile(ctx, rule(MKDIRS, "SCMP_ACT_ERRNO"))
+    ctx.config["process"]["noNewPrivileges"] = nnp
+    ctx.sh("sleep 30")
+    cid, _ = ctx.create()
+    ctx.start(cid)
+    pid = ctx.state(cid)["pid"]
+    with open(f"/proc/{pid}/status") as f:
+        status = dict(l.split(":\t", 1) for l in f.read().splitlines() if ":\t" in l)
+    assert status["Seccomp"].strip() == "2", status
+    assert status["NoNewPrivs"].strip() == ("1" if nnp else "0"), status
+    assert int(status["Seccomp_filters"]) >= 1, status
+    ctx.delete(cid, force=True)
+
+
+def test_runtime_setup_is_not_filtered(ctx):
+    # kiln mounts, pivots, sets the hostname and changes identity before the filter is in
+    # place: denying those calls to the container must not stop it from being built.
+    set_profile(ctx, rule(["mount", "umount2", "pivot_root", "sethostname", "setresuid",
+                           "setresgid", "setgroups", "capset", "prctl", "chdir", "keyctl"],
+                          "SCMP_ACT_ERRNO"))
+    ctx.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    out = ctx.run_sh("hostname; id -u; hostname other 2>&1; true")
+    assert out.splitlines()[:2] == ["runc", "1000"], out
+    assert "Operation not permitted" in out, out
+
+
+def test_without_no_new_privs_a_user_process_is_filtered(ctx):
+    # Loading a filter needs CAP_SYS_ADMIN or no_new_privs: without either after the user
+    # switch, the filter goes on before it, and still holds.
+    set_profile(ctx, rule(MKDIRS, "SCMP_ACT_ERRNO", errnoRet=errno.EXDEV))
+    ctx.config["process"]["noNewPrivileges"] = False
+    ctx.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    out = ctx.run_sh("id -u; mkdir /dev/shm/a 2>&1; true")
+    assert out.startswith("1000\n") and "Invalid cross-device link" in out, out
+
+
+@pytest.mark.kiln_only
+def test_filter_flags_are_accepted(ctx):
+    set_profile(ctx, rule(MKDIRS, "SCMP_ACT_LOG"), flags=[
+        "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"])
+    assert ctx.run_sh("mkdir /dev/shm/a && echo ok") == "ok\n"
+
+
+def podman_profile(caps):
+    """containers-common's default profile, resolved for `caps` and x86_64 as Podman does
+    before it writes config.json."""
+    with open("/usr/share/containers/seccomp.json") as f:
+        p = json.load(f)
+    arches = {"amd64", "x86", "x32"}
+    out = []
+    for s in p["syscalls"]:
+        inc, exc = s.get("includes") or {}, s.get("excludes") or {}
+        if inc.get("caps") and not set(inc["caps"]) <= set(caps):
+            continue
+        if inc.get("arches") and not arches & set(inc["arches"]):
+            continue
+        if exc.get("caps") and set(exc["caps"]) & set(caps):
+            continue
+        r = {"names": s["names"], "action": s["action"]}
+        if s.get("args"):
+            r["args"] = s["args"]
+        if s.get("errnoRet") is not None:
+            r["errnoRet"] = s["errnoRet"]
+        out.append(r)
+    return {"defaultAction": p["defaultAction"], "defaultErrnoRet": p.get("defaultErrnoRet", errno.EPERM),
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], "syscalls": out}
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/share/containers/seccomp.json"),
+                    reason="containers-common's seccomp.json is not installed (hack/setup installs it)")
+def test_podman_default_profile(ctx):
+    caps = ctx.config["process"]["capabilities"]["bounding"]
+    ctx.config["linux"]["seccomp"] = podman_profile(caps)
+    # The process may set the hostname as far as capabilities go; the profile, made for a
+    # container without CAP_SYS_ADMIN, still forbids sethostname.
+    for s in ctx.config["process"]["capabilities"].values():
+        s.append("CAP_SYS_ADMIN")
+    out = ctx.run_sh("mkdir /dev/shm/d && echo made; ls / >/dev/null && echo listed; "
+                     "ps >/dev/null && echo ps; grep Seccomp: /proc/self/status; "
+                     "hostname other 2>&1; hostname")
+    assert "made\nlisted\nps\n" in out, out
+    assert "Seccomp:\t2" in out, out
+    assert "Operation not permitted\nrunc\n" in out, out
+
+
+def test_podman_profile_test_can_fail(ctx):
+    # The same container without the profile: CAP_SYS_ADMIN alone lets sethostname through.
+    for s in ctx.config["process"]["capabilities"].values():
+        s.append("CAP_SYS_ADMIN")
+    assert ctx.run_sh("hostname other 2>&1; hostname") == "other\n"
+
+
+# ------------------------------------------------------------- SCMP_ACT_NOTIFY
+
+SECCOMP_IOCTL_NOTIF_RECV = 0xC0502100
+SECCOMP_IOCTL_NOTIF_SEND = 0xC0182101
+NOTIF = struct.Struct("=QII iI Q 6Q")  # id, pid, flags, {nr, arch, ip, args[6]}
+RESP = struct.Struct("=QqiI")
+
+
+class Agent:
+    """A seccomp agent: receives the notify fd and the container's state on a unix socket,
+    then answers every notification with success, without doing the call."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(1)
+        self.sock.settimeout(20)
+        self.message, self.fd, self.calls, self.error = None, None, [], None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        try:
+            conn, _ = self.sock.accept()
+            with conn:
+                msg, fds, _flags, _addr = socket.recv_fds(conn, 65536, 4)
+            self.message = json.loads(msg)
+            self.fd = fds[0]
+            poller = select.poll()
+            poller.register(self.fd, select.POLLIN)
+            while not self.stop.is_set():
+                events = poller.poll(100)
+                if not events:
+                    continue
+                if events[0][1] & (select.POLLHUP | select.POLLERR) and not events[0][1] & select.POLLIN:
+                    return
+                buf = bytearray(NOTIF.size)
+                fcntl.ioctl(self.fd, SECCOMP_IOCTL_NOTIF_RECV, buf, True)
+                fields = NOTIF.unpack(buf)
+                self.calls.append(fields[3])
+                fcntl.ioctl(self.fd, SECCOMP_IOCTL_NOTIF_SEND, bytearray(RESP.pack(fields[0], 0, 0, 0)), True)
+        except Exception as e:  # reported by the test
+            self.error = e
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_notify_reaches_the_listener_which_answers(ctx, nnp):
+    path = os.path.join(ctx.hostdir("agent"), "agent.sock")
+    agent = Agent(path)
+    ctx.cleanups.append(agent.close)
+    set_profile(ctx, rule(MKDIRS, "SCMP_ACT_NOTIFY"), listenerPath=path, listenerMetadata="kiln-meta")
+    ctx.config["process"]["noNewPrivileges"] = nnp
+    # The agent says mkdir succeeded without making anything.
+    out = ctx.run_sh("mkdir /dev/shm/a && echo made; ls -d /dev/shm/a 2>/dev/null || echo absent")
+    assert out == "made\nabsent\n", out
+    assert agent.error is None, agent.error
+    m = agent.message
+    assert m["fds"] == ["seccompFd"] and m["metadata"] == "kiln-meta", m
+    assert m["state"]["id"] == ctx.ids[-1] and m["state"]["status"] == "creating", m
+    assert m["pid"] == m["state"]["pid"] > 0, m
+    assert wait_for(lambda: agent.calls, 2) and set(agent.calls) <= {83, 258}, agent.calls  # mkdir, mkdirat
+
+
+def test_notify_without_a_listener_fails_create(ctx):
+    set_profile(ctx, rule(MKDIRS, "SCMP_ACT_NOTIFY"), listenerPath=os.path.join(ctx.dir, "nobody.sock"))
+    ctx.sh("true")
+    _, r = ctx.create(check=False)
+    assert r.rc != 0 and "nobody.sock" in r.err and len(r.err.strip().splitlines()) == 1, r
+
+
+# ------------------------------------------------------------- bad profiles
+
+@pytest.mark.parametrize("profile,field", [
+    ({"defaultAction": ALLOW, "syscalls": [rule(["read"], "SCMP_ACT_ERRNO", args=[{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}])]},
+     "linux.seccomp.syscalls[0].args[0].index"),
+    ({"defaultAction": "SCMP_ACT_BOGUS"}, "linux.seccomp.defaultAction"),
+    ({"defaultAction": ALLOW, "architectures": ["SCMP_ARCH_BOGUS"]}, "linux.seccomp.architectures"),
+    ({"defaultAction": ALLOW, "syscalls": [rule(MKDIRS, "SCMP_ACT_NOTIFY")]}, "linux.seccomp.listenerPath"),
+])
+@pytest.mark.kiln_only
+def test_bad_profiles_name_the_field(ctx, profile, field):
+    ctx.config["linux"]["seccomp"] = profile
+    _, r = ctx.create(check=False)
+    assert r.rc != 0 and field in r.err and len(r.err.strip().splitlines()) == 1, r
+
+
+@pytest.mark.kiln_only
+def test_features_report_seccomp(ctx):
+    r = ctx.rt("features")
+    assert r.ok, r
+    sc = json.loads(r.out)["linux"]["seccomp"]
+    assert sc["enabled"] and "SCMP_ACT_NOTIFY" in sc["actions"] and "SCMP_CMP_MASKED_EQ" in sc["operators"]
+    assert "SCMP_ARCH_X86_64" in sc["archs"]
+    # This kernel (6.x) has every flag kiln knows.
+    assert set(sc["supportedFlags"]) == set(sc["knownFlags"]) >= {"SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"}
