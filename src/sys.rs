@@ -146,11 +146,48 @@ pub fn mount_setattr(fd: BorrowedFd, recursive: bool, set: u64, clear: u64) -> i
     let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
     attr.attr_set = set;
     attr.attr_clr = clear;
+    setattr(fd, recursive, &mut attr)
+}
+
+/// Makes the detached mount `fd` show its files' owners through the user namespace `userns`
+/// (an idmapped mount). Only a mount no process has seen yet may become one.
+pub fn mount_setattr_idmap(fd: BorrowedFd, recursive: bool, userns: BorrowedFd) -> io::Result<()> {
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
+    attr.attr_set = MOUNT_ATTR_IDMAP;
+    attr.userns_fd = userns.as_raw_fd() as u64;
+    setattr(fd, recursive, &mut attr)
+}
+
+fn setattr(fd: BorrowedFd, recursive: bool, attr: &mut libc::mount_attr) -> io::Result<()> {
     let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
     // SAFETY: `attr` is a valid mount_attr for the duration of the call; "" with AT_EMPTY_PATH
     // names `fd` itself.
     check(unsafe {
-        libc::syscall(libc::SYS_mount_setattr, fd.as_raw_fd(), c"".as_ptr(), flags, &mut attr as *mut libc::mount_attr, size_of::<libc::mount_attr>())
+        libc::syscall(libc::SYS_mount_setattr, fd.as_raw_fd(), c"".as_ptr(), flags, attr as *mut libc::mount_attr, size_of::<libc::mount_attr>())
+    })?;
+    Ok(())
+}
+
+/// `open_tree(OPEN_TREE_CLONE)`: a detached copy of the mount at `path` (with the mounts below
+/// it when `recursive`), which can be changed before anyone sees it and then attached with
+/// `move_mount`.
+pub fn open_tree_clone(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let c = cstring(path)?;
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | if recursive { libc::AT_RECURSIVE as libc::c_uint } else { 0 };
+    // SAFETY: `c` is a valid C string for the call; the result is a new fd we own.
+    let fd = check(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Attaches the detached mount `from` onto the directory or file open at `to`.
+pub fn move_mount(from: BorrowedFd, to: BorrowedFd) -> io::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    // SAFETY: both paths are "" (the fds themselves, by the EMPTY_PATH flags).
+    check(unsafe {
+        libc::syscall(libc::SYS_move_mount, from.as_raw_fd(), c"".as_ptr(), to.as_raw_fd(), c"".as_ptr(), MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
     })?;
     Ok(())
 }

@@ -28,7 +28,7 @@ pub fn run() -> anyhow::Result<i32> {
             "apparmor": {"enabled": true},
             "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}}
+            "mountExtensions": {"idmap": {"enabled": true}}
         },
         "annotations": {"io.github.kiln.version": env!("CARGO_PKG_VERSION")}
     });

@@ -106,6 +106,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
     // mkfifo honours the umask; init may run as any user and must be able to open it.
     std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622)).ctx(|| format!("chmod {}", fifo.display()))?;
 
+    let idmapped = crate::rootfs::idmapped::prepare(&bundle.spec, &bundle.dir)?;
     let listen_fds = listen_fds();
     let opts = InitOptions {
         bundle: &bundle,
@@ -119,6 +120,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
         cgroup: cgroup.as_ref(),
         resources: &resources,
         seccomp: seccomp.as_ref(),
+        idmapped: &idmapped,
     };
     let init = spawn::spawn(&opts)?;
     let saved = (|| {

@@ -82,7 +82,7 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
     // 4. The rootfs: every mount, /dev and cwd, while the host's paths (bind sources) are visible.
     //    The host's /proc is still mounted, so /proc/self names our host pid for the hooks.
     let host_pid = std::fs::read_link("/proc/self").ok().and_then(|p| p.to_str()?.parse().ok()).unwrap_or(0);
-    rootfs::prepare(spec, &o.bundle.rootfs, &o.bundle.dir, in_userns, plan.has(CloneFlags::CLONE_NEWCGROUP))?;
+    rootfs::prepare(spec, &o.bundle.rootfs, &o.bundle.dir, in_userns, plan.has(CloneFlags::CLONE_NEWCGROUP), o.idmapped)?;
 
     // 5. Hooks that see the finished mounts but not yet the pivoted root: prestart and
     //    createRuntime run in the parent (runtime namespace), createContainer here.

@@ -177,8 +177,13 @@ fn talk(opts: &InitOptions, chan: &Channel, mut child: Child) -> Result<(Child, 
     }
 }
 
+/// The lines of /proc/PID/uid_map (or gid_map) for `maps`.
+pub fn id_map_text(maps: &[oci_spec::runtime::LinuxIdMapping]) -> String {
+    maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
+}
+
 fn write_id_map(pid: i32, file: &str, maps: &[oci_spec::runtime::LinuxIdMapping]) -> Result<()> {
-    let text: String = maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect();
+    let text = id_map_text(maps);
     let field = if file == "uid_map" { "linux.uidMappings" } else { "linux.gidMappings" };
     std::fs::write(format!("/proc/{pid}/{file}"), text).ctx(|| format!("{field}: writing /proc/{pid}/{file}"))
 }

@@ -5,6 +5,7 @@
 
 mod cgroupfs;
 pub mod devices;
+pub mod idmapped;
 pub mod mount;
 pub mod resolve;
 
@@ -18,7 +19,7 @@ use oci_spec::runtime::Spec;
 use crate::error::{Context, Error, Result};
 
 /// Mounts everything the config asks for under `rootfs`, then /dev, then the process's cwd.
-pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, in_userns: bool, cgroupns: bool) -> Result<()> {
+pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, in_userns: bool, cgroupns: bool, idmapped: &idmapped::Trees) -> Result<()> {
     let linux = spec.linux().as_ref();
     // Nothing the container mounts may propagate back to the host: slave by default, as runc.
     let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
@@ -37,7 +38,7 @@ pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, in_userns: bool, cgrou
     let root: OwnedFd = std::fs::File::open(rootfs).ctx(|| format!("opening rootfs {}", rootfs.display()))?.into();
     let mounts = spec.mounts().as_deref().unwrap_or_default();
     for (i, m) in mounts.iter().enumerate() {
-        mount::mount_entry(&root, m, i, bundle, cgroupns)?;
+        mount::mount_entry(&root, m, i, bundle, cgroupns, idmapped.get(i))?;
     }
     // A /dev bind-mounted from the host already has its nodes; anything else needs them made.
     let dev_is_bind = mounts.iter().any(|m| m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("bind"));

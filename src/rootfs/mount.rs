@@ -1,7 +1,7 @@
 //! One entry of `mounts`: its options parsed into flags, propagation, recursive attributes and
 //! filesystem data, and the mount itself made onto a destination resolved inside the rootfs.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MsFlags, mount};
@@ -27,6 +27,16 @@ pub struct MountOptions {
     pub data: Vec<String>,
     /// runc's extension: copy what the destination held into the new tmpfs.
     pub tmpcopyup: bool,
+    /// `idmap` or `ridmap` (see `idmapped`).
+    pub idmap: Option<Idmap>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idmap {
+    /// The top mount only.
+    Top,
+    /// Every mount of an `rbind` tree.
+    Recursive,
 }
 
 impl MountOptions {
@@ -39,6 +49,7 @@ impl MountOptions {
             attr_clr: 0,
             data: vec![],
             tmpcopyup: false,
+            idmap: None,
         };
         for opt in options {
             let opt = opt.as_ref();
@@ -56,6 +67,8 @@ impl MountOptions {
                 }
             } else if opt == "tmpcopyup" {
                 o.tmpcopyup = true;
+            } else if opt == "idmap" || opt == "ridmap" {
+                o.idmap = Some(if opt == "ridmap" { Idmap::Recursive } else { Idmap::Top });
             } else if opt.is_empty() {
                 return Err("an empty option".into());
             } else {
@@ -144,7 +157,7 @@ const RECURSIVE: &[(&str, bool, u64)] = &[
 
 /// Every option kiln understands, for the `features` document.
 pub fn known_options() -> impl Iterator<Item = &'static str> {
-    FLAGS.iter().map(|f| f.0).chain(PROPAGATION.iter().map(|p| p.0)).chain(RECURSIVE.iter().map(|r| r.0)).chain(["tmpcopyup"])
+    FLAGS.iter().map(|f| f.0).chain(PROPAGATION.iter().map(|p| p.0)).chain(RECURSIVE.iter().map(|r| r.0)).chain(["tmpcopyup", "idmap", "ridmap"])
 }
 
 fn flag(opt: &str) -> Option<(bool, MsFlags)> {
@@ -187,7 +200,8 @@ pub fn fd_path(fd: &impl AsRawFd) -> PathBuf {
 }
 
 /// Mounts one `mounts` entry inside the rootfs open at `root`.
-pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgroupns: bool) -> Result<()> {
+/// `idmapped`: the tree `create` prepared for this entry, attached instead of a bind mount.
+pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgroupns: bool, idmapped: Option<BorrowedFd>) -> Result<()> {
     let field = || format!("mounts[{index}] ({})", m.destination().display());
     let opts = MountOptions::parse(m.options().as_deref().unwrap_or_default())
         .map_err(|e| Error::os(field(), std::io::Error::other(e)))?;
@@ -211,7 +225,9 @@ pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgrou
     if typ == "cgroup" {
         return crate::rootfs::cgroupfs::mount_cgroups(&target, opts.flags, cgroupns, || resolve::open(root, m.destination(), libc::O_PATH | libc::O_DIRECTORY)).map_err(|e| Error::os(format!("{}: mount cgroup", field()), e));
     }
-    if bind {
+    if let Some(tree) = idmapped {
+        sys::move_mount(tree, dest.as_fd()).ctx(|| format!("{}: attaching the idmapped mount", field()))?;
+    } else if bind {
         let src = source.as_ref().ok_or_else(|| Error::os(field(), std::io::Error::other("a bind mount needs a source")))?;
         let rec = opts.flags & MsFlags::MS_REC;
         mount(Some(src), &target, None::<&str>, MsFlags::MS_BIND | rec, None::<&str>)
