@@ -70,6 +70,29 @@ impl Plan {
     }
 }
 
+/// The namespaces of process `pid` that are not the caller's: what `exec` must join.
+pub fn of_other(pid: i32) -> Result<CloneFlags> {
+    let kinds = [
+        ("user", CloneFlags::CLONE_NEWUSER),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+        ("time", CLONE_NEWTIME),
+    ];
+    let mut flags = CloneFlags::empty();
+    for (name, flag) in kinds {
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{name}")).ctx(|| format!("reading /proc/{pid}/ns/{name}"))?;
+        // A kernel without this namespace type has no link for us either: nothing to join.
+        if std::fs::read_link(format!("/proc/self/ns/{name}")).is_ok_and(|ours| ours != theirs) {
+            flags |= flag;
+        }
+    }
+    Ok(flags)
+}
+
 pub fn join(fds: Vec<(CloneFlags, OwnedFd)>) -> Result<()> {
     for (f, fd) in fds {
         setns(&fd, f).ctx(|| format!("linux.namespaces: joining the {} namespace", name(f)))?;

@@ -19,9 +19,11 @@ use crate::error::{Context, Result};
 nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
 nix::ioctl_read_bad!(get_winsize, libc::TIOCGWINSZ, libc::winsize);
 
-/// In init, after pivot_root: opens a pty, makes its slave the controlling terminal and stdio,
-/// and returns the master to be sent to the parent.
-pub fn setup_in_container(size: Option<&ConsoleSize>, uid: u32, gid: u32) -> Result<OwnedFd> {
+/// In the container (init after pivot_root, or an exec'd process): opens a pty, makes its slave
+/// the controlling terminal and stdio, and returns the master to be sent to the parent.
+/// `console`: also bind it to /dev/console (init's terminal is the container's console; an
+/// exec'd process's is not).
+pub fn setup_in_container(size: Option<&ConsoleSize>, uid: u32, gid: u32, console: bool) -> Result<OwnedFd> {
     let master: PtyMaster = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).ctx(|| "process.terminal: opening /dev/ptmx")?;
     grantpt(&master).ctx(|| "process.terminal: grantpt")?;
     unlockpt(&master).ctx(|| "process.terminal: unlockpt")?;
@@ -34,9 +36,10 @@ pub fn setup_in_container(size: Option<&ConsoleSize>, uid: u32, gid: u32) -> Res
         // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer.
         unsafe { set_winsize(slave.as_raw_fd(), &ws) }.ctx(|| "process.consoleSize")?;
     }
-    // /dev/console is the container's terminal too, as with runc.
-    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open("/dev/console").ctx(|| "process.terminal: creating /dev/console")?;
-    nix::mount::mount(Some(name.as_str()), "/dev/console", None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>).ctx(|| format!("process.terminal: bind {name} to /dev/console"))?;
+    if console {
+        std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open("/dev/console").ctx(|| "process.terminal: creating /dev/console")?;
+        nix::mount::mount(Some(name.as_str()), "/dev/console", None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>).ctx(|| format!("process.terminal: bind {name} to /dev/console"))?;
+    }
     for fd in 0..3 {
         nix::unistd::dup2(slave.as_raw_fd(), fd).ctx(|| "process.terminal: dup2 onto stdio")?;
     }

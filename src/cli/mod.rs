@@ -4,6 +4,7 @@
 mod create;
 mod delete;
 mod events;
+mod exec;
 mod features;
 mod kill;
 mod list;
@@ -59,6 +60,8 @@ enum Command {
     Run(run::Args),
     /// Print a container's state as JSON.
     State(state::Args),
+    /// Run another process in a running container.
+    Exec(exec::Args),
     /// Send a signal to a container's init (default SIGTERM).
     Kill(kill::Args),
     /// Delete a container and everything it holds.
@@ -115,6 +118,7 @@ pub fn main() -> i32 {
         Command::Start(a) => start::run(&g, a),
         Command::Run(a) => run::run(&g, a),
         Command::State(a) => state::run(&g, a),
+        Command::Exec(a) => exec::run(&g, a),
         Command::Kill(a) => kill::run(&g, a),
         Command::Delete(a) => delete::run(&g, a),
         Command::List(a) => list::run(&g, a),

@@ -151,7 +151,7 @@ fn listen_fds() -> u32 {
 }
 
 /// Written atomically (rename), as clients poll for it: never a half-written pid.
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path = std::path::absolute(path).ctx(|| format!("--pid-file {}", path.display()))?;
     let tmp = path.with_file_name(format!(".{}.kiln-tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
     std::fs::write(&tmp, pid.to_string()).ctx(|| format!("--pid-file: writing {}", tmp.display()))?;

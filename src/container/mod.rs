@@ -2,6 +2,7 @@
 //! until `start`, the `exec.fifo` init waits on. The status is never stored: it is derived from
 //! init itself (alive, same start time) and the fifo, so it cannot go stale.
 
+pub mod exec;
 pub mod id;
 pub mod lifecycle;
 pub mod update;

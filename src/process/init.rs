@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
 use nix::unistd::{ForkResult, Gid, Uid, fork, setresgid, setresuid};
+use oci_spec::runtime::Process;
 
 use crate::capabilities;
 use crate::container::Status;
@@ -18,7 +19,7 @@ use crate::namespaces::{self, Plan};
 use crate::process::sync::{Channel, Msg};
 use crate::process::{InitOptions, lsm, rlimits, sched, user};
 use crate::rootfs;
-use crate::seccomp::Moment;
+use crate::seccomp::{Filter, Moment};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -94,7 +95,7 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
 
     // 7. The terminal: needs the container's devpts, hence after pivot_root.
     if process.terminal().unwrap_or(false) {
-        let master = crate::tty::setup_in_container(process.console_size().as_ref(), process.user().uid(), process.user().gid())?;
+        let master = crate::tty::setup_in_container(process.console_size().as_ref(), process.user().uid(), process.user().gid(), true)?;
         chan.send_with_fd(&Msg::PtyMaster, Some(master.as_raw_fd())).ctx(|| "sending the pty master")?;
     }
 
@@ -126,36 +127,26 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
     // 11b. seccomp, if loading it needs the privileges that step 12 drops (see `Moment`).
     let nnp = process.no_new_privileges().unwrap_or(false);
     let seccomp_moment = o.seccomp.map(|f| f.moment(nnp, process.capabilities().as_ref()));
-    load_seccomp(o, seccomp_moment, Moment::BeforeIdentity, chan)?;
+    load_seccomp(o.seccomp, seccomp_moment, Moment::BeforeIdentity, chan)?;
 
-    // 12. Identity: bounding set (needs CAP_SETPCAP), then the user, then the other sets.
-    //     cwd is tried before the switch (a directory only root can enter) and after it (one only
-    //     the user can enter), as runc does.
-    let cwd_early = nix::unistd::chdir(process.cwd());
-    capabilities::apply_bounding(process.capabilities().as_ref())?;
-    user::switch(process.user())?;
-    capabilities::apply(process.capabilities().as_ref())?;
-    if cwd_early.is_err() {
-        nix::unistd::chdir(process.cwd()).ctx(|| format!("process.cwd: chdir {}", process.cwd().display()))?;
-    }
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(process.user().umask().unwrap_or(0o022)));
+    // 12. Identity: user, capabilities, cwd, umask.
+    identity(process)?;
 
     // 13. The program and its environment, resolved now so that a missing binary fails
     //     `create` rather than a later `start`.
-    let env = environment(process.env().as_deref().unwrap_or_default(), process.user().uid(), o.listen_fds);
+    let (program, env) = program(process, o.listen_fds)?;
     let args = process.args().as_deref().unwrap_or_default();
-    let program = find_program(&args[0], &env)?;
 
     // 14. no_new_privs: before the exec fifo, as nothing after this needs to gain privileges.
     if nnp {
-        prctl::set_no_new_privileges(true).map_err(|e| Error::os("process.noNewPrivileges", std::io::Error::from_raw_os_error(e)))?;
+        no_new_privs()?;
     }
 
     // 15. Only stdio and the preserved fds may reach the program.
     crate::sys::cloexec_from(3 + o.extra_fds).ctx(|| "marking inherited fds close-on-exec")?;
 
     // 15b. seccomp with a listener: while the parent is still there to pass its fd on.
-    load_seccomp(o, seccomp_moment, Moment::BeforeReady, chan)?;
+    load_seccomp(o.seccomp, seccomp_moment, Moment::BeforeReady, chan)?;
 
     // 16. Ready. From here on the parent is gone; wait for `start` to open the fifo.
     chan.send(&Msg::Ready).ctx(|| "sync: ready")?;
@@ -175,29 +166,55 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
     //     late as it can be, so that none of kiln's own syscalls are filtered. The second byte
     //     tells `start` that all went well; the fifo closes at execve.
     lsm::set_exec_labels(process.selinux_label().as_deref(), process.apparmor_profile().as_deref())?;
-    load_seccomp(o, seccomp_moment, Moment::BeforeExec, chan)?;
+    load_seccomp(o.seccomp, seccomp_moment, Moment::BeforeExec, chan)?;
     std::io::Write::write_all(&mut gate, b"1").ctx(|| "writing the exec fifo")?;
     exec(&program, args, &env)
 }
 
 /// Sends a request and waits for the parent's Continue.
-fn request(chan: &Channel, msg: Msg) -> Result<()> {
+pub(super) fn request(chan: &Channel, msg: Msg) -> Result<()> {
     let what = format!("sync: {msg:?}");
     chan.send(&msg).ctx(|| what.clone())?;
     chan.wait_continue().ctx(|| what)
 }
 
+/// The process's identity, shared with `exec`: bounding set (needs CAP_SETPCAP), then the user,
+/// then the other capability sets. cwd is tried before the switch (a directory only root can
+/// enter) and after it (one only the user can enter), as runc does.
+pub(super) fn identity(process: &Process) -> Result<()> {
+    let cwd_early = nix::unistd::chdir(process.cwd());
+    capabilities::apply_bounding(process.capabilities().as_ref())?;
+    user::switch(process.user())?;
+    capabilities::apply(process.capabilities().as_ref())?;
+    if cwd_early.is_err() {
+        nix::unistd::chdir(process.cwd()).ctx(|| format!("process.cwd: chdir {}", process.cwd().display()))?;
+    }
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(process.user().umask().unwrap_or(0o022)));
+    Ok(())
+}
+
+/// args[0] resolved in the container, and the environment the program gets.
+pub(super) fn program(process: &Process, listen_fds: u32) -> Result<(PathBuf, Vec<String>)> {
+    let env = environment(process.env().as_deref().unwrap_or_default(), process.user().uid(), listen_fds);
+    let arg0 = process.args().as_deref().and_then(|a| a.first()).ok_or_else(|| Error::os("process.args", std::io::Error::other("empty: there is no program to run")))?;
+    Ok((find_program(arg0, &env)?, env))
+}
+
+pub(super) fn no_new_privs() -> Result<()> {
+    prctl::set_no_new_privileges(true).map_err(|e| Error::os("process.noNewPrivileges", std::io::Error::from_raw_os_error(e)))
+}
+
 /// Loads the seccomp filter if `now` is its moment. A notify fd goes to the parent and is closed
 /// here: the container's process must not hold its own listener.
-fn load_seccomp(o: &InitOptions, moment: Option<Moment>, now: Moment, chan: &Channel) -> Result<()> {
-    let Some(filter) = o.seccomp.filter(|_| moment == Some(now)) else { return Ok(()) };
+pub(super) fn load_seccomp(filter: Option<&Filter>, moment: Option<Moment>, now: Moment, chan: &Channel) -> Result<()> {
+    let Some(filter) = filter.filter(|_| moment == Some(now)) else { return Ok(()) };
     if let Some(fd) = filter.load()? {
         chan.send_with_fd(&Msg::SeccompListener, Some(fd.as_raw_fd())).ctx(|| "sync: sending the seccomp notify fd")?;
     }
     Ok(())
 }
 
-fn join_session_keyring(id: &str) -> Result<()> {
+pub(super) fn join_session_keyring(id: &str) -> Result<()> {
     let name = CString::new(id).expect("validated ids have no NUL");
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
     // SAFETY: keyctl(JOIN_SESSION_KEYRING, name) reads one NUL-terminated string.
@@ -239,10 +256,11 @@ fn find_program(arg0: &str, env: &[String]) -> Result<PathBuf> {
     path.split(':')
         .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(arg0))
         .find(|p| executable(p))
-        .ok_or_else(|| Error::os(format!("process.args[0]: {arg0:?} not found in $PATH ({path})"), std::io::Error::from_raw_os_error(libc::ENOENT)))
+        // runc's words: Podman and containerd turn "executable file not found" into exit 127.
+        .ok_or_else(|| Error::os(format!("process.args[0]: exec: {arg0:?}: executable file not found in $PATH ({path})"), std::io::Error::from_raw_os_error(libc::ENOENT)))
 }
 
-fn exec(program: &Path, args: &[String], env: &[String]) -> Result<Infallible> {
+pub(super) fn exec(program: &Path, args: &[String], env: &[String]) -> Result<Infallible> {
     let cstr = |s: &str| CString::new(s).map_err(|_| Error::os(format!("{s:?}"), std::io::Error::other("contains a NUL byte")));
     let prog = CString::new(program.as_os_str().as_bytes()).map_err(|_| Error::os("process.args[0]", std::io::Error::other("contains a NUL byte")))?;
     let argv = args.iter().map(|a| cstr(a)).collect::<Result<Vec<_>>>()?;

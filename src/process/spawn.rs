@@ -13,6 +13,7 @@ use crate::namespaces::Plan;
 use crate::process::InitOptions;
 use crate::process::sync::{Channel, Msg};
 use crate::sys::{self, Forked};
+use std::convert::Infallible;
 
 /// A ready init, blocked on the exec fifo.
 pub struct Init {
@@ -54,54 +55,75 @@ impl Drop for Child {
     }
 }
 
+/// What create's and exec's parents both answer for their child.
+pub struct Peer<'a> {
+    pub id: &'a str,
+    pub cgroup: &'a dyn crate::cgroups::Manager,
+    pub console_socket: Option<&'a std::path::Path>,
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
+    /// The container's state, as the seccomp listener receives it.
+    pub state: &'a crate::container::State,
+}
+
+/// Forks the child that becomes the container's process: into the container's cgroup when
+/// the layout allows (v2), with every signal blocked until the caller is ready for them. The
+/// child runs `child_main(channel, born_in_cgroup)`; its error goes to the parent, or to its
+/// stderr once the parent is gone.
+/// `born_in_cgroup: false` forks outside the cgroup even where clone3 could place the child.
+fn fork(p: &Peer, flags: CloneFlags, born_in_cgroup: bool, child_main: impl FnOnce(&Channel, bool) -> Result<Infallible>) -> Result<(Child, Channel, SigSet)> {
+    let (parent, child_end) = Channel::pair().ctx(|| "socketpair")?;
+    let into = if born_in_cgroup { p.cgroup.clone_into()? } else { None };
+    // A cgroup namespace made before the child is in its cgroup would be rooted elsewhere.
+    let flags = if into.is_none() { flags - CloneFlags::CLONE_NEWCGROUP } else { flags };
+    let saved_mask = crate::signals::block_all()?;
+    // SAFETY: kiln is single-threaded (it starts no threads), as clone3 without CLONE_VM needs.
+    match unsafe { sys::clone3(flags.bits() as u64, into.as_ref().map(|f| f.as_fd())) } {
+        Err(e) => {
+            crate::signals::restore(&saved_mask);
+            let into = if into.is_some() { " into the container's cgroup" } else { "" };
+            Err(Error::os(format!("linux.namespaces: clone3{into} with {flags:?}"), e))
+        }
+        Ok(Forked::Child) => {
+            drop(parent);
+            crate::signals::reset_for_child();
+            let err = match child_main(&child_end, into.is_some()) {
+                Err(e) => e.to_string(),
+                Ok(never) => match never {},
+            };
+            if child_end.send(&Msg::Error(err.clone())).is_err() {
+                eprintln!("kiln: container process: {err}");
+            }
+            // SAFETY: _exit skips the atexit handlers and buffers that belong to the parent.
+            unsafe { libc::_exit(1) }
+        }
+        Ok(Forked::Parent { pid, pidfd }) => Ok((Child { pid, pidfd: Some(pidfd), ours: true }, parent, saved_mask)),
+    }
+}
+
 pub fn spawn(opts: &InitOptions) -> Result<Init> {
     let spec = &opts.bundle.spec;
     let plan = Plan::new(spec);
-    let (parent, child_end) = Channel::pair().ctx(|| "socketpair")?;
     let fifo: OwnedFd = std::fs::File::options()
         .read(true)
         .custom_flags(libc::O_PATH)
         .open(&opts.fifo)
         .ctx(|| format!("opening {}", opts.fifo.display()))
         .map(Into::into)?;
-
-    // Born in the cgroup where the layout allows it; otherwise the parent moves the child in
-    // before it does anything, and a cgroup namespace must wait until then (it is rooted at
-    // the cgroup its creator is in).
-    let into = opts.cgroup.clone_into()?;
-    let mut flags = if plan.single_clone() { plan.new } else { CloneFlags::empty() };
-    if into.is_none() {
-        flags -= CloneFlags::CLONE_NEWCGROUP;
-    }
-    let saved_mask = crate::signals::block_all()?;
-    // SAFETY: kiln is single-threaded (it starts no threads), as clone3 without CLONE_VM needs.
-    let forked = unsafe { sys::clone3(flags.bits() as u64, into.as_ref().map(|f| f.as_fd())) };
-    let (pid, pidfd) = match forked {
-        Err(e) => {
-            crate::signals::restore(&saved_mask);
-            let into = if into.is_some() { " into the container's cgroup" } else { "" };
-            return Err(Error::os(format!("linux.namespaces: clone3{into} with {flags:?}"), e));
-        }
-        Ok(Forked::Child) => {
-            drop(parent);
-            crate::signals::reset_for_child();
-            let err = match crate::process::init::run(opts, &plan, &child_end, fifo, into.is_some()) {
-                Err(e) => e.to_string(),
-                Ok(never) => match never {},
-            };
-            // After Ready, `create` has exited: the container's stderr is where the error can go.
-            if child_end.send(&Msg::Error(err.clone())).is_err() {
-                eprintln!("kiln: container init: {err}");
-            }
-            // SAFETY: _exit skips the atexit handlers and buffers that belong to the parent.
-            unsafe { libc::_exit(1) }
-        }
-        Ok(Forked::Parent { pid, pidfd }) => (pid, pidfd),
+    let peer = Peer {
+        id: &opts.state.id,
+        cgroup: opts.cgroup,
+        console_socket: opts.console_socket.as_deref(),
+        seccomp: opts.seccomp,
+        state: opts.state,
     };
-    drop(child_end);
-    drop(fifo);
-    drop(into);
-    match talk(opts, &parent, Child { pid, pidfd: Some(pidfd), ours: true }) {
+    let flags = if plan.single_clone() { plan.new } else { CloneFlags::empty() };
+    let (child, chan, saved_mask) = fork(&peer, flags, true, |chan, in_cgroup| crate::process::init::run(opts, &plan, chan, fifo, in_cgroup))?;
+    let talked = talk(&peer, &chan, child, |msg, pid| create_request(opts, msg, pid)).and_then(|(child, pty)| {
+        // Limits last: device rules would have refused init's mknods, a pids limit its forks.
+        opts.cgroup.set(opts.resources)?;
+        Ok((child, pty))
+    });
+    match talked {
         Ok((child, pty)) => {
             let (pid, pidfd) = child.disarm();
             Ok(Init { pid, pidfd, pty, saved_mask })
@@ -113,66 +135,105 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
     }
 }
 
-/// Answers the child's requests until it is ready (see the diagram in `sync`).
-fn talk(opts: &InitOptions, chan: &Channel, mut child: Child) -> Result<(Child, Option<OwnedFd>)> {
-    let id = &opts.state.id;
+/// The requests only `create`'s init makes; true once handled.
+fn create_request(opts: &InitOptions, msg: &Msg, pid: i32) -> Result<bool> {
     let spec = &opts.bundle.spec;
     let linux = spec.linux().as_ref();
+    match msg {
+        Msg::WriteIdMaps => {
+            write_id_map(pid, "uid_map", linux.and_then(|l| l.uid_mappings().as_deref()).unwrap_or_default())?;
+            write_id_map(pid, "gid_map", linux.and_then(|l| l.gid_mappings().as_deref()).unwrap_or_default())?;
+        }
+        Msg::WriteTimeOffsets => {
+            let offsets = linux.and_then(|l| l.time_offsets().as_ref());
+            let text: String = offsets
+                .into_iter()
+                .flatten()
+                .map(|(clock, o)| format!("{clock} {} {}\n", o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0)))
+                .collect();
+            std::fs::write(format!("/proc/{pid}/timens_offsets"), text).ctx(|| "linux.timeOffsets")?;
+        }
+        Msg::RunHooks => {
+            let state = opts.state.for_hooks(crate::container::Status::Creating, pid);
+            hooks::run(Stage::Prestart, spec.hooks(), &state)?;
+            hooks::run(Stage::CreateRuntime, spec.hooks(), &state)?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// `exec`'s parent side: forks the child that joins the container (`process::exec`), answers
+/// it, and returns once its program runs. After Ready the child only loads seccomp and execs:
+/// its end of the channel closes at execve (close-on-exec), or an Error says why not.
+pub fn spawn_exec(o: &crate::process::exec::ExecOptions) -> Result<Init> {
+    let (child, chan, saved_mask) = fork(&o.peer, CloneFlags::empty(), !o.join_cgroup_last, |chan, in_cgroup| crate::process::exec::run(o, chan, in_cgroup))?;
+    let protocol = |msg: String| Error::Init { id: o.peer.id.to_owned(), msg };
+    let talked = talk(&o.peer, &chan, child, |_, _| Ok(false)).and_then(|(child, pty)| {
+        if o.join_cgroup_last {
+            // Into the frozen cgroup: the process reads Continue, and execs, once thawed.
+            o.peer.cgroup.join(child.pid)?;
+            chan.send(&Msg::Continue).ctx(|| "sync: continue")?;
+            return Ok((child, pty));
+        }
+        match chan.recv() {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok((child, pty)),
+            Err(e) => Err(protocol(e.to_string())),
+            Ok((Msg::Error(msg), _)) => Err(protocol(msg)),
+            Ok((other, _)) => Err(protocol(format!("protocol error: unexpected {other:?}"))),
+        }
+    });
+    match talked {
+        Ok((child, pty)) => {
+            let (pid, pidfd) = child.disarm();
+            Ok(Init { pid, pidfd, pty, saved_mask })
+        }
+        Err(e) => {
+            crate::signals::restore(&saved_mask);
+            Err(e)
+        }
+    }
+}
+
+/// Answers the child's requests until it is ready (see the diagram in `sync`); requests that
+/// only one kind of child makes go to `request`, which answers Continue for them.
+fn talk(p: &Peer, chan: &Channel, mut child: Child, mut request: impl FnMut(&Msg, i32) -> Result<bool>) -> Result<(Child, Option<OwnedFd>)> {
+    let protocol = |msg: String| Error::Init { id: p.id.to_owned(), msg };
     let mut pty = None;
     loop {
-        let (msg, fd) = chan.recv().map_err(|e| Error::Init { id: id.clone(), msg: e.to_string() })?;
+        let (msg, fd) = chan.recv().map_err(|e| protocol(e.to_string()))?;
         match msg {
             Msg::JoinCgroup => {
-                opts.cgroup.join(child.pid)?;
-                chan.send(&Msg::Continue).ctx(|| "sync: continue")?;
-            }
-            Msg::WriteIdMaps => {
-                write_id_map(child.pid, "uid_map", linux.and_then(|l| l.uid_mappings().as_deref()).unwrap_or_default())?;
-                write_id_map(child.pid, "gid_map", linux.and_then(|l| l.gid_mappings().as_deref()).unwrap_or_default())?;
-                chan.send(&Msg::Continue).ctx(|| "sync: continue")?;
-            }
-            Msg::WriteTimeOffsets => {
-                let offsets = linux.and_then(|l| l.time_offsets().as_ref());
-                let text: String = offsets
-                    .into_iter()
-                    .flatten()
-                    .map(|(clock, o)| format!("{clock} {} {}\n", o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0)))
-                    .collect();
-                std::fs::write(format!("/proc/{}/timens_offsets", child.pid), text).ctx(|| "linux.timeOffsets")?;
+                p.cgroup.join(child.pid)?;
                 chan.send(&Msg::Continue).ctx(|| "sync: continue")?;
             }
             Msg::InitPid(pid) => {
-                // The intermediate exits right after telling us; reap it, then follow init.
+                // The intermediate exits right after telling us; reap it, then follow its child.
                 let _ = sys::waitid_pidfd(child.pidfd(), false);
-                let pidfd = sys::pidfd_open(pid).ctx(|| format!("pidfd_open init {pid}"))?;
+                let pidfd = sys::pidfd_open(pid).ctx(|| format!("pidfd_open {pid}"))?;
                 std::mem::replace(&mut child, Child { pid, pidfd: Some(pidfd), ours: false }).disarm();
             }
-            Msg::RunHooks => {
-                let state = opts.state.for_hooks(crate::container::Status::Creating, child.pid);
-                hooks::run(Stage::Prestart, spec.hooks(), &state)?;
-                hooks::run(Stage::CreateRuntime, spec.hooks(), &state)?;
-                chan.send(&Msg::Continue).ctx(|| "sync: continue")?;
-            }
             Msg::PtyMaster => {
-                let fd = fd.ok_or_else(|| Error::Init { id: id.clone(), msg: "pty message without an fd".into() })?;
-                match &opts.console_socket {
+                let fd = fd.ok_or_else(|| protocol("pty message without an fd".into()))?;
+                match p.console_socket {
                     Some(path) => crate::tty::send_to_console_socket(path, &fd)?,
                     None => pty = Some(fd),
                 }
             }
             Msg::SeccompListener => {
-                let fd = fd.ok_or_else(|| Error::Init { id: id.clone(), msg: "seccomp listener message without an fd".into() })?;
-                let listener = opts.seccomp.and_then(|f| f.listener()).ok_or_else(|| Error::Init { id: id.clone(), msg: "protocol error: a notify fd without a listener".into() })?;
-                let state = opts.state.for_hooks(crate::container::Status::Creating, child.pid);
+                let fd = fd.ok_or_else(|| protocol("seccomp listener message without an fd".into()))?;
+                let listener = p.seccomp.and_then(|f| f.listener()).ok_or_else(|| protocol("a notify fd without a listener".into()))?;
+                let state = p.state.for_hooks(crate::container::Status::Creating, child.pid);
                 crate::seccomp::send_to_listener(listener, &fd, child.pid, &state)?;
             }
-            // Limits last: device rules would have refused init's mknods, a pids limit its forks.
-            Msg::Ready => {
-                opts.cgroup.set(opts.resources)?;
-                return Ok((child, pty));
+            Msg::Ready => return Ok((child, pty)),
+            Msg::Error(msg) => return Err(protocol(msg)),
+            other => {
+                if !request(&other, child.pid)? {
+                    return Err(protocol(format!("protocol error: unexpected {other:?}")));
+                }
+                chan.send(&Msg::Continue).ctx(|| "sync: continue")?;
             }
-            Msg::Error(msg) => return Err(Error::Init { id: id.clone(), msg }),
-            Msg::Continue => return Err(Error::Init { id: id.clone(), msg: "protocol error: unexpected Continue".into() }),
         }
     }
 }

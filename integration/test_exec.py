@@ -1,0 +1,272 @@
+"""`exec`: another process in a running container. What it sees (namespaces, cgroup, user,
+environment, capabilities, seccomp, terminal) and what the host sees of it."""
+
+import errno
+import json
+import os
+import pty
+import select
+import subprocess
+import time
+
+import pytest
+
+from conftest import RUNTIME, runc_deviates, wait_for
+from test_terminal import ConsoleServer
+
+NS = ["user", "mnt", "pid", "net", "ipc", "uts", "cgroup"]
+
+
+def running(ctx, script="sleep 60"):
+    """A detached container running `script`; returns (id, init pid)."""
+    ctx.sh(script)
+    cid, _ = ctx.create()
+    ctx.start(cid)
+    return cid, ctx.state(cid)["pid"]
+
+
+def ex(ctx, cid, *cmd, flags=(), **kw):
+    return ctx.rt("exec", *flags, cid, *cmd, **kw)
+
+
+def host_ns(pid, name):
+    return os.readlink(f"/proc/{pid}/ns/{name}")
+
+
+def test_exec_joins_every_namespace_of_init(ctx):
+    ctx.config["linux"]["namespaces"].append({"type": "cgroup"})
+    cid, pid = running(ctx)
+    r = ex(ctx, cid, "sh", "-c", " ".join(f"readlink /proc/self/ns/{n};" for n in NS) + " echo pid=$$")
+    assert r.ok, r
+    lines = r.out.split()
+    assert lines[:-1] == [host_ns(pid, n) for n in NS], r.out
+    # In the container's pid namespace, where init is 1.
+    assert lines[-1] != "pid=1" and int(lines[-1][4:]) > 1, r.out
+    ctx.delete(cid, force=True)
+
+
+def test_exec_sees_the_container(ctx):
+    cid, _ = running(ctx)
+    r = ex(ctx, cid, "sh", "-c", "hostname; ps -o pid,args | grep -w 'sleep 60'; ls /; touch /x 2>&1; true")
+    assert r.ok, r
+    assert r.out.startswith("runc\n"), r.out
+    assert "    1 sleep 60" in r.out, r.out
+    assert "Read-only file system" in r.out, r.out
+    ctx.delete(cid, force=True)
+
+
+def test_exit_status_is_the_process_s(ctx):
+    cid, _ = running(ctx)
+    assert ex(ctx, cid, "sh", "-c", "exit 7").rc == 7
+    assert ex(ctx, cid, "sh", "-c", "kill -KILL $$").rc == 128 + 9
+    assert ex(ctx, cid, "true").rc == 0
+    ctx.delete(cid, force=True)
+
+
+def test_missing_binary_is_an_error_and_the_container_keeps_running(ctx):
+    cid, pid = running(ctx)
+    r = ex(ctx, cid, "kiln-no-such-binary")
+    assert r.rc == 255 and "kiln-no-such-binary" in r.err and "executable file not found" in r.err, r
+    assert ctx.state(cid)["status"] == "running"
+    assert ex(ctx, cid, "true").ok
+    ctx.delete(cid, force=True)
+
+
+def test_env_cwd_user_and_groups(ctx):
+    ctx.config["process"]["env"].append("FROM_CONFIG=1")
+    cid, _ = running(ctx)
+    r = ex(ctx, cid, "sh", "-c", "echo $FROM_CONFIG $EXTRA $TERM; pwd; id -u; id -g; id -G",
+           flags=["--env", "EXTRA=x", "--env", "TERM=dumb", "--cwd", "/tmp", "-u", "1000:1001",
+                  "--additional-gids", "2000", "--additional-gids", "2001"])
+    assert r.ok, r
+    assert r.out.split("\n") == ["1 x dumb", "/tmp", "1000", "1001", "1001 2000 2001", ""], r.out
+    ctx.delete(cid, force=True)
+
+
+def test_process_file(ctx):
+    cid, _ = running(ctx)
+    proc = {"args": ["sh", "-c", "echo $A; pwd; id -u"], "env": ["A=from-file", "PATH=/bin"],
+            "cwd": "/etc", "user": {"uid": 33, "gid": 33}, "terminal": False}
+    path = os.path.join(ctx.dir, "process.json")
+    with open(path, "w") as f:
+        json.dump(proc, f)
+    r = ex(ctx, cid, flags=["--process", path])
+    assert r.ok and r.out == "from-file\n/etc\n33\n", r
+    ctx.delete(cid, force=True)
+
+
+CAP_SYS_ADMIN = 1 << 21
+
+
+def status_of(text):
+    return dict(l.split(":\t", 1) for l in text.splitlines() if ":\t" in l)
+
+
+def test_cap_and_no_new_privs(ctx):
+    ctx.config["process"]["noNewPrivileges"] = False
+    cid, _ = running(ctx)
+    plain = status_of(ex(ctx, cid, "cat", "/proc/self/status").out)
+    assert not int(plain["CapEff"], 16) & CAP_SYS_ADMIN and plain["NoNewPrivs"] == "0", plain
+    r = ex(ctx, cid, "cat", "/proc/self/status", flags=["--cap", "CAP_SYS_ADMIN", "--no-new-privs"])
+    st = status_of(r.out)
+    assert int(st["CapEff"], 16) & CAP_SYS_ADMIN and int(st["CapBnd"], 16) & CAP_SYS_ADMIN, st
+    assert st["NoNewPrivs"] == "1", st
+    ctx.delete(cid, force=True)
+
+
+def test_rlimits_of_the_process(ctx):
+    cid, _ = running(ctx)
+    assert ex(ctx, cid, "sh", "-c", "ulimit -n").out == "1024\n"
+    ctx.delete(cid, force=True)
+
+
+def test_the_container_s_seccomp_filter_applies(ctx):
+    ctx.config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EXDEV}]}
+    cid, _ = running(ctx)
+    r = ex(ctx, cid, "sh", "-c", "grep ^Seccomp: /proc/self/status; mkdir /dev/shm/a 2>&1; true")
+    assert "Seccomp:\t2" in r.out and "Invalid cross-device link" in r.out, r
+    ctx.delete(cid, force=True)
+
+
+def test_detach_and_pid_file(ctx):
+    cid, init = running(ctx)
+    pid_file = os.path.join(ctx.dir, "exec.pid")
+    r = ex(ctx, cid, "sleep", "30", flags=["-d", "--pid-file", pid_file])
+    assert r.ok and r.out == "", r
+    pid = int(open(pid_file).read())
+    ctx.track(pid)
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        assert f.read() == b"sleep\x0030\x00"
+    for n in NS:
+        assert host_ns(pid, n) == host_ns(init, n)
+    # The cgroup of init, in every hierarchy.
+    assert open(f"/proc/{pid}/cgroup").read() == open(f"/proc/{init}/cgroup").read()
+    # delete --force takes the exec'd process with the container.
+    ctx.delete(cid, force=True)
+    assert wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
+                    open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z", 5)
+
+
+def test_preserve_fds(ctx):
+    cid, _ = running(ctx)
+    rd, wr = os.pipe()
+    try:
+        # The runtime gets the pipe as its fd 3, and passes it on as the process's fd 3.
+        r = subprocess.run(["bash", "-c", f'exec 3>&{wr} {wr}>&-; exec "$@"', "bash", RUNTIME, "--root", ctx.root,
+                            "exec", "--preserve-fds", "1", cid, "sh", "-c", "echo through-fd3 >&3"],
+                           pass_fds=(wr,), capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0, r
+    finally:
+        os.close(wr)
+    got = os.read(rd, 100) if select.select([rd], [], [], 2)[0] else b""
+    os.close(rd)
+    assert got == b"through-fd3\n"
+    # Without --preserve-fds the process gets no fd 3.
+    r = subprocess.run(["sh", "-c", 'exec 3>/dev/null; exec "$@"', "sh", RUNTIME, "--root", ctx.root,
+                        "exec", cid, "sh", "-c", "echo x >&3"], capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0 and "Bad file descriptor" in r.stderr, r
+    ctx.delete(cid, force=True)
+
+
+def test_user_namespace_is_joined(ctx):
+    ctx.config["linux"]["namespaces"].append({"type": "user"})
+    ctx.config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    ctx.config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    ctx.config["mounts"] = [m for m in ctx.config["mounts"] if m["destination"] not in ("/sys", "/sys/fs/cgroup")]
+    cid, _ = running(ctx)
+    pid_file = os.path.join(ctx.dir, "exec.pid")
+    r = ex(ctx, cid, "sh", "-c", "cat /proc/self/uid_map; id -u; sleep 30", flags=["-d", "--pid-file", pid_file])
+    assert r.ok, r
+    pid = int(open(pid_file).read())
+    ctx.track(pid)
+    uid_line = [l for l in open(f"/proc/{pid}/status").read().splitlines() if l.startswith("Uid:")][0]
+    assert uid_line.split()[1:] == ["100000"] * 4, uid_line
+    r = ex(ctx, cid, "sh", "-c", "cat /proc/self/uid_map; id -u")
+    assert r.out.split() == ["0", "100000", "65536", "0"], r
+    ctx.delete(cid, force=True)
+
+
+def test_tty_in_the_foreground(ctx):
+    cid, _ = running(ctx)
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([RUNTIME, "--root", ctx.root, "exec", "-t", cid, "sh", "-c", "tty; echo done"],
+                             stdin=slave, stdout=slave, stderr=slave, cwd=ctx.dir)
+        os.close(slave)
+        out = b""
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and b"done" not in out:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    out += os.read(master, 4096)
+                except OSError:
+                    break
+        assert p.wait(timeout=15) == 0
+    finally:
+        os.close(master)
+    assert b"/dev/pts/" in out and b"done" in out, out
+    ctx.delete(cid, force=True)
+
+
+def test_tty_to_a_console_socket(ctx):
+    cid, _ = running(ctx)
+    cs = ConsoleServer()
+    ctx.cleanups.append(cs.close)
+    r = ex(ctx, cid, "sh", "-c", "tty; sleep 1", flags=["-t", "-d", "--console-socket", cs.path])
+    assert r.ok, r
+    cs.wait_master()
+    out = cs.read_until_eof(stop=b"/dev/pts/")
+    assert "/dev/pts/" in out, out
+    ctx.delete(cid, force=True)
+
+
+def test_exec_into_a_stopped_container_is_refused(ctx):
+    ctx.sh("true")
+    cid, _ = ctx.create()
+    ctx.start(cid)
+    assert ctx.wait_status(cid, "stopped")
+    r = ex(ctx, cid, "true")
+    assert r.rc != 0 and "stopped" in r.err and len(r.err.strip().splitlines()) == 1, r
+    ctx.delete(cid)
+
+
+@pytest.mark.needs_cgroups
+@runc_deviates("runc's exec --ignore-paused waits for the frozen process: it hangs until resume")
+def test_exec_into_a_paused_container(ctx):
+    mark = ctx.hostdir("mark")
+    ctx.add_mount({"destination": "/mark", "type": "bind", "source": mark, "options": ["bind"]})
+    cid, _ = running(ctx)
+    assert ctx.rt("pause", cid).ok
+    r = ex(ctx, cid, "true")
+    assert r.rc != 0 and "paused" in r.err and len(r.err.strip().splitlines()) == 1, r
+    # --ignore-paused: the process is made, and runs once the container is resumed.
+    pid_file = os.path.join(ctx.dir, "exec.pid")
+    r = ex(ctx, cid, "sh", "-c", "touch /mark/ran", flags=["-d", "--ignore-paused", "--pid-file", pid_file])
+    assert r.ok, r
+    ctx.track(int(open(pid_file).read()))
+    time.sleep(0.3)
+    assert not os.path.exists(os.path.join(mark, "ran"))
+    assert ctx.rt("resume", cid).ok
+    assert wait_for(lambda: os.path.exists(os.path.join(mark, "ran")), 5)
+    ctx.delete(cid, force=True)
+
+
+@pytest.mark.parametrize("flags,cmd,words", [
+    ([], [], ("command", "args")),
+    (["-u", "root"], ["true"], ("--user", "root")),
+    pytest.param(["--cap", "CAP_BOGUS"], ["true"], ("CAP_BOGUS",),
+                 marks=runc_deviates("runc warns about an unknown capability and runs the process")),
+])
+def test_bad_arguments_are_one_line_errors(ctx, flags, cmd, words):
+    cid, _ = running(ctx)
+    r = ex(ctx, cid, *cmd, flags=flags)
+    # runc's exit status for a failed exec, which clients tell from the process's own.
+    assert r.rc == 255 and any(w in r.err for w in words) and len(r.err.strip().splitlines()) == 1, r
+    assert ctx.state(cid)["status"] == "running"
+    ctx.delete(cid, force=True)
+
+
+def test_exec_into_an_unknown_container(ctx):
+    r = ctx.rt("exec", "kilntest-nosuch", "true")
+    assert r.rc == 255 and "does not exist" in r.err, r

@@ -1,0 +1,163 @@
+//! `exec`: another process in a container that runs. The process is the one `--process`
+//! describes, or the container's own (config.json's) changed by exec's flags, as runc builds
+//! it; then `process::exec` joins the container with it.
+
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use oci_spec::runtime::{Capability, LinuxCapabilities, Process};
+
+use crate::container::{Container, Status};
+use crate::error::{Context, Error, Result};
+use crate::namespaces;
+use crate::process::exec::ExecOptions;
+use crate::process::spawn::{self, Init, Peer};
+use crate::spec::Bundle;
+
+/// exec's flags that change the container's process (runc's meanings).
+#[derive(Default)]
+pub struct Changes {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    /// `uid[:gid]`.
+    pub user: Option<String>,
+    pub additional_gids: Vec<u32>,
+    pub caps: Vec<String>,
+    pub tty: bool,
+    pub no_new_privs: bool,
+    pub apparmor: Option<String>,
+    pub process_label: Option<String>,
+}
+
+pub enum ProcessSource {
+    /// `--process FILE`: the whole process, as in config.json.
+    File(PathBuf),
+    Flags(Changes),
+}
+
+pub struct Options {
+    pub process: ProcessSource,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
+    pub ignore_paused: bool,
+    /// kiln relays the terminal itself: no console socket needed.
+    pub foreground: bool,
+}
+
+pub fn exec(c: &Container, o: &Options) -> Result<Init> {
+    let status = c.status();
+    match status {
+        Status::Running | Status::Created => {}
+        Status::Paused if o.ignore_paused => {}
+        Status::Paused => return Err(c.wrong_state(Status::Paused, "its processes are frozen: resume it first, or use exec --ignore-paused")),
+        status => return Err(c.wrong_state(status, "only a running container can run another process")),
+    }
+    let init = c.init_pidfd().ok_or_else(|| c.wrong_state(Status::Stopped, "its init exited"))?;
+    let bundle = Bundle::load(&c.state.bundle)?;
+    let process = match &o.process {
+        ProcessSource::File(path) => {
+            let bytes = std::fs::read(path).ctx(|| format!("--process {}", path.display()))?;
+            crate::spec::parse_as::<Process>(path, &bytes)?
+        }
+        ProcessSource::Flags(changes) => {
+            let base = bundle.spec.process().clone().ok_or_else(|| Error::config(bundle.dir.join("config.json"), "process", "missing"))?;
+            apply(base, changes)?
+        }
+    };
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::Usage("exec needs a command to run, or --process".into()));
+    }
+    let terminal = process.terminal().unwrap_or(false);
+    if terminal && !o.foreground && o.console_socket.is_none() {
+        return Err(Error::Usage("--tty in the background (--detach) needs a --console-socket to send the terminal to".into()));
+    }
+    if !terminal && o.console_socket.is_some() {
+        return Err(Error::Usage("--console-socket was given but there is no terminal to send (add --tty)".into()));
+    }
+    crate::capabilities::check_grantable(process.capabilities().as_ref())?;
+    let seccomp = bundle.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
+    let cgroup = c.cgroup()?;
+    let opts = ExecOptions {
+        peer: Peer { id: c.id(), cgroup: cgroup.as_ref(), console_socket: o.console_socket.as_deref(), seccomp: seccomp.as_ref(), state: &c.state },
+        process: &process,
+        init: init.as_fd(),
+        namespaces: namespaces::of_other(c.state.pid)?,
+        extra_fds: o.preserve_fds,
+        no_new_keyring: false,
+        join_cgroup_last: status == Status::Paused,
+    };
+    let spawned = spawn::spawn_exec(&opts)?;
+    if let Some(path) = &o.pid_file {
+        if let Err(e) = crate::container::lifecycle::write_pid_file(path, spawned.pid) {
+            let _ = crate::sys::pidfd_send_signal(spawned.pidfd.as_fd(), libc::SIGKILL);
+            crate::signals::restore(&spawned.saved_mask);
+            return Err(e);
+        }
+    }
+    Ok(spawned)
+}
+
+/// The container's process with exec's flags applied.
+fn apply(mut p: Process, c: &Changes) -> Result<Process> {
+    p.set_args(Some(c.args.clone()));
+    let mut env = p.env().clone().unwrap_or_default();
+    for e in &c.env {
+        // A variable given again replaces the container's.
+        let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+        env.retain(|old| old.split_once('=').map_or(old.as_str(), |(k, _)| k) != key);
+        env.push(e.clone());
+    }
+    p.set_env(Some(env));
+    if let Some(cwd) = &c.cwd {
+        p.set_cwd(cwd.clone());
+    }
+    let mut user = p.user().clone();
+    if let Some(spec) = &c.user {
+        let bad = || Error::Usage(format!("--user {spec:?}: expected uid[:gid], numbers"));
+        let (uid, gid) = match spec.split_once(':') {
+            Some((u, g)) => (u.parse().map_err(|_| bad())?, Some(g.parse().map_err(|_| bad())?)),
+            None => (spec.parse().map_err(|_| bad())?, None),
+        };
+        user.set_uid(uid);
+        if let Some(gid) = gid {
+            user.set_gid(gid);
+        }
+    }
+    if !c.additional_gids.is_empty() {
+        user.set_additional_gids(Some(c.additional_gids.clone()));
+    }
+    p.set_user(user);
+    if !c.caps.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_else(LinuxCapabilities::default);
+        for name in &c.caps {
+            let cap: Capability = serde_json::from_value(serde_json::Value::String(name.clone())).map_err(|_| Error::Usage(format!("--cap {name:?}: not a capability")))?;
+            let add = |set: &Option<std::collections::HashSet<Capability>>| {
+                let mut s = set.clone().unwrap_or_default();
+                s.insert(cap);
+                Some(s)
+            };
+            caps.set_bounding(add(caps.bounding()));
+            caps.set_effective(add(caps.effective()));
+            caps.set_permitted(add(caps.permitted()));
+            // Ambient needs inheritable, which --cap does not set: only where the config has it.
+            if caps.inheritable().as_ref().is_some_and(|i| !i.is_empty()) {
+                caps.set_inheritable(add(caps.inheritable()));
+                caps.set_ambient(add(caps.ambient()));
+            }
+        }
+        p.set_capabilities(Some(caps));
+    }
+    p.set_terminal(Some(c.tty));
+    if c.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if let Some(a) = &c.apparmor {
+        p.set_apparmor_profile(Some(a.clone()));
+    }
+    if let Some(l) = &c.process_label {
+        p.set_selinux_label(Some(l.clone()));
+    }
+    Ok(p)
+}

@@ -1,0 +1,89 @@
+//! `kiln exec`, the child's side: a new process in a running container. It enters what init
+//! built rather than building anything, in this order:
+//!
+//! 1. the container's cgroup: born there on v2 (clone3), moved there first thing on v1 (last,
+//!    just before execve, when the container is paused: see `join_cgroup_last`);
+//! 2. every namespace of init at once, by setns on init's pidfd (the kernel joins the user
+//!    namespace first, so the rest are joined with its privileges);
+//! 3. a second fork when a pid or time namespace was joined, which apply to children only;
+//! 4. then what init's steps 7 and 10-18 give a process: terminal, keyring, rlimits and
+//!    scheduling, identity, no_new_privs, fds, labels and seccomp, as late as init loads it.
+//!
+//! The parent's side is `spawn::spawn_exec`, on the same protocol as `create`.
+
+use std::convert::Infallible;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use nix::sched::CloneFlags;
+use nix::unistd::{ForkResult, fork};
+use oci_spec::runtime::Process;
+
+use crate::error::{Context, Result};
+use crate::namespaces::CLONE_NEWTIME;
+use crate::process::init::{exec, identity, join_session_keyring, load_seccomp, no_new_privs, program, request};
+use crate::process::spawn::Peer;
+use crate::process::sync::{Channel, Msg};
+use crate::process::{lsm, rlimits, sched};
+use crate::seccomp::Moment;
+
+pub struct ExecOptions<'a> {
+    pub peer: Peer<'a>,
+    pub process: &'a Process,
+    /// Init's pidfd: the namespaces to join are its own.
+    pub init: BorrowedFd<'a>,
+    /// The namespaces of init that are not already ours.
+    pub namespaces: CloneFlags,
+    /// fds 3.. that pass into the process (`--preserve-fds`).
+    pub extra_fds: u32,
+    pub no_new_keyring: bool,
+    /// The container is paused (`--ignore-paused`): its cgroup would freeze the process before
+    /// it set itself up, so it joins last, right before execve, and runs once thawed.
+    pub join_cgroup_last: bool,
+}
+
+pub fn run(o: &ExecOptions, chan: &Channel, in_cgroup: bool) -> Result<Infallible> {
+    let process = o.process;
+    if !in_cgroup && !o.join_cgroup_last {
+        request(chan, Msg::JoinCgroup)?;
+    }
+    if !o.namespaces.is_empty() {
+        nix::sched::setns(o.init, o.namespaces).ctx(|| format!("joining the namespaces of the container's init ({:?})", o.namespaces))?;
+    }
+    if o.namespaces.intersects(CloneFlags::CLONE_NEWPID | CLONE_NEWTIME) {
+        // SAFETY: single-threaded, as after clone3.
+        if let ForkResult::Parent { child } = unsafe { fork() }.ctx(|| "fork into the container's pid namespace")? {
+            let _ = chan.send(&Msg::InitPid(child.as_raw()));
+            // SAFETY: leave without running the parent's exit handlers.
+            unsafe { libc::_exit(0) }
+        }
+    }
+    if process.terminal().unwrap_or(false) {
+        nix::unistd::setsid().ctx(|| "setsid")?;
+        let master = crate::tty::setup_in_container(process.console_size().as_ref(), process.user().uid(), process.user().gid(), false)?;
+        chan.send_with_fd(&Msg::PtyMaster, Some(master.as_raw_fd())).ctx(|| "sending the pty master")?;
+    }
+    if !o.no_new_keyring {
+        join_session_keyring(o.peer.id)?;
+    }
+    rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
+    sched::apply(process, None)?;
+
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    let moment = o.peer.seccomp.map(|f| f.moment(nnp, process.capabilities().as_ref()));
+    load_seccomp(o.peer.seccomp, moment, Moment::BeforeIdentity, chan)?;
+    identity(process)?;
+    let (program, env) = program(process, 0)?;
+    if nnp {
+        no_new_privs()?;
+    }
+    crate::sys::cloexec_from(3 + o.extra_fds).ctx(|| "marking inherited fds close-on-exec")?;
+    load_seccomp(o.peer.seccomp, moment, Moment::BeforeReady, chan)?;
+    lsm::set_exec_labels(process.selinux_label().as_deref(), process.apparmor_profile().as_deref())?;
+    chan.send(&Msg::Ready).ctx(|| "sync: ready")?;
+    if o.join_cgroup_last {
+        // The parent moves us into the frozen cgroup and answers: we read it once thawed.
+        chan.wait_continue().ctx(|| "sync: joining the paused container's cgroup")?;
+    }
+    load_seccomp(o.peer.seccomp, moment, Moment::BeforeExec, chan)?;
+    exec(&program, process.args().as_deref().unwrap_or_default(), &env)
+}
