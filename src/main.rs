@@ -11,6 +11,7 @@ mod namespaces;
 mod process;
 mod rootfs;
 mod seccomp;
+mod selfexe;
 mod signals;
 mod spec;
 mod sys;

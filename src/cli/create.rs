@@ -49,6 +49,7 @@ pub struct Args {
 }
 
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
+    crate::selfexe::ensure_unwritable()?;
     let (_container, init) = lifecycle::create(&g.root, &a.id, &a.flags.options(g, false))?;
     crate::signals::restore(&init.saved_mask);
     Ok(0)

@@ -16,6 +16,7 @@ pub struct Args {
 }
 
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
+    crate::selfexe::ensure_unwritable()?;
     if !a.detach {
         // Init may be forked behind an intermediate process: as subreaper, kiln inherits it and
         // can wait for it.
