@@ -9,6 +9,7 @@ mod hooks;
 mod log;
 mod namespaces;
 mod process;
+mod procfs;
 mod rootfs;
 mod seccomp;
 mod selfexe;

@@ -102,13 +102,13 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
     // 8. Kernel parameters, before /proc/sys becomes read-only in step 9.
     for (key, value) in linux.and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
         let path = Path::new("/proc/sys").join(key.replace('.', "/"));
-        std::fs::write(&path, value).ctx(|| format!("linux.sysctl.{key}: writing {value:?}"))?;
+        crate::procfs::write(&path, value).ctx(|| format!("linux.sysctl.{key}: writing {value:?}"))?;
     }
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).ctx(|| format!("hostname {h:?}"))?;
     }
     if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
-        std::fs::write("/proc/sys/kernel/domainname", d).ctx(|| format!("domainname {d:?}"))?;
+        crate::procfs::write("/proc/sys/kernel/domainname", d).ctx(|| format!("domainname {d:?}"))?;
     }
 
     // 9. Read-only and masked paths, and a read-only root: last of the filesystem work, since

@@ -1,4 +1,5 @@
-//! SELinux and AppArmor exec labels. The kernel applies them at execve, so they are written last.
+//! SELinux and AppArmor exec labels. The kernel applies them at execve, so they are written last,
+//! through procfs::write: a label written to anything but procfs would silently not apply.
 
 use std::path::Path;
 
@@ -14,12 +15,12 @@ pub fn apparmor_enabled() -> bool {
 
 pub fn set_exec_labels(selinux: Option<&str>, apparmor: Option<&str>) -> Result<()> {
     if let Some(label) = selinux.filter(|l| !l.is_empty()) {
-        std::fs::write("/proc/thread-self/attr/exec", label).ctx(|| format!("process.selinuxLabel: {label}"))?;
+        crate::procfs::write("/proc/thread-self/attr/exec", label).ctx(|| format!("process.selinuxLabel: {label}"))?;
     }
     if let Some(profile) = apparmor.filter(|p| !p.is_empty()) {
         let value = format!("exec {profile}");
-        std::fs::write("/proc/thread-self/attr/apparmor/exec", &value)
-            .or_else(|_| std::fs::write("/proc/thread-self/attr/exec", &value))
+        crate::procfs::write("/proc/thread-self/attr/apparmor/exec", &value)
+            .or_else(|_| crate::procfs::write("/proc/thread-self/attr/exec", &value))
             .ctx(|| format!("process.apparmorProfile: {profile}"))?;
     }
     Ok(())

@@ -8,7 +8,7 @@ use crate::error::{Context, Error, Result};
 
 pub fn apply(p: &Process, personality: Option<&LinuxPersonality>) -> Result<()> {
     if let Some(adj) = p.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).ctx(|| format!("process.oomScoreAdj: {adj}"))?;
+        crate::procfs::write("/proc/self/oom_score_adj", &adj.to_string()).ctx(|| format!("process.oomScoreAdj: {adj}"))?;
     }
     if let Some(pers) = personality {
         let persona = match pers.domain() {
