@@ -79,3 +79,66 @@ def test_cve_2019_5736_runtime_binary_not_writable_from_container(ctx):
     assert outcome == "init=sleep tries=20 wrote=0", (outcome, errors)
     assert sha256(copy) == before, f"the runtime binary was modified: {errors}"
     ctx.delete(cid, force=True)
+
+
+# ------------------------------------------- CVE-2024-21626: leaked fds, cwd
+
+
+MARKER = "kiln-escape-test-rootfs-marker"
+
+
+def test_cve_2024_21626_cwd_through_leaked_fd_stays_inside(ctx):
+    # The exploit: process.cwd = /proc/self/fd/N, N a host directory the runtime
+    # left open in init, gives a cwd outside the container's root, and `..`
+    # from there walks the host's tree.
+    open(os.path.join(ctx.rootfs, MARKER), "w").close()
+    for n in range(3, 11):
+        ctx.config["process"]["cwd"] = f"/proc/self/fd/{n}"
+        ctx.sh("pwd; ls -a ../../../../../../../../../..")
+        cid, r = ctx.run()
+        if r.rc != 0:
+            # Refused: one line, saying which field.
+            assert r.out == "", r
+            assert len(r.err.strip().splitlines()) == 1, r
+            assert "process.cwd" in r.err or not IS_KILN, r
+            continue
+        pwd, *listing = r.out.splitlines()
+        assert pwd.startswith("/") and "unreachable" not in pwd, (n, r)
+        assert MARKER in listing, f"cwd /proc/self/fd/{n} escaped the rootfs: {r.out}"
+
+
+def test_container_process_inherits_only_stdio(ctx):
+    # `ls -l /proc/self/fd` lists ls's own fds: 0-2, plus the one it opened to
+    # read that very directory.
+    # busybox closes that one before it prints, so it shows no link target.
+    out = ctx.run_sh("ls -l /proc/self/fd | grep -v '^total'")
+    links = {}
+    for line in out.splitlines():
+        f = line.split()
+        if "->" in f:
+            links[int(f[f.index("->") - 1])] = f[f.index("->") + 1]
+        else:
+            links[int(f[-1])] = ""
+    assert sorted(links) == [0, 1, 2, 3], out
+    assert links[3] in ("", "/proc/self/fd") or links[3].endswith("/fd"), out
+
+
+def test_init_holds_no_host_directory_before_exec(ctx):
+    # A startContainer hook runs in the container while init still holds what
+    # the runtime left open: no fd of init may be a directory, or
+    # /proc/1/fd/N/.. walks the host (runc < 1.1.12 leaked /sys/fs/cgroup).
+    report = ctx.hostdir("report")
+    ctx.add_mount({"destination": "/report", "type": "bind", "source": report,
+                   "options": ["rbind", "rw"]})
+    ctx.config["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": [
+        "sh", "-c", "cat /proc/1/comm > /report/init; ls /proc/1/fd > /report/fds; "
+        "for f in /proc/1/fd/*; do [ -d $f/ ] && echo $f; done > /report/dirs; exit 0"]}]}
+    ctx.sh("true")
+    _, r = ctx.run()
+    assert r.rc == 0, r
+    with open(os.path.join(report, "fds")) as f:
+        fds = f.read().split()
+    with open(os.path.join(report, "dirs")) as f:
+        dirs = f.read()
+    assert len(fds) >= 3, fds  # the hook did see init's fds
+    assert dirs == "", f"init holds directories: {dirs}"

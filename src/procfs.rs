@@ -6,9 +6,11 @@
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::Path;
 
+use nix::dir::Dir;
+use nix::sys::stat::{SFlag, fstat};
 use nix::sys::statfs::{PROC_SUPER_MAGIC, fstatfs};
 
 fn ensure_procfs(fd: impl AsFd, path: &Path) -> io::Result<()> {
@@ -25,4 +27,24 @@ pub fn write(path: impl AsRef<Path>, value: &str) -> io::Result<()> {
     let mut f = OpenOptions::new().write(true).open(path)?;
     ensure_procfs(&f, path)?;
     f.write_all(value.as_bytes())
+}
+
+/// Closes every directory fd from `first` up: init inherits from `create` fds of the host's
+/// directories (the state directory's lock, a v2 cgroup), and one still open would let a
+/// process.cwd of `/proc/self/fd/N`, or a hook opening `/proc/1/fd/N`, reach the host
+/// (CVE-2024-21626). The fds themselves are listed by procfs, so this runs after /proc is
+/// mounted; nothing that owns them is ever dropped in init, which execs or `_exit`s.
+pub fn close_directories_from(first: RawFd) -> io::Result<()> {
+    let path = Path::new("/proc/self/fd");
+    let fd = std::fs::File::open(path)?;
+    ensure_procfs(&fd, path)?;
+    let mut dir = Dir::from(fd)?;
+    let own = dir.as_raw_fd();
+    let fds: Vec<RawFd> = dir.iter().filter_map(|e| e.ok()?.file_name().to_str().ok()?.parse().ok()).filter(|&fd| fd >= first && fd != own).collect();
+    for fd in fds {
+        if fstat(fd).is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR) {
+            nix::unistd::close(fd)?;
+        }
+    }
+    Ok(())
 }

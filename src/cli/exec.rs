@@ -105,6 +105,7 @@ fn exec(g: &Globals, a: Args) -> anyhow::Result<i32> {
         // subreaper, kiln inherits it and can wait for it.
         prctl::set_child_subreaper(true).map_err(|e| anyhow::anyhow!("PR_SET_CHILD_SUBREAPER: {}", std::io::Error::from_raw_os_error(e)))?;
     }
+    crate::selfexe::ensure_unwritable()?;
     let container = Container::load(&g.root, &a.id)?;
     let spawned = exec::exec(&container, &opts)?;
     // Other commands (kill, delete) must get through while the process runs.

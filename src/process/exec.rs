@@ -71,7 +71,7 @@ pub fn run(o: &ExecOptions, chan: &Channel, in_cgroup: bool) -> Result<Infallibl
     let nnp = process.no_new_privileges().unwrap_or(false);
     let moment = o.peer.seccomp.map(|f| f.moment(nnp, process.capabilities().as_ref()));
     load_seccomp(o.peer.seccomp, moment, Moment::BeforeIdentity, chan)?;
-    identity(process)?;
+    identity(process, o.extra_fds)?;
     let (program, env) = program(process, 0)?;
     if nnp {
         no_new_privs()?;

@@ -130,7 +130,7 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
     load_seccomp(o.seccomp, seccomp_moment, Moment::BeforeIdentity, chan)?;
 
     // 12. Identity: user, capabilities, cwd, umask.
-    identity(process)?;
+    identity(process, o.extra_fds)?;
 
     // 13. The program and its environment, resolved now so that a missing binary fails
     //     `create` rather than a later `start`.
@@ -180,14 +180,20 @@ pub(super) fn request(chan: &Channel, msg: Msg) -> Result<()> {
 
 /// The process's identity, shared with `exec`: bounding set (needs CAP_SETPCAP), then the user,
 /// then the other capability sets. cwd is tried before the switch (a directory only root can
-/// enter) and after it (one only the user can enter), as runc does.
-pub(super) fn identity(process: &Process) -> Result<()> {
+/// enter) and after it (one only the user can enter), as runc does. No host directory may be
+/// open by then, and the cwd must be inside the root: a cwd of /proc/self/fd/N would otherwise
+/// escape (CVE-2024-21626).
+pub(super) fn identity(process: &Process, extra_fds: u32) -> Result<()> {
+    crate::procfs::close_directories_from(3 + extra_fds as i32).ctx(|| "closing the host's directory fds")?;
     let cwd_early = nix::unistd::chdir(process.cwd());
     capabilities::apply_bounding(process.capabilities().as_ref())?;
     user::switch(process.user())?;
     capabilities::apply(process.capabilities().as_ref())?;
     if cwd_early.is_err() {
         nix::unistd::chdir(process.cwd()).ctx(|| format!("process.cwd: chdir {}", process.cwd().display()))?;
+    }
+    if !nix::unistd::getcwd().is_ok_and(|c| c.is_absolute()) {
+        return Err(Error::os("process.cwd", std::io::Error::other(format!("{} is outside the container's root", process.cwd().display()))));
     }
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(process.user().umask().unwrap_or(0o022)));
     Ok(())
