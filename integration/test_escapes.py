@@ -5,10 +5,12 @@ malicious rootfs or config) and checks what the host sees afterwards."""
 
 import hashlib
 import os
+import random
 import shutil
 import subprocess
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -142,3 +144,145 @@ def test_init_holds_no_host_directory_before_exec(ctx):
         dirs = f.read()
     assert len(fds) >= 3, fds  # the hook did see init's fds
     assert dirs == "", f"init holds directories: {dirs}"
+
+
+# ------------------------------- CVE-2021-30465: mount destination symlinks
+
+
+def host_tmp_dir(ctx, prefix):
+    """A directory in the host's /tmp, where the escaping symlinks point."""
+    d = os.path.join("/tmp", f"{prefix}-{uuid.uuid4().hex[:10]}")
+    os.mkdir(d)
+    ctx.cleanups.append(lambda: shutil.rmtree(d, ignore_errors=True))
+    with open(os.path.join(d, "canary"), "w") as f:
+        f.write("untouched\n")
+    return d
+
+
+def assert_host_dir_untouched(d):
+    assert os.listdir(d) == ["canary"], os.listdir(d)
+    with open(os.path.join(d, "canary")) as f:
+        assert f.read() == "untouched\n"
+    assert d not in host_mounts(), f"{d} is mounted on the host"
+
+
+@pytest.mark.parametrize("form", ["absolute", "relative"])
+def test_cve_2021_30465_bind_through_symlink_lands_inside(ctx, form):
+    host = host_tmp_dir(ctx, "kiln-escape")
+    name = os.path.basename(host)
+    target = ("/../../../../../../tmp/" if form == "absolute" else "../../../../../../tmp/") + name
+    os.makedirs(os.path.join(ctx.rootfs, "mnt"), exist_ok=True)
+    os.symlink(target, os.path.join(ctx.rootfs, "mnt", "escape"))
+    payload = ctx.hostdir("payload")
+    open(os.path.join(payload, "payload"), "w").close()
+    ctx.add_mount({"destination": "/mnt/escape", "type": "bind", "source": payload,
+                   "options": ["rbind"]})
+    out = ctx.run_sh(f"ls /tmp/{name}; grep -c ' /tmp/{name} ' /proc/self/mountinfo")
+    assert out == "payload\n1\n", out
+    assert_host_dir_untouched(host)
+
+
+def test_cve_2021_30465_symlink_swap_race(ctx):
+    # The PoC's race: while the runtime resolves and mounts, something swaps the
+    # destination between a directory and a symlink out of the rootfs.
+    host = host_tmp_dir(ctx, "kiln-race")
+    race = os.path.join(ctx.rootfs, "race")
+    payload = ctx.hostdir("payload")
+    open(os.path.join(payload, "payload"), "w").close()
+    ctx.add_mount({"destination": "/race", "type": "bind", "source": payload,
+                   "options": ["rbind"]})
+    inside = "/tmp/" + os.path.basename(host)
+    ctx.sh(f"ls /race/ {inside}/ 2>/dev/null")
+    stop = threading.Event()
+
+    def swap():
+        while not stop.is_set():
+            for make in (lambda: os.mkdir(race), lambda: os.symlink(host, race)):
+                try:
+                    make()
+                except OSError:
+                    pass
+                # Each form stays a few ms, so some runs resolve it whole.
+                time.sleep(random.uniform(0, 0.01))
+                try:
+                    (os.rmdir if os.path.isdir(race) and not os.path.islink(race) else os.unlink)(race)
+                except OSError:
+                    pass
+
+    t = threading.Thread(target=swap)
+    t.start()
+    ran = 0
+    try:
+        for _ in range(20):
+            _, r = ctx.run()
+            # A run may fail (the destination vanished mid-way, or the swap
+            # removed it under the running container); one that shows the
+            # payload saw it inside its root, and none may see the host's dir.
+            assert "canary" not in r.out, r
+            ran += "payload" in r.out
+            assert_host_dir_untouched(host)
+    finally:
+        stop.set()
+        t.join(10)
+    assert ran > 0, "no run got through the race"
+
+
+# --------------------------- CVE-2019-16884, CVE-2019-19921: a redirected /proc
+
+
+def test_bind_over_proc_sys_is_refused(ctx):
+    fake = ctx.hostdir("fake-sys")
+    victim = os.path.join(fake, "net", "ipv4", "ip_forward")
+    os.makedirs(os.path.dirname(victim))
+    with open(victim, "w") as f:
+        f.write("host\n")
+    ctx.add_mount({"destination": "/proc/sys", "type": "bind", "source": fake,
+                   "options": ["rbind"]})
+    ctx.config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    cid, r = ctx.create(check=False)
+    assert r.rc != 0, r
+    with open(victim) as f:
+        assert f.read() == "host\n", "the sysctl was written into the host's file"
+    assert os.listdir(fake) == ["net"], "the runtime wrote into the host's directory"
+    if IS_KILN:
+        assert len(r.err.strip().splitlines()) == 1, r
+        assert f"mounts[{len(ctx.config['mounts']) - 1}].destination" in r.err, r
+
+
+@pytest.mark.kiln_only
+def test_lxcfs_files_may_be_mounted_inside_proc(ctx):
+    fake = os.path.join(ctx.dir, "uptime")
+    with open(fake, "w") as f:
+        f.write("1.00 2.00\n")
+    ctx.add_mount({"destination": "/proc/uptime", "type": "bind", "source": fake,
+                   "options": ["bind"]})
+    assert ctx.run_sh("cat /proc/uptime") == "1.00 2.00\n"
+
+
+@pytest.mark.parametrize("target", ["/tmp", "../tmp"])
+def test_proc_on_a_symlink_is_refused(ctx, target):
+    shutil.rmtree(os.path.join(ctx.rootfs, "proc"))
+    os.makedirs(os.path.join(ctx.rootfs, "tmp"), exist_ok=True)
+    os.symlink(target, os.path.join(ctx.rootfs, "proc"))
+    cid, r = ctx.create(check=False)
+    assert r.rc != 0, r
+    assert "must be mounted on" in r.err, r
+    assert not os.path.exists(os.path.join(ctx.rootfs, "tmp", "self")), "procfs was mounted at /tmp"
+    if IS_KILN:
+        assert "mounts[0].destination" in r.err and len(r.err.strip().splitlines()) == 1, r
+
+
+def test_sysctl_into_a_fake_proc_is_refused(ctx):
+    # No proc mount: /proc/sys/... is the image's own file, not the kernel's.
+    ctx.config["mounts"] = [m for m in ctx.config["mounts"] if m["destination"] != "/proc"]
+    fake = os.path.join(ctx.rootfs, "proc", "sys", "net", "ipv4", "ip_forward")
+    os.makedirs(os.path.dirname(fake))
+    with open(fake, "w") as f:
+        f.write("image\n")
+    ctx.config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    cid, r = ctx.create(check=False)
+    assert r.rc != 0, r
+    with open(fake) as f:
+        assert f.read() == "image\n", "the sysctl was written into the image's file"
+    if IS_KILN:
+        assert "linux.sysctl.net.ipv4.ip_forward" in r.err and "not on procfs" in r.err, r

@@ -199,6 +199,44 @@ pub fn fd_path(fd: &impl AsRawFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
+/// What runc lets a mount cover inside /proc: the files lxcfs emulates.
+const PROC_ALLOWED: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
+
+/// runc's checkProcMount, on the destination as resolved in the root: only procfs over /proc,
+/// and inside it only the files of PROC_ALLOWED. Anything else could hide /proc/sys from
+/// readonlyPaths or catch the writes init makes there (CVE-2019-16884, CVE-2019-19921).
+fn check_proc_destination(dest: &Path, source: Option<&Path>) -> std::result::Result<(), String> {
+    let Ok(inside) = dest.strip_prefix("/proc") else { return Ok(()) };
+    if inside.as_os_str().is_empty() {
+        let is_proc = source.and_then(|s| nix::sys::statfs::statfs(s).ok()).is_some_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
+        return if is_proc { Ok(()) } else { Err(format!("only procfs may be mounted over /proc, and {} is not procfs", source.unwrap_or(Path::new("")).display())) };
+    }
+    if PROC_ALLOWED.iter().any(|a| Path::new(a) == dest) {
+        return Ok(());
+    }
+    Err(format!("{} is inside /proc, where only {} may be mounted over", dest.display(), PROC_ALLOWED.join(", ")))
+}
+
+/// Where the resolved `fd` lies as the container will see it (`/proc/sys` for
+/// `ROOTFS/proc/sys`).
+fn in_root(root: &OwnedFd, fd: &OwnedFd) -> std::io::Result<PathBuf> {
+    let root = std::fs::read_link(fd_path(root))?;
+    let path = std::fs::read_link(fd_path(fd))?;
+    let rel = path.strip_prefix(&root).map_err(|_| std::io::Error::other(format!("{} is outside the root", path.display())))?;
+    Ok(Path::new("/").join(rel))
+}
+
 /// Mounts one `mounts` entry inside the rootfs open at `root`.
 /// `idmapped`: the tree `create` prepared for this entry, attached instead of a bind mount.
 pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgroupns: bool, idmapped: Option<BorrowedFd>) -> Result<()> {
@@ -209,6 +247,15 @@ pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgrou
     let bind = opts.is_bind() || typ == "bind";
     let source = m.source().as_ref().map(|s| if bind && s.is_relative() { bundle.join(s) } else { s.clone() });
 
+    // runc's rule: procfs and sysfs go on a directory, never through a symlink to elsewhere.
+    if matches!(typ, "proc" | "sysfs")
+        && let Ok(existing) = resolve::open(root, m.destination(), libc::O_PATH | libc::O_NOFOLLOW)
+        && !nix::sys::stat::fstat(existing.as_raw_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+    {
+        let why = format!("{typ} must be mounted on a directory, and {} is not one", m.destination().display());
+        return Err(Error::os(format!("mounts[{index}].destination"), std::io::Error::other(why)));
+    }
+
     // A bind source that is a file needs a file to mount onto; everything else a directory.
     let dest_is_file = bind && source.as_ref().is_some_and(|s| std::fs::metadata(s).is_ok_and(|md| !md.is_dir()));
     let dest = if dest_is_file {
@@ -217,6 +264,10 @@ pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgrou
         resolve::mkdir_all(root, m.destination())
     }
     .map_err(|e| Error::os(format!("{}: creating the mount point", field()), e))?;
+    if !matches!(typ, "proc" | "sysfs") {
+        let resolved = in_root(root, &dest).map_err(|e| Error::os(format!("{}: resolving", field()), e))?;
+        check_proc_destination(&resolved, source.as_deref()).map_err(|why| Error::os(format!("mounts[{index}].destination"), std::io::Error::other(why)))?;
+    }
     let target = fd_path(&dest);
 
     if opts.tmpcopyup && typ == "tmpfs" {
@@ -307,6 +358,17 @@ mod tests {
     #[test]
     fn empty_option_is_an_error() {
         assert!(MountOptions::parse(&["ro", ""]).is_err());
+    }
+
+    #[test]
+    fn only_procfs_over_proc_and_lxcfs_files_inside_it() {
+        let host_proc = Some(Path::new("/proc"));
+        assert!(check_proc_destination(Path::new("/proc"), host_proc).is_ok());
+        assert!(check_proc_destination(Path::new("/proc"), Some(Path::new("/tmp"))).is_err());
+        assert!(check_proc_destination(Path::new("/proc/cpuinfo"), Some(Path::new("/tmp"))).is_ok());
+        assert!(check_proc_destination(Path::new("/proc/sys"), host_proc).is_err());
+        assert!(check_proc_destination(Path::new("/proc/sys/kernel/ns_last_pid/x"), host_proc).is_err());
+        assert!(check_proc_destination(Path::new("/procfs/sys"), None).is_ok());
     }
 
     #[test]
