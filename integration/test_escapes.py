@@ -286,3 +286,31 @@ def test_sysctl_into_a_fake_proc_is_refused(ctx):
         assert f.read() == "image\n", "the sysctl was written into the image's file"
     if IS_KILN:
         assert "linux.sysctl.net.ipv4.ip_forward" in r.err and "not on procfs" in r.err, r
+
+
+# ------------------------- maskedPaths, readonlyPaths: not undoable from inside
+
+
+# /proc/timer_list stands for every masked file (this kernel has no /proc/kcore).
+UNDO = ("umount /proc/timer_list 2>/dev/null && echo unmasked || echo masked; "
+        "cat /proc/timer_list 2>/dev/null | head -c 16 | wc -c; "
+        "umount /proc/sys 2>/dev/null; mount -o remount,rw /proc/sys 2>/dev/null; "
+        "echo escaped 2>/dev/null > /proc/sys/kernel/hostname && echo hostname-written "
+        "|| echo hostname-refused; hostname; "
+        "echo 0 2>/dev/null > /proc/sysrq-trigger && echo sysrq-written || echo sysrq-refused")
+
+
+def test_masks_hold_without_cap_sys_admin(ctx):
+    out = ctx.run_sh(UNDO)
+    assert out.split() == ["masked", "0", "hostname-refused", "runc", "sysrq-refused"], out
+
+
+def test_masks_fall_with_cap_sys_admin(ctx):
+    # The control: with CAP_SYS_ADMIN the same script does undo them (in the
+    # container's own mount and UTS namespaces), so the test above can fail.
+    for s in ("bounding", "effective", "permitted"):
+        ctx.config["process"]["capabilities"][s].append("CAP_SYS_ADMIN")
+    out = ctx.run_sh(UNDO)
+    assert out.split()[:2] == ["unmasked", "16"], out
+    assert out.split()[2:4] == ["hostname-written", "escaped"], out
+
