@@ -270,3 +270,28 @@ def test_bad_arguments_are_one_line_errors(ctx, flags, cmd, words):
 def test_exec_into_an_unknown_container(ctx):
     r = ctx.rt("exec", "kilntest-nosuch", "true")
     assert r.rc == 255 and "does not exist" in r.err, r
+
+
+@pytest.mark.needs_cgroups
+def test_exec_into_a_sub_cgroup(ctx):
+    cid, init = running(ctx)
+    lines = open(f"/proc/{init}/cgroup").read().splitlines()
+    v1 = [l.split(":", 2) for l in lines if l.split(":")[1] == "pids"]
+    if v1:
+        path = v1[0][2]
+        sub_dir, spec, line = f"/sys/fs/cgroup/pids{path}/sub", "pids:sub", lambda c: [l for l in c if ":pids:" in l]
+    else:
+        path = lines[0].split(":", 2)[2]
+        sub_dir, spec, line = f"/sys/fs/cgroup{path}/sub", "sub", lambda c: c
+    os.mkdir(sub_dir)
+    pid_file = os.path.join(ctx.dir, "exec.pid")
+    r = ex(ctx, cid, "sleep", "30", flags=["-d", "--pid-file", pid_file, "--cgroup", spec])
+    assert r.ok, r
+    pid = int(open(pid_file).read())
+    ctx.track(pid)
+    assert line(open(f"/proc/{pid}/cgroup").read().splitlines())[0].endswith(path + "/sub")
+    r = ex(ctx, cid, "true", flags=["--cgroup", "pids:nosuch" if v1 else "nosuch"])
+    assert r.rc == 255 and "nosuch" in r.err and ("does not exist" in r.err or "no such file" in r.err), r
+    # delete removes the container's cgroups with what the exec made in them.
+    ctx.delete(cid, force=True)
+    assert not os.path.exists(sub_dir)

@@ -196,6 +196,28 @@ pub fn from_paths(paths: Paths) -> Result<Box<dyn Manager>> {
     })
 }
 
+/// `exec --cgroup`: the container's cgroups with an existing sub-cgroup for the process, in
+/// runc's format: `path` for every hierarchy, or `ctrl[,ctrl...]:path` for those named (the
+/// flag may repeat). The sub-cgroup cannot climb out of the container's.
+pub fn sub_paths(mut paths: Paths, specs: &[String]) -> Result<Paths> {
+    for spec in specs {
+        let err = |msg: String| Error::Cgroup { field: format!("--cgroup {spec:?}"), msg };
+        let (keys, sub): (Vec<String>, &str) = match spec.split_once(':') {
+            Some((ctrls, sub)) => (ctrls.split(',').map(|c| if c == "unified" { String::new() } else { c.to_owned() }).collect(), sub),
+            None => (paths.keys().cloned().collect(), spec.as_str()),
+        };
+        let sub = inner_path(Some(Path::new(sub.trim_start_matches('/'))), "");
+        for key in keys {
+            let dir = paths.get_mut(&key).ok_or_else(|| err(format!("the container has no {key:?} cgroup")))?;
+            *dir = dir.join(&sub);
+            if !dir.is_dir() {
+                return Err(err(format!("{} does not exist (exec runs in an existing sub-cgroup)", dir.display())));
+            }
+        }
+    }
+    Ok(paths)
+}
+
 /// cgroupsPath made safe, as runc's CleanPath does: `..` cannot climb above the hierarchy's
 /// root. Empty means a path named after the container, under kiln's own cgroup.
 fn inner_path(path: Option<&Path>, id: &str) -> PathBuf {

@@ -48,6 +48,9 @@ pub struct Args {
     /// Pass this many extra fds (3, 4, ...) to the process.
     #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: u32,
+    /// Run the process in an existing sub-cgroup: PATH, or CONTROLLER[,...]:PATH; may repeat.
+    #[arg(long = "cgroup")]
+    pub cgroup: Vec<String>,
     /// Run the process even if the container is paused (it starts frozen).
     #[arg(long = "ignore-paused")]
     pub ignore_paused: bool,
@@ -98,6 +101,7 @@ fn exec(g: &Globals, a: Args) -> anyhow::Result<i32> {
         pid_file: a.pid_file,
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
+        sub_cgroups: a.cgroup,
         foreground: !a.detach,
     };
     if !a.detach {

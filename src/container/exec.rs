@@ -42,6 +42,8 @@ pub struct Options {
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
     pub ignore_paused: bool,
+    /// `--cgroup`: sub-cgroups of the container's for the process.
+    pub sub_cgroups: Vec<String>,
     /// kiln relays the terminal itself: no console socket needed.
     pub foreground: bool,
 }
@@ -78,7 +80,7 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
     }
     crate::capabilities::check_grantable(process.capabilities().as_ref())?;
     let seccomp = bundle.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
-    let cgroup = c.cgroup()?;
+    let cgroup = crate::cgroups::from_paths(crate::cgroups::sub_paths(c.state.cgroup_paths.clone(), &o.sub_cgroups)?)?;
     let opts = ExecOptions {
         peer: Peer { id: c.id(), cgroup: cgroup.as_ref(), console_socket: o.console_socket.as_deref(), seccomp: seccomp.as_ref(), state: &c.state },
         process: &process,
