@@ -222,6 +222,11 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
     Ok(Filter { program: export(&ctx)?, flags: flags(s, notify), listener })
 }
 
+/// The config's filter, compiled, if it has one.
+pub fn of(spec: &oci_spec::runtime::Spec) -> Result<Option<Filter>> {
+    spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(compile).transpose()
+}
+
 /// The BPF program of `ctx`, through a memfd (a pipe could fill up with a large profile).
 fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>> {
     let fd = nix::sys::memfd::memfd_create(c"kiln-seccomp", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC).ctx(|| "memfd_create")?;

@@ -71,15 +71,8 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::Usage("exec needs a command to run, or --process".into()));
     }
-    let terminal = process.terminal().unwrap_or(false);
-    if terminal && !o.foreground && o.console_socket.is_none() {
-        return Err(Error::Usage("--tty in the background (--detach) needs a --console-socket to send the terminal to".into()));
-    }
-    if !terminal && o.console_socket.is_some() {
-        return Err(Error::Usage("--console-socket was given but there is no terminal to send (add --tty)".into()));
-    }
-    crate::capabilities::check_grantable(process.capabilities().as_ref())?;
-    let seccomp = bundle.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
+    crate::process::check(&process, o.foreground, o.console_socket.as_deref(), "--tty")?;
+    let seccomp = crate::seccomp::of(&bundle.spec)?;
     let cgroup = crate::cgroups::from_paths(crate::cgroups::sub_paths(c.state.cgroup_paths.clone(), &o.sub_cgroups)?)?;
     let opts = ExecOptions {
         peer: Peer { id: c.id(), cgroup: cgroup.as_ref(), console_socket: o.console_socket.as_deref(), seccomp: seccomp.as_ref(), state: &c.state },

@@ -64,15 +64,8 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
     crate::container::id::validate(id)?;
     let bundle = Bundle::load(&o.bundle)?;
     let process = bundle.spec.process().as_ref().expect("validated: process is present");
-    let terminal = process.terminal().unwrap_or(false);
-    if terminal && !o.foreground && o.console_socket.is_none() {
-        return Err(Error::Usage("process.terminal is true but no --console-socket was given: nothing would read the container's terminal".into()));
-    }
-    if !terminal && o.console_socket.is_some() {
-        return Err(Error::Usage("--console-socket was given but process.terminal is false: there is no terminal to send".into()));
-    }
-    crate::capabilities::check_grantable(process.capabilities().as_ref())?;
-    let seccomp = bundle.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
+    crate::process::check(process, o.foreground, o.console_socket.as_deref(), "process.terminal")?;
+    let seccomp = crate::seccomp::of(&bundle.spec)?;
     let resources = cgroups::resources(&bundle.spec)?;
     let cgroups_path = bundle.spec.linux().as_ref().and_then(|l| l.cgroups_path().as_deref());
     let cgroup = cgroups::new(&cgroups::Request { id, cgroups_path, systemd: o.systemd_cgroup })?;

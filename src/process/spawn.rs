@@ -123,6 +123,12 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
         opts.cgroup.set(opts.resources)?;
         Ok((child, pty))
     });
+    ready(talked, saved_mask)
+}
+
+/// The child, set up, becomes the caller's; on an error it is killed (Child's drop) and the
+/// signals blocked for the fork are unblocked.
+fn ready(talked: Result<(Child, Option<OwnedFd>)>, saved_mask: SigSet) -> Result<Init> {
     match talked {
         Ok((child, pty)) => {
             let (pid, pidfd) = child.disarm();
@@ -183,16 +189,7 @@ pub fn spawn_exec(o: &crate::process::exec::ExecOptions) -> Result<Init> {
             Ok((other, _)) => Err(protocol(format!("protocol error: unexpected {other:?}"))),
         }
     });
-    match talked {
-        Ok((child, pty)) => {
-            let (pid, pidfd) = child.disarm();
-            Ok(Init { pid, pidfd, pty, saved_mask })
-        }
-        Err(e) => {
-            crate::signals::restore(&saved_mask);
-            Err(e)
-        }
-    }
+    ready(talked, saved_mask)
 }
 
 /// Answers the child's requests until it is ready (see the diagram in `sync`); requests that
