@@ -3,6 +3,7 @@
 
 pub mod exec;
 pub mod foreground;
+pub mod idmap;
 pub mod init;
 pub mod lsm;
 mod rlimits;

@@ -10,7 +10,7 @@ use nix::sys::signal::SigSet;
 use crate::error::{Context, Error, Result};
 use crate::hooks::{self, Stage};
 use crate::namespaces::Plan;
-use crate::process::InitOptions;
+use crate::process::{InitOptions, idmap};
 use crate::process::sync::{Channel, Msg};
 use crate::sys::{self, Forked};
 use std::convert::Infallible;
@@ -146,10 +146,7 @@ fn create_request(opts: &InitOptions, msg: &Msg, pid: i32) -> Result<bool> {
     let spec = &opts.bundle.spec;
     let linux = spec.linux().as_ref();
     match msg {
-        Msg::WriteIdMaps => {
-            write_id_map(pid, "uid_map", linux.and_then(|l| l.uid_mappings().as_deref()).unwrap_or_default())?;
-            write_id_map(pid, "gid_map", linux.and_then(|l| l.gid_mappings().as_deref()).unwrap_or_default())?;
-        }
+        Msg::WriteIdMaps => idmap::write(pid, linux)?,
         Msg::WriteTimeOffsets => {
             let offsets = linux.and_then(|l| l.time_offsets().as_ref());
             let text: String = offsets
@@ -235,13 +232,3 @@ fn talk(p: &Peer, chan: &Channel, mut child: Child, mut request: impl FnMut(&Msg
     }
 }
 
-/// The lines of /proc/PID/uid_map (or gid_map) for `maps`.
-pub fn id_map_text(maps: &[oci_spec::runtime::LinuxIdMapping]) -> String {
-    maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
-}
-
-fn write_id_map(pid: i32, file: &str, maps: &[oci_spec::runtime::LinuxIdMapping]) -> Result<()> {
-    let text = id_map_text(maps);
-    let field = if file == "uid_map" { "linux.uidMappings" } else { "linux.gidMappings" };
-    std::fs::write(format!("/proc/{pid}/{file}"), text).ctx(|| format!("{field}: writing /proc/{pid}/{file}"))
-}

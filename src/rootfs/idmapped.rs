@@ -76,8 +76,8 @@ fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> std::io::Resul
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     let opened = (|| {
-        std::fs::write(format!("/proc/{pid}/uid_map"), crate::process::spawn::id_map_text(uid))?;
-        std::fs::write(format!("/proc/{pid}/gid_map"), crate::process::spawn::id_map_text(gid))?;
+        std::fs::write(format!("/proc/{pid}/uid_map"), crate::process::idmap::text(uid))?;
+        std::fs::write(format!("/proc/{pid}/gid_map"), crate::process::idmap::text(gid))?;
         std::fs::File::open(format!("/proc/{pid}/ns/user")).map(OwnedFd::from)
     })();
     let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
