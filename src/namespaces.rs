@@ -107,6 +107,12 @@ pub fn unshare_flags(f: CloneFlags) -> Result<()> {
     unshare(f).ctx(|| format!("linux.namespaces: creating namespaces {f:?}"))
 }
 
+/// Whether kiln itself runs in a user namespace other than the initial one, whose uid_map is
+/// the identity of every id.
+pub fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+}
+
 pub fn name(f: CloneFlags) -> &'static str {
     match f {
         CloneFlags::CLONE_NEWUSER => "user",

@@ -25,9 +25,10 @@ use crate::log::{self, Format};
 #[derive(Parser)]
 #[command(name = "kiln", about = "kiln: an OCI container runtime, runc-compatible", disable_version_flag = true)]
 struct Cli {
-    /// Directory for the state of containers.
-    #[arg(long, default_value = "/run/kiln")]
-    root: PathBuf,
+    /// Directory for the state of containers (default: /run/kiln for root,
+    /// $XDG_RUNTIME_DIR/kiln for other users).
+    #[arg(long)]
+    root: Option<PathBuf>,
     /// Log file (default: stderr).
     #[arg(long)]
     log: Option<PathBuf>,
@@ -88,6 +89,8 @@ enum Command {
 pub struct Globals {
     pub root: PathBuf,
     pub systemd_cgroup: bool,
+    /// Cgroups only where delegated to the caller, none otherwise (see `cgroups::new`).
+    pub rootless: bool,
 }
 
 pub fn main() -> i32 {
@@ -112,7 +115,24 @@ pub fn main() -> i32 {
         log::error("no command given: try `kiln --help`");
         return 2;
     };
-    let g = Globals { root: cli.root, systemd_cgroup: cli.systemd_cgroup };
+    // `spec` and `features` keep no state: they work without a state root.
+    let root = match (cli.root, &command) {
+        (Some(root), _) => root,
+        (None, Command::Spec(_) | Command::Features) => PathBuf::new(),
+        (None, _) => match default_root() {
+            Ok(root) => root,
+            Err(e) => {
+                log::error(&e);
+                return 1;
+            }
+        },
+    };
+    let rootless = match cli.rootless.as_str() {
+        "true" => true,
+        "false" => false,
+        _ => rootless_auto(),
+    };
+    let g = Globals { root, systemd_cgroup: cli.systemd_cgroup, rootless };
     let result = match command {
         Command::Create(a) => create::run(&g, a),
         Command::Start(a) => start::run(&g, a),
@@ -137,6 +157,25 @@ pub fn main() -> i32 {
             1
         }
     }
+}
+
+/// runc's choice: /run for the real root; $XDG_RUNTIME_DIR for any other user and for a root
+/// that is only root in a user namespace (unless $USER says root, as after `sudo -E`).
+fn default_root() -> Result<PathBuf, String> {
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty());
+    let euid = nix::unistd::geteuid();
+    let honor_xdg = !euid.is_root() || (crate::namespaces::in_user_namespace() && std::env::var("USER").map_or(true, |u| u != "root"));
+    match xdg {
+        Some(dir) if honor_xdg => Ok(PathBuf::from(dir).join("kiln")),
+        None if !euid.is_root() => Err(format!("--root: not given, and XDG_RUNTIME_DIR is unset: uid {euid} cannot use /run/kiln; set one of them")),
+        _ => Ok(PathBuf::from("/run/kiln")),
+    }
+}
+
+/// `--rootless auto`, as runc decides it for its cgroupfs driver: rootless unless kiln is root
+/// in the initial user namespace (a root in a user namespace cannot be sure of its cgroups).
+fn rootless_auto() -> bool {
+    !nix::unistd::geteuid().is_root() || crate::namespaces::in_user_namespace()
 }
 
 /// clap's multi-line usage error, as one line: the message and the argument it is about.
