@@ -13,6 +13,7 @@
 pub mod ebpf;
 mod devices;
 mod hybrid;
+mod none;
 mod resources;
 pub mod stats;
 mod v1;
@@ -154,11 +155,14 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// What `create` asks for: the container, its cgroupsPath and whether systemd manages it.
+/// What `create` asks for: the container, its cgroupsPath, whether systemd manages it, and
+/// whether kiln runs rootless (`--rootless`), with the resources it will set.
 pub struct Request<'a> {
     pub id: &'a str,
     pub cgroups_path: Option<&'a Path>,
     pub systemd: bool,
+    pub rootless: bool,
+    pub resources: &'a LinuxResources,
 }
 
 /// The manager for a new container, on whatever layout this host has.
@@ -181,19 +185,63 @@ pub fn new(req: &Request) -> Result<Box<dyn Manager>> {
         };
         paths.insert(h.controllers.clone(), h.mount_point.join(base).join(inner.strip_prefix("/").unwrap_or(&inner)));
     }
-    from_paths(paths)
+    if paths.is_empty() {
+        return Err(Error::Cgroup { field: "linux.cgroupsPath".into(), msg: "no cgroup hierarchy is mounted on this host".into() });
+    }
+    let explicit = req.cgroups_path.is_some_and(|p| !p.as_os_str().is_empty());
+    if req.rootless && !explicit {
+        delegated_only(&mut paths, req.resources)?;
+    }
+    Ok(from_paths(paths))
 }
 
-/// The manager of an existing container, from the paths its state recorded.
-pub fn from_paths(paths: Paths) -> Result<Box<dyn Manager>> {
+/// Rootless without a cgroupsPath, as runc: the container gets its cgroup in each hierarchy
+/// where its user may make it (delegated to it), and none in the others. Limits cannot be
+/// kept without the cgroups that enforce them: then it fails. With an explicit cgroupsPath the
+/// user asked for that cgroup, and a permission error is the answer (as runc).
+fn delegated_only(paths: &mut Paths, resources: &LinuxResources) -> Result<()> {
+    let denied: Vec<PathBuf> = paths.values().filter(|d| !can_create(d)).cloned().collect();
+    let Some(first) = denied.first() else { return Ok(()) };
+    if requests_limits(resources) {
+        return Err(Error::Cgroup {
+            field: "linux.resources".into(),
+            msg: format!("rootless: limits need a cgroup, and uid {} may not create {} (not delegated); remove the limits or delegate the cgroup", nix::unistd::geteuid(), first.display()),
+        });
+    }
+    crate::log::debug(|| format!("rootless: no cgroup in {denied:?} (not writable by this user)"));
+    paths.retain(|_, d| !denied.contains(d));
+    Ok(())
+}
+
+/// The directory exists and we may move processes into it, or its nearest existing ancestor is
+/// writable so that we may make it.
+fn can_create(dir: &Path) -> bool {
+    use nix::unistd::{AccessFlags, access};
+    if dir.is_dir() {
+        return access(&dir.join("cgroup.procs"), AccessFlags::W_OK).is_ok();
+    }
+    dir.ancestors().skip(1).find(|a| a.is_dir()).is_some_and(|a| access(a, AccessFlags::W_OK | AccessFlags::X_OK).is_ok())
+}
+
+/// Whether `r` asks for anything a cgroup enforces. Device rules do not count: they are not set
+/// rootless (a user namespace cannot make devices, only bind-mount ones its user may open).
+fn requests_limits(r: &LinuxResources) -> bool {
+    let mut r = r.clone();
+    r.set_devices(None);
+    r != LinuxResources::default()
+}
+
+/// The manager of a container, from the paths recorded at `create`; none recorded means a
+/// rootless container without a cgroup.
+pub fn from_paths(paths: Paths) -> Box<dyn Manager> {
     let v2 = paths.get("").cloned();
     let v1: Paths = paths.into_iter().filter(|(k, _)| !k.is_empty()).collect();
-    Ok(match (v1.is_empty(), v2) {
+    match (v1.is_empty(), v2) {
         (true, Some(dir)) => Box::new(v2::V2::new(dir)),
         (false, Some(dir)) => Box::new(hybrid::Hybrid::new(v1::V1::new(v1), v2::V2::new(dir))),
         (false, None) => Box::new(v1::V1::new(v1)),
-        (true, None) => return Err(Error::Cgroup { field: "linux.cgroupsPath".into(), msg: "no cgroup hierarchy is mounted on this host".into() }),
-    })
+        (true, None) => Box::new(none::NoCgroup),
+    }
 }
 
 /// `exec --cgroup`: the container's cgroups with an existing sub-cgroup for the process, in
@@ -256,11 +304,12 @@ fn systemd_unavailable(req: &Request) -> Error {
 }
 
 /// The resources a new container's cgroup gets: config.json's, with the device rules completed
-/// (deny first, the config's, kiln's defaults).
-pub fn resources(spec: &oci_spec::runtime::Spec) -> Result<LinuxResources> {
+/// (deny first, the config's, kiln's defaults). Rootless, without device rules: runc ignores
+/// them there, a delegated v1 devices cgroup or a v2 device program needing the real root.
+pub fn resources(spec: &oci_spec::runtime::Spec, rootless: bool) -> Result<LinuxResources> {
     let mut r = spec.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
     let rules = devices::rules(r.devices().as_deref().unwrap_or_default())?;
-    r.set_devices(Some(rules));
+    r.set_devices((!rootless).then_some(rules));
     Ok(r)
 }
 
@@ -420,10 +469,21 @@ mod tests {
 
     #[test]
     fn systemd_path_shape_is_checked() {
-        let req = Request { id: "c", cgroups_path: Some(Path::new("a/b")), systemd: true };
+        let none = LinuxResources::default();
+        let req = Request { id: "c", cgroups_path: Some(Path::new("a/b")), systemd: true, rootless: false, resources: &none };
         assert!(systemd_unavailable(&req).to_string().contains("slice:prefix:name"));
-        let req = Request { id: "c", cgroups_path: Some(Path::new("machine.slice:kiln:c")), systemd: true };
+        let req = Request { id: "c", cgroups_path: Some(Path::new("machine.slice:kiln:c")), systemd: true, rootless: false, resources: &none };
         assert!(systemd_unavailable(&req).to_string().contains("machine.slice/kiln-c.scope"));
+    }
+
+    #[test]
+    fn device_rules_are_no_limits() {
+        let mut r = LinuxResources::default();
+        assert!(!requests_limits(&r));
+        r.set_devices(Some(vec![]));
+        assert!(!requests_limits(&r));
+        r.set_pids(Some(oci_spec::runtime::LinuxPidsBuilder::default().limit(10).build().unwrap()));
+        assert!(requests_limits(&r));
     }
 
     #[test]

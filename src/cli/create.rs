@@ -30,6 +30,7 @@ impl CreateFlags {
     pub fn options(self, g: &Globals, foreground: bool) -> CreateOptions {
         CreateOptions {
             systemd_cgroup: g.systemd_cgroup,
+            rootless: g.rootless,
             bundle: self.bundle,
             console_socket: self.console_socket,
             pid_file: self.pid_file,

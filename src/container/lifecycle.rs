@@ -31,6 +31,8 @@ pub struct CreateOptions {
     pub foreground: bool,
     /// `--systemd-cgroup`: cgroupsPath is `slice:prefix:name`, for systemd to create.
     pub systemd_cgroup: bool,
+    /// `--rootless`: a cgroup only where one is delegated.
+    pub rootless: bool,
 }
 
 /// Removes a half-made container's cgroup and directory unless disarmed: an error in `create`
@@ -66,9 +68,9 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
     let process = bundle.spec.process().as_ref().expect("validated: process is present");
     crate::process::check(process, o.foreground, o.console_socket.as_deref(), "process.terminal")?;
     let seccomp = crate::seccomp::of(&bundle.spec)?;
-    let resources = cgroups::resources(&bundle.spec)?;
+    let resources = cgroups::resources(&bundle.spec, o.rootless)?;
     let cgroups_path = bundle.spec.linux().as_ref().and_then(|l| l.cgroups_path().as_deref());
-    let cgroup = cgroups::new(&cgroups::Request { id, cgroups_path, systemd: o.systemd_cgroup })?;
+    let cgroup = cgroups::new(&cgroups::Request { id, cgroups_path, systemd: o.systemd_cgroup, rootless: o.rootless, resources: &resources })?;
     let paths = cgroup.paths();
     let state = State {
         oci_version: bundle.spec.version().clone(),

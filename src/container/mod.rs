@@ -116,7 +116,7 @@ impl Container {
 
     /// The manager of the container's cgroup, from the paths recorded at `create`.
     pub fn cgroup(&self) -> Result<Box<dyn crate::cgroups::Manager>> {
-        crate::cgroups::from_paths(self.state.cgroup_paths.clone())
+        Ok(crate::cgroups::from_paths(self.state.cgroup_paths.clone()))
     }
 
     /// Init still runs, and is still the process we started (not a reuse of its pid).
