@@ -214,13 +214,15 @@ fn delegated_only(paths: &mut Paths, resources: &LinuxResources) -> Result<()> {
 }
 
 /// The directory exists and we may move processes into it, or its nearest existing ancestor is
-/// writable so that we may make it.
+/// writable so that we may make it. Checked for the effective ids, which are what the writes
+/// will use.
 fn can_create(dir: &Path) -> bool {
-    use nix::unistd::{AccessFlags, access};
+    use nix::unistd::{AccessFlags, faccessat};
+    let allowed = |p: &Path, mode| faccessat(None, p, mode, nix::fcntl::AtFlags::AT_EACCESS).is_ok();
     if dir.is_dir() {
-        return access(&dir.join("cgroup.procs"), AccessFlags::W_OK).is_ok();
+        return allowed(&dir.join("cgroup.procs"), AccessFlags::W_OK);
     }
-    dir.ancestors().skip(1).find(|a| a.is_dir()).is_some_and(|a| access(a, AccessFlags::W_OK | AccessFlags::X_OK).is_ok())
+    dir.ancestors().skip(1).find(|a| a.is_dir()).is_some_and(|a| allowed(a, AccessFlags::W_OK | AccessFlags::X_OK))
 }
 
 /// Whether `r` asks for anything a cgroup enforces. Device rules do not count: they are not set
