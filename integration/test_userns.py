@@ -340,3 +340,27 @@ def test_rootless_without_xdg_runtime_dir_needs_root_flag(user):
     assert "XDG_RUNTIME_DIR" in r.err and "--root" in r.err, r
     r = user.rt("--root", os.path.join(user.xdg, "elsewhere"), "list", "-q", xdg=False)
     assert r.ok and r.out == "", r
+
+
+@pytest.mark.kiln_only
+def test_rootless_sysfs_without_a_network_namespace_is_explained(user):
+    cfg = user.spec(["true"])
+    for m in cfg["mounts"]:
+        if m["destination"] == "/sys":
+            m.update(type="sysfs", source="sysfs", options=["nosuid", "noexec", "nodev", "ro"])
+    user.save(cfg)
+    r = user.rt("run", "sysfs")
+    assert r.rc != 0 and len(r.err.strip().splitlines()) == 1, r
+    assert "mount sysfs" in r.err and "network namespace" in r.err, r
+    assert user.ids() == []
+
+
+@pytest.mark.kiln_only
+def test_rootless_additional_gids_need_mapped_groups(user):
+    cfg = user.spec(["id", "-G"])
+    cfg["process"]["user"]["additionalGids"] = [0]
+    user.save(cfg)
+    r = user.rt("run", "gids")
+    # With setgroups denied, the groups cannot be set: say so rather than drop them.
+    assert r.rc != 0 and "process.user.additionalGids" in r.err and len(r.err.strip().splitlines()) == 1, r
+    assert user.ids() == []

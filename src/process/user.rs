@@ -13,9 +13,15 @@ pub fn switch(user: &User) -> Result<()> {
     }
     // A user namespace whose setgroups is denied (rootless) cannot take supplementary groups.
     let setgroups_denied = std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
+    let gids: Vec<Gid> = user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect();
     if !setgroups_denied {
-        let gids: Vec<Gid> = user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect();
         setgroups(&gids).ctx(|| "process.user.additionalGids: setgroups")?;
+    } else if !gids.is_empty() {
+        // Dropping them silently would leave the process without access the config grants.
+        return Err(crate::error::Error::os(
+            "process.user.additionalGids",
+            std::io::Error::other("this user namespace denies setgroups (rootless with a single own-id mapping): map the groups through newgidmap (/etc/subgid) or drop them"),
+        ));
     }
     let gid = Gid::from_raw(user.gid());
     setresgid(gid, gid, gid).ctx(|| format!("process.user.gid: setgid {}", user.gid()))?;

@@ -286,7 +286,7 @@ pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgrou
     } else {
         let data = opts.data.join(",");
         mount(source.as_deref().or(Some(Path::new(typ))), &target, Some(typ), opts.flags, (!data.is_empty()).then_some(data.as_str()))
-            .ctx(|| format!("{}: mount {typ}", field()))?;
+            .ctx(|| format!("{}: mount {typ}{}", field(), privileged_hint(typ)))?;
     }
     // What follows acts on the new mount, which `dest` (opened before it) does not name.
     let flags = if dest_is_file { libc::O_PATH } else { libc::O_PATH | libc::O_DIRECTORY };
@@ -300,6 +300,18 @@ pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgrou
             .ctx(|| format!("{}: remount with {:?}", field(), m.options().as_deref().unwrap_or_default()))?;
     }
     apply_after(&target, &opts).map_err(|e| Error::os(field(), e))
+}
+
+/// What to do when the kernel refuses a filesystem to a container in a user namespace: the
+/// filesystems below need privileges over a namespace the container does not own.
+fn privileged_hint(typ: &str) -> &'static str {
+    let in_userns = std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"]);
+    match typ {
+        "sysfs" if in_userns => " (a user namespace may mount sysfs only with a network namespace of its own; or bind /sys, as `spec --rootless` does)",
+        "mqueue" if in_userns => " (a user namespace may mount mqueue only with an ipc namespace of its own)",
+        "proc" if in_userns => " (a user namespace may mount proc only with a pid namespace of its own)",
+        _ => "",
+    }
 }
 
 /// Propagation and recursive attributes, which mount(2) cannot set in the same call.
