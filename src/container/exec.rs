@@ -5,7 +5,7 @@
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 
-use oci_spec::runtime::{Capability, LinuxCapabilities, Process};
+use oci_spec::runtime::{Capability, Process};
 
 use crate::container::{Container, Status};
 use crate::error::{Context, Error, Result};
@@ -84,12 +84,10 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
         join_cgroup_last: status == Status::Paused,
     };
     let spawned = spawn::spawn_exec(&opts)?;
-    if let Some(path) = &o.pid_file {
-        if let Err(e) = crate::container::lifecycle::write_pid_file(path, spawned.pid) {
-            let _ = crate::sys::pidfd_send_signal(spawned.pidfd.as_fd(), libc::SIGKILL);
-            crate::signals::restore(&spawned.saved_mask);
-            return Err(e);
-        }
+    if let Some(Err(e)) = o.pid_file.as_ref().map(|path| crate::container::lifecycle::write_pid_file(path, spawned.pid)) {
+        let _ = crate::sys::pidfd_send_signal(spawned.pidfd.as_fd(), libc::SIGKILL);
+        crate::signals::restore(&spawned.saved_mask);
+        return Err(e);
     }
     Ok(spawned)
 }
@@ -125,7 +123,7 @@ fn apply(mut p: Process, c: &Changes) -> Result<Process> {
     }
     p.set_user(user);
     if !c.caps.is_empty() {
-        let mut caps = p.capabilities().clone().unwrap_or_else(LinuxCapabilities::default);
+        let mut caps = p.capabilities().clone().unwrap_or_default();
         for name in &c.caps {
             let cap: Capability = serde_json::from_value(serde_json::Value::String(name.clone())).map_err(|_| Error::Usage(format!("--cap {name:?}: not a capability")))?;
             let add = |set: &Option<std::collections::HashSet<Capability>>| {
