@@ -133,11 +133,14 @@ class User:
             e["XDG_RUNTIME_DIR"] = self.xdg
         return e
 
-    def rt(self, *args, xdg=True, timeout=CALL_TIMEOUT):
+    def rt(self, *args, xdg=True, timeout=CALL_TIMEOUT, cgroup=None):
         """The runtime as this user, with its default --root; output in files, not pipes
-        (a detached container keeps them open)."""
+        (a detached container keeps them open). `cgroup`: a cgroup v2 directory to start
+        in, as a login session delegated to the user would."""
         cmd = ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups",
                self.runtime] + [str(a) for a in args]
+        if cgroup is not None:
+            cmd = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup] + cmd
         with tempfile.TemporaryFile(dir=self.ctx.dir) as fo, \
                 tempfile.TemporaryFile(dir=self.ctx.dir) as fe:
             p = subprocess.run(cmd, cwd=self.ctx.bundle, stdin=subprocess.DEVNULL,
@@ -364,3 +367,45 @@ def test_rootless_additional_gids_need_mapped_groups(user):
     # With setgroups denied, the groups cannot be set: say so rather than drop them.
     assert r.rc != 0 and "process.user.additionalGids" in r.err and len(r.err.strip().splitlines()) == 1, r
     assert user.ids() == []
+
+
+def pure_cgroup_v2():
+    return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+
+
+@pytest.mark.kiln_only
+@pytest.mark.skipif(not pure_cgroup_v2(), reason="needs a pure cgroup v2 host to delegate a subtree (hack/test runs this in the v2 guest)")
+def test_rootless_delegated_cgroup_v2(user):
+    # What systemd's Delegate= gives a user: a subtree it owns, with controllers enabled, and
+    # its session in a leaf of it. The container's cgroup goes beside the session.
+    base = f"/sys/fs/cgroup/kilntest-deleg-{user.name}"
+    session = os.path.join(base, "session")
+    os.mkdir(base)
+    try:
+        with open("/sys/fs/cgroup/cgroup.subtree_control", "w") as f:
+            f.write("+memory +pids")
+        os.mkdir(session)
+        for p in (base, *(os.path.join(base, f) for f in ("cgroup.procs", "cgroup.subtree_control", "cgroup.threads"))):
+            os.chown(p, user.uid, user.gid)
+        cfg = user.spec(["sleep", "100"])
+        cfg["linux"]["resources"] = {"memory": {"limit": 64 << 20}, "pids": {"limit": 50}}
+        user.save(cfg)
+        r = user.rt("run", "--detach", "deleg", cgroup=session)
+        assert r.ok, r
+        pid = json.loads(user.rt("state", "deleg").out)["pid"]
+        user.ctx.track(pid)
+        container = os.path.join(base, "deleg")
+        assert open(f"/proc/{pid}/cgroup").read().strip() == "0::" + container[len("/sys/fs/cgroup"):]
+        assert open(os.path.join(container, "memory.max")).read().strip() == str(64 << 20)
+        assert open(os.path.join(container, "pids.max")).read().strip() == "50"
+        r = user.rt("ps", "deleg")
+        assert r.ok and "sleep" in r.out, r
+        assert user.rt("delete", "--force", "deleg").ok
+        assert not os.path.exists(container)
+    finally:
+        for d in (os.path.join(base, "deleg"), session, base):
+            if os.path.isdir(d):
+                for pid in open(os.path.join(d, "cgroup.procs")).read().split():
+                    os.kill(int(pid), signal.SIGKILL)
+                wait_for(lambda: not open(os.path.join(d, "cgroup.procs")).read().strip(), 5)
+                os.rmdir(d)
