@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 use oci_spec::runtime::{LinuxCapabilities, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Error, Result};
 
@@ -55,7 +55,10 @@ pub fn supported_flags() -> impl Iterator<Item = &'static str> {
     KNOWN_FLAGS.iter().filter(|(_, bit)| crate::sys::seccomp_flag_known(*bit | if *bit == FLAG_WAIT_KILLABLE_RECV { FLAG_NEW_LISTENER } else { 0 })).map(|(name, _)| *name)
 }
 
-/// A compiled profile, ready for seccomp(2).
+/// A compiled profile, ready for seccomp(2). `create` keeps it in the state directory, so that
+/// every `exec` loads the container's filter without compiling it again (libseccomp takes
+/// milliseconds over a profile like Podman's).
+#[derive(Serialize, Deserialize)]
 pub struct Filter {
     /// `struct sock_filter` instructions, as libseccomp exports them.
     program: Vec<u8>,
@@ -64,6 +67,7 @@ pub struct Filter {
     listener: Option<Listener>,
 }
 
+#[derive(Serialize, Deserialize)]
 pub struct Listener {
     pub path: PathBuf,
     pub metadata: String,
@@ -220,6 +224,26 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
         (true, Some(p)) => Some(Listener { path: p.clone(), metadata: s.listener_metadata().clone().unwrap_or_default() }),
     };
     Ok(Filter { program: export(&ctx)?, flags: flags(s, notify), listener })
+}
+
+/// Where `create` keeps the compiled filter, in the container's state directory.
+const SAVED: &str = "seccomp.json";
+
+impl Filter {
+    pub fn save(&self, state_dir: &Path) -> Result<()> {
+        let path = state_dir.join(SAVED);
+        std::fs::write(&path, serde_json::to_vec(self).expect("filter serialises")).ctx(|| format!("writing {}", path.display()))
+    }
+
+    /// The filter `create` kept; None when the container has none.
+    pub fn saved(state_dir: &Path) -> Result<Option<Filter>> {
+        let path = state_dir.join(SAVED);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::os(format!("{}: corrupt", path.display()), std::io::Error::other(e))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::os(format!("reading {}", path.display()), e)),
+        }
+    }
 }
 
 /// The config's filter, compiled, if it has one.

@@ -72,7 +72,7 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
         return Err(Error::Usage("exec needs a command to run, or --process".into()));
     }
     crate::process::check(&process, o.foreground, o.console_socket.as_deref(), "--tty")?;
-    let seccomp = crate::seccomp::of(&bundle.spec)?;
+    let seccomp = crate::seccomp::Filter::saved(&c.dir)?;
     let cgroup = crate::cgroups::from_paths(crate::cgroups::sub_paths(c.state.cgroup_paths.clone(), &o.sub_cgroups)?);
     let opts = ExecOptions {
         peer: Peer { id: c.id(), cgroup: cgroup.as_ref(), console_socket: o.console_socket.as_deref(), seccomp: seccomp.as_ref(), state: &c.state },

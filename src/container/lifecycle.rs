@@ -88,6 +88,9 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
     let mut container = Container::create(root, state)?;
     let dir = container.dir.clone();
     let mut undo = Undo { dir: Some(&dir), cgroup: None };
+    if let Some(filter) = &seccomp {
+        filter.save(&dir)?;
+    }
     // A cgroup that exists already (another container's, a stale one) is not ours to fill or
     // to remove.
     if let Some(busy) = paths.values().find(|p| std::fs::read_to_string(p.join("cgroup.procs")).is_ok_and(|s| !s.trim().is_empty())) {
