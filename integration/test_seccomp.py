@@ -232,33 +232,40 @@ class Agent:
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
-        self.sock.listen(1)
-        self.sock.settimeout(20)
-        self.message, self.fd, self.calls, self.error = None, None, [], None
+        self.sock.listen(4)
+        self.sock.settimeout(0.2)
+        # One message and one notify fd per process that loaded the filter (init, each exec).
+        self.messages, self.fds, self.calls, self.error = [], [], [], None
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
 
+    @property
+    def message(self):
+        return self.messages[0] if self.messages else None
+
     def serve(self):
         try:
-            conn, _ = self.sock.accept()
-            with conn:
-                msg, fds, _flags, _addr = socket.recv_fds(conn, 65536, 4)
-            self.message = json.loads(msg)
-            self.fd = fds[0]
             poller = select.poll()
-            poller.register(self.fd, select.POLLIN)
             while not self.stop.is_set():
-                events = poller.poll(100)
-                if not events:
-                    continue
-                if events[0][1] & (select.POLLHUP | select.POLLERR) and not events[0][1] & select.POLLIN:
-                    return
-                buf = bytearray(NOTIF.size)
-                fcntl.ioctl(self.fd, SECCOMP_IOCTL_NOTIF_RECV, buf, True)
-                fields = NOTIF.unpack(buf)
-                self.calls.append(fields[3])
-                fcntl.ioctl(self.fd, SECCOMP_IOCTL_NOTIF_SEND, bytearray(RESP.pack(fields[0], 0, 0, 0)), True)
+                try:
+                    conn, _ = self.sock.accept()
+                    with conn:
+                        msg, fds, _flags, _addr = socket.recv_fds(conn, 65536, 4)
+                    self.messages.append(json.loads(msg))
+                    self.fds.append(fds[0])
+                    poller.register(fds[0], select.POLLIN)
+                except socket.timeout:
+                    pass
+                for fd, ev in poller.poll(0):
+                    if not ev & select.POLLIN:
+                        poller.unregister(fd)  # the filter's processes are gone
+                        continue
+                    buf = bytearray(NOTIF.size)
+                    fcntl.ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, buf, True)
+                    fields = NOTIF.unpack(buf)
+                    self.calls.append(fields[3])
+                    fcntl.ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, bytearray(RESP.pack(fields[0], 0, 0, 0)), True)
         except Exception as e:  # reported by the test
             self.error = e
 
@@ -266,8 +273,8 @@ class Agent:
         self.stop.set()
         self.thread.join(5)
         self.sock.close()
-        if self.fd is not None:
-            os.close(self.fd)
+        for fd in self.fds:
+            os.close(fd)
 
 
 @pytest.mark.parametrize("nnp", [True, False])
@@ -286,6 +293,25 @@ def test_notify_reaches_the_listener_which_answers(ctx, nnp):
     assert m["state"]["id"] == ctx.ids[-1] and m["state"]["status"] == "creating", m
     assert m["pid"] == m["state"]["pid"] > 0, m
     assert wait_for(lambda: agent.calls, 2) and set(agent.calls) <= {83, 258}, agent.calls  # mkdir, mkdirat
+
+
+def test_notify_for_an_exec_d_process(ctx):
+    path = os.path.join(ctx.hostdir("agent"), "agent.sock")
+    agent = Agent(path)
+    ctx.cleanups.append(agent.close)
+    set_profile(ctx, rule(MKDIRS, "SCMP_ACT_NOTIFY"), listenerPath=path)
+    ctx.sh("sleep 60")
+    cid, _ = ctx.create()
+    ctx.start(cid)
+    init = ctx.state(cid)["pid"]
+    r = ctx.rt("exec", cid, "sh", "-c", "mkdir /dev/shm/e && echo made; ls -d /dev/shm/e 2>/dev/null || echo absent")
+    assert r.ok and r.out == "made\nabsent\n", r
+    assert agent.error is None, agent.error
+    assert len(agent.messages) == 2, agent.messages
+    m = agent.messages[1]
+    # The exec'd process's own fd; the state is the running container's, init's pid in it.
+    assert m["state"]["status"] == "running" and m["state"]["pid"] == init and m["pid"] != init, m
+    ctx.delete(cid, force=True)
 
 
 def test_notify_without_a_listener_fails_create(ctx):

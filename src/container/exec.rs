@@ -75,7 +75,7 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
     let seccomp = crate::seccomp::Filter::saved(&c.dir)?;
     let cgroup = crate::cgroups::from_paths(crate::cgroups::sub_paths(c.state.cgroup_paths.clone(), &o.sub_cgroups)?);
     let opts = ExecOptions {
-        peer: Peer { id: c.id(), cgroup: cgroup.as_ref(), console_socket: o.console_socket.as_deref(), seccomp: seccomp.as_ref(), state: &c.state },
+        peer: Peer { id: c.id(), cgroup: cgroup.as_ref(), console_socket: o.console_socket.as_deref(), seccomp: seccomp.as_ref(), state: &c.state, status },
         process: &process,
         init: init.as_fd(),
         namespaces: namespaces::of_other(c.state.pid)?,

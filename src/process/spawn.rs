@@ -63,6 +63,8 @@ pub struct Peer<'a> {
     pub seccomp: Option<&'a crate::seccomp::Filter>,
     /// The container's state, as the seccomp listener receives it.
     pub state: &'a crate::container::State,
+    /// The container's status as the listener is told it: creating, or (exec) its own.
+    pub status: crate::container::Status,
 }
 
 /// Forks the child that becomes the container's process: into the container's cgroup when
@@ -115,6 +117,7 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
         console_socket: opts.console_socket.as_deref(),
         seccomp: opts.seccomp,
         state: opts.state,
+        status: crate::container::Status::Creating,
     };
     let flags = if plan.single_clone() { plan.new } else { CloneFlags::empty() };
     let (child, chan, saved_mask) = fork(&peer, flags, true, |chan, in_cgroup| crate::process::init::run(opts, &plan, chan, fifo, in_cgroup))?;
@@ -217,7 +220,8 @@ fn talk(p: &Peer, chan: &Channel, mut child: Child, mut request: impl FnMut(&Msg
             Msg::SeccompListener => {
                 let fd = fd.ok_or_else(|| protocol("seccomp listener message without an fd".into()))?;
                 let listener = p.seccomp.and_then(|f| f.listener()).ok_or_else(|| protocol("a notify fd without a listener".into()))?;
-                let state = p.state.for_hooks(crate::container::Status::Creating, child.pid);
+                // The state names the container's init, whose pid the process field does not.
+                let state = p.state.for_hooks(p.status, if p.state.pid > 0 { p.state.pid } else { child.pid });
                 crate::seccomp::send_to_listener(listener, &fd, child.pid, &state)?;
             }
             Msg::Ready => return Ok((child, pty)),
