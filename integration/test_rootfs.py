@@ -119,6 +119,26 @@ def test_tmpfs_created_under_readonly_root(ctx):
     assert out == "1\n"
 
 
+def test_tmpfs_tmpcopyup(ctx):
+    """tmpcopyup (Podman's --read-only /run, --tmpfs): the tmpfs starts with a copy of what
+    the directory held (files, subdirectories, symlinks, owners, modes), with propagation
+    options applied to the new mount."""
+    d = os.path.join(ctx.rootfs, "seeded")
+    os.makedirs(os.path.join(d, "sub"))
+    with open(os.path.join(d, "sub", "f"), "w") as f:
+        f.write("seed\n")
+    os.chown(os.path.join(d, "sub", "f"), 1000, 2000)
+    os.chmod(os.path.join(d, "sub", "f"), 0o604)
+    os.symlink("sub/f", os.path.join(d, "link"))
+    ctx.add_mount({"destination": "/seeded", "type": "tmpfs", "source": "tmpfs",
+                   "options": ["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"]})
+    out = ctx.run_sh("grep -c ' /seeded tmpfs ' /proc/mounts; cat /seeded/link; "
+                     "stat -c '%u:%g %a' /seeded/sub/f; readlink /seeded/link; "
+                     "echo new > /seeded/new && cat /seeded/new")
+    assert out.splitlines() == ["1", "seed", "1000:2000 604", "sub/f", "new"], out
+    assert not os.path.exists(os.path.join(d, "new"))  # written to the tmpfs only
+
+
 def test_bind_mount_dir(ctx):
     src = ctx.hostdir("share")
     with open(os.path.join(src, "hello"), "w") as f:

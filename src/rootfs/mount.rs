@@ -270,13 +270,12 @@ pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgrou
     }
     let target = fd_path(&dest);
 
-    if opts.tmpcopyup && typ == "tmpfs" {
-        return tmpcopyup(&opts, &target).map_err(|e| Error::os(field(), e));
-    }
     if typ == "cgroup" {
         return crate::rootfs::cgroupfs::mount_cgroups(&target, opts.flags, cgroupns, || resolve::open(root, m.destination(), libc::O_PATH | libc::O_DIRECTORY)).map_err(|e| Error::os(format!("{}: mount cgroup", field()), e));
     }
-    if let Some(tree) = idmapped {
+    if opts.tmpcopyup && typ == "tmpfs" {
+        tmpcopyup(&opts, &target).map_err(|e| Error::os(field(), e))?;
+    } else if let Some(tree) = idmapped {
         sys::move_mount(tree, dest.as_fd()).ctx(|| format!("{}: attaching the idmapped mount", field()))?;
     } else if bind {
         let src = source.as_ref().ok_or_else(|| Error::os(field(), std::io::Error::other("a bind mount needs a source")))?;
@@ -329,23 +328,63 @@ fn apply_after(target: &Path, opts: &MountOptions) -> std::io::Result<()> {
 }
 
 /// A tmpfs that starts with a copy of what the directory it covers held (runc's `tmpcopyup`):
-/// the tmpfs is mounted on a scratch directory, filled, then moved over the destination.
+/// the tmpfs is mounted on a scratch directory, filled, then moved over the destination. The
+/// caller applies propagation to the moved mount, which `target` (the directory under it)
+/// does not name.
 fn tmpcopyup(opts: &MountOptions, target: &Path) -> std::io::Result<()> {
     let scratch = std::env::temp_dir().join(format!("kiln-tmpcopyup-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     let data = opts.data.join(",");
     let result = (|| {
         mount(Some("tmpfs"), &scratch, Some("tmpfs"), opts.flags, (!data.is_empty()).then_some(data.as_str()))?;
-        let copied = std::process::Command::new("cp").arg("-a").arg(format!("{}/.", target.display())).arg(&scratch).status();
-        if !copied.is_ok_and(|s| s.success()) {
+        if let Err(e) = copy_tree(target, &scratch, Path::new("")) {
             let _ = nix::mount::umount2(&scratch, nix::mount::MntFlags::MNT_DETACH);
-            return Err(std::io::Error::other("tmpcopyup: copying the directory's contents failed"));
+            return Err(e);
         }
-        mount(Some(&scratch), target, None::<&str>, MsFlags::MS_MOVE, None::<&str>)?;
-        apply_after(target, opts)
+        Ok(mount(Some(&scratch), target, None::<&str>, MsFlags::MS_MOVE, None::<&str>)?)
     })();
     let _ = std::fs::remove_dir(&scratch);
     result
+}
+
+/// Copies what directory `from` holds into the empty directory `to`, keeping types, modes,
+/// owners and symlinks (as runc's tmpcopyup does). In-process, not with cp(1): `from` is a
+/// /proc/self/fd path, which names nothing in a child process. Sockets are not copied.
+fn copy_tree(from: &Path, to: &Path, rel: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    let ctx = |rel: &Path, e: std::io::Error| std::io::Error::new(e.kind(), format!("tmpcopyup: copying /{}: {e}", rel.display()));
+    for entry in std::fs::read_dir(from).map_err(|e| ctx(rel, e))? {
+        let entry = entry.map_err(|e| ctx(rel, e))?;
+        let (src, dst, rel) = (entry.path(), to.join(entry.file_name()), rel.join(entry.file_name()));
+        let copy = || -> std::io::Result<()> {
+            let md = std::fs::symlink_metadata(&src)?;
+            let ft = md.file_type();
+            if ft.is_dir() {
+                std::fs::create_dir(&dst)?;
+            } else if ft.is_symlink() {
+                std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+            } else if ft.is_file() {
+                // O_NOFOLLOW: a file swapped for a symlink meanwhile must not pull a host file in.
+                let mut r = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&src)?;
+                std::io::copy(&mut r, &mut std::fs::File::create_new(&dst)?)?;
+            } else if md.mode() & libc::S_IFMT == libc::S_IFSOCK {
+                return Ok(());
+            } else {
+                let kind = nix::sys::stat::SFlag::from_bits_truncate(md.mode() & libc::S_IFMT);
+                nix::sys::stat::mknod(&dst, kind, nix::sys::stat::Mode::from_bits_truncate(md.mode()), md.rdev())?;
+            }
+            std::os::unix::fs::lchown(&dst, Some(md.uid()), Some(md.gid()))?;
+            if !ft.is_symlink() {
+                std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+            }
+            Ok(())
+        };
+        copy().map_err(|e| ctx(&rel, e))?;
+        if entry.file_type().map_err(|e| ctx(&rel, e))?.is_dir() {
+            copy_tree(&src, &dst, &rel)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
