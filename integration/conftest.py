@@ -28,6 +28,10 @@ RUNTIME_NAME = os.path.basename(RUNTIME)
 IS_KILN = RUNTIME_NAME == "kiln"
 IS_RUNC = RUNTIME_NAME == "runc"
 
+# Podman and containerd fixtures (test_podman.py, test_containerd.py), defined once for the
+# session: a fixture imported into two modules would be built twice.
+pytest_plugins = ["clients"]
+
 # Default timeout for one runtime call, seconds. Every subprocess call in
 # the suite has a timeout.
 CALL_TIMEOUT = 20

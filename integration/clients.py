@@ -1,0 +1,627 @@
+"""Podman and containerd as clients of the runtime under test.
+
+A local busybox OCI image (no registry), a Podman with a private configuration and storage,
+and a private containerd daemon, all under the session's temporary directory. Each scenario
+runs once with the runtime under test ($RUNTIME, kiln) and once with the apt `runc` as a
+control: a scenario that fails with runc too is a problem of the test or the machine, not
+of kiln. Everything is torn down even when a test fails, and teardown fails the test if a
+container, process, mount, cgroup or runtime state entry was left behind.
+
+See /work/shared/notes/clients.md (the machine's Podman 4.3 / containerd 1.6 configuration).
+"""
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import warnings
+
+import pytest
+
+from conftest import RUNTIME, RUNTIME_NAME, leftover_mounts, leftover_processes, remove_cgroup_dir, wait_for
+
+RUNC = "/usr/sbin/runc"
+# Scenario parameters: (id, binary). The control always runs in the same session.
+RUNTIMES = [(RUNTIME_NAME, RUNTIME), ("runc", RUNC)]
+RUNTIME_IDS = [n for n, _ in RUNTIMES]
+
+IMAGE = "localhost/busybox:latest"
+TIMEOUT = 60
+PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# The private CNI network for `--network bridge`: its own bridge, subnet and IPAM store, so
+# that nothing is shared with the host's `podman` network.
+BRIDGE = "kilntest-br0"
+SUBNET_PREFIX = "10.231.7."
+
+# Podman 4.3 sometimes prints nothing and exits 0 under load (clients.md): such a call is
+# retried once, and the retries are counted and reported as a warning.
+EMPTY_RETRIES = []
+
+
+class Out:
+    """The result of a client command: rc, stdout, stderr."""
+
+    def __init__(self, cmd, rc, out, err):
+        self.cmd, self.rc, self.out, self.err = cmd, rc, out, err
+
+    def __repr__(self):
+        return f"{' '.join(self.cmd)}\n  rc={self.rc}\n  out={self.out!r}\n  err={self.err!r}"
+
+
+def call(cmd, env=None, cwd=None, input=None, timeout=TIMEOUT):
+    """Run cmd with stdout/stderr in files, not pipes: a detached container's monitor
+    (conmon, the shim) may inherit them and would hold a pipe open forever."""
+    with tempfile.TemporaryFile() as fo, tempfile.TemporaryFile() as fe:
+        p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=fo, stderr=fe,
+                             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL)
+        try:
+            p.communicate(input=input.encode() if input is not None else None, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=10)
+            raise
+        fo.seek(0)
+        fe.seek(0)
+        return Out(cmd, p.returncode, fo.read().decode(errors="replace"),
+                   fe.read().decode(errors="replace"))
+
+
+def call_pty(cmd, env=None, cwd=None, input=b"", timeout=TIMEOUT):
+    """Run cmd with a pty as its stdin/stdout/stderr (as a user at a terminal would);
+    returns (rc, everything read from the pty master)."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=slave, stdout=slave, stderr=slave,
+                         start_new_session=True)
+    os.close(slave)
+    if input:
+        os.write(master, input)
+    data = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([master], [], [], 0.2)
+            if r:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: every slave side is closed
+                    break
+                if not chunk:
+                    break
+                data += chunk
+            elif p.poll() is not None:
+                break
+        else:
+            p.kill()
+        rc = p.wait(timeout=10)
+    finally:
+        os.close(master)
+    return rc, data.decode(errors="replace")
+
+
+# ---------------------------------------------------------------- the image
+
+
+def build_oci_image(workdir, rootfs):
+    """An OCI image layout at workdir/oci (tag `busybox`) with one layer, the busybox rootfs
+    of hack/mkrootfs.sh, and an OCI archive of it at workdir/busybox.tar (for ctr)."""
+    layout = os.path.join(workdir, "oci")
+    layer = os.path.join(workdir, "layer.tar")
+    archive = os.path.join(workdir, "busybox.tar")
+    subprocess.run(["tar", "-C", rootfs, "--numeric-owner", "-cf", layer, "."],
+                   check=True, timeout=120)
+    for cmd in (
+        ["umoci", "init", "--layout", layout],
+        ["umoci", "new", "--image", f"{layout}:busybox"],
+        ["umoci", "raw", "add-layer", "--image", f"{layout}:busybox", layer],
+        ["umoci", "config", "--image", f"{layout}:busybox", "--config.cmd", "sh",
+         "--config.env", PATH_ENV, "--config.workingdir", "/"],
+        ["skopeo", "copy", "-q", f"oci:{layout}:busybox", f"oci-archive:{archive}:{IMAGE}"],
+    ):
+        r = call(cmd, timeout=120)
+        assert r.rc == 0, r
+    os.unlink(layer)
+    return layout, archive
+
+
+# ---------------------------------------------------------------- cgroups and network
+
+
+def cgroup_roots():
+    """The mount points of every cgroup hierarchy on this host (v1 controllers and v2)."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            fstype = fields[fields.index("-") + 1]
+            if fstype in ("cgroup", "cgroup2"):
+                out.append(fields[4])
+    return out
+
+
+def cgroups_named(name):
+    """Every cgroup directory called `name` (at any depth up to 3) in any hierarchy."""
+    found = []
+    for root in cgroup_roots():
+        for dirpath, dirnames, _ in os.walk(root):
+            if dirpath[len(root):].count("/") >= 3:
+                dirnames[:] = []
+                continue
+            if name in dirnames:
+                found.append(os.path.join(dirpath, name))
+    return found
+
+
+def rmdir_empty_cgroups(name, existed):
+    """Remove the parent cgroups called `name` that this session created (they are shared by
+    every container of the client, so they outlive the containers), if empty."""
+    for d in cgroups_named(name):
+        if d in existed:
+            continue
+        for dirpath, _, _ in sorted(os.walk(d), key=lambda t: -len(t[0])):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+
+
+def runtime_state_left(ids):
+    """State entries of these container IDs left in the runtimes' default roots."""
+    left = []
+    for root in ("/run/kiln", "/run/runc"):
+        for cid in ids:
+            if os.path.exists(os.path.join(root, cid)):
+                left.append(os.path.join(root, cid))
+    return left
+
+
+def check_clean(base, ids, cgroup_parent, roots=(), allowed_mounts=()):
+    """What a client left behind after its containers were removed: processes and mounts
+    under `base` (but `allowed_mounts`), cgroups <cgroup_parent>/<id>, runtime state entries
+    of `ids`."""
+    problems = []
+
+    def leftover_mounts_here():
+        return [m for m in leftover_mounts([base]) if m not in allowed_mounts]
+
+    procs = wait_for(lambda: not leftover_processes([base], [], []), timeout=5) or \
+        leftover_processes([base], [], [])
+    if procs is not True and procs:
+        problems.append(f"processes left behind: {procs}")
+        for p in procs:
+            try:
+                os.kill(int(p.split()[1]), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+    # The client's own cleanup (conmon's exit command, the shim) may still be unmounting.
+    mounts = wait_for(lambda: not leftover_mounts_here(), timeout=5, interval=0.1) or \
+        leftover_mounts_here()
+    if mounts is not True and mounts:
+        problems.append(f"mounts left behind: {mounts}")
+    cgs = []
+    for cid in ids:
+        for root in cgroup_roots():
+            d = os.path.join(root, cgroup_parent, cid)
+            if os.path.isdir(d):
+                cgs.append(d)
+    if cgs:
+        problems.append(f"cgroups left behind: {cgs}")
+        for d in cgs:
+            remove_cgroup_dir(d)
+    state = runtime_state_left(ids)
+    for root in roots:
+        for cid in ids:
+            if os.path.exists(os.path.join(root, cid)):
+                state.append(os.path.join(root, cid))
+    if state:
+        problems.append(f"runtime state left behind: {state}")
+    return problems
+
+
+def unmount_all(base):
+    for mp in sorted(leftover_mounts([base]), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mp], timeout=10, stderr=subprocess.DEVNULL)
+
+
+def iptables_rules_for(prefix):
+    r = subprocess.run(["iptables-save"], capture_output=True, text=True, timeout=20)
+    return [l for l in r.stdout.splitlines() if prefix in l]
+
+
+def cni_nat_chains():
+    r = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True,
+                       timeout=20)
+    return {l[1:].split()[0] for l in r.stdout.splitlines() if l.startswith(":CNI-")}
+
+
+def remove_cni_nat_chains(keep):
+    """Remove the portmap plugin's nat chains (and the jumps to them) that this session made:
+    the plugin empties them when a container goes, but never removes them."""
+    r = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True,
+                       timeout=20)
+    ours = cni_nat_chains() - set(keep)
+    for line in r.stdout.splitlines():
+        f = line.split()
+        if line.startswith("-A ") and "-j" in f and f[f.index("-j") + 1] in ours \
+                and f[1] not in ours:
+            subprocess.run(["iptables", "-t", "nat", "-D", *shlex.split(line)[1:]],
+                           timeout=20)
+    for chain in ours:
+        subprocess.run(["iptables", "-t", "nat", "-F", chain], timeout=20)
+    for chain in ours:
+        subprocess.run(["iptables", "-t", "nat", "-X", chain], timeout=20)
+
+
+# ---------------------------------------------------------------- Podman
+
+
+class PodmanSession:
+    """One private Podman (configuration, storage, CNI network) for the whole session."""
+
+    def __init__(self, base, layout):
+        self.base = base
+        self.cwd = os.path.join(base, "cwd")  # conmon writes its `oom` marker into its cwd
+        self.graph = os.path.join(base, "graph")
+        self.run = os.path.join(base, "run")
+        cni = os.path.join(base, "cni")
+        for d in (self.cwd, cni, os.path.join(base, "tmp")):
+            os.makedirs(d)
+        self.cgroups_before = set(cgroups_named("libpod_parent"))
+        self.nat_before = cni_nat_chains()
+        conf = os.path.join(base, "containers.conf")
+        with open(conf, "w") as f:
+            f.write(f"""
+[containers]
+# The host's hard limits are lower than Podman's defaults: setrlimit fails in every runtime.
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+# Otherwise Podman makes directories for the v1 controllers that are not mounted here.
+cgroups = "no-conmon"
+log_driver = "k8s-file"
+# No network unless a test asks for one: a CNI bridge setup costs ~1 s per container.
+netns = "none"
+init_path = "/usr/bin/catatonit"
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "{base}/events.log"
+lock_type = "file"
+tmp_dir = "{base}/tmp"
+# Podman passes --log-format=json --log FILE only to runtimes named here; conmon then reads
+# the runtime's error from that file.
+runtime_supports_json = ["crun", "runc", "kiln"]
+
+[network]
+network_backend = "cni"
+network_config_dir = "{cni}"
+""")
+        storage = os.path.join(base, "storage.conf")
+        with open(storage, "w") as f:
+            f.write(f'[storage]\ndriver = "overlay"\ngraphroot = "{self.graph}"\n'
+                    f'runroot = "{self.run}"\n')
+        registries = os.path.join(base, "registries.conf")
+        with open(registries, "w") as f:
+            f.write("unqualified-search-registries = []\n")
+        # The default network "podman", private: its own bridge, subnet and IPAM store.
+        with open(os.path.join(cni, "podman.conflist"), "w") as f:
+            json.dump({
+                "cniVersion": "0.4.0",
+                "name": "podman",
+                "plugins": [
+                    {"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False,
+                     "hairpinMode": True,
+                     "ipam": {"type": "host-local", "dataDir": os.path.join(base, "ipam"),
+                              "routes": [{"dst": "0.0.0.0/0"}],
+                              "ranges": [[{"subnet": SUBNET_PREFIX + "0/24",
+                                           "gateway": SUBNET_PREFIX + "1"}]]}},
+                    {"type": "portmap", "capabilities": {"portMappings": True}},
+                ],
+            }, f)
+        self.env = dict(os.environ, CONTAINERS_CONF=conf, CONTAINERS_STORAGE_CONF=storage,
+                        CONTAINERS_REGISTRIES_CONF=registries)
+        self.env.pop("NOTIFY_SOCKET", None)
+        r = call(["skopeo", "copy", "-q", f"oci:{layout}:busybox",
+                  f"containers-storage:{IMAGE}"], env=self.env, cwd=self.cwd, timeout=120)
+        assert r.rc == 0, r
+
+    def podman(self, *args, **kw):
+        return call(["podman", *[str(a) for a in args]], env=self.env, cwd=self.cwd, **kw)
+
+    def ids(self):
+        r = self.podman("ps", "-aq", "--no-trunc")
+        return r.out.split() if r.rc == 0 else []
+
+    def remove_all(self):
+        """Remove every container (stopping it at once); returns their IDs."""
+        ids = self.ids()
+        if ids:
+            self.podman("rm", "-af", "-t", "0", timeout=120)
+        return ids
+
+    def close(self):
+        problems = []
+        ids = self.remove_all()
+        if ids:
+            problems.append(f"containers left at the end: {ids}")
+        # Unmounts the image layers and drops the storage.
+        r = self.podman("system", "reset", "-f", timeout=120)
+        if r.rc != 0:
+            problems.append(f"podman system reset: {r}")
+        problems += check_clean(self.base, ids, "libpod_parent")
+        unmount_all(self.base)
+        rmdir_empty_cgroups("libpod_parent", self.cgroups_before)
+        left = [d for d in cgroups_named("libpod_parent") if d not in self.cgroups_before]
+        if left:
+            problems.append(f"cgroups left behind: {left}")
+        # The CNI bridge outlives its containers; the portmap chains empty themselves.
+        if os.path.exists(f"/sys/class/net/{BRIDGE}"):
+            ifaces = os.listdir(f"/sys/class/net/{BRIDGE}/brif")
+            if ifaces:
+                problems.append(f"veths left on {BRIDGE}: {ifaces}")
+            subprocess.run(["ip", "link", "del", BRIDGE], timeout=20)
+        rules = iptables_rules_for(SUBNET_PREFIX)
+        if rules:
+            problems.append(f"iptables rules left behind: {rules}")
+        remove_cni_nat_chains(self.nat_before)
+        return problems
+
+
+class Podman:
+    """Podman with `--runtime BINARY`, for one test; remembers what to clean."""
+
+    def __init__(self, session, name, binary):
+        self.s = session
+        self.name = name
+        self.binary = binary
+
+    def __call__(self, *args, **kw):
+        return self.s.podman("--runtime", self.binary, *args, **kw)
+
+    def out(self, *args, **kw):
+        """Run; assert exit 0 and non-empty output (retrying once on Podman's empty-output
+        glitch); return stdout."""
+        r = self(*args, **kw)
+        if r.rc == 0 and r.out == "" and r.err == "":
+            EMPTY_RETRIES.append(" ".join(map(str, args)))
+            r = self(*args, **kw)
+        assert r.rc == 0 and r.out, r
+        return r.out
+
+    def pty(self, *args, **kw):
+        return call_pty(["podman", "--runtime", self.binary, *map(str, args)],
+                        env=self.s.env, cwd=self.s.cwd, **kw)
+
+    def start_bg(self, *args):
+        """`podman run -d ARGS`; returns the container ID."""
+        r = self("run", "-d", *args)
+        assert r.rc == 0 and r.out.strip(), r
+        return r.out.strip()
+
+    def inspect(self, cid, fmt):
+        return self.out("inspect", "-f", fmt, cid).strip()
+
+    def wait_running(self, cid, timeout=10):
+        return wait_for(lambda: self("inspect", "-f", "{{.State.Status}}", cid).out.strip()
+                        == "running", timeout, 0.2)
+
+    def teardown(self):
+        ids = self.s.remove_all()
+        # The overlay driver keeps its home directory bind-mounted while the storage is in
+        # use; the session's `podman system reset` unmounts it.
+        return check_clean(self.s.base, ids, "libpod_parent",
+                           allowed_mounts=[os.path.join(self.s.graph, "overlay")])
+
+
+@pytest.fixture(scope="session")
+def client_image(session_dir, rootfs_template):
+    d = os.path.join(session_dir, "image")
+    os.makedirs(d)
+    return build_oci_image(d, rootfs_template)
+
+
+# Module scope: the daemon and the storage go as soon as their module is done.
+@pytest.fixture(scope="module")
+def podman_session(session_dir, client_image):
+    base = os.path.join(session_dir, "podman")
+    os.makedirs(base)
+    try:
+        s = PodmanSession(base, client_image[0])
+    except BaseException:
+        unmount_all(base)
+        raise
+    try:
+        yield s
+    finally:
+        problems = s.close()
+        if EMPTY_RETRIES:
+            warnings.warn(f"podman printed nothing and was retried {len(EMPTY_RETRIES)} "
+                          f"times: {EMPTY_RETRIES}")
+        assert not problems, "\n".join(problems)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=RUNTIMES, ids=RUNTIME_IDS)
+def podman(request, podman_session):
+    name, binary = request.param
+    p = Podman(podman_session, name, binary)
+    yield p
+    problems = p.teardown()
+    assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------- containerd
+
+
+class Containerd:
+    """A private containerd daemon (CRI disabled) with its own root, state and sockets."""
+
+    NAMESPACE = "kilntest"
+
+    def __init__(self, base):
+        self.base = base
+        self.sock = os.path.join(base, "c.sock")
+        self.cgroups_before = set(cgroups_named(self.NAMESPACE))
+        self.proc = None
+
+    def start(self, archive):
+        base = self.base
+        conf = os.path.join(base, "config.toml")
+        with open(conf, "w") as f:
+            f.write(f"""version = 2
+root = "{base}/root"
+state = "{base}/state"
+temp = "{base}/tmp"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{self.sock}"
+[ttrpc]
+  address = "{self.sock}.ttrpc"
+[debug]
+  address = ""
+""")
+        self.log = open(os.path.join(base, "containerd.log"), "wb")
+        self.proc = subprocess.Popen(["containerd", "--config", conf], stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=self.log, cwd=base)
+        if not wait_for(lambda: self.ctr("version").rc == 0 if os.path.exists(self.sock)
+                        else self.proc.poll() is not None, timeout=30, interval=0.1) \
+                or self.proc.poll() is not None:
+            raise RuntimeError(f"containerd did not start: {self.logtail()}")
+        r = self.ctr("images", "import", archive, timeout=120)
+        assert r.rc == 0, r
+
+    def logtail(self):
+        with open(os.path.join(self.base, "containerd.log"), errors="replace") as f:
+            return f.read()[-3000:]
+
+    def ctr(self, *args, **kw):
+        return call(["ctr", "--address", self.sock, "--namespace", self.NAMESPACE,
+                     *[str(a) for a in args]], cwd=self.base, **kw)
+
+    def ids(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        r = self.ctr("containers", "ls", "-q")
+        return r.out.split() if r.rc == 0 else []
+
+    def remove_all(self):
+        ids = self.ids()
+        for cid in ids:
+            self.ctr("tasks", "kill", "-s", "SIGKILL", "--all", cid, timeout=30)
+        for cid in ids:
+            wait_for(lambda: self.ctr("tasks", "delete", cid).rc != 0 and
+                     cid not in self.ctr("tasks", "ls", "-q").out.split(), 10, 0.2)
+            self.ctr("tasks", "delete", "--force", cid, timeout=30)
+            self.ctr("containers", "delete", cid, timeout=30)
+        return ids
+
+    def close(self):
+        problems = []
+        ids = self.remove_all()
+        if ids:
+            problems.append(f"containers left at the end: {ids}")
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                problems.append("containerd did not stop on SIGTERM")
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            self.log.close()
+        problems += check_clean(self.base, ids, self.NAMESPACE)
+        unmount_all(self.base)
+        rmdir_empty_cgroups(self.NAMESPACE, self.cgroups_before)
+        left = [d for d in cgroups_named(self.NAMESPACE) if d not in self.cgroups_before]
+        if left:
+            problems.append(f"cgroups left behind: {left}")
+        return problems
+
+
+class Ctr:
+    """`ctr` with the runc v2 shim pointed at one runtime binary, for one test."""
+
+    def __init__(self, daemon, name, binary, workdir):
+        self.d = daemon
+        self.name = name
+        self.binary = binary
+        self.dir = workdir
+        self.root = os.path.join(workdir, "runtime-root")
+        self.fifos = os.path.join(workdir, "fifos")
+        os.makedirs(self.fifos)
+        self.n = 0
+
+    def __call__(self, *args, **kw):
+        return self.d.ctr(*args, **kw)
+
+    def new_id(self):
+        self.n += 1
+        return f"kilntest-{self.name}-{os.getpid()}-{self.n}-{os.urandom(3).hex()}"
+
+    def run_args(self, *opts):
+        return ["run", "--runc-binary", self.binary, "--runc-root", self.root,
+                "--fifo-dir", self.fifos, *opts]
+
+    def run(self, *opts_and_cmd, image=IMAGE, cid=None, opts=(), **kw):
+        """Foreground `ctr run --rm [opts] IMAGE ID CMD...`; returns (id, Out)."""
+        cid = cid or self.new_id()
+        r = self(*self.run_args("--rm", *opts), image, cid, *opts_and_cmd, **kw)
+        return cid, r
+
+    def start_bg(self, *cmd, opts=()):
+        """A detached task; waits until it is RUNNING; returns its ID."""
+        cid = self.new_id()
+        r = self(*self.run_args("-d", *opts), IMAGE, cid, *cmd)
+        assert r.rc == 0, r
+        assert wait_for(lambda: self.status(cid) == "RUNNING", 10, 0.1), self("tasks", "ls")
+        return cid
+
+    def status(self, cid):
+        for line in self("tasks", "ls").out.splitlines()[1:]:
+            f = line.split()
+            if f and f[0] == cid:
+                return f[2]
+        return None
+
+    def pid(self, cid):
+        for line in self("tasks", "ls").out.splitlines()[1:]:
+            f = line.split()
+            if f and f[0] == cid:
+                return int(f[1])
+        return None
+
+    def teardown(self):
+        ids = self.d.remove_all()
+        return check_clean(self.dir, ids, Containerd.NAMESPACE, roots=[
+            os.path.join(self.root, Containerd.NAMESPACE)])
+
+
+@pytest.fixture(scope="module")
+def containerd(session_dir, client_image):
+    base = os.path.join(session_dir, "containerd")
+    os.makedirs(base)
+    d = Containerd(base)
+    try:
+        d.start(client_image[1])
+        yield d
+    finally:
+        problems = d.close()
+        assert not problems, "\n".join(problems)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=RUNTIMES, ids=RUNTIME_IDS)
+def ctr(request, containerd, session_dir):
+    name, binary = request.param
+    work = tempfile.mkdtemp(prefix=f"ctr-{name}-", dir=session_dir)
+    c = Ctr(containerd, name, binary, work)
+    yield c
+    problems = c.teardown()
+    assert not problems, "\n".join(problems)
+    shutil.rmtree(work, ignore_errors=True)
