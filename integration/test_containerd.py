@@ -218,3 +218,14 @@ def test_net_host(ctr):
     assert r.rc == 0 and sorted(r.out.split()) == sorted(os.listdir("/sys/class/net")), r
     _, r = ctr.run("ls", "/sys/class/net")
     assert r.out.split() == ["lo"], r
+
+
+def test_kill_all_and_privileged(ctr):
+    cid = ctr.start_bg("sh", "-c", "sleep 1000 & exec sleep 1001", opts=["--privileged"])
+    r = ctr("tasks", "exec", "--exec-id", "c", cid, "sh", "-c",
+            "grep CapEff /proc/self/status; mount -t tmpfs none /mnt && echo mounted")
+    assert cap_eff(r.out) & (1 << 21) and "mounted" in r.out, r
+    assert ctr("tasks", "kill", "--all", "-s", "SIGKILL", cid).rc == 0
+    assert wait_for(lambda: ctr.status(cid) == "STOPPED", 10, 0.1)
+    pids = ctr("tasks", "ps", cid)
+    assert "sleep" not in pids.out

@@ -432,3 +432,43 @@ def test_join_namespaces(podman):
     assert r.rc == 0, r
     assert "sleep 1001" in r.out, r
     assert podman.inspect(a, "{{.NetworkSettings.IPAddress}}") in r.out, r
+
+
+# ---------------------------------------------------------------- more resources and namespaces
+
+
+def test_cpuset_shares_oom_score_shm_groups(podman):
+    r = podman("run", "--rm", "--cpuset-cpus", "0", "--cpu-shares", "512",
+               "--memory-reservation", "16m", "--oom-score-adj", "100", "--shm-size", "8m",
+               "--group-add", "extra", IMAGE, "sh", "-c",
+               "cat /sys/fs/cgroup/cpuset/cpuset.cpus /sys/fs/cgroup/cpu/cpu.shares "
+               "/sys/fs/cgroup/memory/memory.soft_limit_in_bytes /proc/self/oom_score_adj; "
+               "df -k /dev/shm | tail -1; id -G")
+    assert r.rc == 0, r
+    lines = r.out.splitlines()
+    assert lines[:4] == ["0", "512", str(16 * 1024 * 1024), "100"], r
+    assert lines[4].split()[1] == "8192", r
+    assert lines[5].split() == ["0", "2000"], r
+
+
+def test_host_pid_and_ipc(podman):
+    out = podman.out("run", "--rm", "--pid", "host", "--ipc", "host", IMAGE, "sh", "-c",
+                     "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc")
+    assert out.split() == [os.readlink("/proc/self/ns/pid"), os.readlink("/proc/self/ns/ipc")]
+    out = podman.out("run", "--rm", IMAGE, "readlink", "/proc/self/ns/pid")
+    assert out.strip() != os.readlink("/proc/self/ns/pid")
+
+
+def test_cgroupns_private(podman):
+    out = podman.out("run", "--rm", "--cgroupns", "private", IMAGE, "sh", "-c",
+                     "cat /proc/self/cgroup; readlink /proc/self/ns/cgroup")
+    assert out.split()[-1] != os.readlink("/proc/self/ns/cgroup"), out
+    assert all(l.endswith(":/") for l in out.splitlines()[:-1]), out
+
+
+def test_run_rm_detached_goes_away(podman):
+    r = podman("run", "-d", "--rm", IMAGE, "sh", "-c", "sleep 0.3")
+    assert r.rc == 0, r
+    cid = r.out.strip()
+    assert wait_for(lambda: cid not in podman.s.ids(), 20, 0.3), podman("ps", "-a")
+    assert not os.path.exists(f"/run/{os.path.basename(podman.binary)}/{cid}")
