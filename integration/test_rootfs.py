@@ -139,6 +139,28 @@ def test_tmpfs_tmpcopyup(ctx):
     assert not os.path.exists(os.path.join(d, "new"))  # written to the tmpfs only
 
 
+def test_tmpfs_over_directory_keeps_its_mode(ctx):
+    """As runc: a tmpfs without mode= over an existing directory gets that directory's mode
+    (Podman's --read-only /run is 0755 in the image, not tmpfs's 1777)."""
+    os.makedirs(os.path.join(ctx.rootfs, "kept"))
+    os.chmod(os.path.join(ctx.rootfs, "kept"), 0o750)
+    ctx.add_mount({"destination": "/kept", "type": "tmpfs", "source": "tmpfs",
+                   "options": ["nosuid", "nodev"]})
+    ctx.add_mount({"destination": "/fresh", "type": "tmpfs", "source": "tmpfs"})
+    out = ctx.run_sh("stat -c %a /kept /fresh; grep -c ' /kept tmpfs ' /proc/mounts")
+    assert out.split() == ["750", "1777", "1"], out
+
+
+@pytest.mark.kiln_only
+def test_tmpfs_explicit_mode_wins_over_directory(ctx):
+    """runc 1.1 applies the covered directory's mode even over mode=; kiln keeps mode=."""
+    os.makedirs(os.path.join(ctx.rootfs, "kept"))
+    os.chmod(os.path.join(ctx.rootfs, "kept"), 0o750)
+    ctx.add_mount({"destination": "/kept", "type": "tmpfs", "source": "tmpfs",
+                   "options": ["mode=1777"]})
+    assert ctx.run_sh("stat -c %a /kept") == "1777\n"
+
+
 def test_bind_mount_dir(ctx):
     src = ctx.hostdir("share")
     with open(os.path.join(src, "hello"), "w") as f:

@@ -256,6 +256,15 @@ pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgrou
         return Err(Error::os(format!("mounts[{index}].destination"), std::io::Error::other(why)));
     }
 
+    // runc gives a tmpfs over an existing directory that directory's mode (Podman's --read-only
+    // /run stays 0755 instead of tmpfs's 1777). runc 1.1 does so even over an explicit mode=;
+    // here mode= wins, as the config asked for it.
+    let keep_mode = (typ == "tmpfs" && !opts.data.iter().any(|d| d.starts_with("mode=")))
+        .then(|| resolve::open(root, m.destination(), libc::O_PATH | libc::O_DIRECTORY).ok())
+        .flatten()
+        .and_then(|fd| nix::sys::stat::fstat(fd.as_raw_fd()).ok())
+        .map(|st| st.st_mode & 0o7777);
+
     // A bind source that is a file needs a file to mount onto; everything else a directory.
     let dest_is_file = bind && source.as_ref().is_some_and(|s| std::fs::metadata(s).is_ok_and(|md| !md.is_dir()));
     let dest = if dest_is_file {
@@ -297,6 +306,10 @@ pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgrou
         let keep = locked_flags(&target)? - opts.clear;
         mount(None::<&str>, &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | keep, None::<&str>)
             .ctx(|| format!("{}: remount with {:?}", field(), m.options().as_deref().unwrap_or_default()))?;
+    }
+    if let Some(mode) = keep_mode {
+        let perms = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(mode);
+        std::fs::set_permissions(&target, perms).ctx(|| format!("{}: chmod {mode:o} like the directory it covers", field()))?;
     }
     apply_after(&target, &opts).map_err(|e| Error::os(field(), e))
 }
