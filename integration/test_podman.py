@@ -83,9 +83,12 @@ def test_run_tty(podman):
 
 def test_read_only(podman):
     r = podman("run", "--rm", "--read-only", IMAGE, "sh", "-c",
-               "touch /etc/x; echo rc=$?; touch /tmp/y && echo tmp-ok")
+               "touch /etc/x; echo rc=$?; touch /tmp/y && echo tmp-ok; "
+               "stat -c %a /run /tmp")
     assert r.rc == 0, r
     assert "rc=1" in r.out and "tmp-ok" in r.out, r
+    # Podman's tmpfs over /run and /tmp keep the image's modes (runc's rule).
+    assert r.out.split()[-2:] == ["755", "1777"], r
     assert "Read-only file system" in r.err, r
 
 
