@@ -101,6 +101,14 @@ def test_run_tty(ctr):
     assert rc == 0 and "/dev/pts/0" in out, out
 
 
+def test_run_tty_interactive(ctr):
+    cid = ctr.new_id()
+    rc, out = call_pty(["ctr", "--address", ctr.d.sock, "--namespace", ctr.d.NAMESPACE,
+                        *ctr.run_args("--rm", "-t"), IMAGE, cid, "sh"],
+                       input=b"echo typed-$((6*7)); exit 5\n")
+    assert rc == 5 and "typed-42" in out, out
+
+
 def test_signals(ctr, tmp_path):
     cid = ctr.start_bg("sh", "-c", "trap 'echo got-usr1 > /out/sig; exit 9' USR1; "
                        "while :; do sleep 0.1; done",
