@@ -5,6 +5,7 @@ exit codes, files, `podman inspect`/`logs`/`top`."""
 import json
 import os
 import re
+import subprocess
 import time
 import urllib.request
 
@@ -527,3 +528,46 @@ def test_run_rm_detached_goes_away(podman):
     cid = r.out.strip()
     assert wait_for(lambda: cid not in podman.s.ids(), 20, 0.3), podman("ps", "-a")
     assert not os.path.exists(f"/run/{os.path.basename(podman.binary)}/{cid}")
+
+
+def test_cgroup_parent(podman):
+    parent = f"kilntest-parent-{os.getpid()}-{podman.name}"
+    try:
+        out = podman.out("run", "--rm", "--cgroup-parent", f"/{parent}", IMAGE,
+                         "grep", "memory", "/proc/self/cgroup")
+        assert f":memory:/{parent}/libpod-" in out, out
+    finally:
+        for root in os.listdir("/sys/fs/cgroup"):
+            d = os.path.join("/sys/fs/cgroup", root, parent)
+            if os.path.isdir(d):
+                os.rmdir(d)  # empty once the container is gone; fails the test otherwise
+
+
+def test_rootfs_directory(podman, rootfs_template, tmp_path):
+    """`--rootfs DIR`: no image, the runtime gets a plain directory as its root."""
+    root = tmp_path / "root"
+    subprocess.run(["cp", "-a", rootfs_template, str(root)], check=True, timeout=60)
+    r = podman("run", "--rm", "--rootfs", root, "sh", "-c",
+               "echo hi > /from-container; cat /etc/hostname")
+    assert r.rc == 0, r
+    assert (root / "from-container").read_text() == "hi\n"
+
+
+def test_bind_propagation(podman, tmp_path):
+    """A host mount made under an rslave bind volume after the start shows up inside."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    subprocess.run(["mount", "--bind", str(shared), str(shared)], check=True, timeout=20)
+    try:
+        subprocess.run(["mount", "--make-shared", str(shared)], check=True, timeout=20)
+        (shared / "sub").mkdir()
+        cid = podman.start_bg("--mount", f"type=bind,src={shared},dst=/m,bind-propagation=rslave",
+                              IMAGE, "sleep", "1000")
+        assert podman.wait_running(cid)
+        subprocess.run(["mount", "-t", "tmpfs", "kilntest-prop", str(shared / "sub")],
+                       check=True, timeout=20)
+        out = podman.out("exec", cid, "grep", " /m/sub ", "/proc/self/mountinfo")
+        assert "kilntest-prop" in out, out
+        podman("rm", "-f", "-t", "0", cid)
+    finally:
+        subprocess.run(["umount", "-R", str(shared)], timeout=20)
