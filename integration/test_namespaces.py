@@ -58,6 +58,15 @@ def test_network_namespace_has_only_loopback(ctx):
     assert "lo" in out.splitlines()[1]
 
 
+def test_new_network_namespace_has_loopback_up(ctx):
+    """As runc: lo is up in a new network namespace, so 127.0.0.1 works (Podman's
+    --network none, a pod's infra container)."""
+    out = ctx.run_sh("ip -o link show lo; "
+                     "(nc -l -p 7777 -e echo over-lo &) ; sleep 0.3; nc 127.0.0.1 7777")
+    assert ",UP" in out.splitlines()[0], out
+    assert "over-lo" in out, out
+
+
 @pytest.fixture
 def holder(ctx):
     """A process holding fresh net, ipc and uts namespaces."""

@@ -80,6 +80,13 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
     //    controlling terminal below.
     nix::unistd::setsid().ctx(|| "setsid")?;
 
+    // A new network namespace has only `lo`, and down: bring it up, as runc does. Podman's
+    // --network none containers and a pod's infra container (whose namespace the pod's
+    // members join) rely on a working 127.0.0.1.
+    if plan.new.contains(CloneFlags::CLONE_NEWNET) {
+        crate::sys::set_link_up("lo").ctx(|| "linux.namespaces: bringing up lo in the new network namespace")?;
+    }
+
     // 4. The rootfs: every mount, /dev and cwd, while the host's paths (bind sources) are visible.
     //    The host's /proc is still mounted, so /proc/self names our host pid for the hooks.
     let host_pid = std::fs::read_link("/proc/self").ok().and_then(|p| p.to_str()?.parse().ok()).unwrap_or(0);
