@@ -571,3 +571,36 @@ def test_bind_propagation(podman, tmp_path):
         podman("rm", "-f", "-t", "0", cid)
     finally:
         subprocess.run(["umount", "-R", str(shared)], timeout=20)
+
+
+def test_pod_shares_namespaces(podman):
+    """A pod: an infra container holds the namespaces, its members join them."""
+    pod = f"kilntest-pod-{podman.name}"
+    r = podman("pod", "create", "--name", pod)
+    assert r.rc == 0, r
+    try:
+        a = podman.start_bg("--pod", pod, IMAGE, "sh", "-c",
+                            "mkdir /w; echo from-a > /w/index.html; exec httpd -f -p 8080 -h /w")
+        assert podman.wait_running(a)
+
+        def fetch():
+            r = podman("run", "--rm", "--pod", pod, IMAGE, "sh", "-c",
+                       "hostname; wget -qO- http://127.0.0.1:8080/")
+            return r if r.rc == 0 else None
+        r = wait_for(fetch, 10, 0.3)
+        assert r and r.out.split() == [pod, "from-a"], r
+    finally:
+        podman("pod", "rm", "-f", "-t", "0", pod)
+
+
+def test_exec_privileged_and_run_timeout(podman):
+    cid = podman.start_bg(IMAGE, "sleep", "1000")
+    assert podman.wait_running(cid)
+    plain = cap_eff(podman.out("exec", cid, "grep", "CapEff", "/proc/self/status"))
+    priv = cap_eff(podman.out("exec", "--privileged", cid, "grep", "CapEff",
+                              "/proc/self/status"))
+    assert not plain & (1 << CAP_SYS_ADMIN) and priv & (1 << CAP_SYS_ADMIN), (plain, priv)
+    # --timeout: conmon kills the container after 2 s; Podman reports 255.
+    t = time.monotonic()
+    r = podman("run", "--rm", "--timeout", "2", IMAGE, "sleep", "100")
+    assert r.rc == 255 and time.monotonic() - t < 30, r
