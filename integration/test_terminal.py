@@ -147,6 +147,20 @@ def test_console_size(ctx, console):
     ctx.delete(cid, force=True)
 
 
+def test_console_owned_by_user_group_from_devpts(ctx, console):
+    """As runc: the pty goes to the process's user, and keeps the group devpts gave it
+    (gid=5, tty, in the base config's devpts options), not the process's group."""
+    terminal_config(ctx, "stat -c '%u %g %a' $(tty)")
+    ctx.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    cid, _ = ctx.create(None, "--console-socket", console.path)
+    console.wait_master()
+    ctx.start(cid)
+    out = console.read_until_eof()
+    assert out.split() == ["1000", "5", "620"], out
+    assert ctx.wait_status(cid, "stopped")
+    ctx.delete(cid)
+
+
 def test_terminal_without_console_socket_fails(ctx):
     terminal_config(ctx, "true")
     cid, r = ctx.create(check=False)

@@ -23,14 +23,15 @@ nix::ioctl_read_bad!(get_winsize, libc::TIOCGWINSZ, libc::winsize);
 /// the controlling terminal and stdio, and returns the master to be sent to the parent.
 /// `console`: also bind it to /dev/console (init's terminal is the container's console; an
 /// exec'd process's is not).
-pub fn setup_in_container(size: Option<&ConsoleSize>, uid: u32, gid: u32, console: bool) -> Result<OwnedFd> {
+pub fn setup_in_container(size: Option<&ConsoleSize>, uid: u32, console: bool) -> Result<OwnedFd> {
     let master: PtyMaster = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).ctx(|| "process.terminal: opening /dev/ptmx")?;
     grantpt(&master).ctx(|| "process.terminal: grantpt")?;
     unlockpt(&master).ctx(|| "process.terminal: unlockpt")?;
     let name = ptsname_r(&master).ctx(|| "process.terminal: ptsname")?;
     let slave = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY).open(&name).ctx(|| format!("process.terminal: opening {name}"))?;
-    // The process may run as another user: give it its terminal, as a login would.
-    let _ = nix::unistd::fchown(slave.as_raw_fd(), Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)));
+    // The process may run as another user: give it its terminal, as a login would. Only the
+    // owner, as runc: the group stays what devpts gave it (gid=5, tty, under Podman and Docker).
+    let _ = nix::unistd::fchown(slave.as_raw_fd(), Some(nix::unistd::Uid::from_raw(uid)), None);
     if let Some(s) = size {
         let ws = libc::winsize { ws_row: s.height() as u16, ws_col: s.width() as u16, ws_xpixel: 0, ws_ypixel: 0 };
         // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer.

@@ -59,7 +59,7 @@ pub fn run(o: &ExecOptions, chan: &Channel, in_cgroup: bool) -> Result<Infallibl
     }
     if process.terminal().unwrap_or(false) {
         nix::unistd::setsid().ctx(|| "setsid")?;
-        let master = crate::tty::setup_in_container(process.console_size().as_ref(), process.user().uid(), process.user().gid(), false)?;
+        let master = crate::tty::setup_in_container(process.console_size().as_ref(), process.user().uid(), false)?;
         chan.send_with_fd(&Msg::PtyMaster, Some(master.as_raw_fd())).ctx(|| "sending the pty master")?;
     }
     if !o.no_new_keyring {

@@ -102,7 +102,7 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
 
     // 7. The terminal: needs the container's devpts, hence after pivot_root.
     if process.terminal().unwrap_or(false) {
-        let master = crate::tty::setup_in_container(process.console_size().as_ref(), process.user().uid(), process.user().gid(), true)?;
+        let master = crate::tty::setup_in_container(process.console_size().as_ref(), process.user().uid(), true)?;
         chan.send_with_fd(&Msg::PtyMaster, Some(master.as_raw_fd())).ctx(|| "sending the pty master")?;
     }
 
