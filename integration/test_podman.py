@@ -73,10 +73,12 @@ def test_stdin(podman):
 
 
 def test_run_tty(podman):
-    rc, out = podman.pty("run", "--rm", "-it", IMAGE, "sh", "-c",
-                         "tty; stty size; echo TERM=$TERM")
+    rc, out = podman.pty("run", "--rm", "-it", "-u", "1000", IMAGE, "sh", "-c",
+                         "tty; echo TERM=$TERM; stat -c owner=%u:%g $(tty)")
     assert rc == 0, out
     assert "/dev/pts/0" in out and "TERM=xterm" in out, out
+    # The user's terminal, in the tty group (Podman's devpts gid=5), as with runc.
+    assert "owner=1000:5" in out, out
 
 
 def test_run_tty_interactive(podman):
