@@ -302,7 +302,7 @@ def test_exec_tty(podman):
 # ---------------------------------------------------------------- resources
 
 
-def host_cgroup(podman, cid, ctrl):
+def host_cgroup(cid, ctrl):
     return f"/sys/fs/cgroup/{ctrl}/libpod_parent/libpod-{cid}"
 
 
@@ -336,13 +336,13 @@ def test_pids_limit(podman):
     assert r.rc == 0 and "all-forked" in r.out, r
     cid = podman.start_bg("--pids-limit", "10", IMAGE, "sleep", "1000")
     assert podman.wait_running(cid)
-    assert read(host_cgroup(podman, cid, "pids") + "/pids.max") == "10"
+    assert read(host_cgroup(cid, "pids") + "/pids.max") == "10"
 
 
 def test_cpus_and_update(podman):
     cid = podman.start_bg("--cpus", "0.5", "--memory", "64m", IMAGE, "sleep", "1000")
     assert podman.wait_running(cid)
-    cg = host_cgroup(podman, cid, "cpu")
+    cg = host_cgroup(cid, "cpu")
     assert read(cg + "/cpu.cfs_quota_us") == "50000"
     assert read(cg + "/cpu.cfs_period_us") == "100000"
     out = podman.out("exec", cid, "cat", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
@@ -350,7 +350,7 @@ def test_cpus_and_update(podman):
     r = podman("update", "--cpus", "1.5", "--memory", "128m", cid)
     assert r.rc == 0, r
     assert read(cg + "/cpu.cfs_quota_us") == "150000"
-    assert read(host_cgroup(podman, cid, "memory") + "/memory.limit_in_bytes") == \
+    assert read(host_cgroup(cid, "memory") + "/memory.limit_in_bytes") == \
         str(128 * 1024 * 1024)
 
 
