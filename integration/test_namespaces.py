@@ -178,3 +178,25 @@ def test_user_namespace_mappings(ctx):
     assert lines[1].split() == ["0", "100000", "65536"], out
     assert lines[2] == "0"
     assert lines[3] != host_ns("user")
+
+
+@pytest.mark.parametrize("join_net", [False, True], ids=["one-clone", "setns-then-unshare"])
+def test_user_namespace_owns_its_mqueue(ctx, holder, join_net):
+    """The ipc namespace is made once init is root in the new user namespace, as runc does:
+    its mqueue filesystem (owned by its creator) then belongs to the container's root, not to
+    an unmapped host uid (nobody). Joining a namespace forces the setns/unshare path."""
+    ctx.config["linux"]["namespaces"].append({"type": "user"})
+    ctx.config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    ctx.config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    ctx.config["mounts"] = [m for m in ctx.config["mounts"]
+                            if m["destination"] not in ("/sys", "/sys/fs/cgroup")]
+    if join_net:
+        ctx.drop_ns("network")
+        ctx.config["linux"]["namespaces"].append(
+            {"type": "network", "path": f"/proc/{holder.pid}/ns/net"})
+    # The owner only: runc 1.1.5 makes the namespace after setresuid(0) but before
+    # setresgid(0), so its group stays unmapped (65534); kiln's is 0.
+    out = ctx.run_sh("stat -c '%u' /dev/mqueue; readlink /proc/self/ns/ipc")
+    lines = out.splitlines()
+    assert lines[0] == "0", out
+    assert lines[1] != host_ns("ipc"), out

@@ -51,6 +51,13 @@ impl Plan {
         self.join.is_empty() && !self.new.contains(CLONE_NEWTIME)
     }
 
+    /// What init creates only once it is root in its new user namespace: the ipc namespace, whose
+    /// mqueue filesystem belongs to its creator's fsuid, unmapped (nobody) inside before that.
+    /// runc too unshares it after setresuid(0).
+    pub fn after_root(&self) -> CloneFlags {
+        if self.new.contains(CloneFlags::CLONE_NEWUSER) { self.new & CloneFlags::CLONE_NEWIPC } else { CloneFlags::empty() }
+    }
+
     /// Joining or creating a pid or time namespace with setns/unshare only affects children: init
     /// must then be forked once more.
     pub fn needs_second_fork(&self) -> bool {

@@ -48,7 +48,7 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
             namespaces::unshare_flags(CloneFlags::CLONE_NEWUSER)?;
             request(chan, Msg::WriteIdMaps)?;
         }
-        namespaces::unshare_flags(plan.new - CloneFlags::CLONE_NEWUSER)?;
+        namespaces::unshare_flags(plan.new - CloneFlags::CLONE_NEWUSER - plan.after_root())?;
         if plan.new.contains(crate::namespaces::CLONE_NEWTIME) {
             request(chan, Msg::WriteTimeOffsets)?;
         }
@@ -60,6 +60,9 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
         // Be the namespace's root for the setup below (needs 0 mapped, which runc requires too).
         setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).ctx(|| "setgid 0 in the user namespace (is container gid 0 mapped?)")?;
         setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).ctx(|| "setuid 0 in the user namespace (is container uid 0 mapped?)")?;
+    }
+    if !plan.after_root().is_empty() {
+        namespaces::unshare_flags(plan.after_root())?;
     }
 
     // 2. A pid or time namespace entered by setns/unshare takes effect for children only: fork

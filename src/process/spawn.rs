@@ -119,7 +119,7 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
         state: opts.state,
         status: crate::container::Status::Creating,
     };
-    let flags = if plan.single_clone() { plan.new } else { CloneFlags::empty() };
+    let flags = if plan.single_clone() { plan.new - plan.after_root() } else { CloneFlags::empty() };
     let (child, chan, saved_mask) = fork(&peer, flags, true, |chan, in_cgroup| crate::process::init::run(opts, &plan, chan, fifo, in_cgroup))?;
     let talked = talk(&peer, &chan, child, |msg, pid| create_request(opts, msg, pid)).and_then(|(child, pty)| {
         // Limits last: device rules would have refused init's mknods, a pids limit its forks.
