@@ -22,7 +22,7 @@ import warnings
 
 import pytest
 
-from conftest import RUNTIME, RUNTIME_NAME, leftover_mounts, leftover_processes, remove_cgroup_dir, wait_for
+from conftest import RUNTIME, RUNTIME_NAME, kill_leftover_processes, leftover_mounts, remove_cgroup_dir, wait_for
 
 RUNC = "/usr/sbin/runc"
 # Scenario parameters: (id, binary). The control always runs in the same session.
@@ -191,15 +191,9 @@ def check_clean(base, ids, cgroup_parent, roots=(), allowed_mounts=()):
     def leftover_mounts_here():
         return [m for m in leftover_mounts([base]) if m not in allowed_mounts]
 
-    procs = wait_for(lambda: not leftover_processes([base], [], []), timeout=5) or \
-        leftover_processes([base], [], [])
-    if procs is not True and procs:
+    procs = kill_leftover_processes([base], timeout=5)
+    if procs:
         problems.append(f"processes left behind: {procs}")
-        for p in procs:
-            try:
-                os.kill(int(p.split()[1]), signal.SIGKILL)
-            except (OSError, ValueError):
-                pass
     # The client's own cleanup (conmon's exit command, the shim) may still be unmounting.
     mounts = wait_for(lambda: not leftover_mounts_here(), timeout=5, interval=0.1) or \
         leftover_mounts_here()

@@ -322,6 +322,21 @@ def leftover_processes(paths, ids, tracked):
     return found
 
 
+def kill_leftover_processes(paths, ids=(), tracked=(), timeout=3):
+    """Waits up to `timeout` for the processes of `leftover_processes` to go (a killed one
+    takes a moment to be reaped), then kills those that stay and returns them."""
+    procs = wait_for(lambda: not leftover_processes(paths, ids, tracked), timeout=timeout) or \
+        leftover_processes(paths, ids, tracked)
+    if procs is True:
+        return []
+    for p in procs:
+        try:
+            os.kill(int(p.split()[1]), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+    return procs
+
+
 def leftover_mounts(paths):
     out = []
     with open("/proc/self/mountinfo") as f:
@@ -572,18 +587,9 @@ class Ctx:
                 self.rt("delete", "--force", cid, timeout=15)
             except subprocess.TimeoutExpired:
                 problems.append(f"delete --force {cid} timed out")
-        # Processes may take a moment to be reaped after SIGKILL.
-        procs = wait_for(
-            lambda: not leftover_processes([self.dir], self.ids, self.tracked),
-            timeout=3,
-        ) or leftover_processes([self.dir], self.ids, self.tracked)
-        if procs is not True and procs:
+        procs = kill_leftover_processes([self.dir], self.ids, self.tracked)
+        if procs:
             problems.append(f"processes left behind: {procs}")
-            for p in procs:
-                try:
-                    os.kill(int(p.split()[1]), signal.SIGKILL)
-                except (OSError, ValueError):
-                    pass
         mounts = leftover_mounts([self.dir])
         if mounts:
             problems.append(f"mounts left behind: {mounts}")
