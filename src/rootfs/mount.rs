@@ -317,7 +317,7 @@ pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgrou
 /// What to do when the kernel refuses a filesystem to a container in a user namespace: the
 /// filesystems below need privileges over a namespace the container does not own.
 fn privileged_hint(typ: &str) -> &'static str {
-    let in_userns = std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"]);
+    let in_userns = crate::namespaces::in_user_namespace();
     match typ {
         "sysfs" if in_userns => " (a user namespace may mount sysfs only with a network namespace of its own; or bind /sys, as `spec --rootless` does)",
         "mqueue" if in_userns => " (a user namespace may mount mqueue only with an ipc namespace of its own)",
