@@ -80,7 +80,6 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
         init: init.as_fd(),
         namespaces: namespaces::of_other(c.state.pid)?,
         extra_fds: o.preserve_fds,
-        no_new_keyring: false,
         join_cgroup_last: status == Status::Paused,
     };
     let spawned = spawn::spawn_exec(&opts)?;

@@ -35,7 +35,6 @@ pub struct ExecOptions<'a> {
     pub namespaces: CloneFlags,
     /// fds 3.. that pass into the process (`--preserve-fds`).
     pub extra_fds: u32,
-    pub no_new_keyring: bool,
     /// The container is paused (`--ignore-paused`): its cgroup would freeze the process before
     /// it set itself up, so it joins last, right before execve, and runs once thawed.
     pub join_cgroup_last: bool,
@@ -62,9 +61,7 @@ pub fn run(o: &ExecOptions, chan: &Channel, in_cgroup: bool) -> Result<Infallibl
         let master = crate::tty::setup_in_container(process.console_size().as_ref(), process.user().uid(), false)?;
         chan.send_with_fd(&Msg::PtyMaster, Some(master.as_raw_fd())).ctx(|| "sending the pty master")?;
     }
-    if !o.no_new_keyring {
-        join_session_keyring(o.peer.id)?;
-    }
+    join_session_keyring(o.peer.id)?;
     rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
     sched::apply(process, None)?;
 
