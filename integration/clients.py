@@ -22,7 +22,7 @@ import warnings
 
 import pytest
 
-from conftest import RUNTIME, RUNTIME_NAME, kill_leftover_processes, leftover_mounts, remove_cgroup_dir, wait_for
+from conftest import RUNTIME, RUNTIME_NAME, kill_leftover_processes, leftover_mounts, remove_cgroup_dir, run_to_files, wait_for
 
 RUNC = "/usr/sbin/runc"
 # Scenario parameters: (id, binary). The control always runs in the same session.
@@ -54,21 +54,9 @@ class Out:
 
 
 def call(cmd, env=None, cwd=None, input=None, timeout=TIMEOUT):
-    """Run cmd with stdout/stderr in files, not pipes: a detached container's monitor
-    (conmon, the shim) may inherit them and would hold a pipe open forever."""
-    with tempfile.TemporaryFile() as fo, tempfile.TemporaryFile() as fe:
-        p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=fo, stderr=fe,
-                             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL)
-        try:
-            p.communicate(input=input.encode() if input is not None else None, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=10)
-            raise
-        fo.seek(0)
-        fe.seek(0)
-        return Out(cmd, p.returncode, fo.read().decode(errors="replace"),
-                   fe.read().decode(errors="replace"))
+    """Run cmd with its output in files (see conftest.run_to_files)."""
+    cp = run_to_files(cmd, timeout, cwd=cwd, input=input, env=env)
+    return Out(cmd, cp.returncode, cp.stdout, cp.stderr)
 
 
 def call_pty(cmd, env=None, cwd=None, input=b"", timeout=TIMEOUT):

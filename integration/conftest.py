@@ -407,6 +407,29 @@ def rootfs_template(session_dir):
     return d
 
 
+def run_to_files(cmd, timeout, cwd=None, input=None, stdin=None, pass_fds=(), env=None, tmp=None):
+    """Run `cmd` and return a CompletedProcess with its text output. The output goes to
+    files, not pipes: a detached container (or its monitor: conmon, the shim) inherits
+    them and would hold a pipe open forever. `tmp`: where the files are made."""
+    with tempfile.TemporaryFile(dir=tmp) as fo, tempfile.TemporaryFile(dir=tmp) as fe:
+        if input is not None:
+            stdin = subprocess.PIPE
+        elif stdin is None:
+            stdin = subprocess.DEVNULL
+        p = subprocess.Popen(cmd, cwd=cwd, stdin=stdin, stdout=fo, stderr=fe,
+                             pass_fds=pass_fds, env=env)
+        try:
+            p.communicate(input=input.encode() if input is not None else None, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=10)
+            raise
+        fo.seek(0)
+        fe.seek(0)
+        return subprocess.CompletedProcess(cmd, p.returncode, fo.read().decode(errors="replace"),
+                                           fe.read().decode(errors="replace"))
+
+
 class Result:
     def __init__(self, cp):
         self.rc = cp.returncode
@@ -481,29 +504,8 @@ class Ctx:
         glob: the global flags; default ["--root", root]."""
         g = ["--root", self.root] if glob is None else list(glob)
         cmd = [self.runtime] + g + [str(a) for a in args]
-        # Files, not pipes: a detached container inherits the runtime's
-        # stdout/stderr and would hold a pipe open forever.
-        with tempfile.TemporaryFile(dir=self.dir) as fo, \
-                tempfile.TemporaryFile(dir=self.dir) as fe:
-            if input is not None:
-                stdin = subprocess.PIPE
-            elif stdin is None:
-                stdin = subprocess.DEVNULL
-            p = subprocess.Popen(cmd, cwd=cwd or self.dir, stdin=stdin, stdout=fo,
-                                 stderr=fe, pass_fds=pass_fds, env=env)
-            try:
-                p.communicate(input=input.encode() if input is not None else None,
-                              timeout=timeout)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=10)
-                raise
-            fo.seek(0)
-            fe.seek(0)
-            cp = subprocess.CompletedProcess(cmd, p.returncode,
-                                             fo.read().decode(errors="replace"),
-                                             fe.read().decode(errors="replace"))
-        return Result(cp)
+        return Result(run_to_files(cmd, timeout, cwd=cwd or self.dir, input=input,
+                                   stdin=stdin, pass_fds=pass_fds, env=env, tmp=self.dir))
 
     def state(self, cid):
         r = self.rt("state", cid)

@@ -14,12 +14,11 @@ import pwd
 import shutil
 import signal
 import subprocess
-import tempfile
 import uuid
 
 import pytest
 
-from conftest import CALL_TIMEOUT, IS_KILN, RUNTIME, Result, pid_alive, wait_for
+from conftest import CALL_TIMEOUT, IS_KILN, RUNTIME, Result, pid_alive, run_to_files, wait_for
 
 ROOT_MAPS = [
     {"containerID": 0, "hostID": 100000, "size": 1000},
@@ -141,15 +140,7 @@ class User:
                self.runtime] + [str(a) for a in args]
         if cgroup is not None:
             cmd = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup] + cmd
-        with tempfile.TemporaryFile(dir=self.ctx.dir) as fo, \
-                tempfile.TemporaryFile(dir=self.ctx.dir) as fe:
-            p = subprocess.run(cmd, cwd=self.ctx.bundle, stdin=subprocess.DEVNULL,
-                               stdout=fo, stderr=fe, env=self.env(xdg), timeout=timeout)
-            fo.seek(0)
-            fe.seek(0)
-            return Result(subprocess.CompletedProcess(
-                cmd, p.returncode, fo.read().decode(errors="replace"),
-                fe.read().decode(errors="replace")))
+        return Result(run_to_files(cmd, timeout, cwd=self.ctx.bundle, env=self.env(xdg), tmp=self.ctx.dir))
 
     def config(self):
         with open(os.path.join(self.ctx.bundle, "config.json")) as f:
