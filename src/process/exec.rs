@@ -20,7 +20,7 @@ use oci_spec::runtime::Process;
 
 use crate::error::{Context, Result};
 use crate::namespaces::CLONE_NEWTIME;
-use crate::process::init::{exec, identity, join_session_keyring, load_seccomp, no_new_privs, program, request};
+use crate::process::init::{exec, hand_over_and_exit, identity, join_session_keyring, load_seccomp, no_new_privs, program, request};
 use crate::process::spawn::Peer;
 use crate::process::sync::{Channel, Msg};
 use crate::process::{lsm, rlimits, sched};
@@ -51,9 +51,7 @@ pub fn run(o: &ExecOptions, chan: &Channel, in_cgroup: bool) -> Result<Infallibl
     if o.namespaces.intersects(CloneFlags::CLONE_NEWPID | CLONE_NEWTIME) {
         // SAFETY: single-threaded, as after clone3.
         if let ForkResult::Parent { child } = unsafe { fork() }.ctx(|| "fork into the container's pid namespace")? {
-            let _ = chan.send(&Msg::InitPid(child.as_raw()));
-            // SAFETY: leave without running the parent's exit handlers.
-            unsafe { libc::_exit(0) }
+            hand_over_and_exit(chan, child);
         }
     }
     if process.terminal().unwrap_or(false) {

@@ -70,11 +70,7 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
     if plan.needs_second_fork() {
         // SAFETY: single-threaded, as after clone3.
         match unsafe { fork() }.ctx(|| "fork into the pid namespace")? {
-            ForkResult::Parent { child } => {
-                let _ = chan.send(&Msg::InitPid(child.as_raw()));
-                // SAFETY: leave without running the parent's exit handlers.
-                unsafe { libc::_exit(0) }
-            }
+            ForkResult::Parent { child } => hand_over_and_exit(chan, child),
             ForkResult::Child => {}
         }
     }
@@ -179,6 +175,22 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
     load_seccomp(o.seccomp, seccomp_moment, Moment::BeforeExec, chan)?;
     std::io::Write::write_all(&mut gate, b"1").ctx(|| "writing the exec fifo")?;
     exec(&program, args, &env)
+}
+
+/// The intermediate's last act: hands the parent its child, by pid and by a pidfd opened while
+/// nobody else can reap the child (we are its parent and never wait), then leaves.
+pub(super) fn hand_over_and_exit(chan: &Channel, child: nix::unistd::Pid) -> ! {
+    match crate::sys::pidfd_open(child.as_raw()) {
+        Ok(pidfd) => {
+            let _ = chan.send_with_fd(&Msg::InitPid(child.as_raw()), Some(pidfd.as_raw_fd()));
+        }
+        Err(e) => {
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            let _ = chan.send(&Msg::Error(format!("pidfd_open of the forked process {child}: {e}")));
+        }
+    }
+    // SAFETY: leave without running the parent's exit handlers.
+    unsafe { libc::_exit(0) }
 }
 
 /// Sends a request and waits for the parent's Continue.

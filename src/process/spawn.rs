@@ -205,9 +205,11 @@ fn talk(p: &Peer, chan: &Channel, mut child: Child, mut request: impl FnMut(&Msg
                 chan.send(&Msg::Continue).ctx(|| "sync: continue")?;
             }
             Msg::InitPid(pid) => {
-                // The intermediate exits right after telling us; reap it, then follow its child.
+                // The intermediate exits right after telling us; reap it, then follow its child
+                // through the pidfd it opened (by pid, the child could already be gone: an
+                // exec'd process may exit, and be reaped by a subreaper, before we read this).
+                let pidfd = fd.ok_or_else(|| protocol("the intermediate sent no pidfd".into()))?;
                 let _ = sys::waitid_pidfd(child.pidfd(), false);
-                let pidfd = sys::pidfd_open(pid).ctx(|| format!("pidfd_open {pid}"))?;
                 std::mem::replace(&mut child, Child { pid, pidfd: Some(pidfd), ours: false }).disarm();
             }
             Msg::PtyMaster => {

@@ -13,8 +13,8 @@
 //!                          ◀── WriteTimeOffsets ─ made a new time namespace
 //!   write timens_offsets   ─── Continue ────────▶
 //!                          ◀── InitPid(pid) ───── forked init into the new pid/time
-//!   reap intermediate,                            namespace, then exits
-//!   pidfd_open(init)
+//!   reap intermediate,          + init's pidfd    namespace, then exits
+//!   keep init's pidfd
 //!                          ◀── RunHooks ───────── mounts ready (before pivot_root)
 //!   prestart + createRuntime
 //!   hooks                  ─── Continue ────────▶ createContainer hooks, pivot_root, ...
