@@ -314,3 +314,28 @@ def test_masks_fall_with_cap_sys_admin(ctx):
     assert out.split()[:2] == ["unmasked", "16"], out
     assert out.split()[2:4] == ["hostname-written", "escaped"], out
 
+
+
+# ------------------------------------- --no-pivot: the host's /proc stays reachable
+
+
+def test_no_pivot_leaves_no_whole_procfs_to_mount_again(ctx):
+    """runc's no_pivot.bats: with --no-pivot the host's mounts stay in the container's mount
+    namespace, below the chroot. A whole procfs among them would let a process that is root in
+    a nested user namespace mount a fresh, unmasked procfs and write /proc/sysrq-trigger."""
+    caps = ctx.config["process"]["capabilities"]
+    caps["bounding"].append("CAP_SETFCAP")
+    caps["permitted"].append("CAP_SETFCAP")
+    ctx.config["process"]["args"] = [
+        "unshare", "-mrpf", "sh", "-euxc",
+        "mount -t proc none /proc && echo h > /proc/sysrq-trigger"]
+    _, r = ctx.run("--no-pivot")
+    assert r.rc == 1, r
+    assert "mount: permission denied" in r.err, r
+
+
+def test_no_pivot_container_still_has_its_proc_and_sys(ctx):
+    """What is hidden is the host's: the container's own /proc and /sys are there."""
+    ctx.sh("cat /proc/self/comm; test -d /sys/kernel && echo sys; grep -c ' /proc ' /proc/self/mountinfo")
+    _, r = ctx.run("--no-pivot")
+    assert r.rc == 0 and r.out.split() == ["cat", "sys", "1"], r

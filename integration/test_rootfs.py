@@ -1,11 +1,12 @@
 """root, mounts, /dev, linux.devices, maskedPaths, readonlyPaths."""
 
+import copy
 import os
 import subprocess
 
 import pytest
 
-from conftest import wait_for
+from conftest import IS_RUNC, runc_deviates, wait_for
 
 
 def mountinfo_inside(ctx, extra=""):
@@ -443,3 +444,171 @@ def test_readonly_paths(ctx):
         "echo 1 2>/dev/null > /proc/sysrq-trigger && echo wrote || echo refused; "
         "touch /elsewhere && echo wrote; cat /proc/sys/kernel/ostype")
     assert out.splitlines() == ["refused", "refused", "refused", "wrote", "Linux"], out
+
+
+@runc_deviates("1.1.5 sets rootfsPropagation on the host's / before the rootfs bind, then makes "
+               "the rootfs's parent private, and never gives the propagation to the new /")
+@pytest.mark.parametrize("mode,field", [("shared", "shared:"), ("rshared", "shared:"),
+                                        ("unbindable", "unbindable")])
+def test_rootfs_propagation_shared_and_unbindable(ctx, mode, field):
+    """The propagation is given to the container's new / after pivot_root: set before the
+    rootfs bind mount exists, it made pivot_root (shared) or the bind (unbindable) fail."""
+    ctx.config["linux"]["rootfsPropagation"] = mode
+    mi = mountinfo_inside(ctx)
+    assert any(f.startswith(field) for f in mi["/"][3]), mi["/"]
+    # The host's root mount is not changed by the container's.
+    with open("/proc/self/mountinfo") as f:
+        host_root = [l.split() for l in f if l.split()[4] == "/"][-1]
+    assert "unbindable" not in host_root
+
+
+# runc without a mount namespace makes the host's / rslave, recursively, and bind-mounts the rootfs
+# onto itself in the host's namespace (left there): not to be run on a shared machine.
+runc_changes_host_mounts = pytest.mark.skipif(
+    IS_RUNC, reason="runc changes the host's mount propagation and leaves its rootfs bind mounted")
+
+
+def host_mounts_under(path):
+    with open("/proc/self/mountinfo") as f:
+        return [l.split()[4] for l in f if l.split()[4].startswith(path)]
+
+
+def no_mount_namespace(ctx):
+    """A config without a mount namespace and without what would change the host's mounts but
+    a /proc (the runtime's init needs one): that one is made in the host's namespace."""
+    ctx.drop_ns("mount")
+    ctx.config["mounts"] = [m for m in ctx.config["mounts"] if m["destination"] == "/proc"]
+    proc = os.path.join(os.path.realpath(ctx.rootfs), "proc")
+
+    def unmount():
+        for _ in range(5):
+            if proc in host_mounts_under(proc):
+                subprocess.run(["umount", "-l", proc], timeout=10)
+    ctx.cleanups.append(unmount)
+    ctx.config["root"]["readonly"] = False
+    del ctx.config["linux"]["maskedPaths"]
+    del ctx.config["linux"]["readonlyPaths"]
+    with open(os.path.join(ctx.rootfs, "marker"), "w") as f:
+        f.write("inside\n")
+
+
+@runc_changes_host_mounts
+def test_no_mount_namespace_runs_chrooted_in_the_hosts_mounts(ctx):
+    """The spec: a namespace not listed is the runtime's. The container shares the host's
+    mount namespace, chrooted into its rootfs, with only the mounts it asked for."""
+    no_mount_namespace(ctx)
+    out = ctx.run_sh("cat /marker /proc/self/comm")
+    assert out.splitlines() == ["inside", "cat"], out
+    ctx.sh("exec sleep 100")
+    cid, _ = ctx.create()
+    pid = ctx.state(cid)["pid"]
+    assert os.readlink(f"/proc/{pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt")
+    assert os.readlink(f"/proc/{pid}/root") == os.path.realpath(ctx.rootfs)
+    ctx.delete(cid, force=True)
+    rootfs = os.path.realpath(ctx.rootfs)
+    assert set(host_mounts_under(rootfs)) == {os.path.join(rootfs, "proc")}
+
+
+@pytest.mark.parametrize("field", ["maskedPaths", "readonlyPaths"])
+def test_no_mount_namespace_with_masked_or_readonly_paths_is_refused(ctx, field):
+    no_mount_namespace(ctx)
+    ctx.config["linux"][field] = ["/proc/kcore"]
+    cid, r = ctx.run()
+    assert r.rc != 0 and "without a private MNT namespace" in r.err, r
+    assert cid not in ctx.list_ids()
+
+
+@runc_changes_host_mounts
+def test_no_mount_namespace_with_readonly_root_is_refused(ctx):
+    """runc runs such a container with a writable root; a read-only root would need a remount
+    of the host's mount."""
+    no_mount_namespace(ctx)
+    ctx.config["root"]["readonly"] = True
+    ctx.sh("touch /written")
+    cid, r = ctx.run()
+    assert r.rc != 0 and "root.readonly" in r.err, r
+    assert not os.path.exists(os.path.join(ctx.rootfs, "written"))
+
+
+def test_readonly_dev(ctx):
+    """`ro` on the /dev tmpfs: its mount points and nodes are made first, and it becomes
+    read-only last."""
+    dev = [m for m in ctx.config["mounts"] if m["destination"] == "/dev"][0]
+    dev["options"].append("ro")
+    mi = mountinfo_inside(ctx)
+    assert "ro" in mi["/dev"][1], mi["/dev"]
+    for sub in ("/dev/pts", "/dev/shm", "/dev/mqueue"):
+        assert sub in mi, sub
+    out = ctx.run_sh("echo x > /dev/null && head -c1 /dev/zero | wc -c; "
+                     "touch /dev/new 2>/dev/null || echo refused; ls -l /dev/ptmx | cut -c1")
+    assert out.split() == ["1", "refused", "l"], out
+
+
+def test_readonly_tmpfs_keeps_the_mode_of_its_directory(ctx):
+    os.makedirs(os.path.join(ctx.rootfs, "ro-run"), mode=0o710)
+    os.chmod(os.path.join(ctx.rootfs, "ro-run"), 0o710)
+    ctx.add_mount({"destination": "/ro-run", "type": "tmpfs", "source": "tmpfs",
+                   "options": ["ro", "nosuid"]})
+    out = ctx.run_sh("stat -c %a /ro-run; touch /ro-run/x 2>/dev/null || echo refused")
+    assert out.split() == ["710", "refused"], out
+
+
+def test_tmpcopyup_parallel_creates_see_their_own_copies(ctx):
+    """8 creates at once, each with tmpcopyup over a directory of its own contents: each sees
+    exactly its own copy, and no scratch directory or mount is left on the host. No host path
+    is used at all: a $TMPDIR that cannot hold a directory changes nothing."""
+    import concurrent.futures
+    import shutil
+    import tempfile
+
+    def leftovers():
+        tmp = tempfile.gettempdir()
+        names = [n for n in os.listdir(tmp) if n.startswith(("kiln-tmpcopyup", "runctop"))]
+        with open("/proc/self/mountinfo") as f:
+            mounts = [l for l in f if "tmpcopyup" in l or "runctop" in l]
+        return names, mounts
+
+    before = leftovers()
+    bundles = []
+    for i in range(8):
+        b = os.path.join(ctx.dir, f"bundle{i}")
+        os.mkdir(b)
+        subprocess.run(["cp", "-a", ctx.rootfs, os.path.join(b, "rootfs")], check=True, timeout=60)
+        seeded = os.path.join(b, "rootfs", "seeded")
+        os.makedirs(os.path.join(seeded, "sub"))
+        with open(os.path.join(seeded, "sub", "id"), "w") as f:
+            f.write(f"bundle{i}\n")
+        bundles.append(b)
+    ctx.add_mount({"destination": "/seeded", "type": "tmpfs", "source": "tmpfs",
+                   "options": ["rw", "nosuid", "nodev", "tmpcopyup"]})
+    ctx.sh("{ cat /seeded/sub/id; ls /seeded | wc -l; } > /out/seen.tmp && mv /out/seen.tmp /out/seen")
+    for b in bundles:
+        config = copy.deepcopy(ctx.config)
+        config["mounts"].append({"destination": "/out", "type": "bind",
+                                 "source": ctx.hostdir(os.path.basename(b) + "-out"),
+                                 "options": ["rbind"]})
+        ctx.save(config, bundle=b)
+    ids = [ctx.new_id() for _ in bundles]
+    not_a_dir = os.path.join(ctx.dir, "not-a-dir")
+    open(not_a_dir, "w").close()
+    env = dict(os.environ, TMPDIR=not_a_dir)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(
+            lambda a: ctx.rt("create", "--bundle", a[0], a[1], timeout=60, env=env),
+            zip(bundles, ids)))
+    for r in results:
+        assert r.ok, r
+    for cid in ids:
+        ctx.state(cid)
+        ctx.start(cid)
+    for i, b in enumerate(bundles):
+        seen = os.path.join(ctx.dir, os.path.basename(b) + "-out", "seen")
+        assert wait_for(lambda: os.path.exists(seen), 10), seen
+        with open(seen) as f:
+            assert f.read().split() == [f"bundle{i}", "1"]
+    for cid in ids:
+        ctx.delete(cid, force=True)
+    assert leftovers() == before
+    for b in bundles:
+        assert os.listdir(os.path.join(b, "rootfs", "seeded")) == ["sub"]
+        shutil.rmtree(b)

@@ -400,3 +400,32 @@ def test_rootless_delegated_cgroup_v2(user):
                     os.kill(int(pid), signal.SIGKILL)
                 wait_for(lambda: not open(os.path.join(d, "cgroup.procs")).read().strip(), 5)
                 os.rmdir(d)
+
+
+@pytest.mark.parametrize("kind", ["dir", "file"])
+def test_bind_source_the_mapped_root_cannot_reach(ctx, kind):
+    """A bind source below a host directory of mode 0700 (owned by the host's root, which the
+    container's root is not): opened with the host's privileges, it still mounts."""
+    locked = ctx.hostdir("locked")
+    os.chmod(locked, 0o700)
+    src = os.path.join(locked, "data")
+    if kind == "dir":
+        os.mkdir(src)
+        with open(os.path.join(src, "hello"), "w") as f:
+            f.write("hi\n")
+        dest, path = "/data", "/data/hello"
+    else:
+        with open(src, "w") as f:
+            f.write("hi\n")
+        dest, path = "/data", "/data"
+    ctx.config["linux"]["namespaces"].append({"type": "user"})
+    ctx.config["linux"]["uidMappings"] = ROOT_MAPS
+    ctx.config["linux"]["gidMappings"] = ROOT_MAPS
+    ctx.add_mount({"destination": dest, "type": "bind", "source": src, "options": ["rbind", "ro"]})
+    # The container's root does not own the rootfs: the mount point must exist.
+    if kind == "dir":
+        os.mkdir(os.path.join(ctx.rootfs, "data"))
+    else:
+        open(os.path.join(ctx.rootfs, "data"), "w").close()
+    out = ctx.run_sh(f"cat {path}; touch {path} 2>/dev/null || echo read-only")
+    assert out.split() == ["hi", "read-only"], out

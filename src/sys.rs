@@ -203,6 +203,58 @@ pub fn open_tree_clone(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// Sets the propagation (`MS_SLAVE`, `MS_PRIVATE`, ...) of the detached tree at `fd`, before
+/// anyone sees it.
+pub fn mount_setattr_propagation(fd: BorrowedFd, recursive: bool, propagation: u64) -> io::Result<()> {
+    let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
+    attr.propagation = propagation;
+    setattr(fd, recursive, &mut attr)
+}
+
+/// A new, unconfigured instance of filesystem `fstype` (fsopen(2)), private to its fd: set its
+/// options with `fsconfig_set`, then `fsconfig_create` and `fsmount` turn it into a detached
+/// mount that no path names.
+pub fn fsopen(fstype: &str) -> io::Result<OwnedFd> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    let c = CString::new(fstype).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `c` is a valid C string for the call; the result is a new fd we own.
+    let fd = check(unsafe { libc::syscall(libc::SYS_fsopen, c.as_ptr(), FSOPEN_CLOEXEC) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// One filesystem option: `key=value`, or the flag `key` when `value` is None.
+pub fn fsconfig_set(fs: BorrowedFd, key: &str, value: Option<&str>) -> io::Result<()> {
+    const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    let invalid = |_| io::Error::from_raw_os_error(libc::EINVAL);
+    let k = CString::new(key).map_err(invalid)?;
+    let v = value.map(CString::new).transpose().map_err(invalid)?;
+    let (cmd, v) = match &v {
+        Some(v) => (FSCONFIG_SET_STRING, v.as_ptr()),
+        None => (FSCONFIG_SET_FLAG, std::ptr::null()),
+    };
+    // SAFETY: `k` and `v` (or NULL for a flag) are valid C strings for the call.
+    check(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, k.as_ptr(), v, 0) })?;
+    Ok(())
+}
+
+/// Creates the superblock of a configured `fsopen` context.
+pub fn fsconfig_create(fs: BorrowedFd) -> io::Result<()> {
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    // SAFETY: CMD_CREATE takes no key or value.
+    check(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_CMD_CREATE, std::ptr::null::<libc::c_char>(), std::ptr::null::<libc::c_char>(), 0) })?;
+    Ok(())
+}
+
+/// The created filesystem as a detached mount with `MOUNT_ATTR_*` flags `attrs`: an fd of its
+/// root directory, to fill and then attach with `move_mount`.
+pub fn fsmount(fs: BorrowedFd, attrs: u64) -> io::Result<OwnedFd> {
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    // SAFETY: plain integer arguments; the result is a new fd we own.
+    let fd = check(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs as libc::c_uint) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
 /// Attaches the detached mount `from` onto the directory or file open at `to`.
 pub fn move_mount(from: BorrowedFd, to: BorrowedFd) -> io::Result<()> {
     const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;

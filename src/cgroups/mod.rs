@@ -139,7 +139,7 @@ pub fn hierarchies() -> std::io::Result<Vec<Hierarchy>> {
 }
 
 /// mountinfo escapes spaces and friends as octal (`\040`).
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(s.len());
     let b = s.as_bytes();
     let mut i = 0;

@@ -89,7 +89,8 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
     // 4. The rootfs: every mount, /dev and cwd, while the host's paths (bind sources) are visible.
     //    The host's /proc is still mounted, so /proc/self names our host pid for the hooks.
     let host_pid = std::fs::read_link("/proc/self").ok().and_then(|p| p.to_str()?.parse().ok()).unwrap_or(0);
-    rootfs::prepare(spec, &o.bundle.rootfs, &o.bundle.dir, in_userns, plan.has(CloneFlags::CLONE_NEWCGROUP), o.idmapped)?;
+    let cgroup2 = o.cgroup.paths().remove("");
+    rootfs::prepare(spec, &o.bundle.rootfs, &o.bundle.dir, in_userns, plan.has(CloneFlags::CLONE_NEWCGROUP), cgroup2.as_deref(), o.idmapped)?;
 
     // 5. Hooks that see the finished mounts but not yet the pivoted root: prestart and
     //    createRuntime run in the parent (runtime namespace), createContainer here.
@@ -97,7 +98,7 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
     hooks::run(Stage::CreateContainer, spec.hooks(), &o.state.for_hooks(Status::Creating, host_pid))?;
 
     // 6. Into the rootfs.
-    rootfs::enter(&o.bundle.rootfs, o.no_pivot)?;
+    rootfs::enter(spec, &o.bundle.rootfs, o.no_pivot)?;
 
     // 7. The terminal: needs the container's devpts, hence after pivot_root.
     if process.terminal().unwrap_or(false) {

@@ -40,7 +40,8 @@ pub struct InitOptions<'a> {
     pub resources: &'a oci_spec::runtime::LinuxResources,
     /// linux.seccomp, compiled: init only loads it.
     pub seccomp: Option<&'a crate::seccomp::Filter>,
-    /// Idmapped mounts, made by `create` where the host's privileges are (see `idmapped`).
+    /// Idmapped mounts and, in a new user namespace, bind sources: made by `create` where the
+    /// host's privileges are (see `idmapped`).
     pub idmapped: &'a crate::rootfs::idmapped::Trees,
 }
 

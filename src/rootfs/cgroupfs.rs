@@ -10,12 +10,12 @@ use nix::mount::{MsFlags, mount};
 use crate::cgroups::{Hierarchy, hierarchies};
 
 /// `reopen` resolves the destination again: the fd behind `target` names the directory under the
-/// new tmpfs, not the tmpfs itself.
-pub fn mount_cgroups(target: &Path, flags: MsFlags, cgroupns: bool, reopen: impl Fn() -> std::io::Result<std::os::fd::OwnedFd>) -> std::io::Result<()> {
+/// new tmpfs, not the tmpfs itself. `cgroup2`: the container's cgroup v2 directory on the host.
+pub fn mount_cgroups(target: &Path, flags: MsFlags, cgroupns: bool, cgroup2: Option<&Path>, reopen: impl Fn() -> std::io::Result<std::os::fd::OwnedFd>) -> std::io::Result<()> {
     let all = hierarchies()?;
     let pure_v2 = all.len() == 1 && all[0].is_v2();
     if pure_v2 {
-        if mount_one(&all[0], target, flags, cgroupns)? {
+        if mount_one(&all[0], target, flags, cgroupns, cgroup2)? {
             // `target` names the directory under the new bind mount: remount the mount itself.
             restrict(&crate::rootfs::mount::fd_path(&reopen()?), flags)?;
         }
@@ -29,7 +29,7 @@ pub fn mount_cgroups(target: &Path, flags: MsFlags, cgroupns: bool, reopen: impl
         let name = h.mount_point.file_name().expect("has a parent, so a name");
         let sub = target.join(name);
         std::fs::create_dir_all(&sub)?;
-        if mount_one(h, &sub, flags, cgroupns)? {
+        if mount_one(h, &sub, flags, cgroupns, cgroup2)? {
             restrict(&sub, flags)?;
         }
         // `cpu,cpuacct` is also reachable as `cpu` and `cpuacct`, as on the host.
@@ -48,13 +48,19 @@ pub fn mount_cgroups(target: &Path, flags: MsFlags, cgroupns: bool, reopen: impl
 
 /// A fresh mount of the hierarchy (in a cgroup namespace: it shows the container's subtree), or
 /// a bind of our own cgroup's directory, which then needs `restrict`: true in that case.
-fn mount_one(h: &Hierarchy, target: &Path, flags: MsFlags, cgroupns: bool) -> std::io::Result<bool> {
+fn mount_one(h: &Hierarchy, target: &Path, flags: MsFlags, cgroupns: bool, cgroup2: Option<&Path>) -> std::io::Result<bool> {
+    let mut source = h.mount_point.join(h.own.trim_start_matches('/'));
     if cgroupns {
         let (fstype, data) = if h.is_v2() { ("cgroup2", None) } else { ("cgroup", Some(h.controllers.as_str())) };
-        mount(Some(fstype), target, Some(fstype), flags, data)?;
-        return Ok(false);
+        match (mount(Some(fstype), target, Some(fstype), flags, data), cgroup2) {
+            (Ok(()), _) => return Ok(false),
+            // A user namespace can be refused a fresh cgroup2 even with a cgroup namespace of
+            // its own (EBUSY, EPERM): the container's cgroup directory, bound, shows the same
+            // subtree (runc's mountCgroupV2).
+            (Err(nix::errno::Errno::EBUSY | nix::errno::Errno::EPERM), Some(dir)) if h.is_v2() => source = dir.to_path_buf(),
+            (Err(e), _) => return Err(e.into()),
+        }
     }
-    let source = h.mount_point.join(h.own.trim_start_matches('/'));
     mount(Some(&source), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)?;
     Ok(true)
 }

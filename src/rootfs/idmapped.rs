@@ -7,30 +7,38 @@
 //! in the host's namespaces, and only on a mount no process has seen yet. So `create` makes
 //! each one as a detached tree (open_tree) before the fork, and init attaches it with
 //! move_mount where the bind mount would have gone (`mount::mount_entry`).
+//!
+//! With a new user namespace, `create` clones every other bind source the same way, with the
+//! host's privileges: init, as the namespace's root, may be unable to reach a source (below a
+//! directory of mode 0700), and then attaches the clone instead (runc and crun hand init such
+//! sources from the host too).
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::sched::CloneFlags;
-use oci_spec::runtime::{LinuxIdMapping, Spec};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
 
 use crate::error::{Context, Error, Result};
 use crate::rootfs::mount::{Idmap, MountOptions};
 use crate::sys::{self, Forked};
 
-/// The detached, idmapped trees, by mount index.
+/// The detached trees, by mount index, each with whether it is idmapped.
 #[derive(Default)]
-pub struct Trees(HashMap<usize, OwnedFd>);
+pub struct Trees(HashMap<usize, (OwnedFd, bool)>);
 
 impl Trees {
-    pub fn get(&self, index: usize) -> Option<BorrowedFd<'_>> {
-        self.0.get(&index).map(|fd| fd.as_fd())
+    /// The tree of mount `index`, and whether it must be used: an idmapped one always, a plain
+    /// bind source's only where init cannot reach the source itself.
+    pub fn get(&self, index: usize) -> Option<(BorrowedFd<'_>, bool)> {
+        self.0.get(&index).map(|(fd, idmapped)| (fd.as_fd(), *idmapped))
     }
 }
 
 pub fn prepare(spec: &Spec, bundle: &Path) -> Result<Trees> {
     let linux = spec.linux().as_ref();
+    let new_userns = linux.and_then(|l| l.namespaces().as_deref()).unwrap_or_default().iter().any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
     let mut trees = Trees::default();
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         let field = |f: &str| format!("mounts[{i}]{f}");
@@ -38,6 +46,11 @@ pub fn prepare(spec: &Spec, bundle: &Path) -> Result<Trees> {
         let Ok(opts) = MountOptions::parse(m.options().as_deref().unwrap_or_default()) else { continue };
         let (uid, gid) = (m.uid_mappings().as_deref(), m.gid_mappings().as_deref());
         if opts.idmap.is_none() && uid.is_none() && gid.is_none() {
+            if new_userns && (opts.is_bind() || m.typ().as_deref() == Some("bind"))
+                && let Some(tree) = bind_source(spec, m, &opts, bundle)
+            {
+                trees.0.insert(i, (tree, false));
+            }
             continue;
         }
         if !opts.is_bind() && m.typ().as_deref() != Some("bind") {
@@ -59,9 +72,21 @@ pub fn prepare(spec: &Spec, bundle: &Path) -> Result<Trees> {
         let tree = sys::open_tree_clone(&source, recursive || opts.flags.contains(nix::mount::MsFlags::MS_REC)).ctx(what)?;
         let userns = userns_with(uid, gid).ctx(|| format!("{}: a user namespace for the mapping", field("")))?;
         sys::mount_setattr_idmap(tree.as_fd(), recursive, userns.as_fd()).ctx(what)?;
-        trees.0.insert(i, tree);
+        trees.0.insert(i, (tree, true));
     }
     Ok(trees)
+}
+
+/// A clone of a plain bind source, for init to fall back on; None where it cannot be made (kiln
+/// without privileges over its mount namespace): init's own bind then says what is wrong. It
+/// receives the host's mounts below it but never sends (as the copy of the host's mounts in a
+/// new user namespace does), or nothing with a private `rootfsPropagation`.
+fn bind_source(spec: &Spec, m: &oci_spec::runtime::Mount, opts: &MountOptions, bundle: &Path) -> Option<OwnedFd> {
+    let tree = sys::open_tree_clone(&bundle.join(m.source().as_ref()?), opts.flags.contains(nix::mount::MsFlags::MS_REC)).ok()?;
+    let private = super::root_propagation(spec).ok().flatten().is_some_and(|p| p.contains(nix::mount::MsFlags::MS_PRIVATE));
+    let propagation = if private { libc::MS_PRIVATE } else { libc::MS_SLAVE };
+    sys::mount_setattr_propagation(tree.as_fd(), true, propagation).ok()?;
+    Some(tree)
 }
 
 /// A user namespace with these mappings, held by an fd. Maps are written for a process, so a

@@ -1,7 +1,7 @@
 //! The container's root filesystem, built inside its mount namespace in three steps that the
 //! init sequence calls at their places: `prepare` (mounts and /dev, before the createRuntime and
-//! createContainer hooks), `enter` (pivot_root), `finalize` (masked and read-only paths, a
-//! read-only root: last, so that nothing kiln writes is blocked by them).
+//! createContainer hooks), `enter` (pivot_root), `finalize` (read-only tmpfs and /dev, masked
+//! and read-only paths, a read-only root: last, so that nothing kiln writes is blocked by them).
 
 mod cgroupfs;
 pub mod devices;
@@ -10,35 +10,56 @@ pub mod mount;
 pub mod resolve;
 
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::unistd::{chdir, chroot, fchdir, pivot_root};
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::error::{Context, Error, Result};
 
-/// Mounts everything the config asks for under `rootfs`, then /dev, then the process's cwd.
-pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, in_userns: bool, cgroupns: bool, idmapped: &idmapped::Trees) -> Result<()> {
-    let linux = spec.linux().as_ref();
-    // Nothing the container mounts may propagate back to the host: slave by default, as runc.
-    let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
-        None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+/// Whether the container has a mount namespace of its own (new or joined). Without one (the
+/// spec: a namespace not listed is the runtime's), the mounts are made in the host's and the
+/// root is entered by chroot, as runc does; nothing of the host's own mounts is changed.
+pub fn has_mount_namespace(spec: &Spec) -> bool {
+    spec.linux().as_ref().and_then(|l| l.namespaces().as_deref()).unwrap_or_default().iter().any(|n| n.typ() == LinuxNamespaceType::Mount)
+}
+
+/// `linux.rootfsPropagation` as mount flags; None when unset.
+pub(crate) fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
+    match spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_deref()) {
+        None | Some("") => Ok(None),
         Some(p) => match mount::MountOptions::parse(&[p]).ok().and_then(|o| o.propagation.first().copied()) {
-            Some(flag) => flag,
-            None => return Err(Error::os("linux.rootfsPropagation", std::io::Error::other(format!("{p:?} is not a propagation mode")))),
+            Some(flag) => Ok(Some(flag)),
+            None => Err(Error::os("linux.rootfsPropagation", std::io::Error::other(format!("{p:?} is not a propagation mode")))),
         },
-    };
-    mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>).ctx(|| "linux.rootfsPropagation: setting / propagation")?;
-    // pivot_root needs the new root to be a mount point whose parent is not shared.
-    mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .ctx(|| format!("bind mounting rootfs {}", rootfs.display()))?;
-    make_parent_private(rootfs)?;
+    }
+}
+
+/// Mounts everything the config asks for under `rootfs`, then /dev, then the process's cwd.
+/// `cgroup2`: the container's cgroup v2 directory on the host (see `cgroupfs`).
+pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, in_userns: bool, cgroupns: bool, cgroup2: Option<&Path>, trees: &idmapped::Trees) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    if has_mount_namespace(spec) {
+        // runc's prepareRoot, in its order. Nothing the container mounts may propagate back to
+        // the host: slave by default. The rootfs's parent mount must not be shared (pivot_root
+        // refuses, and the rootfs bind would propagate to the host), and must be made so before
+        // that bind: a shared or unbindable `/` would refuse it. A propagation other than
+        // private or slave is given to the new root after `enter`.
+        let propagation = root_propagation(spec)?;
+        mount(None::<&str>, "/", None::<&str>, propagation.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC), None::<&str>)
+            .ctx(|| "linux.rootfsPropagation: setting / propagation")?;
+        let parent = if propagation.is_some_and(|p| p.contains(MsFlags::MS_SLAVE)) { MsFlags::MS_SLAVE } else { MsFlags::MS_PRIVATE };
+        parent_mount_propagation(rootfs, parent)?;
+        mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .ctx(|| format!("bind mounting rootfs {}", rootfs.display()))?;
+    }
 
     let root: OwnedFd = std::fs::File::open(rootfs).ctx(|| format!("opening rootfs {}", rootfs.display()))?.into();
     let mounts = spec.mounts().as_deref().unwrap_or_default();
     for (i, m) in mounts.iter().enumerate() {
-        mount::mount_entry(&root, m, i, bundle, cgroupns, idmapped.get(i))?;
+        mount::mount_entry(&root, m, i, bundle, cgroupns, cgroup2, trees.get(i))?;
     }
     // A /dev bind-mounted from the host already has its nodes; anything else needs them made.
     let dev_is_bind = mounts.iter().any(|m| m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("bind"));
@@ -54,29 +75,28 @@ pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, in_userns: bool, cgrou
     Ok(())
 }
 
-/// Makes the mount that holds `path` private if it is shared (pivot_root refuses otherwise).
-fn make_parent_private(path: &Path) -> Result<()> {
-    let mut best: Option<(usize, String)> = None;
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "reading /proc/self/mountinfo")?;
-    let parent = path.parent().unwrap_or(Path::new("/"));
-    for line in info.lines() {
-        let Some(mnt) = line.split(' ').nth(4) else { continue };
-        let mnt = mnt.replace("\\040", " ");
-        if parent.starts_with(&mnt) && best.as_ref().is_none_or(|(len, _)| mnt.len() > *len) {
-            best = Some((mnt.len(), mnt));
+/// Gives the mount that holds `path` the propagation `flags` (runc's
+/// rootfsParentMountPropagation): EINVAL means `path` is not a mount point, so its parent is tried.
+fn parent_mount_propagation(path: &Path, flags: MsFlags) -> Result<()> {
+    let mut p = path;
+    loop {
+        match mount(None::<&str>, p, None::<&str>, flags, None::<&str>) {
+            Err(Errno::EINVAL) if p != Path::new("/") => p = p.parent().unwrap_or(Path::new("/")),
+            r => return r.ctx(|| format!("setting the propagation of {}, the mount holding the rootfs", p.display())),
         }
     }
-    if let Some((_, mnt)) = best {
-        mount(None::<&str>, mnt.as_str(), None::<&str>, MsFlags::MS_PRIVATE, None::<&str>).ctx(|| format!("making {mnt} private"))?;
-    }
-    Ok(())
 }
 
 /// Makes `rootfs` the container's `/`: pivot_root, or with `--no-pivot` a move and chroot (for
-/// roots that pivot_root cannot leave, such as a ramfs).
-pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
+/// roots that pivot_root cannot leave, such as a ramfs), or without a mount namespace of the
+/// container's a chroot only.
+pub fn enter(spec: &Spec, rootfs: &Path, no_pivot: bool) -> Result<()> {
     chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
-    if no_pivot {
+    let mntns = has_mount_namespace(spec);
+    if !mntns {
+        chroot(".").ctx(|| "chroot into the rootfs")?;
+    } else if no_pivot {
+        hide_host_pseudo_filesystems(rootfs)?;
         mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).ctx(|| "moving the rootfs to /")?;
         chroot(".").ctx(|| "chroot into the rootfs")?;
     } else {
@@ -88,12 +108,65 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
         mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>).ctx(|| "making the old root a slave")?;
         umount2(".", MntFlags::MNT_DETACH).ctx(|| "unmounting the old root")?;
     }
-    chdir("/").ctx(|| "chdir /")
+    chdir("/").ctx(|| "chdir /")?;
+    // Applied to the new `/` only now: before, it would have reached the host's root mount.
+    if mntns && let Some(p) = root_propagation(spec)? && !p.intersects(MsFlags::MS_PRIVATE | MsFlags::MS_SLAVE) {
+        mount(None::<&str>, "/", None::<&str>, p, None::<&str>).ctx(|| "linux.rootfsPropagation: setting the propagation of the new /")?;
+    }
+    Ok(())
+}
+
+/// `--no-pivot` leaves the host's mounts in the container's mount namespace, under the chroot.
+/// A whole procfs or sysfs among them would let a process that gains CAP_SYS_ADMIN in a nested
+/// user namespace mount a fresh one without the masks (the kernel allows it when one fully
+/// visible exists in the namespace): detach them, or cover them where that is refused (runc's
+/// msMoveRoot).
+fn hide_host_pseudo_filesystems(rootfs: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "reading /proc/self/mountinfo")?;
+    for p in whole_pseudo_mounts(&info, rootfs) {
+        let what = || format!("--no-pivot: hiding the host's {}", p.display());
+        match mount(None::<&str>, &p, None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>) {
+            // Below one detached already.
+            Err(Errno::ENOENT) => continue,
+            r => r.ctx(what)?,
+        }
+        match umount2(&p, MntFlags::MNT_DETACH) {
+            Err(Errno::EINVAL | Errno::EPERM) => mount(Some("tmpfs"), &p, Some("tmpfs"), MsFlags::empty(), None::<&str>).ctx(what)?,
+            r => r.ctx(what)?,
+        }
+    }
+    Ok(())
+}
+
+/// The mount points of whole (root `/`) proc and sysfs mounts outside `rootfs`, in mountinfo's order.
+fn whole_pseudo_mounts(mountinfo: &str, rootfs: &Path) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let fields: Vec<&str> = left.split(' ').collect();
+            let point = PathBuf::from(crate::cgroups::unescape(fields.get(4)?));
+            let whole = *fields.get(3)? == "/" && matches!(right.split(' ').next(), Some("proc" | "sysfs"));
+            (whole && !point.starts_with(rootfs)).then_some(point)
+        })
+        .collect()
 }
 
 /// After pivot_root: maskedPaths, readonlyPaths and `root.readonly`.
 pub fn finalize(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
+    // tmpfs mounts and /dev were mounted writable, so that what goes under them could be made:
+    // read-only now, as asked (runc's finalizeRootfs).
+    let root: OwnedFd = std::fs::File::open("/").ctx(|| "opening /")?.into();
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        if mount::readonly_deferred(m) {
+            let field = || format!("mounts[{i}] ({}): remounting read-only", m.destination().display());
+            let fd = resolve::open(&root, m.destination(), libc::O_PATH | libc::O_DIRECTORY).ctx(field)?;
+            let target = mount::fd_path(&fd);
+            let keep = mount::locked_flags(&target)?;
+            mount(None::<&str>, &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep, None::<&str>).ctx(field)?;
+        }
+    }
     for p in linux.and_then(|l| l.readonly_paths().as_deref()).unwrap_or_default() {
         readonly(Path::new(p)).ctx(|| format!("linux.readonlyPaths: {p}"))?;
     }
@@ -131,5 +204,26 @@ fn mask(path: &Path) -> std::io::Result<()> {
         ignore_missing(mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>))
     } else {
         ignore_missing(mount(Some("/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_whole_proc_and_sysfs_outside_the_rootfs_are_hidden() {
+        let info = "\
+22 1 254:0 / / rw - ext4 /dev/vda rw
+23 22 0:21 / /proc rw - proc proc rw
+24 22 0:22 / /sys rw - sysfs sysfs rw
+25 24 0:23 / /sys/fs/cgroup rw - tmpfs tmpfs rw
+26 22 0:21 /sys /mnt/procsys rw - proc proc rw
+27 22 0:24 / /b/rootfs/proc rw - proc proc rw
+28 22 0:25 / /b/rootfs2/proc rw - proc proc rw
+29 22 0:26 / /with\\040space rw - sysfs sysfs rw";
+        let got = whole_pseudo_mounts(info, Path::new("/b/rootfs"));
+        let want: Vec<PathBuf> = ["/proc", "/sys", "/b/rootfs2/proc", "/with space"].iter().map(PathBuf::from).collect();
+        assert_eq!(got, want);
     }
 }

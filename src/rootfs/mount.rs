@@ -237,15 +237,43 @@ fn in_root(root: &OwnedFd, fd: &OwnedFd) -> std::io::Result<PathBuf> {
     Ok(Path::new("/").join(rel))
 }
 
+/// Whether `m` is mounted writable and made read-only only by `finalize`: a read-only tmpfs or
+/// /dev, where mount points, device nodes and modes are still to be made (runc does the same).
+pub fn readonly_deferred(m: &Mount) -> bool {
+    let Ok(opts) = MountOptions::parse(m.options().as_deref().unwrap_or_default()) else { return false };
+    let typ = m.typ().as_deref().unwrap_or("");
+    opts.flags.contains(MsFlags::MS_RDONLY) && !opts.is_bind() && typ != "bind" && (typ == "tmpfs" || lexically_clean(m.destination()) == Path::new("/dev"))
+}
+
+/// `path` as an absolute path without `.`, `..` or repeated separators, read as text only.
+fn lexically_clean(path: &Path) -> PathBuf {
+    let mut clean = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            std::path::Component::Normal(n) => clean.push(n),
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            _ => {}
+        }
+    }
+    clean
+}
+
 /// Mounts one `mounts` entry inside the rootfs open at `root`.
-/// `idmapped`: the tree `create` prepared for this entry, attached instead of a bind mount.
-pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgroupns: bool, idmapped: Option<BorrowedFd>) -> Result<()> {
+/// `tree`: the detached mount `create` prepared for this entry (see `idmapped::Trees::get`).
+pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgroupns: bool, cgroup2: Option<&Path>, tree: Option<(BorrowedFd, bool)>) -> Result<()> {
     let field = || format!("mounts[{index}] ({})", m.destination().display());
     let opts = MountOptions::parse(m.options().as_deref().unwrap_or_default())
         .map_err(|e| Error::os(field(), std::io::Error::other(e)))?;
     let typ = m.typ().as_deref().unwrap_or("");
     let bind = opts.is_bind() || typ == "bind";
     let source = m.source().as_ref().map(|s| if bind && s.is_relative() { bundle.join(s) } else { s.clone() });
+    // A plain bind's tree stands in only for a source that init, as the user namespace's root,
+    // cannot reach: a bind made here keeps the flags the kernel locks on the source's mount
+    // (runc asks its parent for the source under the same condition).
+    let tree = tree.filter(|&(_, idmapped)| idmapped || source.as_ref().is_some_and(|s| std::fs::metadata(s).is_err())).map(|(t, _)| t);
+    let flags = if readonly_deferred(m) { opts.flags - MsFlags::MS_RDONLY } else { opts.flags };
 
     // runc's rule: procfs and sysfs go on a directory, never through a symlink to elsewhere.
     if matches!(typ, "proc" | "sysfs")
@@ -266,7 +294,11 @@ pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgrou
         .map(|st| st.st_mode & 0o7777);
 
     // A bind source that is a file needs a file to mount onto; everything else a directory.
-    let dest_is_file = bind && source.as_ref().is_some_and(|s| std::fs::metadata(s).is_ok_and(|md| !md.is_dir()));
+    let dest_is_file = bind
+        && match tree {
+            Some(t) => nix::sys::stat::fstat(t.as_raw_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT != libc::S_IFDIR),
+            None => source.as_ref().is_some_and(|s| std::fs::metadata(s).is_ok_and(|md| !md.is_dir())),
+        };
     let dest = if dest_is_file {
         resolve::create_file(root, m.destination())
     } else {
@@ -280,12 +312,13 @@ pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgrou
     let target = fd_path(&dest);
 
     if typ == "cgroup" {
-        return crate::rootfs::cgroupfs::mount_cgroups(&target, opts.flags, cgroupns, || resolve::open(root, m.destination(), libc::O_PATH | libc::O_DIRECTORY)).map_err(|e| Error::os(format!("{}: mount cgroup", field()), e));
+        return crate::rootfs::cgroupfs::mount_cgroups(&target, opts.flags, cgroupns, cgroup2, || resolve::open(root, m.destination(), libc::O_PATH | libc::O_DIRECTORY)).map_err(|e| Error::os(format!("{}: mount cgroup", field()), e));
     }
     if opts.tmpcopyup && typ == "tmpfs" {
-        tmpcopyup(&opts, &target).map_err(|e| Error::os(field(), e))?;
-    } else if let Some(tree) = idmapped {
-        sys::move_mount(tree, dest.as_fd()).ctx(|| format!("{}: attaching the idmapped mount", field()))?;
+        tmpcopyup(&opts, flags, &dest).map_err(|e| Error::os(field(), e))?;
+    } else if let Some(tree) = tree {
+        let src = source.as_deref().unwrap_or(Path::new(""));
+        sys::move_mount(tree, dest.as_fd()).ctx(|| format!("{}: attaching the detached mount of {}", field(), src.display()))?;
     } else if bind {
         let src = source.as_ref().ok_or_else(|| Error::os(field(), std::io::Error::other("a bind mount needs a source")))?;
         let rec = opts.flags & MsFlags::MS_REC;
@@ -293,7 +326,7 @@ pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgrou
             .ctx(|| format!("{}: bind {}", field(), src.display()))?;
     } else {
         let data = opts.data.join(",");
-        mount(source.as_deref().or(Some(Path::new(typ))), &target, Some(typ), opts.flags, (!data.is_empty()).then_some(data.as_str()))
+        mount(source.as_deref().or(Some(Path::new(typ))), &target, Some(typ), flags, (!data.is_empty()).then_some(data.as_str()))
             .ctx(|| format!("{}: mount {typ}{}", field(), privileged_hint(typ)))?;
     }
     // What follows acts on the new mount, which `dest` (opened before it) does not name.
@@ -340,24 +373,47 @@ fn apply_after(target: &Path, opts: &MountOptions) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A tmpfs that starts with a copy of what the directory it covers held (runc's `tmpcopyup`):
-/// the tmpfs is mounted on a scratch directory, filled, then moved over the destination. The
-/// caller applies propagation to the moved mount, which `target` (the directory under it)
-/// does not name.
-fn tmpcopyup(opts: &MountOptions, target: &Path) -> std::io::Result<()> {
-    let scratch = std::env::temp_dir().join(format!("kiln-tmpcopyup-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
-    let data = opts.data.join(",");
-    let result = (|| {
-        mount(Some("tmpfs"), &scratch, Some("tmpfs"), opts.flags, (!data.is_empty()).then_some(data.as_str()))?;
-        if let Err(e) = copy_tree(target, &scratch, Path::new("")) {
-            let _ = nix::mount::umount2(&scratch, nix::mount::MntFlags::MNT_DETACH);
-            return Err(e);
+/// A tmpfs that starts with a copy of what the directory it covers held (runc's `tmpcopyup`).
+/// The tmpfs is made detached (fsopen, fsmount), filled through its fd and attached over `dest`
+/// only then: no host path ever holds it, so concurrent creates cannot meet. The caller applies
+/// propagation to the attached mount, which `dest` (the directory under it) does not name.
+fn tmpcopyup(opts: &MountOptions, flags: MsFlags, dest: &OwnedFd) -> std::io::Result<()> {
+    let ctx = |what: &str, e: std::io::Error| std::io::Error::new(e.kind(), format!("tmpcopyup: {what}: {e}"));
+    let fs = sys::fsopen("tmpfs").map_err(|e| ctx("fsopen tmpfs", e))?;
+    for d in &opts.data {
+        let (key, value) = match d.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (d.as_str(), None),
+        };
+        sys::fsconfig_set(fs.as_fd(), key, value).map_err(|e| ctx(&format!("option {d:?}"), e))?;
+    }
+    for &(flag, name) in SUPERBLOCK_FLAGS {
+        if flags.contains(flag) {
+            sys::fsconfig_set(fs.as_fd(), name, None).map_err(|e| ctx(&format!("option {name:?}"), e))?;
         }
-        Ok(mount(Some(&scratch), target, None::<&str>, MsFlags::MS_MOVE, None::<&str>)?)
-    })();
-    let _ = std::fs::remove_dir(&scratch);
-    result
+    }
+    sys::fsconfig_create(fs.as_fd()).map_err(|e| ctx("creating the tmpfs", e))?;
+    let tmpfs = sys::fsmount(fs.as_fd(), mount_attrs(flags)).map_err(|e| ctx("fsmount", e))?;
+    copy_tree(&fd_path(dest), &fd_path(&tmpfs), Path::new(""))?;
+    sys::move_mount(tmpfs.as_fd(), dest.as_fd()).map_err(|e| ctx("attaching the tmpfs", e))
+}
+
+/// The flags of mount(8) that belong to the superblock, by their fsconfig names.
+const SUPERBLOCK_FLAGS: &[(MsFlags, &str)] = &[(MsFlags::MS_SYNCHRONOUS, "sync"), (MsFlags::MS_DIRSYNC, "dirsync"), (MsFlags::MS_LAZYTIME, "lazytime"), (MsFlags::MS_MANDLOCK, "mand")];
+
+/// The per-mount flags of `flags` as fsmount's `MOUNT_ATTR_*`.
+fn mount_attrs(flags: MsFlags) -> u64 {
+    let table = [
+        (MsFlags::MS_RDONLY, libc::MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, libc::MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
+        (MsFlags::MS_NOATIME, libc::MOUNT_ATTR_NOATIME),
+        (MsFlags::MS_STRICTATIME, libc::MOUNT_ATTR_STRICTATIME),
+        (MsFlags::MS_NODIRATIME, libc::MOUNT_ATTR_NODIRATIME),
+        (MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW), libc::MOUNT_ATTR_NOSYMFOLLOW),
+    ];
+    table.iter().filter(|(f, _)| flags.contains(*f)).fold(0, |acc, (_, a)| acc | a)
 }
 
 /// Copies what directory `from` holds into the empty directory `to`, keeping types, modes,
@@ -433,6 +489,25 @@ mod tests {
         assert!(check_proc_destination(Path::new("/proc/sys"), host_proc).is_err());
         assert!(check_proc_destination(Path::new("/proc/sys/kernel/ns_last_pid/x"), host_proc).is_err());
         assert!(check_proc_destination(Path::new("/procfs/sys"), None).is_ok());
+    }
+
+    #[test]
+    fn readonly_tmpfs_and_dev_are_made_readonly_last() {
+        let m = |dest: &str, typ: &str, opts: &[&str]| {
+            oci_spec::runtime::MountBuilder::default().destination(dest).typ(typ).options(opts.iter().map(|o| o.to_string()).collect::<Vec<_>>()).build().unwrap()
+        };
+        assert!(readonly_deferred(&m("/dev", "tmpfs", &["ro", "nosuid"])));
+        assert!(readonly_deferred(&m("/run", "tmpfs", &["ro"])));
+        assert!(readonly_deferred(&m("//dev/./", "devtmpfs", &["ro"])));
+        assert!(!readonly_deferred(&m("/dev", "tmpfs", &["nosuid"])));
+        assert!(!readonly_deferred(&m("/sys", "sysfs", &["ro"])));
+        assert!(!readonly_deferred(&m("/dev", "bind", &["rbind", "ro"])));
+    }
+
+    #[test]
+    fn per_mount_flags_become_mount_attributes() {
+        let o = MountOptions::parse(&["nosuid", "nodev", "noatime", "sync"]).unwrap();
+        assert_eq!(mount_attrs(o.flags), libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOATIME);
     }
 
     #[test]

@@ -69,7 +69,17 @@ fn check_namespaces(spec: &Spec) -> std::result::Result<HashSet<LinuxNamespaceTy
         }
     }
     if !set.contains(&LinuxNamespaceType::Mount) {
-        return Err(("linux.namespaces".into(), "kiln needs a mount namespace to build the rootfs: add {\"type\": \"mount\"}".into()));
+        // Without a mount namespace the container shares the host's mounts: what would change
+        // them for the container would change them for the host.
+        let paths = |p: Option<&Vec<String>>| p.is_some_and(|p| !p.is_empty());
+        for (field, listed) in [("linux.maskedPaths", paths(linux.and_then(|l| l.masked_paths().as_ref()))), ("linux.readonlyPaths", paths(linux.and_then(|l| l.readonly_paths().as_ref())))] {
+            if listed {
+                return Err((field.into(), "unable to restrict sys entries without a private MNT namespace (add {\"type\": \"mount\"} to linux.namespaces)".into()));
+            }
+        }
+        if spec.root().as_ref().is_some_and(|r| r.readonly().unwrap_or(false)) {
+            return Err(("root.readonly".into(), "a read-only root needs a private MNT namespace (add {\"type\": \"mount\"} to linux.namespaces)".into()));
+        }
     }
     let has_user = set.contains(&LinuxNamespaceType::User);
     let maps = linux.is_some_and(|l| l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) || l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()));
@@ -185,4 +195,25 @@ fn check_lsm(spec: &Spec) -> Check {
         return fail("process.apparmorProfile", "AppArmor is not enabled on this host");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn without_mount_namespace(root: &str, linux_extra: &str) -> Check {
+        let json = format!(
+            r#"{{"ociVersion":"1.0.2","process":{{"cwd":"/","args":["sh"],"user":{{"uid":0,"gid":0}}}},"root":{root},"linux":{{"namespaces":[{{"type":"pid"}}]{linux_extra}}}}}"#
+        );
+        check(&serde_json::from_str(&json).unwrap())
+    }
+
+    #[test]
+    fn no_mount_namespace_runs_unless_it_would_change_the_hosts_mounts() {
+        let root = r#"{"path":"rootfs"}"#;
+        assert!(without_mount_namespace(root, "").is_ok());
+        assert_eq!(without_mount_namespace(root, r#","maskedPaths":["/proc/kcore"]"#).unwrap_err().0, "linux.maskedPaths");
+        assert_eq!(without_mount_namespace(root, r#","readonlyPaths":["/proc/sys"]"#).unwrap_err().0, "linux.readonlyPaths");
+        assert_eq!(without_mount_namespace(r#"{"path":"rootfs","readonly":true}"#, "").unwrap_err().0, "root.readonly");
+    }
 }
