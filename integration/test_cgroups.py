@@ -619,3 +619,27 @@ def test_features_reports_the_layout(ctx):
         assert cg["v2"] is True
     else:
         assert cg["v1"] is True
+
+
+@pytest.mark.skipif(not V2, reason="needs /sys/fs/cgroup to be cgroup2 itself (pure v2)")
+def test_cgroupns_in_userns_falls_back_to_binding_the_containers_cgroup(ctx):
+    """A user namespace without a network namespace of its own binds the host's /sys (it may
+    not mount sysfs), which brings the host's cgroup2 along: a fresh cgroup2 mounted over it
+    is refused with EBUSY. The container's own cgroup is bound there instead, as runc does."""
+    maps = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    ctx.drop_ns("network")
+    ctx.config["linux"]["namespaces"] += [{"type": "user"}, {"type": "cgroup"}]
+    ctx.config["linux"]["uidMappings"] = maps
+    ctx.config["linux"]["gidMappings"] = maps
+    for m in ctx.config["mounts"]:
+        if m["destination"] == "/sys":
+            m.update(type="none", source="/sys", options=["rbind", "nosuid", "noexec", "nodev", "ro"])
+    ctx.sh("exec sleep 100")
+    cid, _ = ctx.create()
+    pid = ctx.state(cid)["pid"]
+    inside = os.stat(f"/proc/{pid}/root/sys/fs/cgroup")
+    assert inside.st_ino == os.stat(unified_dir(pid)).st_ino
+    with open(f"/proc/{pid}/mountinfo") as f:
+        opts = [l.split()[5] for l in f if l.split()[4] == "/sys/fs/cgroup"][-1]
+    assert "ro" in opts.split(","), opts
+    ctx.delete(cid, force=True)
