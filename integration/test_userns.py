@@ -405,12 +405,17 @@ def test_rootless_delegated_cgroup_v2(user):
 @pytest.mark.parametrize("kind", ["dir", "file"])
 def test_bind_source_the_mapped_root_cannot_reach(ctx, kind):
     """A bind source below a host directory of mode 0700 (owned by the host's root, which the
-    container's root is not): opened with the host's privileges, it still mounts."""
+    container's root is not): opened with the host's privileges, it still mounts, and (a shared
+    mount on the host) receives the host's mounts but sends none back, as a bind of a source
+    the container could reach would."""
     locked = ctx.hostdir("locked")
     os.chmod(locked, 0o700)
     src = os.path.join(locked, "data")
     if kind == "dir":
         os.mkdir(src)
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", src], check=True, timeout=10)
+        ctx.cleanups.append(lambda: subprocess.run(["umount", "-l", src], timeout=10))
+        subprocess.run(["mount", "--make-shared", src], check=True, timeout=10)
         with open(os.path.join(src, "hello"), "w") as f:
             f.write("hi\n")
         dest, path = "/data", "/data/hello"
@@ -427,5 +432,11 @@ def test_bind_source_the_mapped_root_cannot_reach(ctx, kind):
         os.mkdir(os.path.join(ctx.rootfs, "data"))
     else:
         open(os.path.join(ctx.rootfs, "data"), "w").close()
-    out = ctx.run_sh(f"cat {path}; touch {path} 2>/dev/null || echo read-only")
-    assert out.split() == ["hi", "read-only"], out
+    out = ctx.run_sh(f"cat {path}; touch {path} 2>/dev/null || echo read-only; "
+                     "grep ' /data ' /proc/self/mountinfo")
+    lines = out.splitlines()
+    assert lines[:2] == ["hi", "read-only"], out
+    optional = lines[2].split(" - ")[0].split()[6:]
+    assert not any(f.startswith("shared:") for f in optional), lines[2]
+    if kind == "dir":
+        assert any(f.startswith("master:") for f in optional), lines[2]
