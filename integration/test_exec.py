@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import RUNTIME, runc_deviates, wait_for
+from conftest import IS_RUNC, RUNTIME, runc_deviates, wait_for
 from test_terminal import ConsoleServer
 
 NS = ["user", "mnt", "pid", "net", "ipc", "uts", "cgroup"]
@@ -295,3 +295,27 @@ def test_exec_into_a_sub_cgroup(ctx):
     # delete removes the container's cgroups with what the exec made in them.
     ctx.delete(cid, force=True)
     assert not os.path.exists(sub_dir)
+
+
+@pytest.mark.needs_cgroups
+# Not strict: runc passes most runs. Its `runc init` is moved into the cgroup as a Go process
+# whose runtime may start threads after the move; then pthread_create fails with EAGAIN and the
+# exec aborts ("runtime/cgo: pthread_create failed"), seen in about 1 of 15 execs here.
+@pytest.mark.xfail(IS_RUNC, reason="runc deviates now and then: its Go init needs threads inside the full cgroup",
+                   strict=False)
+def test_exec_into_a_container_at_its_pids_limit(ctx):
+    """A container at its pids limit (a fork bomb; here init alone under a limit of 1) can
+    still be debugged: the exec'd process is forked outside the container's cgroup and moved
+    in, and pids.max refuses forks, never a move (runc does the same)."""
+    ctx.config["linux"]["resources"]["pids"] = {"limit": 1}
+    cid, init = running(ctx)
+    r = ex(ctx, cid, "true")
+    assert r.ok, r
+    # The process runs in the container's cgroup, in every hierarchy ...
+    r = ex(ctx, cid, "cat", "/proc/self/cgroup")
+    assert r.ok, r
+    assert r.out == open(f"/proc/{init}/cgroup").read(), r
+    # ... where the limit holds it as well: its own fork is refused.
+    r = ex(ctx, cid, "sh", "-c", "true & wait")
+    assert r.rc != 0 and "can't fork" in r.err, r
+    ctx.delete(cid, force=True)

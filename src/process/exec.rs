@@ -1,11 +1,12 @@
 //! `kiln exec`, the child's side: a new process in a running container. It enters what init
 //! built rather than building anything, in this order:
 //!
-//! 1. the container's cgroup: born there on v2 (clone3), moved there first thing on v1 (last,
-//!    just before execve, when the container is paused: see `join_cgroup_last`);
-//! 2. every namespace of init at once, by setns on init's pidfd (the kernel joins the user
+//! 1. every namespace of init at once, by setns on init's pidfd (the kernel joins the user
 //!    namespace first, so the rest are joined with its privileges);
-//! 3. a second fork when a pid or time namespace was joined, which apply to children only;
+//! 2. a second fork when a pid or time namespace was joined, which apply to children only;
+//! 3. the container's cgroup, moved there by the parent past every fork, as runc does: a
+//!    container at its pids limit refuses forks but never a move, so it can still be debugged
+//!    (last, just before execve, when the container is paused: see `join_cgroup_last`);
 //! 4. then what init's steps 7 and 10-18 give a process: terminal, keyring, rlimits and
 //!    scheduling, identity, no_new_privs, fds, labels and seccomp, as late as init loads it.
 //!
@@ -15,12 +16,11 @@ use std::convert::Infallible;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use nix::sched::CloneFlags;
-use nix::unistd::{ForkResult, fork};
 use oci_spec::runtime::Process;
 
 use crate::error::{Context, Result};
 use crate::namespaces::CLONE_NEWTIME;
-use crate::process::init::{exec, hand_over_and_exit, identity, join_session_keyring, load_seccomp, no_new_privs, program, request};
+use crate::process::init::{exec, fork_behind_intermediate, identity, join_session_keyring, load_seccomp, no_new_privs, program, request};
 use crate::process::spawn::Peer;
 use crate::process::sync::{Channel, Msg};
 use crate::process::{lsm, rlimits, sched};
@@ -40,19 +40,24 @@ pub struct ExecOptions<'a> {
     pub join_cgroup_last: bool,
 }
 
-pub fn run(o: &ExecOptions, chan: &Channel, in_cgroup: bool) -> Result<Infallible> {
-    let process = o.process;
-    if !in_cgroup && !o.join_cgroup_last {
-        request(chan, Msg::JoinCgroup)?;
+impl ExecOptions<'_> {
+    /// A joined pid or time namespace applies to children only: the process is forked behind
+    /// an intermediate.
+    pub fn forks_again(&self) -> bool {
+        self.namespaces.intersects(CloneFlags::CLONE_NEWPID | CLONE_NEWTIME)
     }
+}
+
+pub fn run(o: &ExecOptions, chan: &Channel) -> Result<Infallible> {
+    let process = o.process;
     if !o.namespaces.is_empty() {
         nix::sched::setns(o.init, o.namespaces).ctx(|| format!("joining the namespaces of the container's init ({:?})", o.namespaces))?;
     }
-    if o.namespaces.intersects(CloneFlags::CLONE_NEWPID | CLONE_NEWTIME) {
-        // SAFETY: single-threaded, as after clone3.
-        if let ForkResult::Parent { child } = unsafe { fork() }.ctx(|| "fork into the container's pid namespace")? {
-            hand_over_and_exit(chan, child);
-        }
+    if o.forks_again() {
+        fork_behind_intermediate(chan, "fork into the container's pid namespace")?;
+    }
+    if !o.join_cgroup_last {
+        request(chan, Msg::JoinCgroup)?;
     }
     if process.terminal().unwrap_or(false) {
         nix::unistd::setsid().ctx(|| "setsid")?;

@@ -68,11 +68,7 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
     // 2. A pid or time namespace entered by setns/unshare takes effect for children only: fork
     //    the real init into it; this intermediate reports its pid and leaves.
     if plan.needs_second_fork() {
-        // SAFETY: single-threaded, as after clone3.
-        match unsafe { fork() }.ctx(|| "fork into the pid namespace")? {
-            ForkResult::Parent { child } => hand_over_and_exit(chan, child),
-            ForkResult::Child => {}
-        }
+        fork_behind_intermediate(chan, "fork into the pid namespace")?;
     }
 
     // 3. A session of its own: detaches from kiln's terminal, and lets a pty become the
@@ -178,9 +174,20 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
     exec(&program, args, &env)
 }
 
+/// Forks the process that lives in the pid or time namespace just entered; the caller, now the
+/// intermediate, hands it over to the parent and exits. The child returns once the parent has
+/// taken it over: until then the intermediate may still be writing on the channel they share.
+pub(super) fn fork_behind_intermediate(chan: &Channel, what: &str) -> Result<()> {
+    // SAFETY: single-threaded, as after clone3.
+    match unsafe { fork() }.ctx(|| what)? {
+        ForkResult::Parent { child } => hand_over_and_exit(chan, child),
+        ForkResult::Child => chan.wait_continue().ctx(|| "sync: waiting for the parent to take over from the intermediate"),
+    }
+}
+
 /// The intermediate's last act: hands the parent its child, by pid and by a pidfd opened while
 /// nobody else can reap the child (we are its parent and never wait), then leaves.
-pub(super) fn hand_over_and_exit(chan: &Channel, child: nix::unistd::Pid) -> ! {
+fn hand_over_and_exit(chan: &Channel, child: nix::unistd::Pid) -> ! {
     match crate::sys::pidfd_open(child.as_raw()) {
         Ok(pidfd) => {
             let _ = chan.send_with_fd(&Msg::InitPid(child.as_raw()), Some(pidfd.as_raw_fd()));

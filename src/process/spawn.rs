@@ -11,7 +11,7 @@ use crate::error::{Context, Error, Result};
 use crate::hooks::{self, Stage};
 use crate::namespaces::Plan;
 use crate::process::{InitOptions, idmap};
-use crate::process::sync::{Channel, Msg};
+use crate::process::sync::{Channel, Kind, Msg, Phases};
 use crate::sys::{self, Forked};
 use std::convert::Infallible;
 
@@ -72,7 +72,8 @@ pub struct Peer<'a> {
 /// child runs `child_main(channel, born_in_cgroup)`; its error goes to the parent, or to its
 /// stderr once the parent is gone.
 /// `born_in_cgroup: false` forks outside the cgroup even where clone3 could place the child.
-fn fork(p: &Peer, flags: CloneFlags, born_in_cgroup: bool, child_main: impl FnOnce(&Channel, bool) -> Result<Infallible>) -> Result<(Child, Channel, SigSet)> {
+/// The last value returned says whether it was placed there.
+fn fork(p: &Peer, flags: CloneFlags, born_in_cgroup: bool, child_main: impl FnOnce(&Channel, bool) -> Result<Infallible>) -> Result<(Child, Channel, SigSet, bool)> {
     let (parent, child_end) = Channel::pair().ctx(|| "socketpair")?;
     let into = if born_in_cgroup { p.cgroup.clone_into()? } else { None };
     // A cgroup namespace made before the child is in its cgroup would be rooted elsewhere.
@@ -98,7 +99,7 @@ fn fork(p: &Peer, flags: CloneFlags, born_in_cgroup: bool, child_main: impl FnOn
             // SAFETY: _exit skips the atexit handlers and buffers that belong to the parent.
             unsafe { libc::_exit(1) }
         }
-        Ok(Forked::Parent { pid, pidfd }) => Ok((Child { pid, pidfd: Some(pidfd), ours: true }, parent, saved_mask)),
+        Ok(Forked::Parent { pid, pidfd }) => Ok((Child { pid, pidfd: Some(pidfd), ours: true }, parent, saved_mask, into.is_some())),
     }
 }
 
@@ -120,8 +121,9 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
         status: crate::container::Status::Creating,
     };
     let flags = if plan.single_clone() { plan.new - plan.after_root() } else { CloneFlags::empty() };
-    let (child, chan, saved_mask) = fork(&peer, flags, true, |chan, in_cgroup| crate::process::init::run(opts, &plan, chan, fifo, in_cgroup))?;
-    let talked = talk(&peer, &chan, child, |msg, pid| create_request(opts, msg, pid)).and_then(|(child, pty)| {
+    let (child, chan, saved_mask, in_cgroup) = fork(&peer, flags, true, |chan, in_cgroup| crate::process::init::run(opts, &plan, chan, fifo, in_cgroup))?;
+    let phases = Phases::new(Kind::Create, plan.needs_second_fork(), !in_cgroup);
+    let talked = talk(&peer, &chan, child, phases, |msg, pid| create_request(opts, msg, pid)).and_then(|(child, pty, _)| {
         // Limits last: device rules would have refused init's mknods, a pids limit its forks.
         opts.cgroup.set(opts.resources)?;
         Ok((child, pty))
@@ -172,10 +174,13 @@ fn create_request(opts: &InitOptions, msg: &Msg, pid: i32) -> Result<bool> {
 /// `exec`'s parent side: forks the child that joins the container (`process::exec`), answers
 /// it, and returns once its program runs. After Ready the child only loads seccomp and execs:
 /// its end of the channel closes at execve (close-on-exec), or an Error says why not.
+/// The child is forked outside the container's cgroup, and its final process, past every fork,
+/// is moved in (as runc): a container at its pids limit refuses forks, never a move.
 pub fn spawn_exec(o: &crate::process::exec::ExecOptions) -> Result<Init> {
-    let (child, chan, saved_mask) = fork(&o.peer, CloneFlags::empty(), !o.join_cgroup_last, |chan, in_cgroup| crate::process::exec::run(o, chan, in_cgroup))?;
+    let (child, chan, saved_mask, _) = fork(&o.peer, CloneFlags::empty(), false, |chan, _| crate::process::exec::run(o, chan))?;
     let protocol = |msg: String| Error::Init { id: o.peer.id.to_owned(), msg };
-    let talked = talk(&o.peer, &chan, child, |_, _| Ok(false)).and_then(|(child, pty)| {
+    let phases = Phases::new(Kind::Exec, o.forks_again(), !o.join_cgroup_last);
+    let talked = talk(&o.peer, &chan, child, phases, |_, _| Ok(false)).and_then(|(child, pty, mut phases)| {
         if o.join_cgroup_last {
             // Into the frozen cgroup: the process reads Continue, and execs, once thawed.
             o.peer.cgroup.join(child.pid)?;
@@ -186,19 +191,22 @@ pub fn spawn_exec(o: &crate::process::exec::ExecOptions) -> Result<Init> {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok((child, pty)),
             Err(e) => Err(protocol(e.to_string())),
             Ok((Msg::Error(msg), _)) => Err(protocol(msg)),
-            Ok((other, _)) => Err(protocol(format!("protocol error: unexpected {other:?}"))),
+            // Past Ready only an Error may come: the phase names what came instead.
+            Ok((other, _)) => Err(protocol(phases.accept(&other).err().unwrap_or_else(|| format!("protocol error: {other:?} after Ready")))),
         }
     });
     ready(talked, saved_mask)
 }
 
-/// Answers the child's requests until it is ready (see the diagram in `sync`); requests that
-/// only one kind of child makes go to `request`, which answers Continue for them.
-fn talk(p: &Peer, chan: &Channel, mut child: Child, mut request: impl FnMut(&Msg, i32) -> Result<bool>) -> Result<(Child, Option<OwnedFd>)> {
+/// Answers the child's requests until it is ready (see the diagrams in `sync`), each checked
+/// against `phases` first; requests that only one kind of child makes go to `request`, which
+/// answers Continue for them.
+fn talk(p: &Peer, chan: &Channel, mut child: Child, mut phases: Phases, mut request: impl FnMut(&Msg, i32) -> Result<bool>) -> Result<(Child, Option<OwnedFd>, Phases)> {
     let protocol = |msg: String| Error::Init { id: p.id.to_owned(), msg };
     let mut pty = None;
     loop {
         let (msg, fd) = chan.recv().map_err(|e| protocol(e.to_string()))?;
+        phases.accept(&msg).map_err(protocol)?;
         match msg {
             Msg::JoinCgroup => {
                 p.cgroup.join(child.pid)?;
@@ -211,6 +219,8 @@ fn talk(p: &Peer, chan: &Channel, mut child: Child, mut request: impl FnMut(&Msg
                 let pidfd = fd.ok_or_else(|| protocol("the intermediate sent no pidfd".into()))?;
                 let _ = sys::waitid_pidfd(child.pidfd(), false);
                 std::mem::replace(&mut child, Child { pid, pidfd: Some(pidfd), ours: false }).disarm();
+                // The intermediate is gone: the one process left behind it may write now.
+                chan.send(&Msg::Continue).ctx(|| "sync: continue")?;
             }
             Msg::PtyMaster => {
                 let fd = fd.ok_or_else(|| protocol("pty message without an fd".into()))?;
@@ -226,7 +236,7 @@ fn talk(p: &Peer, chan: &Channel, mut child: Child, mut request: impl FnMut(&Msg
                 let state = p.state.for_hooks(p.status, if p.state.pid > 0 { p.state.pid } else { child.pid });
                 crate::seccomp::send_to_listener(listener, &fd, child.pid, &state)?;
             }
-            Msg::Ready => return Ok((child, pty)),
+            Msg::Ready => return Ok((child, pty, phases)),
             Msg::Error(msg) => return Err(protocol(msg)),
             other => {
                 if !request(&other, child.pid)? {
