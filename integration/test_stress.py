@@ -57,7 +57,7 @@ def test_create_delete_cycles(ctx):
 # in ~15 s a variant on an idle 2-core machine (CI). KILN_STRESS_EXECS=1000 is the issue's
 # acceptance run, made by hand.
 EXECS = int(os.environ.get("KILN_STRESS_EXECS", "300"))
-EXEC_BUDGET = max(30, EXECS * 0.3)  # seconds per variant: ~0.2 s an exec on a loaded machine
+EXEC_BUDGET = max(30, EXECS * 0.6)  # seconds per variant: kiln ~0.2 s an exec, runc ~0.35 s, on a loaded machine
 
 
 @contextlib.contextmanager
