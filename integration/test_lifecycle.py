@@ -102,6 +102,64 @@ def test_kill_stopped_container_fails(ctx):
     ctx.delete(cid)
 
 
+def test_kill_stopped_container_says_not_running(ctx):
+    """runc's words; and `kill --all` of a stopped container is no error (containerd's
+    `ctr tasks rm -f` of an exited task kills with --all and must not fail)."""
+    ctx.sh("true")
+    cid, _ = ctx.create()
+    ctx.start(cid)
+    assert ctx.wait_status(cid, "stopped")
+    for sig in ("KILL", "TERM", "0"):
+        r = ctx.rt("kill", cid, sig)
+        assert r.rc != 0 and "container not running" in r.err, r
+    r = ctx.rt("kill", "--all", cid, "KILL")
+    assert r.ok, r
+    assert status(ctx, cid) == "stopped"
+    ctx.delete(cid)
+
+
+def test_signal_zero_checks_the_container_is_alive(ctx):
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    pid = ctx.state(cid)["pid"]
+    assert ctx.rt("kill", cid, "0").ok
+    ctx.start(cid)
+    r = ctx.rt("kill", cid, "0")
+    assert r.ok, r
+    # Nothing was delivered: the process runs on.
+    assert status(ctx, cid) == "running" and pid_alive(pid)
+    assert ctx.rt("kill", cid, "KILL").ok
+    assert ctx.wait_status(cid, "stopped")
+    r = ctx.rt("kill", cid, "0")
+    assert r.rc != 0 and "container not running" in r.err, r
+    ctx.delete(cid)
+
+
+@pytest.mark.needs_cgroups
+@pytest.mark.parametrize("all_", [False, True], ids=["init", "all"])
+def test_kill_paused_container_thaws_it(ctx, all_):
+    """SIGKILL to a paused container: the cgroup is thawed after the signal, so the container
+    dies at once instead of staying frozen with the signal pending."""
+    ctx.drop_ns("pid")
+    ctx.sh("sleep 100 & sleep 100")
+    cid, _ = ctx.create()
+    ctx.start(cid)
+    pid = ctx.state(cid)["pid"]
+    assert wait_for(lambda: len(json.loads(ctx.rt("ps", "-f", "json", cid).out or "null") or []) == 2, 5)
+    pids = json.loads(ctx.rt("ps", "-f", "json", cid).out)
+    for p in pids:
+        ctx.track(p)
+    assert ctx.rt("pause", cid).ok
+    assert status(ctx, cid) == "paused"
+    r = ctx.rt("kill", *(["--all"] if all_ else []), cid, "KILL")
+    assert r.ok, r
+    assert wait_for(lambda: not pid_alive(pid), 5), "init stayed frozen after SIGKILL"
+    if all_:
+        assert wait_for(lambda: not any(pid_alive(p) for p in pids), 5)
+    assert status(ctx, cid) == "stopped"
+    ctx.delete(cid, force=True)
+
+
 def test_kill_created_container(ctx):
     ctx.sh("sleep 100")
     cid, _ = ctx.create()

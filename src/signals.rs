@@ -5,11 +5,12 @@ use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigaction, SigAct
 
 use crate::error::{Error, Result};
 
-/// `KILL`, `SIGKILL`, `kill`, `9`, and `RTMIN+3` / `SIGRTMAX-1`, as runc accepts them.
+/// `KILL`, `SIGKILL`, `kill`, `9`, and `RTMIN+3` / `SIGRTMAX-1`, as runc accepts them; `0`
+/// (no signal: only whether the container is alive), as kill(1) and runc take it.
 pub fn parse(raw: &str) -> Result<i32> {
     let bad = || Error::Usage(format!("unknown signal {raw:?}: give a name like TERM or SIGKILL, or a number"));
     if let Ok(n) = raw.parse::<i32>() {
-        return if (1..=libc::SIGRTMAX()).contains(&n) { Ok(n) } else { Err(bad()) };
+        return if (0..=libc::SIGRTMAX()).contains(&n) { Ok(n) } else { Err(bad()) };
     }
     let upper = raw.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
@@ -71,9 +72,10 @@ mod tests {
         assert_eq!(parse("sigterm").unwrap(), 15);
         assert_eq!(parse("SIGHUP").unwrap(), 1);
         assert_eq!(parse("9").unwrap(), 9);
+        assert_eq!(parse("0").unwrap(), 0);
         assert_eq!(parse("RTMIN+2").unwrap(), libc::SIGRTMIN() + 2);
         assert_eq!(parse("SIGRTMAX").unwrap(), libc::SIGRTMAX());
-        for bad in ["SIGBOGUS", "0", "-1", "RTMIN+99", "", "65"] {
+        for bad in ["SIGBOGUS", "SIG0", "-1", "RTMIN+99", "", "65"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
         assert!(parse("SIGBOGUS").unwrap_err().to_string().contains("\"SIGBOGUS\""));

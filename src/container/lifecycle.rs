@@ -183,22 +183,46 @@ pub fn start(c: &Container) -> Result<()> {
     Ok(())
 }
 
+/// runc's rules: a container without a live init is "not running", an error unless `all` asks
+/// for every process (then whatever outlived init in the cgroup gets the signal, and none
+/// left is no error: containerd's `ctr tasks rm -f` of an exited task relies on it). Signal 0
+/// only checks that the container is alive. A SIGKILL to a paused container thaws it after
+/// the signal, so that it dies at once instead of staying frozen with the signal pending.
 pub fn kill(c: &Container, signal: i32, all: bool) -> Result<()> {
     let status = c.status();
-    if matches!(status, Status::Stopped | Status::Creating) {
-        return Err(c.wrong_state(status, "there is no process to signal"));
-    }
-    let init = c.init_pidfd().ok_or_else(|| c.wrong_state(Status::Stopped, "there is no process to signal"))?;
+    let init = match status {
+        Status::Stopped | Status::Creating => None,
+        _ => c.init_pidfd(),
+    };
+    let Some(init) = init else {
+        if !all {
+            return Err(c.wrong_state(Status::Stopped, "container not running, there is no process to signal"));
+        }
+        if status == Status::Stopped {
+            // A cgroup already gone has no process left to signal.
+            let _ = signal_all(c, signal, 0);
+        }
+        return Ok(());
+    };
     if all {
-        // The cgroup holds every process of the container, daemonised ones too. Each pid is
-        // opened as a pidfd before the signal, so a reused pid is never hit.
-        for pid in c.cgroup()?.pids()?.into_iter().filter(|&p| p != c.state.pid) {
-            if let Ok(fd) = sys::pidfd_open(pid) {
-                let _ = sys::pidfd_send_signal(fd.as_fd(), signal);
-            }
+        signal_all(c, signal, c.state.pid)?;
+    }
+    sys::pidfd_send_signal(init.as_fd(), signal).ctx(|| format!("signalling init of {:?} (pid {})", c.id(), c.state.pid))?;
+    if status == Status::Paused && signal == libc::SIGKILL {
+        c.cgroup()?.freeze(false)?;
+    }
+    Ok(())
+}
+
+/// The signal to every process in the container's cgroup but `except`: daemonised ones too.
+/// Each pid is opened as a pidfd before the signal, so a reused pid is never hit.
+fn signal_all(c: &Container, signal: i32, except: i32) -> Result<()> {
+    for pid in c.cgroup()?.pids()?.into_iter().filter(|&p| p != except) {
+        if let Ok(fd) = sys::pidfd_open(pid) {
+            let _ = sys::pidfd_send_signal(fd.as_fd(), signal);
         }
     }
-    sys::pidfd_send_signal(init.as_fd(), signal).ctx(|| format!("signalling init of {:?} (pid {})", c.id(), c.state.pid))
+    Ok(())
 }
 
 /// Freezes every process of the container (runc pauses created containers too).
