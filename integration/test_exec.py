@@ -273,6 +273,18 @@ def test_exec_into_an_unknown_container(ctx):
 
 
 @pytest.mark.needs_cgroups
+@pytest.mark.parametrize("sub", ["..", "../escape", "sub/../../escape"])
+def test_exec_cgroup_outside_the_container_is_refused(ctx, sub):
+    """Refused naming the path, as runc refuses it, not clamped to a cgroup the user did not
+    name."""
+    cid, init = running(ctx)
+    v1 = any(l.split(":")[1] == "pids" for l in open(f"/proc/{init}/cgroup").read().splitlines())
+    r = ex(ctx, cid, "true", flags=["--cgroup", f"pids:{sub}" if v1 else sub])
+    assert r.rc != 0 and f"{sub} is not a sub cgroup path" in r.err.replace('"', ""), r
+    ctx.delete(cid, force=True)
+
+
+@pytest.mark.needs_cgroups
 def test_exec_into_a_sub_cgroup(ctx):
     cid, init = running(ctx)
     lines = open(f"/proc/{init}/cgroup").read().splitlines()

@@ -248,7 +248,8 @@ pub fn from_paths(paths: Paths) -> Box<dyn Manager> {
 
 /// `exec --cgroup`: the container's cgroups with an existing sub-cgroup for the process, in
 /// runc's format: `path` for every hierarchy, or `ctrl[,ctrl...]:path` for those named (the
-/// flag may repeat). The sub-cgroup cannot climb out of the container's.
+/// flag may repeat). A path that climbs out of the container's cgroup is refused, as runc
+/// refuses it, rather than clamped to somewhere the user did not name.
 pub fn sub_paths(mut paths: Paths, specs: &[String]) -> Result<Paths> {
     for spec in specs {
         let err = |msg: String| Error::Cgroup { field: format!("--cgroup {spec:?}"), msg };
@@ -256,7 +257,9 @@ pub fn sub_paths(mut paths: Paths, specs: &[String]) -> Result<Paths> {
             Some((ctrls, sub)) => (ctrls.split(',').map(|c| if c == "unified" { String::new() } else { c.to_owned() }).collect(), sub),
             None => (paths.keys().cloned().collect(), spec.as_str()),
         };
-        let sub = inner_path(Some(Path::new(sub.trim_start_matches('/'))), "");
+        let Some(sub) = below(Path::new(sub)) else {
+            return Err(err(format!("{sub:?} is not a sub cgroup path: it leaves the container's cgroup")));
+        };
         for key in keys {
             let dir = paths.get_mut(&key).ok_or_else(|| err(format!("the container has no {key:?} cgroup")))?;
             *dir = dir.join(&sub);
@@ -266,6 +269,20 @@ pub fn sub_paths(mut paths: Paths, specs: &[String]) -> Result<Paths> {
         }
     }
     Ok(paths)
+}
+
+/// `sub` as a relative path that stays below where it is joined (`/a` is `a`, `a/../b` is
+/// `b`), or None if a `..` climbs above it.
+fn below(sub: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in sub.components() {
+        match c {
+            std::path::Component::ParentDir => out.pop().then_some(())?,
+            std::path::Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    Some(out)
 }
 
 /// cgroupsPath made safe, as runc's CleanPath does: `..` cannot climb above the hierarchy's
@@ -467,6 +484,15 @@ mod tests {
         assert_eq!(inner_path(Some(Path::new("../a")), "x"), Path::new("a"));
         assert_eq!(inner_path(None, "ctr"), Path::new("ctr"));
         assert_eq!(inner_path(Some(Path::new("")), "ctr"), Path::new("ctr"));
+    }
+
+    #[test]
+    fn sub_cgroup_paths_stay_below() {
+        assert_eq!(below(Path::new("/a/b")), Some(PathBuf::from("a/b")));
+        assert_eq!(below(Path::new("a/./../b")), Some(PathBuf::from("b")));
+        assert_eq!(below(Path::new("")), Some(PathBuf::new()));
+        assert_eq!(below(Path::new("..")), None);
+        assert_eq!(below(Path::new("a/../../b")), None);
     }
 
     #[test]
