@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import IS_KILN, pid_alive, runc_deviates, wait_for
+from conftest import IS_KILN, IS_RUNC, pid_alive, remove_cgroup_dir, runc_deviates, wait_for
 
 pytestmark = pytest.mark.needs_cgroups
 
@@ -532,9 +532,163 @@ def test_occupied_cgroup_is_refused(ctx):
     assert cg_dir(pid, "pids").endswith("/" + first)
     ctx.config["linux"]["cgroupsPath"] = "/" + first
     cid, r = ctx.create(check=False)
-    assert r.rc != 0, r
+    assert r.rc != 0 and "container's cgroup is not empty" in r.err, r
+    if IS_KILN:
+        # Says where, and what to do.
+        assert first in r.err and "cgroup of its own" in r.err, r
     assert ctx.state(first)["status"] == "running"
     ctx.delete(first, force=True)
+
+
+def own_cgroups(ctx, name):
+    """/<name> in every hierarchy: cgroups of the test's own naming, thawed and removed at
+    teardown even if the test fails. Returns them."""
+    dirs = sorted({os.path.join(mp, name) for mp, _, _ in _mounts()})
+
+    def clean():
+        for d in dirs:
+            for f, v in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+                try:
+                    with open(os.path.join(d, f), "w") as fh:
+                        fh.write(v)
+                except OSError:
+                    pass
+            remove_cgroup_dir(d)
+    ctx.cleanups.append(clean)
+    return dirs
+
+
+def write_file(path, value):
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def read_file(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+def freezer():
+    """(hierarchy, file, frozen value) of the freezer of this layout."""
+    mp = None if V2 else v1_mount("freezer")
+    if mp is not None:
+        return mp, "freezer.state", "FROZEN"
+    return [m[0] for m in _mounts() if m[1] == "cgroup2"][0], "cgroup.freeze", "1"
+
+
+@pytest.mark.parametrize("where", [
+    "own",
+    # Not run for runc: it would hang there until the test's timeout.
+    pytest.param("parent", marks=pytest.mark.xfail(
+        IS_RUNC, run=False, strict=True, reason="runc deviates: it checks only the container's own "
+        "cgroup, reads one frozen through its parent as thawed, and then blocks in it")),
+])
+def test_create_in_a_frozen_cgroup_fails_at_once(ctx, where):
+    cid = ctx.new_id()
+    name = f"{cid}-frozen"
+    dirs = own_cgroups(ctx, name)
+    mp, file, frozen = freezer()
+    made = os.path.join(mp, name)
+    os.mkdir(made)
+    write_file(os.path.join(made, file), frozen)
+    ctx.config["linux"]["cgroupsPath"] = f"/{name}" if where == "own" else f"/{name}/ctr"
+    ctx.sh("true")
+    _, r = ctx.create(cid, check=False, timeout=10)
+    assert r.rc != 0 and "frozen" in r.err, r
+    assert cid not in ctx.list_ids()
+    # Nothing left, and the test's own cgroup as it was.
+    assert read_file(os.path.join(made, file)) == frozen
+    assert not os.path.exists(os.path.join(made, "ctr"))
+    assert not [d for d in dirs if d != made and os.path.exists(d)]
+
+
+def test_cpuset_parent_left_empty_is_filled(ctx):
+    """A pod cgroup a client made in the cpuset hierarchy starts with no CPUs and no memory
+    nodes; as runc, the runtime fills it from its parent before the container's cgroup
+    below it is used."""
+    mp = None if V2 else v1_mount("cpuset")
+    if mp is None:
+        pytest.skip("no v1 cpuset hierarchy")
+    cid = ctx.new_id()
+    name = f"{cid}-pod"
+    own_cgroups(ctx, name)
+    pod = os.path.join(mp, name)
+    os.mkdir(pod)
+    if read_file(os.path.join(pod, "cpuset.cpus")):
+        pytest.skip("cgroup.clone_children fills new cpusets on this host")
+    ctx.config["linux"]["cgroupsPath"] = f"/{name}/ctr"
+    out = ctx.run_sh("grep Cpus_allowed_list /proc/self/status", cid=cid)
+    assert out.split()[-1] == read_file(os.path.join(mp, "cpuset.cpus")), out
+    for f in ("cpuset.cpus", "cpuset.mems"):
+        assert read_file(os.path.join(pod, f)) == read_file(os.path.join(mp, f))
+
+
+@pytest.mark.xfail(IS_RUNC and not V2, strict=True, reason="runc deviates: runc 1.1 does not use "
+                   "the unified hierarchy of a hybrid host, so the create does not fail")
+def test_failed_create_half_way_leaves_no_cgroup(ctx):
+    """A create that fails in its last hierarchy (a cgroup2 parent that allows no child)
+    removes what it made in the others, parents included, and leaves the test's own."""
+    unified = [m[0] for m in _mounts() if m[1] == "cgroup2"]
+    if not unified or not os.path.exists(os.path.join(unified[0], "cgroup.max.depth")):
+        pytest.skip("no cgroup2 hierarchy with cgroup.max.depth")
+    cid = ctx.new_id()
+    name = f"{cid}-deep"
+    dirs = own_cgroups(ctx, name)
+    parent = os.path.join(unified[0], name)
+    os.mkdir(parent)
+    write_file(os.path.join(parent, "cgroup.max.depth"), "0")
+    ctx.config["linux"]["cgroupsPath"] = f"/{name}/ctr"
+    ctx.sh("true")
+    _, r = ctx.create(cid, check=False)
+    assert r.rc != 0, r
+    if IS_KILN:
+        assert os.path.join(parent, "ctr") in r.err and len(r.err.strip().splitlines()) == 1, r
+    assert cid not in ctx.list_ids()
+    assert not [d for d in dirs if d != parent and os.path.exists(d)]
+    assert not [e for e in os.listdir(parent) if os.path.isdir(os.path.join(parent, e))]
+
+
+def test_device_access_letters_other_than_rwm_are_ignored(ctx):
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("no /dev/fuse on this host")
+    ctx.config["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
+                                       "fileMode": 0o666, "uid": 0, "gid": 0}]
+    resources(ctx, devices=[{"allow": False, "access": "rwm"},
+                            {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rwxq"}])
+    out = ctx.run_sh(": <> /dev/fuse && echo fuse-ok")
+    assert "fuse-ok" in out, out
+
+
+def memory_usage(pid):
+    return int(cg_read(pid, "memory", "memory.usage_in_bytes", "memory.current"))
+
+
+def test_memory_limit_below_usage_says_both(ctx):
+    if V2 or v1_mount("memory") is None:
+        pytest.skip("cgroup v2 reclaims or OOM-kills below a new memory.max instead of refusing it")
+    cid, pid, _ = start_detached(ctx, "dd if=/dev/zero of=/dev/shm/fill bs=1M count=16 2>/dev/null; sleep 100")
+    assert wait_for(lambda: memory_usage(pid) > 16 * MiB, 5)
+    r = ctx.rt("update", "--memory", str(4 * MiB), cid)
+    assert r.rc != 0, r
+    assert f"unable to set memory limit to {4 * MiB}" in r.err and "current usage: " in r.err, r
+    if IS_KILN:
+        assert "linux.resources.memory.limit" in r.err and len(r.err.strip().splitlines()) == 1, r
+    assert int(cg_read(pid, "memory", "memory.limit_in_bytes", "memory.max")) > 16 * MiB
+    assert ctx.state(cid)["status"] == "running"
+    ctx.delete(cid, force=True)
+
+
+def test_memory_limit_below_usage_at_create_says_both(ctx):
+    if V2 or v1_mount("memory") is None:
+        pytest.skip("cgroup v2 reclaims or OOM-kills below a new memory.max instead of refusing it")
+    resources(ctx, memory={"limit": 4096})
+    ctx.sh("true")
+    cid, r = ctx.create(check=False)
+    assert r.rc != 0, r
+    assert "unable to set memory limit to 4096" in r.err and "current usage: " in r.err, r
+    if IS_KILN:
+        assert "linux.resources.memory.limit" in r.err and len(r.err.strip().splitlines()) == 1, r
+    assert cid not in ctx.list_ids()
 
 
 # ---------------------------------------------------------------- cgroup namespace and mount

@@ -40,10 +40,6 @@ pub fn rules(config: &[LinuxDeviceCgroup]) -> Result<Vec<LinuxDeviceCgroup>> {
     let mut out = vec![rule(false, LinuxDeviceType::A, None, None, "rwm")];
     for (i, r) in config.iter().enumerate() {
         let field = format!("linux.resources.devices[{i}]");
-        let access = r.access().as_deref().unwrap_or("rwm");
-        if access.is_empty() || !access.chars().all(|c| "rwm".contains(c)) {
-            return Err(Error::Cgroup { field: format!("{field}.access"), msg: format!("{access:?} is not a combination of r, w and m") });
-        }
         let typ = match r.typ().unwrap_or(LinuxDeviceType::A) {
             LinuxDeviceType::U => LinuxDeviceType::C,
             LinuxDeviceType::P => return Err(Error::Cgroup { field: format!("{field}.type"), msg: "\"p\" (a fifo) is not a device the cgroup controls".into() }),
@@ -54,11 +50,26 @@ pub fn rules(config: &[LinuxDeviceCgroup]) -> Result<Vec<LinuxDeviceCgroup>> {
                 return Err(Error::Cgroup { field: format!("{field}.{name}"), msg: format!("{} is not a device number", v.unwrap_or_default()) });
             }
         }
+        let Some(access) = access(typ, r.access().as_deref()) else { continue };
         let wild = |v: Option<i64>| v.filter(|&v| v >= 0);
-        out.push(rule(r.allow(), typ, wild(r.major()), wild(r.minor()), access));
+        out.push(rule(r.allow(), typ, wild(r.major()), wild(r.minor()), &access));
     }
     out.extend(DEFAULTS.iter().map(|&(t, maj, min, acc)| rule(true, t, maj, min, acc)));
     Ok(out)
+}
+
+/// The access a rule grants or denies, as runc reads it: the letters r, w and m, any other
+/// ignored (runc's device emulator keeps only those three), in that order. A rule left with
+/// none does nothing and is dropped (None), except `a`, which stands for every device with
+/// every access whatever its letters say.
+fn access(typ: LinuxDeviceType, given: Option<&str>) -> Option<String> {
+    let given = given.unwrap_or("rwm");
+    let known: String = "rwm".chars().filter(|&c| given.contains(c)).collect();
+    match (known.is_empty(), typ) {
+        (true, LinuxDeviceType::A) => Some("rwm".into()),
+        (true, _) => None,
+        (false, _) => Some(known),
+    }
 }
 
 /// A rule as v1's devices.allow / devices.deny take it: `c 1:3 rwm`, or `a` for all.
@@ -95,9 +106,17 @@ mod tests {
     }
 
     #[test]
+    fn unknown_access_letters_are_ignored() {
+        let config: Vec<LinuxDeviceCgroup> = serde_json::from_str(r#"[{"allow":true,"type":"c","major":10,"minor":229,"access":"wxrz"},{"allow":true,"type":"c","major":1,"minor":1,"access":"q"},{"allow":false,"access":"x"}]"#).unwrap();
+        let w = v1_writes(&rules(&config).unwrap());
+        assert_eq!(w[1], ("devices.allow", "c 10:229 rw".to_string()));
+        // The rule with no known letter is gone; `a` stays every access.
+        assert_eq!(w[2], ("devices.deny", "a".to_string()));
+        assert!(!w.iter().any(|(_, l)| l.starts_with("c 1:1 ")));
+    }
+
+    #[test]
     fn bad_rules_name_their_field() {
-        let config: Vec<LinuxDeviceCgroup> = serde_json::from_str(r#"[{"allow":true,"access":"rwx"}]"#).unwrap();
-        assert!(rules(&config).unwrap_err().to_string().starts_with("linux.resources.devices[0].access"));
         let config: Vec<LinuxDeviceCgroup> = serde_json::from_str(r#"[{"allow":true,"type":"c","major":-5,"access":"r"}]"#).unwrap();
         assert!(rules(&config).unwrap_err().to_string().contains("devices[0].major"));
     }

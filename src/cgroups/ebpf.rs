@@ -1272,7 +1272,7 @@ mod tests {
             return;
         }
 
-        let mut scratch = Scratch::new(&root, "kiln-ebpf-test");
+        let mut scratch = Scratch::new(root, "kiln-ebpf-test");
         let cgroup = dir(&scratch.cgroup);
         let node = path(&scratch.tmp.join("probe"));
         // SAFETY: a NUL-terminated path.
@@ -1444,7 +1444,7 @@ mod tests {
             eprintln!("skipped: not root, or no BPF");
             return;
         }
-        let mut scratch = Scratch::new(&root, "kiln-ebpf-test-excl");
+        let mut scratch = Scratch::new(root, "kiln-ebpf-test-excl");
         let cgroup = dir(&scratch.cgroup);
 
         let old = load(&verdict(false)).unwrap();

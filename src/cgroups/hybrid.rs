@@ -9,7 +9,7 @@ use oci_spec::runtime::LinuxResources;
 
 use super::v1::V1;
 use super::v2::V2;
-use super::{Manager, OomWatch, Paths, Stats};
+use super::{Made, Manager, OomWatch, Paths, Stats};
 use crate::error::Result;
 
 pub struct Hybrid {
@@ -47,9 +47,9 @@ impl Manager for Hybrid {
         p
     }
 
-    fn create(&self) -> Result<()> {
-        self.v1.create()?;
-        self.v2.create()
+    fn create(&self, made: &mut Made) -> Result<()> {
+        self.v1.create(made)?;
+        self.v2.create(made)
     }
 
     fn clone_into(&self) -> Result<Option<OwnedFd>> {

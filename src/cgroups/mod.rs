@@ -41,8 +41,10 @@ const SETTLE: Duration = Duration::from_secs(10);
 
 pub trait Manager {
     fn paths(&self) -> Paths;
-    /// Makes the directories (and on v2 enables the controllers on the way down).
-    fn create(&self) -> Result<()>;
+    /// Makes the directories (and on v2 enables the controllers on the way down), each one
+    /// recorded in `made` as soon as it exists, so that a failure half-way (in a later
+    /// hierarchy, a later level) can remove exactly what this create made.
+    fn create(&self, made: &mut Made) -> Result<()>;
     /// A directory fd for `clone3(CLONE_INTO_CGROUP)`, where the layout allows the child to be
     /// born in its cgroup; None where the parent must move it with [`Manager::join`].
     fn clone_into(&self) -> Result<Option<OwnedFd>>;
@@ -59,11 +61,6 @@ pub trait Manager {
     /// Removes the directories (of every hierarchy); they must be empty.
     fn remove(&self) -> Result<()> {
         self.paths().values().try_for_each(|dir| remove_tree(dir))
-    }
-    /// Kills what is left, then removes the directories.
-    fn destroy(&self) -> Result<()> {
-        self.kill_all()?;
-        self.remove()
     }
     fn stats(&self) -> Result<Stats>;
     /// An fd that becomes readable (poll) when the kernel may have OOM-killed in the cgroup,
@@ -100,7 +97,7 @@ impl Hierarchy {
 /// where they are mounted, /proc/self/cgroup where we are in each.
 pub fn hierarchies() -> std::io::Result<Vec<Hierarchy>> {
     let own = std::fs::read_to_string("/proc/self/cgroup")?;
-    let own: Vec<(&str, &str)> = own.lines().filter_map(|l| l.splitn(3, ':').nth(1).zip(l.splitn(3, ':').nth(2))).collect();
+    let own: Vec<(&str, &str)> = own.lines().filter_map(|l| l.split(':').nth(1).zip(l.splitn(3, ':').nth(2))).collect();
     let info = std::fs::read_to_string("/proc/self/mountinfo")?;
     let lines: Vec<&str> = info.lines().collect();
     let mount_point_of = |line: &str| line.split(' ').nth(4).map(unescape);
@@ -332,6 +329,70 @@ pub fn resources(spec: &oci_spec::runtime::Spec, rootless: bool) -> Result<Linux
     Ok(r)
 }
 
+/// The cgroup directories one `create` made, outermost first. A failed create removes these
+/// and only these: a cgroup that existed before (a pod cgroup a client made, a cgroupsPath the
+/// user prepared) is not ours to remove.
+#[derive(Default)]
+pub struct Made(Vec<PathBuf>);
+
+impl Made {
+    /// Makes `dir` and the missing levels above it, top down, recording each.
+    fn mkdir_all(&mut self, dir: &Path) -> Result<()> {
+        let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+        missing.into_iter().rev().try_for_each(|d| self.mkdir(d))
+    }
+
+    /// Makes one level; one that exists already (made meanwhile by someone else) is not ours.
+    fn mkdir(&mut self, dir: &Path) -> Result<()> {
+        match std::fs::create_dir(dir) {
+            Ok(()) => {
+                self.0.push(dir.to_path_buf());
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e).ctx(|| format!("creating cgroup {}", dir.display())),
+        }
+    }
+
+    /// Removes what was made, deepest first; every directory is tried, the first error kept.
+    pub fn remove(&mut self) -> Result<()> {
+        let mut first = Ok(());
+        while let Some(dir) = self.0.pop() {
+            if let (Err(e), Ok(())) = (remove_tree(&dir), &first) {
+                first = Err(e);
+            }
+        }
+        first
+    }
+}
+
+/// As runc's `Create`: the container's cgroup may exist already, but must hold no process (two
+/// containers in one cgroup could not be told apart by `ps`, `kill --all`, `delete`) and must
+/// not be frozen (init would block in it). Checked once the directories exist, so that a
+/// freezer inherited from a frozen parent counts too.
+pub fn check_usable(m: &dyn Manager) -> Result<()> {
+    let field = || "linux.cgroupsPath".to_owned();
+    let paths = m.paths();
+    for dir in paths.values() {
+        let pids = pids_below(dir)?;
+        if !pids.is_empty() {
+            return Err(Error::Cgroup {
+                field: field(),
+                msg: format!(
+                    "container's cgroup is not empty: {} process(es) found in {}; give each container a cgroup of its own (another linux.cgroupsPath), or stop what runs there first",
+                    pids.len(),
+                    dir.display()
+                ),
+            });
+        }
+    }
+    if m.frozen() {
+        let freezer = paths.iter().find(|(k, _)| k.split(',').any(|c| c == "freezer")).or_else(|| paths.get_key_value("")).map(|(_, d)| d.display().to_string()).unwrap_or_default();
+        return Err(Error::Cgroup { field: field(), msg: format!("container's cgroup unexpectedly frozen: {freezer} (or a cgroup above it) is frozen; thaw it, or choose another linux.cgroupsPath") });
+    }
+    Ok(())
+}
+
 /// The layouts kiln can manage here, for `features`: (v1, v2).
 pub fn supported() -> (bool, bool) {
     let all = hierarchies().unwrap_or_default();
@@ -373,6 +434,9 @@ fn execute(writes: &[resources::Write], dir_of: impl Fn(&str) -> std::result::Re
                 retry = Some((w, path, value.clone()));
                 continue;
             }
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && file.starts_with("memory.") && file.ends_with("limit_in_bytes") => {
+                return Err(below_usage(&w.field, &dir, file, value));
+            }
             r => r.map_err(|e| Error::Cgroup { field: w.field.clone(), msg: format!("writing {value:?} to {}: {e}", path.display()) })?,
         }
         if let Some((w, path, value)) = retry.take() {
@@ -383,6 +447,14 @@ fn execute(writes: &[resources::Write], dir_of: impl Fn(&str) -> std::result::Re
         Some((w, path, value)) => write(&w.field, &path, &value),
         None => Ok(()),
     }
+}
+
+/// v1 refuses a memory (or memory+swap) limit it cannot reclaim down to with EBUSY: say why,
+/// in runc's words.
+fn below_usage(field: &str, dir: &Path, file: &str, limit: &str) -> Error {
+    let usage = stats::num(dir, &file.replace("limit_in_bytes", "usage_in_bytes"));
+    let peak = stats::num(dir, &file.replace("limit_in_bytes", "max_usage_in_bytes"));
+    Error::Cgroup { field: field.to_owned(), msg: format!("unable to set memory limit to {limit} (current usage: {usage}, peak usage: {peak}): the kernel cannot reclaim the container's memory below it; give a higher limit") }
 }
 
 /// `checkBeforeUpdate`: a new memory limit below what the cgroup already uses is refused

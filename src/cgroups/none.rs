@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 
 use oci_spec::runtime::LinuxResources;
 
-use super::{Manager, OomWatch, Paths, Stats};
+use super::{Made, Manager, OomWatch, Paths, Stats};
 use crate::error::{Error, Result};
 
 pub struct NoCgroup;
@@ -20,7 +20,7 @@ impl Manager for NoCgroup {
         Paths::new()
     }
 
-    fn create(&self) -> Result<()> {
+    fn create(&self, _made: &mut Made) -> Result<()> {
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use oci_spec::runtime::LinuxResources;
 
-use super::{Manager, OomWatch, Paths, SETTLE, Stats, devices, resources, stats};
+use super::{Made, Manager, OomWatch, Paths, SETTLE, Stats, devices, resources, stats};
 use crate::error::{Context, Error, Result};
 
 pub struct V1 {
@@ -32,18 +32,24 @@ impl V1 {
         ["freezer", "pids", "memory", "name=systemd"].iter().find_map(|c| self.dir(c)).or_else(|| self.dirs.values().next().map(PathBuf::as_path))
     }
 
-    /// A new cpuset cgroup starts with no CPUs and no memory nodes, and no process can join it
-    /// so: fill each new level from its parent, top down.
-    fn create_cpuset(dir: &Path) -> Result<()> {
-        let mut missing = vec![];
-        let mut d = dir;
-        while !d.exists() {
-            missing.push(d.to_path_buf());
-            d = d.parent().ok_or_else(|| Error::Cgroup { field: "linux.cgroupsPath".into(), msg: format!("{}: no cpuset hierarchy above it", dir.display()) })?;
+    /// A cpuset cgroup starts with no CPUs and no memory nodes, and no process can join it so;
+    /// nor can a child be given any that its parent lacks. As runc's cpusetEnsureParent: every
+    /// level from the hierarchy's root down is made if missing and, where empty (a new level,
+    /// or a pod cgroup a client made and left empty), filled from its parent.
+    fn create_cpuset(dir: &Path, made: &mut Made) -> Result<()> {
+        // The levels below the hierarchy's root: those whose parent is (or will be) a cpuset
+        // cgroup too.
+        let mut levels: Vec<&Path> = dir.ancestors().take_while(|d| d.parent().is_some_and(|p| !p.exists() || p.join("cpuset.cpus").exists())).collect();
+        levels.reverse();
+        match levels.first().and_then(|l| l.parent()) {
+            Some(root) if root.exists() => {}
+            // The hierarchy's root itself (cgroupsPath "/"): always filled.
+            None if dir.exists() => return Ok(()),
+            _ => return Err(Error::Cgroup { field: "linux.cgroupsPath".into(), msg: format!("{}: no cpuset hierarchy above it", dir.display()) }),
         }
-        for level in missing.iter().rev() {
-            std::fs::create_dir(level).ctx(|| format!("creating cgroup {}", level.display()))?;
-            let parent = level.parent().expect("below an existing directory");
+        for level in levels {
+            made.mkdir(level)?;
+            let parent = level.parent().expect("below the hierarchy's root");
             for file in ["cpuset.cpus", "cpuset.mems"] {
                 if super::read(&level.join(file))?.is_empty() {
                     super::write("linux.cgroupsPath", &level.join(file), &super::read(&parent.join(file))?)?;
@@ -86,12 +92,12 @@ impl Manager for V1 {
         self.dirs.clone()
     }
 
-    fn create(&self) -> Result<()> {
+    fn create(&self, made: &mut Made) -> Result<()> {
         for (key, dir) in &self.dirs {
             if key.split(',').any(|c| c == "cpuset") {
-                Self::create_cpuset(dir)?;
+                Self::create_cpuset(dir, made)?;
             } else {
-                std::fs::create_dir_all(dir).ctx(|| format!("creating cgroup {}", dir.display()))?;
+                made.mkdir_all(dir)?;
             }
         }
         Ok(())

@@ -9,7 +9,7 @@ use std::time::Instant;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use oci_spec::runtime::LinuxResources;
 
-use super::{Manager, OomWatch, Paths, SETTLE, Stats, resources, stats};
+use super::{Made, Manager, OomWatch, Paths, SETTLE, Stats, resources, stats};
 use crate::error::{Context, Error, Result};
 
 pub struct V2 {
@@ -124,14 +124,14 @@ impl Manager for V2 {
         Paths::from([(String::new(), self.dir.clone())])
     }
 
-    fn create(&self) -> Result<()> {
+    fn create(&self, made: &mut Made) -> Result<()> {
         // Enable, in each ancestor below the hierarchy's root, every controller it has, so that
         // they reach our cgroup. The root's subtree_control is the host's business.
         let mut ancestors: Vec<&Path> = self.dir.ancestors().skip(1).take_while(|a| a.join("cgroup.subtree_control").exists()).collect();
         ancestors.reverse();
         for (i, dir) in ancestors.iter().enumerate() {
             if i > 0 {
-                std::fs::create_dir(dir).or_else(|e| if e.kind() == std::io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) }).ctx(|| format!("creating cgroup {}", dir.display()))?;
+                made.mkdir(dir)?;
             }
             let has = super::read(&dir.join("cgroup.controllers")).unwrap_or_default();
             let enabled = super::read(&dir.join("cgroup.subtree_control")).unwrap_or_default();
@@ -144,7 +144,7 @@ impl Manager for V2 {
                 }
             }
         }
-        std::fs::create_dir_all(&self.dir).ctx(|| format!("creating cgroup {}", self.dir.display()))
+        made.mkdir_all(&self.dir)
     }
 
     fn clone_into(&self) -> Result<Option<OwnedFd>> {
@@ -171,7 +171,10 @@ impl Manager for V2 {
     }
 
     fn frozen(&self) -> bool {
+        // cgroup.freeze is this cgroup's own wish; cgroup.events also says frozen when an
+        // ancestor is, and then our processes are just as stopped.
         super::read(&self.dir.join("cgroup.freeze")).is_ok_and(|v| v == "1")
+            || super::read(&self.dir.join("cgroup.events")).is_ok_and(|e| keyed_value(&e, "frozen") == Some("1"))
     }
 
     fn kill_all(&self) -> Result<()> {

@@ -36,10 +36,14 @@ pub struct CreateOptions {
 }
 
 /// Removes a half-made container's cgroup and directory unless disarmed: an error in `create`
-/// leaves nothing behind (init itself is killed by `spawn`'s own guard).
+/// leaves nothing behind (init itself is killed by `spawn`'s own guard). Armed before the first
+/// cgroup directory is made; what the cgroup holds is killed only once a process of ours may be
+/// in it, so that a cgroup refused as someone else's is left as it was.
 struct Undo<'a> {
     dir: Option<&'a Path>,
     cgroup: Option<&'a dyn Manager>,
+    made: cgroups::Made,
+    populated: bool,
 }
 
 impl Undo<'_> {
@@ -52,7 +56,8 @@ impl Undo<'_> {
 impl Drop for Undo<'_> {
     fn drop(&mut self) {
         if let Some(cgroup) = self.cgroup {
-            if let Err(e) = cgroup.destroy() {
+            let killed = if self.populated { cgroup.kill_all() } else { Ok(()) };
+            if let Err(e) = killed.and_then(|()| self.made.remove()) {
                 crate::log::warn(&format!("removing the cgroup of a failed create: {e}"));
             }
         }
@@ -87,17 +92,12 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
     };
     let mut container = Container::create(root, state)?;
     let dir = container.dir.clone();
-    let mut undo = Undo { dir: Some(&dir), cgroup: None };
+    let mut undo = Undo { dir: Some(&dir), cgroup: Some(cgroup.as_ref()), made: cgroups::Made::default(), populated: false };
     if let Some(filter) = &seccomp {
         filter.save(&dir)?;
     }
-    // A cgroup that exists already (another container's, a stale one) is not ours to fill or
-    // to remove.
-    if let Some(busy) = paths.values().find(|p| std::fs::read_to_string(p.join("cgroup.procs")).is_ok_and(|s| !s.trim().is_empty())) {
-        return Err(Error::Cgroup { field: "linux.cgroupsPath".into(), msg: format!("the cgroup {} already has processes in it", busy.display()) });
-    }
-    cgroup.create()?;
-    undo.cgroup = Some(cgroup.as_ref());
+    cgroup.create(&mut undo.made)?;
+    cgroups::check_usable(cgroup.as_ref())?;
 
     let fifo = container.fifo();
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622)).ctx(|| format!("creating {}", fifo.display()))?;
@@ -120,6 +120,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
         seccomp: seccomp.as_ref(),
         idmapped: &idmapped,
     };
+    undo.populated = true;
     let init = spawn::spawn(&opts)?;
     let saved = (|| {
         container.state.pid = init.pid;
