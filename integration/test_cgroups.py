@@ -524,6 +524,34 @@ def test_absolute_cgroups_path(ctx):
     assert not [d for d in dirs if os.path.exists(d)]
 
 
+def test_nested_new_cgroups_path_gets_its_limits(ctx):
+    """A cgroupsPath three levels deep of which none exists: the levels made on the way get
+    their parents' controllers enabled, so the limit reaches the container's cgroup (pure v2,
+    and the unified hierarchy of a hybrid host, where only hugetlb lives)."""
+    cid = ctx.new_id()
+    ctx.config["linux"]["cgroupsPath"] = f"/{cid}-a/b/c"
+    if V2:
+        resources(ctx, pids={"limit": 7})
+        controller, v1_file, v2_file, want = "pids", "pids.max", "pids.max", 7
+    else:
+        if not os.path.isdir("/sys/kernel/mm/hugepages/hugepages-2048kB"):
+            pytest.skip("no 2MB huge pages on this kernel")
+        if not IS_KILN:
+            pytest.skip("runc drops hugetlb limits where hugetlb is only in the unified hierarchy")
+        resources(ctx, hugepageLimits=[{"pageSize": "2MB", "limit": 4 * MiB}])
+        controller, v1_file, v2_file, want = "hugetlb", "hugetlb.2MB.limit_in_bytes", "hugetlb.2MB.max", 4 * MiB
+    ctx.sh("sleep 100")
+    ctx.create(cid)
+    pid = ctx.state(cid)["pid"]
+    dirs = all_cgroup_dirs(pid)
+    # The levels above the container's are the caller's to remove, as with runc.
+    tops = {d[:d.rindex(f"/{cid}-a/")] + f"/{cid}-a" for d in dirs}
+    ctx.cleanups.append(lambda: [remove_cgroup_dir(t) for t in tops])
+    assert dirs and all(d.endswith(f"/{cid}-a/b/c") for d in dirs), dirs
+    assert int(cg_read(pid, controller, v1_file, v2_file)) == want
+    ctx.delete(cid, force=True)
+
+
 @runc_deviates("runc 1.1 only warns that the container's cgroup is not empty")
 def test_occupied_cgroup_is_refused(ctx):
     first, pid, _ = start_detached(ctx, "sleep 100")

@@ -127,7 +127,11 @@ impl Manager for V2 {
     fn create(&self, made: &mut Made) -> Result<()> {
         // Enable, in each ancestor below the hierarchy's root, every controller it has, so that
         // they reach our cgroup. The root's subtree_control is the host's business.
-        let mut ancestors: Vec<&Path> = self.dir.ancestors().skip(1).take_while(|a| a.join("cgroup.subtree_control").exists()).collect();
+        // The levels that do not exist yet count too: made below, they need the controllers of
+        // their parents enabled as much as the existing ones (a nested new cgroupsPath).
+        let mut above = self.dir.ancestors().skip(1).peekable();
+        let mut ancestors: Vec<&Path> = std::iter::from_fn(|| above.next_if(|a| !a.exists())).collect();
+        ancestors.extend(above.take_while(|a| a.join("cgroup.subtree_control").exists()));
         ancestors.reverse();
         for (i, dir) in ancestors.iter().enumerate() {
             if i > 0 {
