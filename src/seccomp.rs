@@ -2,10 +2,14 @@
 //! anything exists, so that a bad profile fails early and init has nothing left to allocate for
 //! it. Init then loads the program with seccomp(2) itself: that gives it every filter flag the
 //! kernel knows (libseccomp 2.5 lacks WAIT_KILLABLE_RECV) and the notify fd, and lets it choose
-//! the moment (`Moment`).
+//! the moment (`Moment`). In front of libseccomp's program goes runc's -ENOSYS stub
+//! (`enosys.rs`).
 
-use std::io::{Read, Seek};
+mod enosys;
+
+use std::io::{Read, Seek, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -180,11 +184,13 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
     }
     let default = action(s.default_action(), default_errno, "linux.seccomp.defaultErrnoRet")?;
     let mut ctx = ScmpFilterContext::new(default).map_err(lib("linux.seccomp.defaultAction".into()))?;
+    let mut archs = Vec::new();
     for (i, arch) in s.architectures().iter().flatten().enumerate() {
         let at = format!("linux.seccomp.architectures[{i}]");
         let name = spec_name(arch);
         let arch: ScmpArch = name.parse().map_err(|_| field(&at, format!("{name} is not an architecture libseccomp knows")))?;
         ctx.add_arch(arch).map_err(lib(at))?;
+        archs.push(arch);
     }
     let mut notify = false;
     for (i, rule) in s.syscalls().iter().flatten().enumerate() {
@@ -223,7 +229,14 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
         (true, Some(p)) if !p.is_absolute() => return Err(field("linux.seccomp.listenerPath", format!("{} is not absolute", p.display()))),
         (true, Some(p)) => Some(Listener { path: p.clone(), metadata: s.listener_metadata().clone().unwrap_or_default() }),
     };
-    Ok(Filter { program: export(&ctx)?, flags: flags(s, notify), listener })
+    let mut program = export(&ctx)?;
+    if enosys::needed(s.default_action(), default_errno.unwrap_or(DEFAULT_ERRNO)) {
+        let names = s.syscalls().iter().flatten().flat_map(|r| r.names().iter().map(String::as_str));
+        let largest = enosys::largest(&archs, names);
+        crate::log::debug(|| format!("linux.seccomp: ENOSYS above the largest syscall named, per audit arch: {largest:x?}"));
+        program = [enosys::encode(&enosys::stub(&largest)), program].concat();
+    }
+    Ok(Filter { program, flags: flags(s, notify), listener })
 }
 
 /// Where `create` keeps the compiled filter, in the container's state directory.
@@ -232,7 +245,9 @@ const SAVED: &str = "seccomp.json";
 impl Filter {
     pub fn save(&self, state_dir: &Path) -> Result<()> {
         let path = state_dir.join(SAVED);
-        std::fs::write(&path, serde_json::to_vec(self).expect("filter serialises")).ctx(|| format!("writing {}", path.display()))
+        // Private like state.json: the profile is part of the container's config.
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).ctx(|| format!("writing {}", path.display()))?;
+        f.write_all(&serde_json::to_vec(self).expect("filter serialises")).ctx(|| format!("writing {}", path.display()))
     }
 
     /// The filter `create` kept; None when the container has none.
@@ -321,6 +336,34 @@ mod tests {
         assert_eq!(f.flags, FLAG_NEW_LISTENER | FLAG_WAIT_KILLABLE_RECV);
         assert_eq!(f.moment(true, None), Moment::BeforeReady);
         assert_eq!(f.moment(false, None), Moment::BeforeIdentity);
+    }
+
+    #[test]
+    fn unknown_syscalls_get_enosys_from_a_refusing_profile() {
+        use enosys::tests::{decode, eval, SECCOMP_RET_ALLOW};
+        let x86_64 = 62 | 0xc000_0000;
+        let eperm = 0x0005_0000 | libc::EPERM as u32;
+        let exdev = 0x0005_0000 | libc::EXDEV as u32;
+        let enosys = 0x0005_0000 | libc::ENOSYS as u32;
+        let old = r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64"],"syscalls":[
+            {"names":["read","write","rseq"],"action":"SCMP_ACT_ALLOW"},
+            {"names":["chroot"],"action":"SCMP_ACT_ERRNO","errnoRet":18}]}"#;
+        let p = decode(&compile(&profile(old)).unwrap().program);
+        let ret = |nr| eval(&p, x86_64, nr);
+        assert_eq!(ret(libc::SYS_read as u32), SECCOMP_RET_ALLOW);
+        assert_eq!(ret(libc::SYS_chroot as u32), exdev);
+        assert_eq!(ret(libc::SYS_getpriority as u32), eperm, "unlisted below the largest: the default");
+        assert_eq!(ret(libc::SYS_clone3 as u32), enosys);
+        assert_eq!(ret(1000), enosys);
+        // Listing a newer call moves the line: clone3 is then below it.
+        let newer = old.replace(r#"["chroot"]"#, r#"["chroot","openat2"]"#);
+        let p = decode(&compile(&profile(&newer)).unwrap().program);
+        assert_eq!(eval(&p, x86_64, libc::SYS_openat2 as u32), exdev);
+        assert_eq!(eval(&p, x86_64, libc::SYS_clone3 as u32), eperm);
+        assert_eq!(eval(&p, x86_64, 1000), enosys);
+        // An allowing default has no stub: the kernel answers ENOSYS itself.
+        let allow = compile(&profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["chroot"],"action":"SCMP_ACT_ERRNO"}]}"#)).unwrap();
+        assert_eq!(eval(&decode(&allow.program), x86_64, 1000), SECCOMP_RET_ALLOW);
     }
 
     #[test]
