@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import select
+import shutil
 import socket
 import struct
 import subprocess
@@ -346,3 +347,100 @@ def test_features_report_seccomp(ctx):
     assert "SCMP_ARCH_X86_64" in sc["archs"]
     # This kernel (6.x) has every flag kiln knows.
     assert set(sc["supportedFlags"]) == set(sc["knownFlags"]) >= {"SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"}
+
+
+# ------------------------------------------------------------ syscalls the profile does not know
+
+SYSCALL_C = r"""
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+/* Makes each numbered system call with zero arguments and prints NR:ERRNO (0: it succeeded). */
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        long nr = strtol(argv[i], NULL, 0);
+        errno = 0;
+        long r = syscall(nr, 0, 0, 0, 0, 0, 0);
+        printf("%ld:%d\n", nr, r == -1 ? errno : 0);
+    }
+    return 0;
+}
+"""
+
+NR_GETPRIORITY, NR_CHROOT, NR_CLONE3, NR_OPENAT2, NR_UNASSIGNED = 140, 161, 435, 437, 1000
+
+# What the static helper, and the runtimes after loading the filter (NNP: right before
+# execve, plus runc's Go runtime), need: all older than rseq (334), the largest one named.
+OLD_SYSCALLS = [
+    "read", "write", "close", "fstat", "newfstatat", "lseek", "mmap", "mprotect", "munmap",
+    "brk", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "ioctl", "pread64", "readv",
+    "writev", "access", "sched_yield", "madvise", "dup", "dup2", "dup3", "nanosleep", "getpid",
+    "gettid", "tgkill", "clone", "execve", "exit", "exit_group", "wait4", "kill", "uname",
+    "fcntl", "getdents64", "getcwd", "chdir", "fchdir", "readlink", "readlinkat", "openat",
+    "getuid", "geteuid", "getgid", "getegid", "getppid", "arch_prctl", "prctl", "futex",
+    "set_tid_address", "set_robust_list", "sigaltstack", "fstatfs", "statfs", "epoll_pwait",
+    "epoll_ctl", "epoll_create1", "pipe2", "prlimit64", "getrandom", "rseq", "capget", "capset",
+    "setresuid", "setresgid", "setgroups", "sched_getaffinity", "clock_gettime", "gettimeofday",
+    "mincore", "umask",
+]
+
+
+@pytest.fixture(scope="session")
+def syscall_helper(session_dir):
+    """A static program that makes raw system calls, which busybox cannot."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    src = os.path.join(session_dir, "syscall.c")
+    exe = os.path.join(session_dir, "syscall")
+    with open(src, "w") as f:
+        f.write(SYSCALL_C)
+    r = subprocess.run(["gcc", "-static", "-O1", "-o", exe, src], capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        pytest.skip(f"cannot build a static helper: {r.stderr.strip()}")
+    return exe
+
+
+def errnos_seen(ctx, helper, *nrs):
+    shutil.copy(helper, os.path.join(ctx.rootfs, "bin", "syscall"))
+    ctx.config["process"]["args"] = ["/bin/syscall"] + [str(n) for n in nrs]
+    _, r = ctx.run()
+    assert r.rc == 0, r
+    return {int(k): int(v) for k, v in (l.split(":") for l in r.out.split())}
+
+
+def test_syscalls_newer_than_the_profile_are_enosys(ctx, syscall_helper):
+    # An old allow-list (Docker's layout: the three x86 ABIs, default EPERM) knows nothing
+    # of clone3: glibc falls back to clone only on ENOSYS, so EPERM would break every
+    # pthread_create. A call the profile denies keeps its errno; one it does not list but that
+    # is older than what it lists is the default's.
+    set_profile(ctx, rule(OLD_SYSCALLS, ALLOW), rule(["chroot"], "SCMP_ACT_ERRNO", errnoRet=errno.EXDEV),
+                default="SCMP_ACT_ERRNO", architectures=X86_ABIS)
+    seen = errnos_seen(ctx, syscall_helper, NR_CLONE3, NR_UNASSIGNED, NR_CHROOT, NR_GETPRIORITY)
+    assert seen == {NR_CLONE3: errno.ENOSYS, NR_UNASSIGNED: errno.ENOSYS, NR_CHROOT: errno.EXDEV,
+                    NR_GETPRIORITY: errno.EPERM}, seen
+
+
+X86_ABIS = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+
+
+def test_a_newer_syscall_named_moves_the_enosys_line(ctx, syscall_helper):
+    # With openat2 (437) denied by name, clone3 (435) is older than the profile: EPERM.
+    set_profile(ctx, rule(OLD_SYSCALLS, ALLOW), rule(["chroot", "openat2"], "SCMP_ACT_ERRNO", errnoRet=errno.EXDEV),
+                default="SCMP_ACT_ERRNO", architectures=X86_ABIS)
+    seen = errnos_seen(ctx, syscall_helper, NR_OPENAT2, NR_CLONE3, NR_UNASSIGNED)
+    assert seen == {NR_OPENAT2: errno.EXDEV, NR_CLONE3: errno.EPERM, NR_UNASSIGNED: errno.ENOSYS}, seen
+
+
+def test_a_killing_default_answers_enosys_for_unknown_syscalls(ctx, syscall_helper):
+    set_profile(ctx, rule(OLD_SYSCALLS, ALLOW), default="SCMP_ACT_KILL_PROCESS", architectures=X86_ABIS)
+    seen = errnos_seen(ctx, syscall_helper, NR_UNASSIGNED, NR_CLONE3)
+    assert seen == {NR_UNASSIGNED: errno.ENOSYS, NR_CLONE3: errno.ENOSYS}, seen
+
+
+@runc_deviates("1.1.5 puts the stub only on the profile's architectures; newer runc always "
+               "adds the native one (commit ccc500c42), as Docker's profile on ppc64le lists none")
+def test_a_profile_without_architectures_still_gets_enosys(ctx, syscall_helper):
+    set_profile(ctx, rule(OLD_SYSCALLS, ALLOW), default="SCMP_ACT_ERRNO")
+    seen = errnos_seen(ctx, syscall_helper, NR_UNASSIGNED, NR_CLONE3, NR_GETPRIORITY)
+    assert seen == {NR_UNASSIGNED: errno.ENOSYS, NR_CLONE3: errno.ENOSYS, NR_GETPRIORITY: errno.EPERM}, seen
