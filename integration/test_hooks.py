@@ -268,3 +268,64 @@ def test_failing_start_container_hook_fails_start(ctx):
     assert ctx.wait_status(cid, "stopped")
     assert not os.path.exists(os.path.join(out, "program-ran"))
     ctx.delete(cid)
+
+
+def env_names(path):
+    with open(path) as f:
+        return {l.split("=", 1)[0] for l in f.read().splitlines() if "=" in l}
+
+
+def test_runtime_hooks_without_env_inherit_the_runtime_environment(ctx):
+    # Tools configured only through the environment (a hook's DEBUG, PATH for helpers) rely
+    # on it, as runc's hooks get its environment when `env` is absent.
+    out = ctx.hostdir("hooks")
+    ctx.config["hooks"] = {h: [{"path": "/bin/sh", "args": ["sh", "-c", f"env > {out}/{h}.env"]}]
+                           for h in ("prestart", "createRuntime", "poststart", "poststop")}
+    ctx.sh("true")
+    env = dict(os.environ, KILN_HOOK_MARKER="from-the-caller")
+    _, r = ctx.run(env=env)
+    assert r.rc == 0, r
+    for h in ("prestart", "createRuntime", "poststart", "poststop"):
+        assert "KILN_HOOK_MARKER" in env_names(os.path.join(out, f"{h}.env")), h
+
+
+@runc_deviates("1.1.5's init gives its hooks the container process's env; newer runc clears "
+               "it (init's os.Clearenv), so they start with an empty one")
+def test_container_hooks_without_env_get_an_empty_environment(ctx):
+    out = setup_markers(ctx)
+    ctx.config["hooks"] = {
+        "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", f"env > {out}/createContainer.env"]}],
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "env > /hooks/startContainer.env"]}],
+    }
+    ctx.sh("true")
+    _, r = ctx.run(env=dict(os.environ, KILN_HOOK_MARKER="from-the-caller"))
+    assert r.rc == 0, r
+    for h in ("createContainer", "startContainer"):
+        names = env_names(os.path.join(out, f"{h}.env"))
+        # Neither the runtime's environment nor the process's (TERM=xterm in config.json).
+        assert "KILN_HOOK_MARKER" not in names and "TERM" not in names, (h, names)
+
+
+def test_hook_working_directories(ctx):
+    # runc chdirs into the bundle for `create`, into the rootfs (host path) for
+    # createContainer, and init is in process.cwd for startContainer; delete stays where its
+    # caller is.
+    out = setup_markers(ctx)
+    cwd = lambda h, d=out: {"path": "/bin/sh", "args": ["sh", "-c", f"pwd -P > {d}/{h}.cwd"]}
+    ctx.config["hooks"] = {h: [cwd(h, "/hooks" if h == "startContainer" else out)] for h in HOOKS}
+    ctx.config["process"]["cwd"] = "/hooks"
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    ctx.start(cid)
+    ctx.delete(cid, force=True)
+
+    def seen(h):
+        with open(os.path.join(out, f"{h}.cwd")) as f:
+            return f.read().strip()
+    real = os.path.realpath
+    assert seen("prestart") == real(ctx.bundle)
+    assert seen("createRuntime") == real(ctx.bundle)
+    assert seen("createContainer") == real(ctx.rootfs)
+    assert seen("startContainer") == "/hooks"
+    # (poststart: runc 1.1.5 runs it in `create`, see test_hooks_order.)
+    assert seen("poststop") == real(ctx.dir)

@@ -1,9 +1,16 @@
-//! OCI hooks: each runs with the container's state JSON on stdin, its own args and env, and its
+//! OCI hooks: each runs with the container's state JSON on stdin, its own args and its
 //! `timeout`. Where a failure stops the lifecycle and where it is only a warning is the spec's.
+//!
+//! Environment and working directory are runc's (which hook tools rely on): with `env`, exactly
+//! that; without, the hooks of the runtime namespace inherit kiln's environment while those run
+//! by init in the container (createContainer, startContainer) get an empty one, since runc's
+//! init clears its own. The cwd is the caller's, except where the caller names one: runc runs
+//! createContainer hooks in the container's rootfs and the hooks of `create` in the bundle.
 
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use oci_spec::runtime::Hook;
@@ -32,6 +39,11 @@ impl Stage {
         }
     }
 
+    /// Run by init, in the container's namespaces.
+    fn in_container(self) -> bool {
+        matches!(self, Stage::CreateContainer | Stage::StartContainer)
+    }
+
     pub fn hooks(self, hooks: &Option<oci_spec::runtime::Hooks>) -> &[Hook] {
         let Some(h) = hooks else { return &[] };
         match self {
@@ -47,10 +59,11 @@ impl Stage {
     }
 }
 
-/// Runs the stage's hooks in order; the first failure stops them and is returned.
-pub fn run(stage: Stage, hooks: &Option<oci_spec::runtime::Hooks>, state: &str) -> Result<()> {
+/// Runs the stage's hooks in order, in `cwd` if given; the first failure stops them and is
+/// returned.
+pub fn run(stage: Stage, hooks: &Option<oci_spec::runtime::Hooks>, state: &str, cwd: Option<&Path>) -> Result<()> {
     for hook in stage.hooks(hooks) {
-        run_one(hook, state).map_err(|msg| Error::Hook { stage: stage.name(), path: hook.path().clone(), msg })?;
+        run_one(stage, hook, state, cwd).map_err(|msg| Error::Hook { stage: stage.name(), path: hook.path().clone(), msg })?;
     }
     Ok(())
 }
@@ -58,13 +71,13 @@ pub fn run(stage: Stage, hooks: &Option<oci_spec::runtime::Hooks>, state: &str) 
 /// poststart and poststop: a failure is logged and the rest still run (runtime spec).
 pub fn run_warn(stage: Stage, hooks: &Option<oci_spec::runtime::Hooks>, state: &str) {
     for hook in stage.hooks(hooks) {
-        if let Err(msg) = run_one(hook, state) {
+        if let Err(msg) = run_one(stage, hook, state, None) {
             crate::log::warn(&Error::Hook { stage: stage.name(), path: hook.path().clone(), msg }.to_string());
         }
     }
 }
 
-fn run_one(hook: &Hook, state: &str) -> std::result::Result<(), String> {
+fn run_one(stage: Stage, hook: &Hook, state: &str, cwd: Option<&Path>) -> std::result::Result<(), String> {
     // The hook's output goes to an unnamed file, not a pipe: a chatty hook can never block on a
     // full pipe while we wait for it, and what it said ends up in the error.
     let out = nix::sys::memfd::memfd_create(c"kiln-hook", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC).map_err(|e| e.to_string())?;
@@ -74,8 +87,13 @@ fn run_one(hook: &Hook, state: &str) -> std::result::Result<(), String> {
     if let Some(arg0) = args.first() {
         cmd.arg0(arg0);
     }
+    if hook.env().is_some() || stage.in_container() {
+        cmd.env_clear();
+    }
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
     cmd.args(args.iter().skip(1))
-        .env_clear()
         .envs(hook.env().iter().flatten().filter_map(|kv| kv.split_once('=')))
         .stdin(Stdio::piped())
         .stdout(out.try_clone().map_err(|e| e.to_string())?)

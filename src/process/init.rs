@@ -91,7 +91,7 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
     // 5. Hooks that see the finished mounts but not yet the pivoted root: prestart and
     //    createRuntime run in the parent (runtime namespace), createContainer here.
     request(chan, Msg::RunHooks)?;
-    hooks::run(Stage::CreateContainer, spec.hooks(), &o.state.for_hooks(Status::Creating, host_pid))?;
+    hooks::run(Stage::CreateContainer, spec.hooks(), &o.state.for_hooks(Status::Creating, host_pid), Some(&o.bundle.rootfs))?;
 
     // 6. Into the rootfs.
     rootfs::enter(spec, &o.bundle.rootfs, o.no_pivot)?;
@@ -163,7 +163,7 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
     drop(fifo);
 
     // 17. startContainer hooks: after `start`, in the container, before the program.
-    hooks::run(Stage::StartContainer, spec.hooks(), &o.state.for_hooks(Status::Created, host_pid))?;
+    hooks::run(Stage::StartContainer, spec.hooks(), &o.state.for_hooks(Status::Created, host_pid), None)?;
 
     // 18. LSM labels apply at execve: nothing may run between them and it. Then seccomp, as
     //     late as it can be, so that none of kiln's own syscalls are filtered. The second byte

@@ -163,8 +163,10 @@ fn create_request(opts: &InitOptions, msg: &Msg, pid: i32) -> Result<bool> {
         }
         Msg::RunHooks => {
             let state = opts.state.for_hooks(crate::container::Status::Creating, pid);
-            hooks::run(Stage::Prestart, spec.hooks(), &state)?;
-            hooks::run(Stage::CreateRuntime, spec.hooks(), &state)?;
+            // runc runs `create`'s hooks in the bundle, where it chdirs first.
+            let bundle = Some(opts.bundle.dir.as_path());
+            hooks::run(Stage::Prestart, spec.hooks(), &state, bundle)?;
+            hooks::run(Stage::CreateRuntime, spec.hooks(), &state, bundle)?;
         }
         _ => return Ok(false),
     }
