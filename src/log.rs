@@ -1,10 +1,12 @@
-//! The `--log` / `--log-format` writer. containerd's shim and conmon read the last error from the
-//! log file, so a JSON line is exactly logrus's: `{"level":"error","msg":"...","time":"..."}`.
+//! The log target of `--log` / `--log-format`, written as runc's logrus writes it: containerd's
+//! shim and conmon read the last error from a JSON log file
+//! (`{"level":"error","msg":"...","time":"..."}`), and scripts grep runc's text lines on stderr
+//! (`time="..." level=error msg="..."`), so both are logrus's formats byte for byte.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -27,12 +29,23 @@ impl Level {
             Level::Error => "error",
         }
     }
+
+    /// logrus's colour on a terminal: gray, yellow, red.
+    fn colour(self) -> u8 {
+        match self {
+            Level::Debug => 37,
+            Level::Warn => 33,
+            Level::Error => 31,
+        }
+    }
 }
 
 struct Logger {
     file: Option<File>,
     format: Format,
     debug: bool,
+    /// logrus's base timestamp: a terminal line shows the seconds since then.
+    start: Instant,
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
@@ -45,7 +58,7 @@ pub fn init(path: Option<&std::path::Path>, format: Format, debug: bool) {
             eprintln!("kiln: cannot open log file {}: {e}", p.display());
         }).ok()
     });
-    let _ = LOGGER.set(Logger { file, format, debug });
+    let _ = LOGGER.set(Logger { file, format, debug, start: Instant::now() });
 }
 
 pub fn error(msg: &str) {
@@ -63,25 +76,26 @@ pub fn debug(msg: impl FnOnce() -> String) {
 }
 
 fn write(level: Level, msg: &str) {
-    let default = Logger { file: None, format: Format::Text, debug: false };
-    let logger = LOGGER.get().unwrap_or(&default);
+    let logger = LOGGER.get_or_init(|| Logger { file: None, format: Format::Text, debug: false, start: Instant::now() });
     let now = SystemTime::now();
-    let line = match logger.format {
-        Format::Json => json_line(level, msg, now),
-        Format::Text if logger.file.is_some() => text_line(level, msg, now),
-        // On a terminal an operator reads it: no timestamp noise, just what went wrong.
-        Format::Text if level == Level::Error => format!("kiln: {msg}\n"),
-        Format::Text => format!("kiln: {}: {msg}\n", level.name()),
-    };
     match &logger.file {
         Some(f) => {
+            let line = match logger.format {
+                Format::Json => json_line(level, msg, now),
+                Format::Text => text_line(level, msg, now),
+            };
             let _ = (&*f).write_all(line.as_bytes());
-            // runc also prints a fatal error on stderr: an operator running by hand sees it.
+            // runc also prints a fatal error alone on stderr, for an operator running it by hand.
             if level == Level::Error {
-                eprintln!("kiln: {msg}");
+                eprintln!("{msg}");
             }
         }
         None => {
+            let line = match logger.format {
+                Format::Json => json_line(level, msg, now),
+                Format::Text if std::io::stderr().is_terminal() => terminal_line(level, msg, logger.start.elapsed().as_secs()),
+                Format::Text => text_line(level, msg, now),
+            };
             let _ = std::io::stderr().write_all(line.as_bytes());
         }
     }
@@ -96,9 +110,70 @@ fn json_line(level: Level, msg: &str, now: SystemTime) -> String {
     )
 }
 
-/// logrus's TextFormatter without colours: `time="..." level=error msg="..."`.
+/// logrus's TextFormatter off a terminal: `time="..." level=error msg="..."`, each value quoted
+/// only when it needs to be, and no `msg` key for an empty message.
 fn text_line(level: Level, msg: &str, now: SystemTime) -> String {
-    format!("time=\"{}\" level={} msg={}\n", crate::timefmt::rfc3339(now), level.name(), serde_json::Value::from(msg))
+    let mut line = format!("time={} level={}", text_value(&crate::timefmt::rfc3339(now)), level.name());
+    if !msg.is_empty() {
+        line.push_str(" msg=");
+        line.push_str(&text_value(msg));
+    }
+    line.push('\n');
+    line
+}
+
+/// logrus's TextFormatter on a terminal: coloured level, seconds since start, the message padded
+/// to 44 characters.
+fn terminal_line(level: Level, msg: &str, secs: u64) -> String {
+    let tag = &level.name()[..4].to_ascii_uppercase();
+    format!("\x1b[{}m{tag}\x1b[0m[{secs:04}] {:<44} \n", level.colour(), msg.strip_suffix('\n').unwrap_or(msg))
+}
+
+/// A value as logrus's TextFormatter writes it: bare when made only of letters, digits and
+/// `-._/@^+`, otherwise quoted by Go's `%q`.
+fn text_value(s: &str) -> String {
+    let bare = |c: char| c.is_ascii_alphanumeric() || "-._/@^+".contains(c);
+    if s.chars().all(bare) {
+        s.to_owned()
+    } else {
+        go_quote(s)
+    }
+}
+
+/// Go's strconv.Quote for valid UTF-8: the C escapes, `\xNN` for other ASCII controls, `\uNNNN`
+/// / `\UNNNNNNNN` for what Go does not print (approximated by the control, format and
+/// separator characters: Rust has no Unicode categories).
+fn go_quote(s: &str) -> String {
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => q.push_str("\\\""),
+            '\\' => q.push_str("\\\\"),
+            '\x07' => q.push_str("\\a"),
+            '\x08' => q.push_str("\\b"),
+            '\x0c' => q.push_str("\\f"),
+            '\n' => q.push_str("\\n"),
+            '\r' => q.push_str("\\r"),
+            '\t' => q.push_str("\\t"),
+            '\x0b' => q.push_str("\\v"),
+            c if c < ' ' || c == '\x7f' => q.push_str(&format!("\\x{:02x}", c as u32)),
+            c if go_printable(c) => q.push(c),
+            c if (c as u32) < 0x10000 => q.push_str(&format!("\\u{:04x}", c as u32)),
+            c => q.push_str(&format!("\\U{:08x}", c as u32)),
+        }
+    }
+    q.push('"');
+    q
+}
+
+fn go_printable(c: char) -> bool {
+    if c.is_ascii() {
+        return !c.is_ascii_control();
+    }
+    let format_chars = matches!(c as u32, 0xad | 0x600..=0x605 | 0x61c | 0x6dd | 0x70f | 0x180e | 0x200b..=0x200f | 0x202a..=0x202e | 0x2060..=0x206f | 0xfeff | 0xfff9..=0xfffb | 0xe0000..=0xe007f);
+    let private_or_noncharacter = matches!(c as u32, 0xe000..=0xf8ff | 0xf0000..=0x10ffff) || (c as u32 & 0xfffe) == 0xfffe;
+    !c.is_control() && !c.is_whitespace() && !format_chars && !private_or_noncharacter
 }
 
 #[cfg(test)]
@@ -109,5 +184,30 @@ mod tests {
     fn json_line_is_logrus_shaped() {
         let line = json_line(Level::Error, "bad \"x\"\n", SystemTime::UNIX_EPOCH);
         assert_eq!(line, "{\"level\":\"error\",\"msg\":\"bad \\\"x\\\"\\n\",\"time\":\"1970-01-01T00:00:00Z\"}\n");
+    }
+
+    #[test]
+    fn text_line_is_logrus_shaped() {
+        let t = SystemTime::UNIX_EPOCH;
+        assert_eq!(text_line(Level::Error, "container \"x\" does not exist", t), "time=\"1970-01-01T00:00:00Z\" level=error msg=\"container \\\"x\\\" does not exist\"\n");
+        assert_eq!(text_line(Level::Warn, "plain/word-1.0", t), "time=\"1970-01-01T00:00:00Z\" level=warning msg=plain/word-1.0\n");
+        assert_eq!(text_line(Level::Debug, "", t), "time=\"1970-01-01T00:00:00Z\" level=debug\n");
+    }
+
+    #[test]
+    fn values_are_quoted_as_go_does() {
+        assert_eq!(go_quote("tab\there\x01\x7f\\"), r#""tab\there\x01\x7f\\""#);
+        assert_eq!(go_quote("naïve ✓ 日本"), "\"naïve ✓ 日本\"");
+        assert_eq!(go_quote("nbsp\u{a0}zw\u{200b}bom\u{feff}"), r#""nbsp\u00a0zw\u200bbom\ufeff""#);
+        assert_eq!(go_quote("\u{10ffff}"), r#""\U0010ffff""#);
+        assert_eq!(text_value("a b"), "\"a b\"");
+        assert_eq!(text_value(""), "");
+    }
+
+    #[test]
+    fn terminal_line_is_logrus_shaped() {
+        let line = terminal_line(Level::Error, "boom\n", 3);
+        assert_eq!(line, format!("\x1b[31mERRO\x1b[0m[0003] {:<44} \n", "boom"));
+        assert!(terminal_line(Level::Warn, "w", 0).starts_with("\x1b[33mWARN\x1b[0m[0000] w "));
     }
 }

@@ -94,7 +94,7 @@ fn fork(p: &Peer, flags: CloneFlags, born_in_cgroup: bool, child_main: impl FnOn
                 Ok(never) => match never {},
             };
             if child_end.send(&Msg::Error(err.clone())).is_err() {
-                eprintln!("kiln: container process: {err}");
+                crate::log::error(&format!("container process: {err}"));
             }
             // SAFETY: _exit skips the atexit handlers and buffers that belong to the parent.
             unsafe { libc::_exit(1) }
