@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import CALL_TIMEOUT, RUNTIME, base_config
+from conftest import CALL_TIMEOUT, RUNTIME, base_config, runc_deviates
 
 STATE_KEYS = ["ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"]
 RFC3339_NANO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{1,9}Z$")
@@ -571,3 +571,86 @@ def test_features(ctx):
     caps = f["linux"].get("capabilities")
     if caps is not None:
         assert "CAP_SYS_ADMIN" in caps and "CAP_KILL" in caps
+
+
+# ------------------------------------------------------------ logs on stderr and state files
+
+# logrus's TextFormatter off a terminal; runc's --debug adds func= and file= after msg.
+LOGRUS_TEXT = re.compile(r'^time="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)" '
+                         r'level=(debug|info|warning|error)( msg=("(\\.|[^"\\])*"|[^ "]+))?( |$)')
+
+
+def test_error_without_log_is_a_logrus_text_line(ctx):
+    # Scripts grep runc's stderr for level=error.
+    r = ctx.rt("state", "kilntest-nonexistent")
+    assert r.rc != 0, r
+    lines = r.err.splitlines()
+    assert len(lines) == 1 and LOGRUS_TEXT.match(lines[0]), r
+    assert " level=error msg=" in lines[0] and "does not exist" in lines[0], r
+    assert r.err.endswith('"\n'), r
+
+
+def test_debug_lines_are_logrus_text_lines(ctx):
+    ctx.config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["kiln_no_such_syscall", "mkdir"], "action": "SCMP_ACT_ERRNO"}]}
+    ctx.sh("true")
+    ctx.save()
+    r = ctx.rt("--debug", "run", "--bundle", ctx.bundle, ctx.new_id(), glob=["--root", ctx.root])
+    assert r.rc == 0, r
+    lines = [l for l in r.err.splitlines() if l]
+    assert lines and all(LOGRUS_TEXT.match(l) for l in lines), r
+    assert any(" level=debug " in l for l in lines), r
+
+
+def test_log_file_json_lines_stay_json(ctx):
+    log = os.path.join(ctx.dir, "log.json")
+    r = ctx.rt("state", "kilntest-nonexistent", glob=["--root", ctx.root, "--log", log, "--log-format", "json"])
+    assert r.rc != 0, r
+    with open(log) as f:
+        entries = [json.loads(l) for l in f.read().splitlines()]
+    assert [e["level"] for e in entries] == ["error"] and "does not exist" in entries[0]["msg"], entries
+    # The error also reaches stderr for whoever runs it by hand, without logrus's decoration.
+    assert "does not exist" in r.err and "level=" not in r.err, r
+
+
+def test_state_files_are_private(ctx):
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    mode = lambda p: os.stat(p).st_mode & 0o7777
+    assert mode(ctx.root) == 0o700
+    assert mode(os.path.join(ctx.root, cid)) == 0o711
+    assert mode(os.path.join(ctx.root, cid, "state.json")) == 0o600
+    ctx.delete(cid, force=True)
+
+
+def as_nobody(ctx, *args):
+    """The runtime as an unprivileged user: its own copy, the build tree may be closed."""
+    exe = os.path.join(ctx.dir, "bin", os.path.basename(RUNTIME))
+    if not os.path.exists(exe):
+        os.makedirs(os.path.dirname(exe), exist_ok=True)
+        shutil.copy(RUNTIME, exe)
+        os.chmod(exe, 0o755)
+    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", exe, "--root", ctx.root]
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=CALL_TIMEOUT,
+                          cwd="/", env={"PATH": "/usr/bin:/bin"})
+
+
+@pytest.mark.parametrize("cmd", [["state"], ["kill"], ["list"]])
+def test_another_users_root_is_refused(ctx, cmd):
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    r = as_nobody(ctx, *cmd, *([] if cmd == ["list"] else [cid]))
+    assert r.returncode != 0 and r.stdout == "", r
+    assert len(r.stderr.splitlines()) == 1 and ctx.root in r.stderr, r
+    assert ctx.state(cid)["status"] == "created"
+    ctx.delete(cid, force=True)
+
+
+@runc_deviates("runc reports the EACCES of the first file it opens, not whose root it is")
+def test_another_users_root_error_names_the_owner(ctx):
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    r = as_nobody(ctx, "state", cid)
+    assert r.returncode != 0, r
+    assert "belongs to uid 0" in r.stderr and "does not exist" not in r.stderr, r
+    ctx.delete(cid, force=True)

@@ -127,6 +127,10 @@ pub fn main() -> i32 {
             }
         },
     };
+    if let Err(e) = crate::container::check_root_owner(&root) {
+        log::error(&e.to_string());
+        return 1;
+    }
     let rootless = match cli.rootless.as_str() {
         "true" => true,
         "false" => false,

@@ -10,7 +10,7 @@ pub mod state;
 
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -31,9 +31,11 @@ pub struct Container {
 
 impl Container {
     /// Claims `ROOT/ID` for a new container. mkdir is the atomic test for a duplicate ID.
+    /// The modes are runc's: the root private (0700), a container's directory 0711 so that init,
+    /// whatever user it becomes, still reaches the exec fifo by path.
     pub fn create(root: &Path, state: State) -> Result<Container> {
         id::validate(&state.id)?;
-        std::fs::DirBuilder::new().recursive(true).mode(0o711).create(root).ctx(|| format!("creating state root {}", root.display()))?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(root).ctx(|| format!("creating state root {}", root.display()))?;
         let dir = root.join(&state.id);
         match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
             Ok(()) => {}
@@ -82,7 +84,8 @@ impl Container {
     pub fn save(&self) -> Result<()> {
         let tmp = self.dir.join(".state.json.tmp");
         let data = serde_json::to_vec(&self.state).expect("state serialises");
-        let mut f = File::create(&tmp).ctx(|| format!("writing {}", tmp.display()))?;
+        // Private, as runc's: it holds the whole config, environment included.
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).ctx(|| format!("writing {}", tmp.display()))?;
         f.write_all(&data).ctx(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, self.dir.join(STATE_FILE)).ctx(|| format!("saving state of {}", self.id()))
     }
@@ -155,6 +158,21 @@ fn read_state(dir: &Path, id: &str) -> Result<State> {
         _ => Error::os(format!("reading {}", path.display()), e),
     })?;
     serde_json::from_slice(&data).map_err(|e| Error::os(format!("{}: corrupt state", path.display()), std::io::Error::other(e)))
+}
+
+/// A state root made by another user is refused before anything reads it: it is private to
+/// its owner (0700), and a state file someone else wrote must not steer kiln's signals and
+/// cgroup writes. Root may manage every user's containers, as with runc.
+pub fn check_root_owner(root: &Path) -> Result<()> {
+    let euid = nix::unistd::geteuid();
+    match std::fs::metadata(root) {
+        Ok(m) if !euid.is_root() && m.uid() != euid.as_raw() => Err(Error::Usage(format!(
+            "--root {}: belongs to uid {}, not to uid {euid}: another user's containers are private to that user (use your own --root)",
+            root.display(),
+            m.uid()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Every container ID under the root, sorted (what `list` shows, in runc's order).
