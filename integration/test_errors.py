@@ -320,3 +320,14 @@ def test_unknown_id_says_does_not_exist(ctx, cmd):
     r = ctx.rt(cmd, "kilntest-nonexistent")
     assert r.rc != 0
     assert "does not exist" in r.err, r
+
+
+@runc_deviates("runc writes the map and reports the kernel's EINVAL without naming the field")
+def test_id_map_of_size_zero_names_the_field(ctx):
+    ctx.config["linux"]["namespaces"].append({"type": "user"})
+    ctx.config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 0}]
+    ctx.config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    ctx.save()
+    r = create_must_fail(ctx)
+    text = assert_one_line(r)
+    assert "linux.uidMappings[0].size" in text, text

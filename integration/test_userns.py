@@ -440,3 +440,15 @@ def test_bind_source_the_mapped_root_cannot_reach(ctx, kind):
     assert not any(f.startswith("shared:") for f in optional), lines[2]
     if kind == "dir":
         assert any(f.startswith("master:") for f in optional), lines[2]
+
+
+def test_rootless_without_a_user_namespace_is_explained(user):
+    cfg = user.spec(["true"])
+    cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "user"]
+    for k in ("uidMappings", "gidMappings"):
+        cfg["linux"].pop(k, None)
+    user.save(cfg)
+    r = user.rt("--rootless", "true", "run", "nouserns")
+    assert r.rc != 0 and len(r.err.strip().splitlines()) == 1, r
+    assert "rootless container requires user namespaces" in r.err, r
+    assert user.ids() == [] and not user.pids()

@@ -14,6 +14,7 @@ fn fail(field: impl Into<String>, msg: impl Into<String>) -> Check {
 pub fn check(spec: &Spec) -> Check {
     check_process(spec)?;
     let namespaces = check_namespaces(spec)?;
+    check_id_maps(spec)?;
     check_uts(spec, &namespaces)?;
     check_sysctl(spec, &namespaces)?;
     check_mounts(spec)?;
@@ -101,7 +102,27 @@ fn check_namespaces(spec: &Spec) -> std::result::Result<HashSet<LinuxNamespaceTy
     if linux.is_some_and(|l| l.time_offsets().as_ref().is_some_and(|t| !t.is_empty())) && !set.contains(&LinuxNamespaceType::Time) {
         return Err(("linux.timeOffsets".into(), "offsets need a time namespace in linux.namespaces".into()));
     }
+    // runc's check for an unprivileged caller: the kernel grants it the other namespaces only
+    // inside a user namespace, and clone3 would fail with a bare EPERM.
+    let euid = nix::unistd::geteuid();
+    if !euid.is_root() && !has_user {
+        return Err(("linux.namespaces".into(), format!("rootless container requires user namespaces: uid {euid} may create the others only inside one (add {{\"type\": \"user\"}} with uidMappings and gidMappings)")));
+    }
     Ok(set)
+}
+
+/// The kernel refuses a map of size 0 with a bare EINVAL when it is written, after the
+/// container's processes exist.
+fn check_id_maps(spec: &Spec) -> Check {
+    let Some(linux) = spec.linux() else { return Ok(()) };
+    for (field, maps) in [("linux.uidMappings", linux.uid_mappings()), ("linux.gidMappings", linux.gid_mappings())] {
+        for (i, m) in maps.iter().flatten().enumerate() {
+            if m.size() == 0 {
+                return fail(format!("{field}[{i}].size"), format!("must be greater than zero (containerID {}, hostID {})", m.container_id(), m.host_id()));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_uts(spec: &Spec, ns: &HashSet<LinuxNamespaceType>) -> Check {
@@ -215,5 +236,18 @@ mod tests {
         assert_eq!(without_mount_namespace(root, r#","maskedPaths":["/proc/kcore"]"#).unwrap_err().0, "linux.maskedPaths");
         assert_eq!(without_mount_namespace(root, r#","readonlyPaths":["/proc/sys"]"#).unwrap_err().0, "linux.readonlyPaths");
         assert_eq!(without_mount_namespace(r#"{"path":"rootfs","readonly":true}"#, "").unwrap_err().0, "root.readonly");
+    }
+
+    #[test]
+    fn an_id_map_of_size_zero_is_named() {
+        let spec: Spec = serde_json::from_str(
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"linux":{
+                "uidMappings":[{"containerID":0,"hostID":1000,"size":1}],
+                "gidMappings":[{"containerID":0,"hostID":1000,"size":1},{"containerID":1,"hostID":5000,"size":0}]}}"#,
+        )
+        .unwrap();
+        let (field, msg) = check_id_maps(&spec).unwrap_err();
+        assert_eq!(field, "linux.gidMappings[1].size");
+        assert!(msg.contains("greater than zero"), "{msg}");
     }
 }
