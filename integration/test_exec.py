@@ -114,6 +114,15 @@ def test_cap_and_no_new_privs(ctx):
     ctx.delete(cid, force=True)
 
 
+@runc_deviates("1.1.5 ignores linux.personality (runc applies it since 1.2)")
+def test_personality_applies_to_exec_d_processes(ctx):
+    ctx.config["linux"]["personality"] = {"domain": "LINUX32"}
+    cid, _ = running(ctx, "uname -m > /dev/shm/init-arch; sleep 60")
+    r = ex(ctx, cid, "sh", "-c", "cat /dev/shm/init-arch; uname -m")
+    assert r.ok and r.out.split() == ["i686", "i686"], r
+    ctx.delete(cid, force=True)
+
+
 def test_rlimits_of_the_process(ctx):
     cid, _ = running(ctx)
     assert ex(ctx, cid, "sh", "-c", "ulimit -n").out == "1024\n"

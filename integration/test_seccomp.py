@@ -217,6 +217,101 @@ def test_podman_profile_test_can_fail(ctx):
     assert ctx.run_sh("hostname other 2>&1; hostname") == "other\n"
 
 
+# ------------------------------------------------------------- an allow-list profile
+
+# What busybox's `true` calls (strace), and its `sleep` besides.
+TRUE_CALLS = ["execve", "brk", "arch_prctl", "set_tid_address", "set_robust_list", "rseq",
+              "prlimit64", "readlink", "getrandom", "mprotect", "prctl", "getuid", "exit_group"]
+SLEEP_CALLS = ["clock_nanosleep", "nanosleep", "rt_sigaction"]
+# What the filter's position forces on the runtime once it is loaded: without no_new_privs the
+# identity switch; telling the parent it is ready; in init the exec fifo; execve.
+FORCED_CALLS = ["prctl", "capget", "capset", "setgroups", "setresgid", "setresuid",
+                "sendmsg", "openat", "write", "close", "execve"]
+RUNC_AFTER_FILTER = ("runc 1.1.5's init works on after the filter: without no_new_privs its fstatfs of "
+                     "/proc/self/fd is denied (create fails), with it its Go runtime's futex (init crashes)")
+
+
+def allow_list(ctx, *extra):
+    """An allow-list profile (the OCI validation suite's kind): everything else is EPERM."""
+    names = sorted(set(TRUE_CALLS + SLEEP_CALLS + FORCED_CALLS + list(extra)))
+    set_profile(ctx, rule(names, ALLOW), default="SCMP_ACT_ERRNO")
+
+
+@runc_deviates(RUNC_AFTER_FILTER)
+@pytest.mark.parametrize("uid", [0, 1000])
+@pytest.mark.parametrize("nnp", [True, False])
+def test_allow_list_profile_create_start_and_run(ctx, nnp, uid):
+    # Nothing of the runtime's own follows the filter: no close_range, getcwd, access, /proc.
+    allow_list(ctx)
+    ctx.config["process"].update(noNewPrivileges=nnp, user={"uid": uid, "gid": uid}, cwd="/tmp", args=["true"])
+    cid, r = ctx.create()
+    assert not r.err.strip(), r
+    r = ctx.start(cid)
+    assert not r.err.strip(), r
+    assert ctx.wait_status(cid, "stopped")
+    ctx.delete(cid)
+    _, r = ctx.run()
+    assert r.rc == 0 and not r.err.strip(), r
+
+
+@runc_deviates(RUNC_AFTER_FILTER)
+@pytest.mark.parametrize("nnp", [True, False])
+def test_allow_list_profile_exec(ctx, nnp):
+    allow_list(ctx)
+    ctx.config["process"].update(noNewPrivileges=nnp, args=["sleep", "60"])
+    cid, _ = ctx.create()
+    ctx.start(cid)
+    for flags in ([], ["-u", "1000:1000", "--cwd", "/tmp"]):
+        r = ctx.rt("exec", *flags, cid, "true")
+        assert r.rc == 0 and not r.err.strip(), r
+    ctx.delete(cid, force=True)
+
+
+USERNS = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+
+
+@pytest.mark.parametrize("profile", [
+    None, pytest.param("allow-list", marks=runc_deviates(RUNC_AFTER_FILTER))])
+def test_cwd_only_the_user_can_enter(ctx, profile):
+    # Root in a user namespace may not enter a directory of an unmapped owner that only a group
+    # of the user's opens: the cwd is entered after the user switch (runc, crun), and checked
+    # there, the one case where chdir and getcwd follow a filter loaded before the identity.
+    ctx.config["linux"]["namespaces"].append({"type": "user"})
+    ctx.config["linux"]["uidMappings"] = ctx.config["linux"]["gidMappings"] = USERNS
+    ctx.config["mounts"] = [m for m in ctx.config["mounts"] if m["destination"] not in ("/sys", "/sys/fs/cgroup")]
+    late = os.path.join(ctx.rootfs, "late")
+    os.mkdir(late)
+    os.chown(late, 0, 101000)
+    os.chmod(late, 0o070)
+    ctx.config["process"].update(user={"uid": 1000, "gid": 1000}, cwd="/late")
+    if profile:
+        allow_list(ctx, "chdir", "getcwd")
+        ctx.config["process"].update(noNewPrivileges=False, args=["true"])
+        _, r = ctx.run()
+        assert r.rc == 0 and not r.err.strip(), r
+    else:
+        assert ctx.run_sh("pwd") == "/late\n"
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_start_container_hooks_run_under_the_filter(ctx, nnp):
+    # As runc: createContainer hooks run before the filter is loaded, startContainer ones after.
+    out = ctx.hostdir("hooks")
+    ctx.add_mount({"destination": "/hooks", "type": "bind", "source": out, "options": ["rbind", "rw"]})
+    # createContainer hooks run before pivot_root, where the host's paths are still visible.
+    hook = lambda name, d: {"path": "/bin/sh", "args": ["sh", "-c", f"mkdir {d}/{name}-dir 2>{d}/{name}; echo rc=$? >> {d}/{name}"]}
+    ctx.config["hooks"] = {"createContainer": [hook("createContainer", out)], "startContainer": [hook("startContainer", "/hooks")]}
+    set_profile(ctx, rule(MKDIRS, "SCMP_ACT_ERRNO", errnoRet=errno.EXDEV))
+    ctx.config["process"]["noNewPrivileges"] = nnp
+    ctx.sh("true")
+    _, r = ctx.run()
+    assert r.rc == 0, r
+    read = lambda name: open(os.path.join(out, name)).read()
+    assert read("createContainer") == "rc=0\n" and os.path.isdir(os.path.join(out, "createContainer-dir"))
+    assert "Invalid cross-device link" in read("startContainer") and "rc=1" in read("startContainer")
+    assert not os.path.exists(os.path.join(out, "startContainer-dir"))
+
+
 # ------------------------------------------------------------- SCMP_ACT_NOTIFY
 
 SECCOMP_IOCTL_NOTIF_RECV = 0xC0502100

@@ -36,38 +36,57 @@ pub fn check_grantable(c: Option<&LinuxCapabilities>) -> Result<()> {
     Ok(())
 }
 
-/// Drops from the bounding set what the config does not list. Needs CAP_SETPCAP, so it runs
-/// before the user switch.
-pub fn apply_bounding(c: Option<&LinuxCapabilities>) -> Result<()> {
-    let keep = convert(c.and_then(|c| c.bounding().as_ref()));
-    for cap in caps::all() {
-        if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
-            caps::drop(None, CapSet::Bounding, cap).map_err(|e| Error::os(format!("process.capabilities.bounding: dropping {cap}"), std::io::Error::other(e.to_string())))?;
-        }
-    }
-    Ok(())
+/// The configured sets, worked out before the seccomp filter so that applying them makes only
+/// the prctl, capget and capset calls.
+pub struct Plan {
+    /// What the bounding set must lose: every capability the config does not list.
+    unbound: Vec<Capability>,
+    effective: HashSet<Capability>,
+    permitted: HashSet<Capability>,
+    inheritable: HashSet<Capability>,
+    ambient: Vec<Capability>,
 }
 
-/// Sets effective, permitted, inheritable and ambient, after the user switch (which kept the
-/// permitted set through PR_SET_KEEPCAPS). Effective first: each capset must leave effective
-/// within permitted.
-pub fn apply(c: Option<&LinuxCapabilities>) -> Result<()> {
-    let sets = [
-        (CapSet::Effective, c.and_then(|c| c.effective().as_ref()), "effective"),
-        (CapSet::Permitted, c.and_then(|c| c.permitted().as_ref()), "permitted"),
-        (CapSet::Inheritable, c.and_then(|c| c.inheritable().as_ref()), "inheritable"),
-    ];
-    for (set, wanted, name) in sets {
-        caps::set(None, set, &convert(wanted)).map_err(|e| Error::os(format!("process.capabilities.{name}"), std::io::Error::other(e.to_string())))?;
-    }
-    caps::clear(None, CapSet::Ambient).map_err(|e| Error::os("process.capabilities.ambient", std::io::Error::other(e.to_string())))?;
-    // The kernel only raises an ambient capability that is also permitted and inheritable.
-    // runc's own default config lists ambient ones without inheritable, and runc says nothing:
-    // only --debug tells.
-    for cap in convert(c.and_then(|c| c.ambient().as_ref())) {
-        if let Err(e) = caps::raise(None, CapSet::Ambient, cap) {
-            crate::log::debug(|| format!("process.capabilities.ambient: cannot raise {cap} (it must also be permitted and inheritable): {e}"));
+impl Plan {
+    pub fn new(c: Option<&LinuxCapabilities>) -> Plan {
+        let bounding = convert(c.and_then(|c| c.bounding().as_ref()));
+        Plan {
+            unbound: caps::all().into_iter().filter(|cap| !bounding.contains(cap)).collect(),
+            effective: convert(c.and_then(|c| c.effective().as_ref())),
+            permitted: convert(c.and_then(|c| c.permitted().as_ref())),
+            inheritable: convert(c.and_then(|c| c.inheritable().as_ref())),
+            ambient: convert(c.and_then(|c| c.ambient().as_ref())).into_iter().collect(),
         }
     }
-    Ok(())
+
+    /// Drops from the bounding set what the config does not list. Needs CAP_SETPCAP, so it
+    /// runs before the user switch.
+    pub fn apply_bounding(&self) -> Result<()> {
+        for &cap in &self.unbound {
+            if caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+                caps::drop(None, CapSet::Bounding, cap).map_err(|e| Error::os(format!("process.capabilities.bounding: dropping {cap}"), std::io::Error::other(e.to_string())))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets effective, permitted, inheritable and ambient, after the user switch (which kept
+    /// the permitted set through PR_SET_KEEPCAPS). Effective first: each capset must leave
+    /// effective within permitted.
+    pub fn apply(&self) -> Result<()> {
+        let sets = [(CapSet::Effective, &self.effective, "effective"), (CapSet::Permitted, &self.permitted, "permitted"), (CapSet::Inheritable, &self.inheritable, "inheritable")];
+        for (set, wanted, name) in sets {
+            caps::set(None, set, wanted).map_err(|e| Error::os(format!("process.capabilities.{name}"), std::io::Error::other(e.to_string())))?;
+        }
+        caps::clear(None, CapSet::Ambient).map_err(|e| Error::os("process.capabilities.ambient", std::io::Error::other(e.to_string())))?;
+        // The kernel only raises an ambient capability that is also permitted and inheritable.
+        // runc's own default config lists ambient ones without inheritable, and runc says
+        // nothing: only --debug tells.
+        for &cap in &self.ambient {
+            if let Err(e) = caps::raise(None, CapSet::Ambient, cap) {
+                crate::log::debug(|| format!("process.capabilities.ambient: cannot raise {cap} (it must also be permitted and inheritable): {e}"));
+            }
+        }
+        Ok(())
+    }
 }

@@ -77,17 +77,19 @@ pub struct Listener {
     pub metadata: String,
 }
 
-/// When init loads the filter. Every syscall after the load is filtered, so the later the
-/// better; but without no_new_privs loading needs CAP_SYS_ADMIN, which the identity switch may
-/// drop, and a notify fd must reach the listener while `create` is still there to send it.
+/// When a container process loads the filter. Every syscall after the load is filtered, kiln's
+/// own too, so the later the better (`process::tail` lists what each moment leaves after it);
+/// but without no_new_privs loading needs CAP_SYS_ADMIN, which the identity switch may drop,
+/// and a notify fd must reach the listener while the parent is still there to send it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Moment {
     /// Before the user and capabilities change: privileged loading (runc does the same).
     BeforeIdentity,
-    /// Before Ready, so that the parent can pass the notify fd on.
+    /// After the identity, before Ready, so that the parent can pass the notify fd on.
     BeforeReady,
-    /// Right before execve: nothing of kiln's own is filtered.
-    BeforeExec,
+    /// Once the parent has said its last word (in init: once `start` opened the exec fifo),
+    /// before the startContainer hooks, which run under the filter as runc's do, and execve.
+    Last,
 }
 
 impl Filter {
@@ -100,7 +102,7 @@ impl Filter {
         } else if self.listener.is_some() {
             Moment::BeforeReady
         } else {
-            Moment::BeforeExec
+            Moment::Last
         }
     }
 
@@ -319,7 +321,7 @@ mod tests {
                 {"names":["getpid"],"action":"SCMP_ACT_ALLOW"}]}"#,
         ))
         .unwrap();
-        assert!(!f.program.is_empty() && f.program.len() % 8 == 0);
+        assert!(!f.program.is_empty() && f.program.len().is_multiple_of(8));
         assert!(f.listener.is_none());
         assert_eq!(f.flags, 0);
     }

@@ -78,6 +78,7 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
         peer: Peer { id: c.id(), cgroup: cgroup.as_ref(), console_socket: o.console_socket.as_deref(), seccomp: seccomp.as_ref(), state: &c.state, status },
         process: &process,
         init: init.as_fd(),
+        personality: bundle.spec.linux().as_ref().and_then(|l| l.personality().as_ref()),
         namespaces: namespaces::of_other(c.state.pid)?,
         extra_fds: o.preserve_fds,
         join_cgroup_last: status == Status::Paused,

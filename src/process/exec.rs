@@ -7,8 +7,9 @@
 //! 3. the container's cgroup, moved there by the parent past every fork, as runc does: a
 //!    container at its pids limit refuses forks but never a move, so it can still be debugged
 //!    (last, just before execve, when the container is paused: see `join_cgroup_last`);
-//! 4. then what init's steps 7 and 10-18 give a process: terminal, keyring, rlimits and
-//!    scheduling, identity, no_new_privs, fds, labels and seccomp, as late as init loads it.
+//! 4. then what init's steps 7 and 10 give a process (terminal, keyring), and init's own last
+//!    steps (`tail`: limits, scheduling and personality, fds, cwd, program, no_new_privs,
+//!    labels, identity and the seccomp filter at the same moment as init's).
 //!
 //! The parent's side is `spawn::spawn_exec`, on the same protocol as `create`.
 
@@ -16,15 +17,14 @@ use std::convert::Infallible;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use nix::sched::CloneFlags;
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{LinuxPersonality, Process};
 
 use crate::error::{Context, Result};
 use crate::namespaces::CLONE_NEWTIME;
-use crate::process::init::{exec, fork_behind_intermediate, identity, join_session_keyring, load_seccomp, no_new_privs, program, request};
+use crate::process::init::{fork_behind_intermediate, join_session_keyring, request};
 use crate::process::spawn::Peer;
 use crate::process::sync::{Channel, Msg};
-use crate::process::{lsm, rlimits, sched};
-use crate::seccomp::Moment;
+use crate::process::tail;
 
 pub struct ExecOptions<'a> {
     pub peer: Peer<'a>,
@@ -33,6 +33,8 @@ pub struct ExecOptions<'a> {
     pub init: BorrowedFd<'a>,
     /// The namespaces of init that are not already ours.
     pub namespaces: CloneFlags,
+    /// The container's linux.personality, which applies to every process of it.
+    pub personality: Option<&'a LinuxPersonality>,
     /// fds 3.. that pass into the process (`--preserve-fds`).
     pub extra_fds: u32,
     /// The container is paused (`--ignore-paused`): its cgroup would freeze the process before
@@ -65,25 +67,15 @@ pub fn run(o: &ExecOptions, chan: &Channel) -> Result<Infallible> {
         chan.send_with_fd(&Msg::PtyMaster, Some(master.as_raw_fd())).ctx(|| "sending the pty master")?;
     }
     join_session_keyring(o.peer.id)?;
-    rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
-    sched::apply(process, None)?;
 
-    let nnp = process.no_new_privileges().unwrap_or(false);
-    let moment = o.peer.seccomp.map(|f| f.moment(nnp, process.capabilities().as_ref()));
-    load_seccomp(o.peer.seccomp, moment, Moment::BeforeIdentity, chan)?;
-    identity(process, o.extra_fds)?;
-    let (program, env) = program(process, 0)?;
-    if nnp {
-        no_new_privs()?;
-    }
-    crate::sys::cloexec_from(3 + o.extra_fds).ctx(|| "marking inherited fds close-on-exec")?;
-    load_seccomp(o.peer.seccomp, moment, Moment::BeforeReady, chan)?;
-    lsm::set_exec_labels(process.selinux_label().as_deref(), process.apparmor_profile().as_deref())?;
+    // The steps init ends with, in its order (see `tail` for what follows the filter).
+    let steps = tail::Steps { process, personality: o.personality, seccomp: o.peer.seccomp, extra_fds: o.extra_fds, listen_fds: 0 };
+    let mut tail = tail::set_up(&steps, chan)?;
     chan.send(&Msg::Ready).ctx(|| "sync: ready")?;
     if o.join_cgroup_last {
         // The parent moves us into the frozen cgroup and answers: we read it once thawed.
         chan.wait_continue().ctx(|| "sync: joining the paused container's cgroup")?;
     }
-    load_seccomp(o.peer.seccomp, moment, Moment::BeforeExec, chan)?;
-    exec(&program, process.args().as_deref().unwrap_or_default(), &env)
+    tail.load_last_filter()?;
+    tail.exec()
 }

@@ -4,24 +4,18 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::sched::CloneFlags;
 use nix::unistd::{ForkResult, Gid, Uid, fork, setresgid, setresuid};
-use oci_spec::runtime::Process;
 
-use crate::capabilities;
 use crate::container::Status;
 use crate::error::{Context, Error, Result};
 use crate::hooks::{self, Stage};
 use crate::namespaces::{self, Plan};
 use crate::process::sync::{Channel, Msg};
-use crate::process::{InitOptions, lsm, rlimits, sched, user};
+use crate::process::{InitOptions, tail};
 use crate::rootfs;
-use crate::seccomp::{Filter, Moment};
-
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// `in_cgroup`: clone3 already placed us in the container's cgroup (CLONE_INTO_CGROUP).
 pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgroup: bool) -> Result<Infallible> {
@@ -123,55 +117,43 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
         join_session_keyring(&o.state.id)?;
     }
 
-    // 11. Limits and scheduling, while init still has the privileges to raise them.
-    rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
-    sched::apply(process, linux.and_then(|l| l.personality().as_ref()))?;
+    // 11. The process steps init shares with `exec` (`tail`): limits, scheduling and
+    //     personality, fds, cwd, program (a missing binary fails `create`, not a later
+    //     `start`), no_new_privs and labels, all before the seccomp filter; then the filter and
+    //     the identity (bounding set, user, capabilities) in the order its moment gives.
+    //     After the filter, only what its position forces, here and in steps 12-13:
+    //     - loaded before the identity (no no_new_privs, CAP_SYS_ADMIN not kept): prctl
+    //       (bounding set, PR_SET_KEEPCAPS, ambient), setgroups, setresgid, setresuid, capget,
+    //       capset (chdir and getcwd if only the user can enter the cwd, and the program's
+    //       lookup if it starts from there), and all below;
+    //     - loaded before Ready (a listener): sendmsg and close of the notify fd, sendmsg of
+    //       Ready, openat, write and close of the exec fifo, and all below;
+    //     - loaded last: the startContainer hooks, the fifo's last write, execve.
+    let fifo_path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    let steps = tail::Steps {
+        process,
+        personality: linux.and_then(|l| l.personality().as_ref()),
+        seccomp: o.seccomp,
+        extra_fds: o.extra_fds,
+        listen_fds: o.listen_fds,
+    };
+    let mut tail = tail::set_up(&steps, chan)?;
 
-    // 11b. seccomp, if loading it needs the privileges that step 12 drops (see `Moment`).
-    let nnp = process.no_new_privileges().unwrap_or(false);
-    let seccomp_moment = o.seccomp.map(|f| f.moment(nnp, process.capabilities().as_ref()));
-    load_seccomp(o.seccomp, seccomp_moment, Moment::BeforeIdentity, chan)?;
-
-    // 12. Identity: user, capabilities, cwd, umask.
-    identity(process, o.extra_fds)?;
-
-    // 13. The program and its environment, resolved now so that a missing binary fails
-    //     `create` rather than a later `start`.
-    let (program, env) = program(process, o.listen_fds)?;
-    let args = process.args().as_deref().unwrap_or_default();
-
-    // 14. no_new_privs: before the exec fifo, as nothing after this needs to gain privileges.
-    if nnp {
-        no_new_privs()?;
-    }
-
-    // 15. Only stdio and the preserved fds may reach the program.
-    crate::sys::cloexec_from(3 + o.extra_fds).ctx(|| "marking inherited fds close-on-exec")?;
-
-    // 15b. seccomp with a listener: while the parent is still there to pass its fd on.
-    load_seccomp(o.seccomp, seccomp_moment, Moment::BeforeReady, chan)?;
-
-    // 16. Ready. From here on the parent is gone; wait for `start` to open the fifo.
+    // 12. Ready. From here on the parent is gone; wait for `start` to open the fifo.
     chan.send(&Msg::Ready).ctx(|| "sync: ready")?;
-    let mut gate = std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/proc/self/fd/{}", fifo.as_raw_fd()))
-        .ctx(|| "opening the exec fifo (is /proc mounted in the container?)")?;
+    let mut gate = std::fs::OpenOptions::new().write(true).open(&fifo_path).ctx(|| "opening the exec fifo (is /proc mounted in the container?)")?;
     std::io::Write::write_all(&mut gate, b"0").ctx(|| "writing the exec fifo")?;
     // `gate` stays open, close-on-exec: `start` sees EOF exactly when the program is exec'd
     // (or init died), and only then runs the poststart hooks.
     drop(fifo);
 
-    // 17. startContainer hooks: after `start`, in the container, before the program.
+    // 13. The filter if it goes on last, then the startContainer hooks: after `start`, in the
+    //     container, under the filter (as runc). The second byte tells `start` that all went
+    //     well; the fifo closes at execve.
+    tail.load_last_filter()?;
     hooks::run(Stage::StartContainer, spec.hooks(), &o.state.for_hooks(Status::Created, host_pid), None)?;
-
-    // 18. LSM labels apply at execve: nothing may run between them and it. Then seccomp, as
-    //     late as it can be, so that none of kiln's own syscalls are filtered. The second byte
-    //     tells `start` that all went well; the fifo closes at execve.
-    lsm::set_exec_labels(process.selinux_label().as_deref(), process.apparmor_profile().as_deref())?;
-    load_seccomp(o.seccomp, seccomp_moment, Moment::BeforeExec, chan)?;
     std::io::Write::write_all(&mut gate, b"1").ctx(|| "writing the exec fifo")?;
-    exec(&program, args, &env)
+    tail.exec()
 }
 
 /// Forks the process that lives in the pid or time namespace just entered; the caller, now the
@@ -208,48 +190,6 @@ pub(super) fn request(chan: &Channel, msg: Msg) -> Result<()> {
     chan.wait_continue().ctx(|| what)
 }
 
-/// The process's identity, shared with `exec`: bounding set (needs CAP_SETPCAP), then the user,
-/// then the other capability sets. cwd is tried before the switch (a directory only root can
-/// enter) and after it (one only the user can enter), as runc does. No host directory may be
-/// open by then, and the cwd must be inside the root: a cwd of /proc/self/fd/N would otherwise
-/// escape (CVE-2024-21626).
-pub(super) fn identity(process: &Process, extra_fds: u32) -> Result<()> {
-    crate::procfs::close_directories_from(3 + extra_fds as i32).ctx(|| "closing the host's directory fds")?;
-    let cwd_early = nix::unistd::chdir(process.cwd());
-    capabilities::apply_bounding(process.capabilities().as_ref())?;
-    user::switch(process.user())?;
-    capabilities::apply(process.capabilities().as_ref())?;
-    if cwd_early.is_err() {
-        nix::unistd::chdir(process.cwd()).ctx(|| format!("process.cwd: chdir {}", process.cwd().display()))?;
-    }
-    if !nix::unistd::getcwd().is_ok_and(|c| c.is_absolute()) {
-        return Err(Error::os("process.cwd", std::io::Error::other(format!("{} is outside the container's root", process.cwd().display()))));
-    }
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(process.user().umask().unwrap_or(0o022)));
-    Ok(())
-}
-
-/// args[0] resolved in the container, and the environment the program gets.
-pub(super) fn program(process: &Process, listen_fds: u32) -> Result<(PathBuf, Vec<String>)> {
-    let env = environment(process.env().as_deref().unwrap_or_default(), process.user().uid(), listen_fds);
-    let arg0 = process.args().as_deref().and_then(|a| a.first()).ok_or_else(|| Error::os("process.args", std::io::Error::other("empty: there is no program to run")))?;
-    Ok((find_program(arg0, &env)?, env))
-}
-
-pub(super) fn no_new_privs() -> Result<()> {
-    prctl::set_no_new_privileges(true).map_err(|e| Error::os("process.noNewPrivileges", std::io::Error::from_raw_os_error(e)))
-}
-
-/// Loads the seccomp filter if `now` is its moment. A notify fd goes to the parent and is closed
-/// here: the container's process must not hold its own listener.
-pub(super) fn load_seccomp(filter: Option<&Filter>, moment: Option<Moment>, now: Moment, chan: &Channel) -> Result<()> {
-    let Some(filter) = filter.filter(|_| moment == Some(now)) else { return Ok(()) };
-    if let Some(fd) = filter.load()? {
-        chan.send_with_fd(&Msg::SeccompListener, Some(fd.as_raw_fd())).ctx(|| "sync: sending the seccomp notify fd")?;
-    }
-    Ok(())
-}
-
 pub(super) fn join_session_keyring(id: &str) -> Result<()> {
     let name = CString::new(id).expect("validated ids have no NUL");
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
@@ -262,45 +202,4 @@ pub(super) fn join_session_keyring(id: &str) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// process.env, plus HOME from the user's passwd entry when unset, plus the socket-activation
-/// variables for the fds passed in.
-fn environment(env: &[String], uid: u32, listen_fds: u32) -> Vec<String> {
-    let mut env = env.to_vec();
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", user::home(uid)));
-    }
-    if listen_fds > 0 {
-        env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
-        env.push(format!("LISTEN_FDS={listen_fds}"));
-        env.push("LISTEN_PID=1".to_owned());
-    }
-    env
-}
-
-/// args[0] as execvp would find it, using the container's PATH.
-fn find_program(arg0: &str, env: &[String]) -> Result<PathBuf> {
-    let executable = |p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && !p.is_dir();
-    if arg0.contains('/') {
-        return match nix::unistd::access(Path::new(arg0), nix::unistd::AccessFlags::X_OK) {
-            Ok(()) => Ok(PathBuf::from(arg0)),
-            Err(e) => Err(Error::os(format!("process.args[0]: {arg0}"), std::io::Error::from(e))),
-        };
-    }
-    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
-    path.split(':')
-        .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(arg0))
-        .find(|p| executable(p))
-        // runc's words: Podman and containerd turn "executable file not found" into exit 127.
-        .ok_or_else(|| Error::os(format!("process.args[0]: exec: {arg0:?}: executable file not found in $PATH ({path})"), std::io::Error::from_raw_os_error(libc::ENOENT)))
-}
-
-pub(super) fn exec(program: &Path, args: &[String], env: &[String]) -> Result<Infallible> {
-    let cstr = |s: &str| CString::new(s).map_err(|_| Error::os(format!("{s:?}"), std::io::Error::other("contains a NUL byte")));
-    let prog = CString::new(program.as_os_str().as_bytes()).map_err(|_| Error::os("process.args[0]", std::io::Error::other("contains a NUL byte")))?;
-    let argv = args.iter().map(|a| cstr(a)).collect::<Result<Vec<_>>>()?;
-    let envp = env.iter().map(|e| cstr(e)).collect::<Result<Vec<_>>>()?;
-    let e = nix::unistd::execve(&prog, &argv, &envp).unwrap_err();
-    Err(Error::os(format!("exec {}", program.display()), std::io::Error::from(e)))
 }

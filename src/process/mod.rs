@@ -10,6 +10,7 @@ mod rlimits;
 mod sched;
 pub mod spawn;
 pub mod sync;
+mod tail;
 mod user;
 
 use std::path::{Path, PathBuf};
