@@ -114,6 +114,27 @@ def test_cap_and_no_new_privs(ctx):
     ctx.delete(cid, force=True)
 
 
+CAP_NET_RAW = 1 << 13
+CAP_SETS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+
+
+@pytest.mark.parametrize("inheritable", [None, ["CAP_KILL"]])
+@pytest.mark.parametrize("user", ["0:0", "1000:1000"])
+def test_cap_grows_bounding_effective_and_permitted_only(ctx, user, inheritable):
+    # runc (CVE-2022-29162): --cap never reaches the inheritable set, so the kernel raises no
+    # ambient capability for it either, and a user other than root loses it at execve.
+    if inheritable:
+        ctx.config["process"]["capabilities"]["inheritable"] = inheritable
+    cid, _ = running(ctx)
+    r = ex(ctx, cid, "cat", "/proc/self/status", flags=["--cap", "CAP_NET_RAW", "-u", user])
+    assert r.ok, r
+    st = status_of(r.out)
+    root = user == "0:0"
+    has = {s: bool(int(st[s], 16) & CAP_NET_RAW) for s in CAP_SETS}
+    assert has == {"CapInh": False, "CapPrm": root, "CapEff": root, "CapBnd": True, "CapAmb": False}, st
+    ctx.delete(cid, force=True)
+
+
 @runc_deviates("1.1.5 ignores linux.personality (runc applies it since 1.2)")
 def test_personality_applies_to_exec_d_processes(ctx):
     ctx.config["linux"]["personality"] = {"domain": "LINUX32"}

@@ -5,7 +5,7 @@
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 
-use oci_spec::runtime::{Capability, Process};
+use oci_spec::runtime::{Capability, LinuxCapabilities, Process};
 
 use crate::container::{Container, Status};
 use crate::error::{Context, Error, Result};
@@ -92,6 +92,14 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
     Ok(spawned)
 }
 
+/// No capability at all, as an absent `process.capabilities` means (oci-spec's default would
+/// be runc's three in every set).
+fn none() -> LinuxCapabilities {
+    let mut c = LinuxCapabilities::default();
+    c.set_bounding(None).set_effective(None).set_permitted(None).set_inheritable(None).set_ambient(None);
+    c
+}
+
 /// The container's process with exec's flags applied.
 fn apply(mut p: Process, c: &Changes) -> Result<Process> {
     p.set_args(Some(c.args.clone()));
@@ -123,7 +131,7 @@ fn apply(mut p: Process, c: &Changes) -> Result<Process> {
     }
     p.set_user(user);
     if !c.caps.is_empty() {
-        let mut caps = p.capabilities().clone().unwrap_or_default();
+        let mut caps = p.capabilities().clone().unwrap_or_else(none);
         for name in &c.caps {
             let cap: Capability = serde_json::from_value(serde_json::Value::String(name.clone())).map_err(|_| Error::Usage(format!("--cap {name:?}: not a capability")))?;
             let add = |set: &Option<std::collections::HashSet<Capability>>| {
@@ -134,9 +142,11 @@ fn apply(mut p: Process, c: &Changes) -> Result<Process> {
             caps.set_bounding(add(caps.bounding()));
             caps.set_effective(add(caps.effective()));
             caps.set_permitted(add(caps.permitted()));
-            // Ambient needs inheritable, which --cap does not set: only where the config has it.
-            if caps.inheritable().as_ref().is_some_and(|i| !i.is_empty()) {
-                caps.set_inheritable(add(caps.inheritable()));
+            // Never inheritable: a process with inheritable capabilities gains them from a
+            // file's inheritable ones at execve (CVE-2022-29162). Ambient, which the kernel
+            // raises only where inheritable has it, only when the config lists inheritable, as
+            // runc.
+            if caps.inheritable().is_some() {
                 caps.set_ambient(add(caps.ambient()));
             }
         }
@@ -153,4 +163,48 @@ fn apply(mut p: Process, c: &Changes) -> Result<Process> {
         p.set_selinux_label(Some(l.clone()));
     }
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(names: &[Capability]) -> Option<std::collections::HashSet<Capability>> {
+        Some(names.iter().copied().collect())
+    }
+
+    fn with_cap(caps: Option<LinuxCapabilities>) -> LinuxCapabilities {
+        let mut p = Process::default();
+        p.set_capabilities(caps);
+        let changes = Changes { args: vec!["true".into()], caps: vec!["CAP_NET_RAW".into()], ..Default::default() };
+        apply(p, &changes).unwrap().capabilities().clone().unwrap()
+    }
+
+    #[test]
+    fn cap_grows_bounding_effective_permitted_only() {
+        let kill = set(&[Capability::Kill]);
+        let mut c = none();
+        c.set_bounding(kill.clone()).set_effective(kill.clone()).set_permitted(kill.clone()).set_ambient(kill.clone());
+        let c = with_cap(Some(c));
+        for s in [c.bounding(), c.effective(), c.permitted()] {
+            assert_eq!(s, &set(&[Capability::Kill, Capability::NetRaw]));
+        }
+        assert_eq!((c.inheritable(), c.ambient()), (&None, &kill));
+    }
+
+    #[test]
+    fn cap_goes_to_ambient_only_beside_a_configured_inheritable_set() {
+        let mut c = none();
+        c.set_inheritable(set(&[Capability::Chown]));
+        let c = with_cap(Some(c));
+        assert_eq!(c.inheritable(), &set(&[Capability::Chown]));
+        assert_eq!(c.ambient(), &set(&[Capability::NetRaw]));
+    }
+
+    #[test]
+    fn cap_without_configured_capabilities_is_the_only_one() {
+        let c = with_cap(None);
+        assert_eq!(c.effective(), &set(&[Capability::NetRaw]));
+        assert_eq!((c.inheritable(), c.ambient()), (&None, &None));
+    }
 }
