@@ -144,6 +144,18 @@ def test_personality_applies_to_exec_d_processes(ctx):
     ctx.delete(cid, force=True)
 
 
+def test_process_file_without_user_runs_as_root(ctx):
+    # The schema does not require process.user: runc reads it as 0:0.
+    ctx.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    cid, _ = running(ctx)
+    path = os.path.join(ctx.dir, "process.json")
+    with open(path, "w") as f:
+        json.dump({"args": ["id"], "cwd": "/", "env": ["PATH=/bin"]}, f)
+    r = ex(ctx, cid, flags=["--process", path])
+    assert r.ok and r.out.startswith("uid=0(root) gid=0(root)"), r
+    ctx.delete(cid, force=True)
+
+
 def test_rlimits_of_the_process(ctx):
     cid, _ = running(ctx)
     assert ex(ctx, cid, "sh", "-c", "ulimit -n").out == "1024\n"

@@ -3,7 +3,7 @@
 //! it; then `process::exec` joins the container with it.
 
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{Capability, LinuxCapabilities, Process};
 
@@ -61,7 +61,7 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
     let process = match &o.process {
         ProcessSource::File(path) => {
             let bytes = std::fs::read(path).ctx(|| format!("--process {}", path.display()))?;
-            crate::spec::parse_as::<Process>(path, &bytes)?
+            parse_process(path, &bytes)?
         }
         ProcessSource::Flags(changes) => {
             let base = bundle.spec.process().clone().ok_or_else(|| Error::config(bundle.dir.join("config.json"), "process", "missing"))?;
@@ -90,6 +90,18 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
         return Err(e);
     }
     Ok(spawned)
+}
+
+/// `--process FILE`. The schema does not require `user`: a process without one runs as 0:0,
+/// as runc's (Go's zero value).
+fn parse_process(path: &Path, bytes: &[u8]) -> Result<Process> {
+    match serde_json::from_slice(bytes) {
+        Ok(serde_json::Value::Object(mut o)) if !o.contains_key("user") => {
+            o.insert("user".to_owned(), serde_json::json!({"uid": 0, "gid": 0}));
+            crate::spec::parse_value_as(path, serde_json::Value::Object(o))
+        }
+        _ => crate::spec::parse_as(path, bytes),
+    }
 }
 
 /// No capability at all, as an absent `process.capabilities` means (oci-spec's default would
@@ -206,5 +218,15 @@ mod tests {
         let c = with_cap(None);
         assert_eq!(c.effective(), &set(&[Capability::NetRaw]));
         assert_eq!((c.inheritable(), c.ambient()), (&None, &None));
+    }
+
+    #[test]
+    fn process_file_without_user_is_root() {
+        let p = parse_process(Path::new("p.json"), br#"{"args":["id"],"cwd":"/"}"#).unwrap();
+        assert_eq!((p.user().uid(), p.user().gid()), (0, 0));
+        let e = parse_process(Path::new("p.json"), br#"{"args":["id"],"cwd":"/","terminal":"yes"}"#).unwrap_err();
+        assert!(e.to_string().contains("terminal"), "{e}");
+        let p = parse_process(Path::new("p.json"), br#"{"args":["id"],"cwd":"/","user":{"uid":5,"gid":6}}"#).unwrap();
+        assert_eq!((p.user().uid(), p.user().gid()), (5, 6));
     }
 }

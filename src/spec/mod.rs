@@ -47,19 +47,27 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Spec> {
 /// Any part of the spec (`update --resources` reads a LinuxResources), with the same errors.
 pub fn parse_as<T: serde::de::DeserializeOwned>(file: &Path, bytes: &[u8]) -> Result<T> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
-        let mut msg = e.into_inner().to_string();
-        // oci-spec says "no variant for CAP_X (converted to X)": say what an operator can act on.
-        if let Some(rest) = msg.strip_prefix("no variant for ") {
-            if let Some((name, tail)) = rest.split_once(" (converted to ") {
-                let at = tail.split_once(')').map_or("", |(_, at)| at);
-                msg = format!("unknown capability {name:?}{at}");
-            }
-        }
-        Error::config(file, field, msg)
-    })
+    serde_path_to_error::deserialize(de).map_err(|e| field_error(file, e))
+}
+
+/// The same from a JSON value the caller completed (an exec's process.json without `user`):
+/// the errors name the field, without a position.
+pub fn parse_value_as<T: serde::de::DeserializeOwned>(file: &Path, value: serde_json::Value) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| field_error(file, e))
+}
+
+fn field_error(file: &Path, e: serde_path_to_error::Error<serde_json::Error>) -> Error {
+    let path = e.path().to_string();
+    let field = if path == "." { String::new() } else { path };
+    let mut msg = e.into_inner().to_string();
+    // oci-spec says "no variant for CAP_X (converted to X)": say what an operator can act on.
+    if let Some(rest) = msg.strip_prefix("no variant for ")
+        && let Some((name, tail)) = rest.split_once(" (converted to ")
+    {
+        let at = tail.split_once(')').map_or("", |(_, at)| at);
+        msg = format!("unknown capability {name:?}{at}");
+    }
+    Error::config(file, field, msg)
 }
 
 #[cfg(test)]
@@ -67,7 +75,7 @@ mod tests {
     use super::*;
 
     fn err(json: &str) -> String {
-        parse(Path::new("config.json"), json.as_bytes()).err().expect("should fail").to_string()
+        parse(Path::new("config.json"), json.as_bytes()).expect_err("should fail").to_string()
     }
 
     #[test]
