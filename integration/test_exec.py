@@ -322,7 +322,7 @@ def test_exec_cgroup_outside_the_container_is_refused(ctx, sub):
     cid, init = running(ctx)
     v1 = any(l.split(":")[1] == "pids" for l in open(f"/proc/{init}/cgroup").read().splitlines())
     r = ex(ctx, cid, "true", flags=["--cgroup", f"pids:{sub}" if v1 else sub])
-    assert r.rc != 0 and f"{sub} is not a sub cgroup path" in r.err.replace('"', ""), r
+    assert r.rc != 0 and f"{sub} is not a sub cgroup path" in r.err.replace("\\", "").replace('"', ""), r
     ctx.delete(cid, force=True)
 
 

@@ -133,7 +133,7 @@ def test_tmpfs_tmpcopyup(ctx):
     os.symlink("sub/f", os.path.join(d, "link"))
     ctx.add_mount({"destination": "/seeded", "type": "tmpfs", "source": "tmpfs",
                    "options": ["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"]})
-    out = ctx.run_sh("grep -c ' /seeded tmpfs ' /proc/mounts; cat /seeded/link; "
+    out = ctx.run_sh("grep -c '^tmpfs /seeded tmpfs ' /proc/mounts; cat /seeded/link; "
                      "stat -c '%u:%g %a' /seeded/sub/f; readlink /seeded/link; "
                      "echo new > /seeded/new && cat /seeded/new")
     assert out.splitlines() == ["1", "seed", "1000:2000 604", "sub/f", "new"], out

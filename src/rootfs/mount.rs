@@ -315,7 +315,7 @@ pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgrou
         return crate::rootfs::cgroupfs::mount_cgroups(&target, opts.flags, cgroupns, cgroup2, || resolve::open(root, m.destination(), libc::O_PATH | libc::O_DIRECTORY)).map_err(|e| Error::os(format!("{}: mount cgroup", field()), e));
     }
     if opts.tmpcopyup && typ == "tmpfs" {
-        tmpcopyup(&opts, flags, &dest).map_err(|e| Error::os(field(), e))?;
+        tmpcopyup(source.as_deref(), &opts, flags, &dest).map_err(|e| Error::os(field(), e))?;
     } else if let Some(tree) = tree {
         let src = source.as_deref().unwrap_or(Path::new(""));
         sys::move_mount(tree, dest.as_fd()).ctx(|| format!("{}: attaching the detached mount of {}", field(), src.display()))?;
@@ -377,9 +377,14 @@ fn apply_after(target: &Path, opts: &MountOptions) -> std::io::Result<()> {
 /// The tmpfs is made detached (fsopen, fsmount), filled through its fd and attached over `dest`
 /// only then: no host path ever holds it, so concurrent creates cannot meet. The caller applies
 /// propagation to the attached mount, which `dest` (the directory under it) does not name.
-fn tmpcopyup(opts: &MountOptions, flags: MsFlags, dest: &OwnedFd) -> std::io::Result<()> {
+fn tmpcopyup(source: Option<&Path>, opts: &MountOptions, flags: MsFlags, dest: &OwnedFd) -> std::io::Result<()> {
     let ctx = |what: &str, e: std::io::Error| std::io::Error::new(e.kind(), format!("tmpcopyup: {what}: {e}"));
     let fs = sys::fsopen("tmpfs").map_err(|e| ctx("fsopen tmpfs", e))?;
+    // The mount's source as mount(2) would record it: /proc/mounts shows it (Podman's --tmpfs
+    // is `tmpfs`), where fsmount alone says "none".
+    if let Some(src) = source.and_then(Path::to_str) {
+        sys::fsconfig_set(fs.as_fd(), "source", Some(src)).map_err(|e| ctx("source", e))?;
+    }
     for d in &opts.data {
         let (key, value) = match d.split_once('=') {
             Some((k, v)) => (k, Some(v)),
