@@ -331,3 +331,120 @@ def test_id_map_of_size_zero_names_the_field(ctx):
     r = create_must_fail(ctx)
     text = assert_one_line(r)
     assert "linux.uidMappings[0].size" in text, text
+
+
+# ------------------------------------------------------------------ uid and gid range
+
+# Above 2147483647 (runc's limit) lies 4294967295: -1 to setresuid and chown, "leave
+# unchanged", which would leave the process root.
+MAX_ID = 2147483647
+BAD_IDS = [MAX_ID + 1, 4294967295]
+ID_RANGE = "uids and gids must be in range 0-2147483647"
+TEST_DEVICE = {"path": "/dev/kilnnull", "type": "c", "major": 1, "minor": 3, "fileMode": 0o666}
+USERNS_MAPS = [{"containerID": 0, "hostID": 100000, "size": 1000}]
+
+
+def _with_userns(cfg):
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    cfg["linux"]["uidMappings"] = [dict(m) for m in USERNS_MAPS]
+    cfg["linux"]["gidMappings"] = [dict(m) for m in USERNS_MAPS]
+
+
+def _tmp_mount(cfg, opt):
+    cfg["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                          "options": ["nosuid", opt]})
+    return f"mounts[{len(cfg['mounts']) - 1}].options"
+
+
+def _set_user(key):
+    def place(cfg, v):
+        cfg["process"]["user"][key] = [v] if key == "additionalGids" else v
+        return f"process.user.{key}" + ("[0]" if key == "additionalGids" else "")
+    return place
+
+
+def _set_device(key):
+    def place(cfg, v):
+        cfg["linux"]["devices"] = [dict(TEST_DEVICE, **{key: v})]
+        return f"linux.devices[0].{key}"
+    return place
+
+
+def _set_mapping(maps, key, second=False):
+    def place(cfg, v):
+        _with_userns(cfg)
+        field = f"linux.{maps}"
+        if second:
+            # An extra range whose start is fine but whose end is not.
+            cfg["linux"][maps].append({"containerID": MAX_ID, "hostID": 300000, "size": v - MAX_ID + 1})
+            return f"{field}[1].size"
+        cfg["linux"][maps][0][key] = v
+        return f"{field}[0].{key}"
+    return place
+
+
+ID_PLACES = {
+    "uid": _set_user("uid"),
+    "gid": _set_user("gid"),
+    "additionalGids": _set_user("additionalGids"),
+    "device-uid": _set_device("uid"),
+    "device-gid": _set_device("gid"),
+    "mount-uid": lambda cfg, v: _tmp_mount(cfg, f"uid={v}"),
+    "mount-gid": lambda cfg, v: _tmp_mount(cfg, f"gid={v}"),
+    "uidMappings-containerID": _set_mapping("uidMappings", "containerID"),
+    "uidMappings-hostID": _set_mapping("uidMappings", "hostID"),
+    "gidMappings-containerID": _set_mapping("gidMappings", "containerID"),
+    "gidMappings-hostID": _set_mapping("gidMappings", "hostID"),
+    "uidMappings-size": _set_mapping("uidMappings", None, second=True),
+    "gidMappings-size": _set_mapping("gidMappings", None, second=True),
+}
+
+# What runc 1.1.5 lets through (verified): a device's owner is never checked, and where the
+# kernel takes 2147483648 as a valid id (a mount's owner, a host id, a range's end) so does runc.
+RUNC_ACCEPTS = {("device-uid", v) for v in BAD_IDS} | {("device-gid", v) for v in BAD_IDS} | {
+    (p, MAX_ID + 1) for p in ("mount-uid", "mount-gid", "uidMappings-hostID", "gidMappings-hostID",
+                              "uidMappings-size", "gidMappings-size")}
+
+
+@pytest.mark.parametrize("value", BAD_IDS)
+@pytest.mark.parametrize("place", list(ID_PLACES))
+def test_id_out_of_range_is_refused(ctx, request, place, value):
+    if (place, value) in RUNC_ACCEPTS:
+        request.applymarker(runc_deviates("runc 1.1.5 does not range-check this id"))
+    field = ID_PLACES[place](ctx.config, value)
+    ctx.save()
+    r = create_must_fail(ctx)
+    text = assert_one_line(r)
+    if not ctx.runtime.endswith("kiln"):
+        return
+    assert f"{field}: " in text and str(value) in text and ID_RANGE in text, text
+
+
+def _id_accepted(ctx, place, script):
+    ID_PLACES[place](ctx.config, MAX_ID)
+    return ctx.run_sh(script).strip()
+
+
+@pytest.mark.parametrize("key,script", [("uid", "id -u"), ("gid", "id -g"), ("additionalGids", "id -G")])
+def test_id_at_the_limit_runs_as_that_user(ctx, key, script):
+    assert str(MAX_ID) in _id_accepted(ctx, key, script).split()
+
+
+@pytest.mark.parametrize("key", ["uid", "gid"])
+def test_device_id_at_the_limit(ctx, key):
+    out = _id_accepted(ctx, f"device-{key}", "stat -c %u:%g /dev/kilnnull")
+    assert out == (f"{MAX_ID}:0" if key == "uid" else f"0:{MAX_ID}"), out
+
+
+@pytest.mark.parametrize("key", ["uid", "gid"])
+def test_mount_id_at_the_limit(ctx, key):
+    out = _id_accepted(ctx, f"mount-{key}", "stat -c %u:%g /tmp")
+    assert out == (f"{MAX_ID}:0" if key == "uid" else f"0:{MAX_ID}"), out
+
+
+def test_mapping_ending_at_the_limit(ctx):
+    _with_userns(ctx.config)
+    for maps in ("uidMappings", "gidMappings"):
+        ctx.config["linux"][maps].append({"containerID": MAX_ID, "hostID": MAX_ID, "size": 1})
+    lines = ctx.run_sh("cat /proc/self/uid_map /proc/self/gid_map").split("\n")
+    assert sum(l.split() == [str(MAX_ID), str(MAX_ID), "1"] for l in lines) == 2, lines

@@ -61,7 +61,9 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
     let process = match &o.process {
         ProcessSource::File(path) => {
             let bytes = std::fs::read(path).ctx(|| format!("--process {}", path.display()))?;
-            parse_process(path, &bytes)?
+            let p = parse_process(path, &bytes)?;
+            crate::spec::check_user("user", p.user()).map_err(|(field, msg)| Error::config(path, field, msg))?;
+            p
         }
         ProcessSource::Flags(changes) => {
             let base = bundle.spec.process().clone().ok_or_else(|| Error::config(bundle.dir.join("config.json"), "process", "missing"))?;
@@ -133,10 +135,16 @@ fn apply(mut p: Process, c: &Changes) -> Result<Process> {
             Some((u, g)) => (u.parse().map_err(|_| bad())?, Some(g.parse().map_err(|_| bad())?)),
             None => (spec.parse().map_err(|_| bad())?, None),
         };
+        for id in std::iter::once(uid).chain(gid) {
+            crate::spec::check_id(id).map_err(|e| Error::Usage(format!("--user {spec:?}: {e}")))?;
+        }
         user.set_uid(uid);
         if let Some(gid) = gid {
             user.set_gid(gid);
         }
+    }
+    for g in &c.additional_gids {
+        crate::spec::check_id(*g).map_err(|e| Error::Usage(format!("--additional-gids: {e}")))?;
     }
     if !c.additional_gids.is_empty() {
         user.set_additional_gids(Some(c.additional_gids.clone()));

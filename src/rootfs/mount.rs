@@ -72,6 +72,11 @@ impl MountOptions {
             } else if opt.is_empty() {
                 return Err("an empty option".into());
             } else {
+                // tmpfs, devpts and others take the owner as data: 4294967295 there would be -1.
+                if let Some(id) = opt.strip_prefix("uid=").or_else(|| opt.strip_prefix("gid=")) {
+                    let id: u64 = id.parse().map_err(|_| format!("{opt:?}: not a number"))?;
+                    crate::spec::check_id(id).map_err(|e| format!("{}{e}", &opt[..4]))?;
+                }
                 o.data.push(opt.to_owned());
             }
         }

@@ -13,6 +13,22 @@ use crate::error::{Context, Error, Result};
 /// The runtime-spec version kiln implements (reported by `--version` and `features`).
 pub const OCI_VERSION: &str = "1.2.0";
 
+/// The highest uid or gid kiln accepts anywhere, runc's (moby/sys/user's) limit. Above it lies
+/// 4294967295, which is -1 to setresuid and chown ("leave unchanged"): the process would stay
+/// root.
+pub const MAX_ID: u32 = 2147483647;
+
+/// Checks one uid or gid read from the config or the command line.
+pub fn check_id(id: impl Into<u64>) -> std::result::Result<(), String> {
+    let id = id.into();
+    if id > u64::from(MAX_ID) {
+        return Err(format!("{id} is out of range: uids and gids must be in range 0-{MAX_ID}"));
+    }
+    Ok(())
+}
+
+pub use validate::check_user;
+
 pub struct Bundle {
     /// The bundle directory, absolute.
     pub dir: PathBuf,

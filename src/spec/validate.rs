@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec, User};
+
+use super::check_id;
 
 type Check = std::result::Result<(), (String, String)>;
 
@@ -31,6 +33,7 @@ fn check_process(spec: &Spec) -> Check {
     if p.args().as_ref().is_none_or(|a| a.is_empty()) {
         return fail("process.args", "must name the program to run");
     }
+    check_user("process.user", p.user())?;
     if !p.cwd().is_absolute() {
         return fail("process.cwd", format!("{:?} is not an absolute path", p.cwd()));
     }
@@ -50,6 +53,34 @@ fn check_process(spec: &Spec) -> Check {
     for (i, e) in p.env().iter().flatten().enumerate() {
         if !e.contains('=') {
             return fail(format!("process.env[{i}]"), format!("{e:?} is not of the form KEY=value"));
+        }
+    }
+    Ok(())
+}
+
+/// The ids of a process's user (`prefix` is the field holding it: `process.user` in a config,
+/// `user` in exec's process.json).
+pub fn check_user(prefix: &str, u: &User) -> Check {
+    check_id(u.uid()).or_else(|e| fail(format!("{prefix}.uid"), e))?;
+    check_id(u.gid()).or_else(|e| fail(format!("{prefix}.gid"), e))?;
+    for (i, g) in u.additional_gids().iter().flatten().enumerate() {
+        check_id(*g).or_else(|e| fail(format!("{prefix}.additionalGids[{i}]"), e))?;
+    }
+    Ok(())
+}
+
+/// Each range of a mapping must lie inside the ids kiln accepts, its end included.
+fn check_mappings(field: &str, maps: Option<&Vec<LinuxIdMapping>>) -> Check {
+    for (i, m) in maps.into_iter().flatten().enumerate() {
+        for (name, start) in [("containerID", m.container_id()), ("hostID", m.host_id())] {
+            check_id(start).or_else(|e| fail(format!("{field}[{i}].{name}"), e))?;
+            let last = u64::from(start) + u64::from(m.size()).saturating_sub(1);
+            if check_id(last).is_err() {
+                return fail(
+                    format!("{field}[{i}].size"),
+                    format!("{name} {start} + size {} ends at {last}, out of range: uids and gids must be in range 0-{}", m.size(), super::MAX_ID),
+                );
+            }
         }
     }
     Ok(())
@@ -89,6 +120,8 @@ fn check_namespaces(spec: &Spec) -> std::result::Result<HashSet<LinuxNamespaceTy
         .into_iter()
         .flatten()
         .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+    check_mappings("linux.uidMappings", linux.and_then(|l| l.uid_mappings().as_ref()))?;
+    check_mappings("linux.gidMappings", linux.and_then(|l| l.gid_mappings().as_ref()))?;
     if maps && !has_user {
         return Err(("linux.uidMappings".into(), "mappings need a user namespace in linux.namespaces".into()));
     }
@@ -169,6 +202,8 @@ fn check_mounts(spec: &Spec) -> Check {
         if let Err(e) = crate::rootfs::mount::MountOptions::parse(m.options().as_deref().unwrap_or_default()) {
             return fail(format!("mounts[{i}].options"), e);
         }
+        check_mappings(&format!("mounts[{i}].uidMappings"), m.uid_mappings().as_ref())?;
+        check_mappings(&format!("mounts[{i}].gidMappings"), m.gid_mappings().as_ref())?;
     }
     Ok(())
 }
@@ -177,6 +212,11 @@ fn check_devices(spec: &Spec) -> Check {
     for (i, d) in spec.linux().as_ref().and_then(|l| l.devices().as_ref()).into_iter().flatten().enumerate() {
         if !d.path().is_absolute() {
             return fail(format!("linux.devices[{i}].path"), format!("{:?} is not absolute", d.path()));
+        }
+        for (name, id) in [("uid", d.uid()), ("gid", d.gid())] {
+            if let Some(id) = id {
+                check_id(id).or_else(|e| fail(format!("linux.devices[{i}].{name}"), e))?;
+            }
         }
     }
     Ok(())
