@@ -373,4 +373,58 @@ def test_exec_into_a_container_at_its_pids_limit(ctx):
     # ... where the limit holds it as well: its own fork is refused.
     r = ex(ctx, cid, "sh", "-c", "true & wait")
     assert r.rc != 0 and "can't fork" in r.err, r
+
+
+# ------------------------------------------------------------------ uid and gid range
+
+MAX_ID = 2147483647
+
+
+def _exec_process_file(ctx, user):
+    p = dict(ctx.config["process"], args=["id"], user=user, terminal=False)
+    path = os.path.join(ctx.dir, "process.json")
+    with open(path, "w") as f:
+        json.dump(p, f)
+    return ["--process", path]
+
+
+EXEC_ID_PLACES = {
+    "user-uid": lambda ctx, v: ["-u", str(v), "id"],
+    "user-gid": lambda ctx, v: ["-u", f"0:{v}", "id"],
+    "additional-gids": lambda ctx, v: ["-g", str(v), "id"],
+    "process-uid": lambda ctx, v: _exec_process_file(ctx, {"uid": v, "gid": 0}),
+    "process-gid": lambda ctx, v: _exec_process_file(ctx, {"uid": 0, "gid": v}),
+    "process-additionalGids": lambda ctx, v: _exec_process_file(ctx, {"uid": 0, "gid": 0, "additionalGids": [v]}),
+}
+
+
+@pytest.mark.parametrize("value", [MAX_ID + 1, 4294967295])
+@pytest.mark.parametrize("place", list(EXEC_ID_PLACES))
+def test_exec_id_out_of_range_is_refused(ctx, place, value):
+    cid, _ = running(ctx)
+    args = EXEC_ID_PLACES[place](ctx, value)
+    if place.startswith("process"):
+        r = ctx.rt("exec", *args, cid)
+    else:
+        r = ex(ctx, cid, *args[-1:], flags=args[:-1])
+    assert r.rc != 0, r
+    text = r.err.strip()
+    assert text and "\n" not in text and "uids and gids must be in range 0-2147483647" in text, r
+    if ctx.runtime.endswith("kiln"):
+        assert str(value) in text, text
+    # Nothing ran: the container holds its init and the ps that looks.
+    ps = ex(ctx, cid, "ps", "-o", "args=")
+    assert ps.ok and sorted(ps.out.split("\n")[:-1]) == ["ps -o args=", "sleep 60"], ps
+    ctx.delete(cid, force=True)
+
+
+@pytest.mark.parametrize("flags,want", [
+    (["-u", str(MAX_ID)], f"uid={MAX_ID}"),
+    (["-u", f"0:{MAX_ID}"], f"gid={MAX_ID}"),
+    (["-g", str(MAX_ID)], f"groups={MAX_ID}"),
+])
+def test_exec_id_at_the_limit(ctx, flags, want):
+    cid, _ = running(ctx)
+    r = ex(ctx, cid, "id", flags=flags)
+    assert r.ok and want in r.out, r
     ctx.delete(cid, force=True)
