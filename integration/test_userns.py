@@ -452,3 +452,25 @@ def test_rootless_without_a_user_namespace_is_explained(user):
     assert r.rc != 0 and len(r.err.strip().splitlines()) == 1, r
     assert "rootless container requires user namespaces" in r.err, r
     assert user.ids() == [] and not user.pids()
+
+
+def _userns_with_oom_score_adj(ctx, adj):
+    ctx.config["linux"]["namespaces"].append({"type": "user"})
+    ctx.config["linux"]["uidMappings"] = ROOT_MAPS
+    ctx.config["linux"]["gidMappings"] = ROOT_MAPS
+    ctx.config["process"]["oomScoreAdj"] = adj
+    return ctx.run_sh("cat /proc/self/oom_score_adj").strip()
+
+
+def test_oom_score_adj_unchanged_in_a_user_namespace(ctx):
+    # Podman sets the value the runtime already has; writing it from inside the user
+    # namespace fails (EACCES) though it changes nothing.
+    with open("/proc/self/oom_score_adj") as f:
+        current = int(f.read())
+    assert _userns_with_oom_score_adj(ctx, current) == str(current)
+
+
+def test_oom_score_adj_raised_in_a_user_namespace(ctx):
+    with open("/proc/self/oom_score_adj") as f:
+        raised = min(int(f.read()) + 100, 1000)
+    assert _userns_with_oom_score_adj(ctx, raised) == str(raised)

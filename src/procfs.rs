@@ -4,8 +4,8 @@
 //! the host. The check is made on the opened fd (fstatfs), so no swap of the path between check
 //! and use can matter.
 
-use std::fs::OpenOptions;
-use std::io::{self, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::Path;
 
@@ -27,6 +27,21 @@ pub fn write(path: impl AsRef<Path>, value: &str) -> io::Result<()> {
     let mut f = OpenOptions::new().write(true).open(path)?;
     ensure_procfs(&f, path)?;
     f.write_all(value.as_bytes())
+}
+
+/// Like `write`, but leaves a file that already holds `value` untouched, without opening it for
+/// writing: some opens fail even when the write would change nothing (oom_score_adj inside a
+/// user namespace, owned by the unmapped host root).
+pub fn update(path: impl AsRef<Path>, value: &str) -> io::Result<()> {
+    let path = path.as_ref();
+    let mut f = File::open(path)?;
+    ensure_procfs(&f, path)?;
+    let mut current = String::new();
+    f.read_to_string(&mut current)?;
+    if current.trim() == value {
+        return Ok(());
+    }
+    write(path, value)
 }
 
 /// Closes every directory fd from `first` up: init inherits from `create` fds of the host's

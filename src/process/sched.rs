@@ -6,9 +6,20 @@ use oci_spec::runtime::{IOPriorityClass, LinuxPersonality, LinuxPersonalityDomai
 
 use crate::error::{Context, Error, Result};
 
+/// `process.oomScoreAdj` of init in a new user namespace, written by the parent (which has the
+/// host's CAP_SYS_RESOURCE, as runc's does), since init in the namespace can no longer open it.
+pub fn oom_score_adj_of(pid: i32, p: &Process) -> Result<()> {
+    if let Some(adj) = p.oom_score_adj() {
+        crate::procfs::update(format!("/proc/{pid}/oom_score_adj"), &adj.to_string()).ctx(|| format!("process.oomScoreAdj: {adj}"))?;
+    }
+    Ok(())
+}
+
 pub fn apply(p: &Process, personality: Option<&LinuxPersonality>) -> Result<()> {
     if let Some(adj) = p.oom_score_adj() {
-        crate::procfs::write("/proc/self/oom_score_adj", &adj.to_string()).ctx(|| format!("process.oomScoreAdj: {adj}"))?;
+        // Podman sets the value kiln already has, which inside a user namespace cannot even be
+        // opened for writing: leave it be. Another value was written from the parent.
+        crate::procfs::update("/proc/self/oom_score_adj", &adj.to_string()).ctx(|| format!("process.oomScoreAdj: {adj}"))?;
     }
     if let Some(pers) = personality {
         let persona = match pers.domain() {

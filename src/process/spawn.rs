@@ -151,7 +151,10 @@ fn create_request(opts: &InitOptions, msg: &Msg, pid: i32) -> Result<bool> {
     let spec = &opts.bundle.spec;
     let linux = spec.linux().as_ref();
     match msg {
-        Msg::WriteIdMaps => idmap::write(pid, linux)?,
+        Msg::WriteIdMaps => {
+            idmap::write(pid, linux)?;
+            spec.process().as_ref().map_or(Ok(()), |p| crate::process::sched::oom_score_adj_of(pid, p))?;
+        }
         Msg::WriteTimeOffsets => {
             let offsets = linux.and_then(|l| l.time_offsets().as_ref());
             let text: String = offsets
