@@ -270,6 +270,15 @@ mod tests {
     }
 
     #[test]
+    fn mapping_ends_must_stay_in_range() {
+        let map = |c: u32, h: u32, size: u32| serde_json::from_value(serde_json::json!([{"containerID": c, "hostID": h, "size": size}])).unwrap();
+        assert!(check_mappings("m", Some(&map(0, 0, super::super::MAX_ID + 1))).is_ok());
+        assert_eq!(check_mappings("m", Some(&map(1, 0, super::super::MAX_ID + 1))).unwrap_err().0, "m[0].size");
+        assert_eq!(check_mappings("m", Some(&map(0, u32::MAX, 1))).unwrap_err().0, "m[0].hostID");
+        assert!(check_mappings("m", Some(&map(super::super::MAX_ID, super::super::MAX_ID, 1))).is_ok());
+    }
+
+    #[test]
     fn no_mount_namespace_runs_unless_it_would_change_the_hosts_mounts() {
         let root = r#"{"path":"rootfs"}"#;
         assert!(without_mount_namespace(root, "").is_ok());
