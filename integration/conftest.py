@@ -231,7 +231,19 @@ def cgroup_dirs_for(cid):
 
 
 def leftover_cgroups(ids):
-    return [d for cid in ids for d in cgroup_dirs_for(cid) if os.path.isdir(d)]
+    """The cgroups of `ids` that exist: named after an id, or after an id and a suffix of the
+    test's own (`<id>-frozen`, `<id>-abs`)."""
+    out = set()
+    for cid in ids:
+        for d in cgroup_dirs_for(cid):
+            parent, name = os.path.split(d)
+            try:
+                entries = os.listdir(parent)
+            except OSError:
+                continue
+            out.update(os.path.join(parent, e) for e in entries
+                       if (e == name or e.startswith(name + "-")) and os.path.isdir(os.path.join(parent, e)))
+    return sorted(out)
 
 
 def remove_cgroup_dir(d):

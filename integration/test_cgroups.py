@@ -574,6 +574,9 @@ def own_cgroups(ctx, name):
     dirs = sorted({os.path.join(mp, name) for mp, _, _ in _mounts()})
 
     def clean():
+        # Thaw every hierarchy before removing any: a process of a failed test frozen in the
+        # freezer's cgroup cannot die, so removing the hierarchies sorted before "freezer"
+        # first gave up on them while it was still there.
         for d in dirs:
             for f, v in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
                 try:
@@ -581,6 +584,7 @@ def own_cgroups(ctx, name):
                         fh.write(v)
                 except OSError:
                     pass
+        for d in dirs:
             remove_cgroup_dir(d)
     ctx.cleanups.append(clean)
     return dirs
