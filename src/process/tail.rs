@@ -202,9 +202,14 @@ fn environment(env: &[String], uid: u32, listen_fds: u32) -> Vec<String> {
 fn starts_from_cwd(args: &[String], env: &[String]) -> bool {
     match args.first() {
         Some(arg0) if arg0.contains('/') => !arg0.starts_with('/'),
-        Some(_) => env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH).split(':').any(|dir| !dir.starts_with('/')),
+        Some(_) => search_path(env).split(':').any(|dir| !dir.starts_with('/')),
         None => false,
     }
+}
+
+/// The container's PATH, or execvp's default without one.
+fn search_path(env: &[String]) -> &str {
+    env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH)
 }
 
 /// args[0] as execvp would find it, using the container's PATH. Looked up before the user
@@ -217,7 +222,7 @@ fn find_program(arg0: &str, env: &[String]) -> Result<PathBuf> {
             Err(e) => Err(Error::os(format!("process.args[0]: {arg0}"), std::io::Error::from(e))),
         };
     }
-    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
+    let path = search_path(env);
     path.split(':')
         .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(arg0))
         .find(|p| executable(p))
