@@ -20,16 +20,31 @@ fn convert(set: Option<&Capabilities>) -> HashSet<Capability> {
 /// deep inside init with a bare EPERM, so say which capability and why, before creating anything.
 pub fn check_grantable(c: Option<&LinuxCapabilities>) -> Result<()> {
     let Some(c) = c else { return Ok(()) };
-    let ours = caps::read(None, CapSet::Bounding).map_err(|e| Error::os("reading kiln's bounding set", std::io::Error::other(e.to_string())))?;
-    for (name, set) in [("effective", c.effective()), ("permitted", c.permitted()), ("inheritable", c.inheritable()), ("ambient", c.ambient())] {
+    let ours = caps::read(None, CapSet::Bounding).map_err(|e| {
+        Error::os(
+            "reading kiln's bounding set",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    for (name, set) in [
+        ("effective", c.effective()),
+        ("permitted", c.permitted()),
+        ("inheritable", c.inheritable()),
+        ("ambient", c.ambient()),
+    ] {
         let set = set.as_ref();
-        let mut missing: Vec<_> = convert(set).difference(&ours).map(|c| c.to_string()).collect();
+        let mut missing: Vec<_> = convert(set)
+            .difference(&ours)
+            .map(|c| c.to_string())
+            .collect();
         missing.sort();
         if let Some(first) = missing.first() {
             return Err(Error::config(
                 "config.json",
                 format!("process.capabilities.{name}"),
-                format!("{first} is not in kiln's own bounding set, so no container started from here can have it"),
+                format!(
+                    "{first} is not in kiln's own bounding set, so no container started from here can have it"
+                ),
             ));
         }
     }
@@ -51,11 +66,16 @@ impl Plan {
     pub fn new(c: Option<&LinuxCapabilities>) -> Plan {
         let bounding = convert(c.and_then(|c| c.bounding().as_ref()));
         Plan {
-            unbound: caps::all().into_iter().filter(|cap| !bounding.contains(cap)).collect(),
+            unbound: caps::all()
+                .into_iter()
+                .filter(|cap| !bounding.contains(cap))
+                .collect(),
             effective: convert(c.and_then(|c| c.effective().as_ref())),
             permitted: convert(c.and_then(|c| c.permitted().as_ref())),
             inheritable: convert(c.and_then(|c| c.inheritable().as_ref())),
-            ambient: convert(c.and_then(|c| c.ambient().as_ref())).into_iter().collect(),
+            ambient: convert(c.and_then(|c| c.ambient().as_ref()))
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -64,7 +84,12 @@ impl Plan {
     pub fn apply_bounding(&self) -> Result<()> {
         for &cap in &self.unbound {
             if caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
-                caps::drop(None, CapSet::Bounding, cap).map_err(|e| Error::os(format!("process.capabilities.bounding: dropping {cap}"), std::io::Error::other(e.to_string())))?;
+                caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
+                    Error::os(
+                        format!("process.capabilities.bounding: dropping {cap}"),
+                        std::io::Error::other(e.to_string()),
+                    )
+                })?;
             }
         }
         Ok(())
@@ -74,17 +99,35 @@ impl Plan {
     /// the permitted set through PR_SET_KEEPCAPS). Effective first: each capset must leave
     /// effective within permitted.
     pub fn apply(&self) -> Result<()> {
-        let sets = [(CapSet::Effective, &self.effective, "effective"), (CapSet::Permitted, &self.permitted, "permitted"), (CapSet::Inheritable, &self.inheritable, "inheritable")];
+        let sets = [
+            (CapSet::Effective, &self.effective, "effective"),
+            (CapSet::Permitted, &self.permitted, "permitted"),
+            (CapSet::Inheritable, &self.inheritable, "inheritable"),
+        ];
         for (set, wanted, name) in sets {
-            caps::set(None, set, wanted).map_err(|e| Error::os(format!("process.capabilities.{name}"), std::io::Error::other(e.to_string())))?;
+            caps::set(None, set, wanted).map_err(|e| {
+                Error::os(
+                    format!("process.capabilities.{name}"),
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
         }
-        caps::clear(None, CapSet::Ambient).map_err(|e| Error::os("process.capabilities.ambient", std::io::Error::other(e.to_string())))?;
+        caps::clear(None, CapSet::Ambient).map_err(|e| {
+            Error::os(
+                "process.capabilities.ambient",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
         // The kernel only raises an ambient capability that is also permitted and inheritable.
         // runc's own default config lists ambient ones without inheritable, and runc says
         // nothing: only --debug tells.
         for &cap in &self.ambient {
             if let Err(e) = caps::raise(None, CapSet::Ambient, cap) {
-                crate::log::debug(|| format!("process.capabilities.ambient: cannot raise {cap} (it must also be permitted and inheritable): {e}"));
+                crate::log::debug(|| {
+                    format!(
+                        "process.capabilities.ambient: cannot raise {cap} (it must also be permitted and inheritable): {e}"
+                    )
+                });
             }
         }
         Ok(())

@@ -8,7 +8,11 @@ pub enum Error {
     /// config.json could not be read, parsed or validated; `field` is the JSON path
     /// (`process.user.uid`), or empty for a syntax error.
     #[error("{}: {}{msg}", .file.display(), field_prefix(.field))]
-    Config { file: PathBuf, field: String, msg: String },
+    Config {
+        file: PathBuf,
+        field: String,
+        msg: String,
+    },
 
     #[error("container {id:?} does not exist")]
     NotFound { id: String },
@@ -21,7 +25,11 @@ pub enum Error {
 
     /// An operation that the container's current status forbids.
     #[error("container {id:?} is {status}: {why}")]
-    WrongState { id: String, status: String, why: String },
+    WrongState {
+        id: String,
+        status: String,
+        why: String,
+    },
 
     /// A bad command-line argument (a signal name, a flag value).
     #[error("{0}")]
@@ -41,22 +49,41 @@ pub enum Error {
     Cgroup { field: String, msg: String },
 
     #[error("{stage} hook {path}: {msg}")]
-    Hook { stage: &'static str, path: PathBuf, msg: String },
+    Hook {
+        stage: &'static str,
+        path: PathBuf,
+        msg: String,
+    },
 }
 
 fn field_prefix(field: &str) -> String {
-    if field.is_empty() { String::new() } else { format!("{field}: ") }
+    if field.is_empty() {
+        String::new()
+    } else {
+        format!("{field}: ")
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn os(what: impl Into<String>, source: impl Into<std::io::Error>) -> Self {
-        Error::Os { what: what.into(), err: source.into() }
+        Error::Os {
+            what: what.into(),
+            err: source.into(),
+        }
     }
 
-    pub fn config(file: impl Into<PathBuf>, field: impl Into<String>, msg: impl Into<String>) -> Self {
-        Error::Config { file: file.into(), field: field.into(), msg: msg.into() }
+    pub fn config(
+        file: impl Into<PathBuf>,
+        field: impl Into<String>,
+        msg: impl Into<String>,
+    ) -> Self {
+        Error::Config {
+            file: file.into(),
+            field: field.into(),
+            msg: msg.into(),
+        }
     }
 }
 

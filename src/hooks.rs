@@ -61,9 +61,18 @@ impl Stage {
 
 /// Runs the stage's hooks in order, in `cwd` if given; the first failure stops them and is
 /// returned.
-pub fn run(stage: Stage, hooks: &Option<oci_spec::runtime::Hooks>, state: &str, cwd: Option<&Path>) -> Result<()> {
+pub fn run(
+    stage: Stage,
+    hooks: &Option<oci_spec::runtime::Hooks>,
+    state: &str,
+    cwd: Option<&Path>,
+) -> Result<()> {
     for hook in stage.hooks(hooks) {
-        run_one(stage, hook, state, cwd).map_err(|msg| Error::Hook { stage: stage.name(), path: hook.path().clone(), msg })?;
+        run_one(stage, hook, state, cwd).map_err(|msg| Error::Hook {
+            stage: stage.name(),
+            path: hook.path().clone(),
+            msg,
+        })?;
     }
     Ok(())
 }
@@ -72,15 +81,29 @@ pub fn run(stage: Stage, hooks: &Option<oci_spec::runtime::Hooks>, state: &str, 
 pub fn run_warn(stage: Stage, hooks: &Option<oci_spec::runtime::Hooks>, state: &str) {
     for hook in stage.hooks(hooks) {
         if let Err(msg) = run_one(stage, hook, state, None) {
-            crate::log::warn(&Error::Hook { stage: stage.name(), path: hook.path().clone(), msg }.to_string());
+            crate::log::warn(
+                &Error::Hook {
+                    stage: stage.name(),
+                    path: hook.path().clone(),
+                    msg,
+                }
+                .to_string(),
+            );
         }
     }
 }
 
-fn run_one(stage: Stage, hook: &Hook, state: &str, cwd: Option<&Path>) -> std::result::Result<(), String> {
+fn run_one(
+    stage: Stage,
+    hook: &Hook,
+    state: &str,
+    cwd: Option<&Path>,
+) -> std::result::Result<(), String> {
     // The hook's output goes to an unnamed file, not a pipe: a chatty hook can never block on a
     // full pipe while we wait for it, and what it said ends up in the error.
-    let out = nix::sys::memfd::memfd_create(c"kiln-hook", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC).map_err(|e| e.to_string())?;
+    let out =
+        nix::sys::memfd::memfd_create(c"kiln-hook", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
+            .map_err(|e| e.to_string())?;
     let mut out = std::fs::File::from(out);
     let args = hook.args().as_deref().unwrap_or_default();
     let mut cmd = Command::new(hook.path());
@@ -94,7 +117,12 @@ fn run_one(stage: Stage, hook: &Hook, state: &str, cwd: Option<&Path>) -> std::r
         cmd.current_dir(dir);
     }
     cmd.args(args.iter().skip(1))
-        .envs(hook.env().iter().flatten().filter_map(|kv| kv.split_once('=')))
+        .envs(
+            hook.env()
+                .iter()
+                .flatten()
+                .filter_map(|kv| kv.split_once('=')),
+        )
         .stdin(Stdio::piped())
         .stdout(out.try_clone().map_err(|e| e.to_string())?)
         .stderr(out.try_clone().map_err(|e| e.to_string())?);
@@ -104,7 +132,9 @@ fn run_one(stage: Stage, hook: &Hook, state: &str, cwd: Option<&Path>) -> std::r
         // A hook that does not read its stdin is fine: ignore EPIPE.
         let _ = stdin.write_all(state.as_bytes());
     }
-    let timeout = hook.timeout().map(|t| std::time::Duration::from_secs(t as u64));
+    let timeout = hook
+        .timeout()
+        .map(|t| std::time::Duration::from_secs(t as u64));
     let timed_out = !crate::sys::wait_readable(pidfd.as_fd(), timeout);
     if timed_out {
         let _ = crate::sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
@@ -114,9 +144,16 @@ fn run_one(stage: Stage, hook: &Hook, state: &str, cwd: Option<&Path>) -> std::r
     let _ = out.rewind();
     let _ = out.read_to_string(&mut said);
     let said = said.split_whitespace().collect::<Vec<_>>().join(" ");
-    let said = if said.is_empty() { String::new() } else { format!(": {said}") };
+    let said = if said.is_empty() {
+        String::new()
+    } else {
+        format!(": {said}")
+    };
     if timed_out {
-        return Err(format!("timed out after {}s{said}", timeout.unwrap_or_default().as_secs()));
+        return Err(format!(
+            "timed out after {}s{said}",
+            timeout.unwrap_or_default().as_secs()
+        ));
     }
     match (status.code(), status.signal()) {
         (Some(0), _) => Ok(()),

@@ -54,11 +54,21 @@ static LOGGER: OnceLock<Logger> = OnceLock::new();
 /// and logging falls back to stderr, so the command's own error is never lost.
 pub fn init(path: Option<&std::path::Path>, format: Format, debug: bool) {
     let file = path.and_then(|p| {
-        OpenOptions::new().create(true).append(true).open(p).map_err(|e| {
-            eprintln!("kiln: cannot open log file {}: {e}", p.display());
-        }).ok()
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .map_err(|e| {
+                eprintln!("kiln: cannot open log file {}: {e}", p.display());
+            })
+            .ok()
     });
-    let _ = LOGGER.set(Logger { file, format, debug, start: Instant::now() });
+    let _ = LOGGER.set(Logger {
+        file,
+        format,
+        debug,
+        start: Instant::now(),
+    });
 }
 
 pub fn error(msg: &str) {
@@ -76,7 +86,12 @@ pub fn debug(msg: impl FnOnce() -> String) {
 }
 
 fn write(level: Level, msg: &str) {
-    let logger = LOGGER.get_or_init(|| Logger { file: None, format: Format::Text, debug: false, start: Instant::now() });
+    let logger = LOGGER.get_or_init(|| Logger {
+        file: None,
+        format: Format::Text,
+        debug: false,
+        start: Instant::now(),
+    });
     let now = SystemTime::now();
     match &logger.file {
         Some(f) => {
@@ -93,7 +108,9 @@ fn write(level: Level, msg: &str) {
         None => {
             let line = match logger.format {
                 Format::Json => json_line(level, msg, now),
-                Format::Text if std::io::stderr().is_terminal() => terminal_line(level, msg, logger.start.elapsed().as_secs()),
+                Format::Text if std::io::stderr().is_terminal() => {
+                    terminal_line(level, msg, logger.start.elapsed().as_secs())
+                }
                 Format::Text => text_line(level, msg, now),
             };
             let _ = std::io::stderr().write_all(line.as_bytes());
@@ -113,7 +130,11 @@ fn json_line(level: Level, msg: &str, now: SystemTime) -> String {
 /// logrus's TextFormatter off a terminal: `time="..." level=error msg="..."`, each value quoted
 /// only when it needs to be, and no `msg` key for an empty message.
 fn text_line(level: Level, msg: &str, now: SystemTime) -> String {
-    let mut line = format!("time={} level={}", text_value(&crate::timefmt::rfc3339(now)), level.name());
+    let mut line = format!(
+        "time={} level={}",
+        text_value(&crate::timefmt::rfc3339(now)),
+        level.name()
+    );
     if !msg.is_empty() {
         line.push_str(" msg=");
         line.push_str(&text_value(msg));
@@ -126,7 +147,11 @@ fn text_line(level: Level, msg: &str, now: SystemTime) -> String {
 /// to 44 characters.
 fn terminal_line(level: Level, msg: &str, secs: u64) -> String {
     let tag = &level.name()[..4].to_ascii_uppercase();
-    format!("\x1b[{}m{tag}\x1b[0m[{secs:04}] {:<44} \n", level.colour(), msg.strip_suffix('\n').unwrap_or(msg))
+    format!(
+        "\x1b[{}m{tag}\x1b[0m[{secs:04}] {:<44} \n",
+        level.colour(),
+        msg.strip_suffix('\n').unwrap_or(msg)
+    )
 }
 
 /// A value as logrus's TextFormatter writes it: bare when made only of letters, digits and
@@ -172,7 +197,8 @@ fn go_printable(c: char) -> bool {
         return !c.is_ascii_control();
     }
     let format_chars = matches!(c as u32, 0xad | 0x600..=0x605 | 0x61c | 0x6dd | 0x70f | 0x180e | 0x200b..=0x200f | 0x202a..=0x202e | 0x2060..=0x206f | 0xfeff | 0xfff9..=0xfffb | 0xe0000..=0xe007f);
-    let private_or_noncharacter = matches!(c as u32, 0xe000..=0xf8ff | 0xf0000..=0x10ffff) || (c as u32 & 0xfffe) == 0xfffe;
+    let private_or_noncharacter =
+        matches!(c as u32, 0xe000..=0xf8ff | 0xf0000..=0x10ffff) || (c as u32 & 0xfffe) == 0xfffe;
     !c.is_control() && !c.is_whitespace() && !format_chars && !private_or_noncharacter
 }
 
@@ -183,22 +209,37 @@ mod tests {
     #[test]
     fn json_line_is_logrus_shaped() {
         let line = json_line(Level::Error, "bad \"x\"\n", SystemTime::UNIX_EPOCH);
-        assert_eq!(line, "{\"level\":\"error\",\"msg\":\"bad \\\"x\\\"\\n\",\"time\":\"1970-01-01T00:00:00Z\"}\n");
+        assert_eq!(
+            line,
+            "{\"level\":\"error\",\"msg\":\"bad \\\"x\\\"\\n\",\"time\":\"1970-01-01T00:00:00Z\"}\n"
+        );
     }
 
     #[test]
     fn text_line_is_logrus_shaped() {
         let t = SystemTime::UNIX_EPOCH;
-        assert_eq!(text_line(Level::Error, "container \"x\" does not exist", t), "time=\"1970-01-01T00:00:00Z\" level=error msg=\"container \\\"x\\\" does not exist\"\n");
-        assert_eq!(text_line(Level::Warn, "plain/word-1.0", t), "time=\"1970-01-01T00:00:00Z\" level=warning msg=plain/word-1.0\n");
-        assert_eq!(text_line(Level::Debug, "", t), "time=\"1970-01-01T00:00:00Z\" level=debug\n");
+        assert_eq!(
+            text_line(Level::Error, "container \"x\" does not exist", t),
+            "time=\"1970-01-01T00:00:00Z\" level=error msg=\"container \\\"x\\\" does not exist\"\n"
+        );
+        assert_eq!(
+            text_line(Level::Warn, "plain/word-1.0", t),
+            "time=\"1970-01-01T00:00:00Z\" level=warning msg=plain/word-1.0\n"
+        );
+        assert_eq!(
+            text_line(Level::Debug, "", t),
+            "time=\"1970-01-01T00:00:00Z\" level=debug\n"
+        );
     }
 
     #[test]
     fn values_are_quoted_as_go_does() {
         assert_eq!(go_quote("tab\there\x01\x7f\\"), r#""tab\there\x01\x7f\\""#);
         assert_eq!(go_quote("naïve ✓ 日本"), "\"naïve ✓ 日本\"");
-        assert_eq!(go_quote("nbsp\u{a0}zw\u{200b}bom\u{feff}"), r#""nbsp\u00a0zw\u200bbom\ufeff""#);
+        assert_eq!(
+            go_quote("nbsp\u{a0}zw\u{200b}bom\u{feff}"),
+            r#""nbsp\u00a0zw\u200bbom\ufeff""#
+        );
         assert_eq!(go_quote("\u{10ffff}"), r#""\U0010ffff""#);
         assert_eq!(text_value("a b"), "\"a b\"");
         assert_eq!(text_value(""), "");

@@ -28,15 +28,23 @@ pub fn flag(t: LinuxNamespaceType) -> CloneFlags {
 
 impl Plan {
     pub fn new(spec: &Spec) -> Plan {
-        let mut plan = Plan { new: CloneFlags::empty(), join: vec![] };
-        let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_deref()).unwrap_or_default();
+        let mut plan = Plan {
+            new: CloneFlags::empty(),
+            join: vec![],
+        };
+        let namespaces = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_deref())
+            .unwrap_or_default();
         for ns in namespaces {
             match ns.path() {
                 Some(p) => plan.join.push((flag(ns.typ()), p.clone())),
                 None => plan.new |= flag(ns.typ()),
             }
         }
-        plan.join.sort_by_key(|(f, _)| *f != CloneFlags::CLONE_NEWUSER);
+        plan.join
+            .sort_by_key(|(f, _)| *f != CloneFlags::CLONE_NEWUSER);
         plan
     }
 
@@ -55,7 +63,11 @@ impl Plan {
     /// mqueue filesystem belongs to its creator's fsuid, unmapped (nobody) inside before that.
     /// runc too unshares it after setresuid(0).
     pub fn after_root(&self) -> CloneFlags {
-        if self.new.contains(CloneFlags::CLONE_NEWUSER) { self.new & CloneFlags::CLONE_NEWIPC } else { CloneFlags::empty() }
+        if self.new.contains(CloneFlags::CLONE_NEWUSER) {
+            self.new & CloneFlags::CLONE_NEWIPC
+        } else {
+            CloneFlags::empty()
+        }
     }
 
     /// Joining or creating a pid or time namespace with setns/unshare only affects children: init
@@ -70,7 +82,8 @@ impl Plan {
         self.join
             .iter()
             .map(|(f, p)| {
-                let file = std::fs::File::open(p).ctx(|| format!("linux.namespaces: opening {}", p.display()))?;
+                let file = std::fs::File::open(p)
+                    .ctx(|| format!("linux.namespaces: opening {}", p.display()))?;
                 Ok((*f, OwnedFd::from(file)))
             })
             .collect()
@@ -91,7 +104,8 @@ pub fn of_other(pid: i32) -> Result<CloneFlags> {
     ];
     let mut flags = CloneFlags::empty();
     for (name, flag) in kinds {
-        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{name}")).ctx(|| format!("reading /proc/{pid}/ns/{name}"))?;
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{name}"))
+            .ctx(|| format!("reading /proc/{pid}/ns/{name}"))?;
         // A kernel without this namespace type has no link for us either: nothing to join.
         if std::fs::read_link(format!("/proc/self/ns/{name}")).is_ok_and(|ours| ours != theirs) {
             flags |= flag;
@@ -117,7 +131,8 @@ pub fn unshare_flags(f: CloneFlags) -> Result<()> {
 /// Whether kiln itself runs in a user namespace other than the initial one, whose uid_map is
 /// the identity of every id.
 pub fn in_user_namespace() -> bool {
-    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+    std::fs::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
 }
 
 pub fn name(f: CloneFlags) -> &'static str {

@@ -15,7 +15,10 @@ use nix::sys::statfs::{PROC_SUPER_MAGIC, fstatfs};
 
 fn ensure_procfs(fd: impl AsFd, path: &Path) -> io::Result<()> {
     if fstatfs(fd)?.filesystem_type() != PROC_SUPER_MAGIC {
-        return Err(io::Error::other(format!("{} is not on procfs", path.display())));
+        return Err(io::Error::other(format!(
+            "{} is not on procfs",
+            path.display()
+        )));
     }
     Ok(())
 }
@@ -55,9 +58,15 @@ pub fn close_directories_from(first: RawFd) -> io::Result<()> {
     ensure_procfs(&fd, path)?;
     let mut dir = Dir::from(fd)?;
     let own = dir.as_raw_fd();
-    let fds: Vec<RawFd> = dir.iter().filter_map(|e| e.ok()?.file_name().to_str().ok()?.parse().ok()).filter(|&fd| fd >= first && fd != own).collect();
+    let fds: Vec<RawFd> = dir
+        .iter()
+        .filter_map(|e| e.ok()?.file_name().to_str().ok()?.parse().ok())
+        .filter(|&fd| fd >= first && fd != own)
+        .collect();
     for fd in fds {
-        if fstat(fd).is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR) {
+        if fstat(fd).is_ok_and(|st| {
+            SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR
+        }) {
             nix::unistd::close(fd)?;
         }
     }

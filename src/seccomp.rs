@@ -13,8 +13,13 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
-use oci_spec::runtime::{LinuxCapabilities, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator};
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
+use oci_spec::runtime::{
+    LinuxCapabilities, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag,
+    LinuxSeccompOperator,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Error, Result};
@@ -31,15 +36,42 @@ const DEFAULT_ERRNO: u32 = libc::EPERM as u32;
 
 /// What `features` reports, in runc's order.
 pub const ACTIONS: &[&str] = &[
-    "SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
-    "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP",
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_LOG",
+    "SCMP_ACT_NOTIFY",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_TRAP",
 ];
-pub const OPERATORS: &[&str] =
-    &["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"];
+pub const OPERATORS: &[&str] = &[
+    "SCMP_CMP_EQ",
+    "SCMP_CMP_GE",
+    "SCMP_CMP_GT",
+    "SCMP_CMP_LE",
+    "SCMP_CMP_LT",
+    "SCMP_CMP_MASKED_EQ",
+    "SCMP_CMP_NE",
+];
 pub const ARCHS: &[&str] = &[
-    "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", "SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64", "SCMP_ARCH_MIPS64N32",
-    "SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64", "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC", "SCMP_ARCH_PPC64",
-    "SCMP_ARCH_PPC64LE", "SCMP_ARCH_RISCV64", "SCMP_ARCH_S390", "SCMP_ARCH_S390X", "SCMP_ARCH_X32", "SCMP_ARCH_X86",
+    "SCMP_ARCH_AARCH64",
+    "SCMP_ARCH_ARM",
+    "SCMP_ARCH_MIPS",
+    "SCMP_ARCH_MIPS64",
+    "SCMP_ARCH_MIPS64N32",
+    "SCMP_ARCH_MIPSEL",
+    "SCMP_ARCH_MIPSEL64",
+    "SCMP_ARCH_MIPSEL64N32",
+    "SCMP_ARCH_PPC",
+    "SCMP_ARCH_PPC64",
+    "SCMP_ARCH_PPC64LE",
+    "SCMP_ARCH_RISCV64",
+    "SCMP_ARCH_S390",
+    "SCMP_ARCH_S390X",
+    "SCMP_ARCH_X32",
+    "SCMP_ARCH_X86",
     "SCMP_ARCH_X86_64",
 ];
 /// The spec's filter flags kiln passes to the kernel, with their bits.
@@ -47,7 +79,10 @@ const KNOWN_FLAGS: &[(&str, u32)] = &[
     ("SECCOMP_FILTER_FLAG_TSYNC", FLAG_TSYNC),
     ("SECCOMP_FILTER_FLAG_SPEC_ALLOW", FLAG_SPEC_ALLOW),
     ("SECCOMP_FILTER_FLAG_LOG", FLAG_LOG),
-    ("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", FLAG_WAIT_KILLABLE_RECV),
+    (
+        "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+        FLAG_WAIT_KILLABLE_RECV,
+    ),
 ];
 
 pub fn known_flags() -> impl Iterator<Item = &'static str> {
@@ -56,7 +91,18 @@ pub fn known_flags() -> impl Iterator<Item = &'static str> {
 
 /// The known flags this kernel accepts (WAIT_KILLABLE_RECV only beside a listener).
 pub fn supported_flags() -> impl Iterator<Item = &'static str> {
-    KNOWN_FLAGS.iter().filter(|(_, bit)| crate::sys::seccomp_flag_known(*bit | if *bit == FLAG_WAIT_KILLABLE_RECV { FLAG_NEW_LISTENER } else { 0 })).map(|(name, _)| *name)
+    KNOWN_FLAGS
+        .iter()
+        .filter(|(_, bit)| {
+            crate::sys::seccomp_flag_known(
+                *bit | if *bit == FLAG_WAIT_KILLABLE_RECV {
+                    FLAG_NEW_LISTENER
+                } else {
+                    0
+                },
+            )
+        })
+        .map(|(name, _)| *name)
 }
 
 /// A compiled profile, ready for seccomp(2). `create` keeps it in the state directory, so that
@@ -112,7 +158,12 @@ impl Filter {
 
     /// Installs the filter on this process. Returns the notify fd when the profile has one.
     pub fn load(&self) -> Result<Option<OwnedFd>> {
-        crate::sys::seccomp_set_filter(self.flags, &self.program).ctx(|| format!("linux.seccomp: loading the filter (flags {:#x})", self.flags))
+        crate::sys::seccomp_set_filter(self.flags, &self.program).ctx(|| {
+            format!(
+                "linux.seccomp: loading the filter (flags {:#x})",
+                self.flags
+            )
+        })
     }
 }
 
@@ -122,15 +173,27 @@ fn field(name: impl Into<String>, msg: impl Into<String>) -> Error {
 
 /// The profile's spelling of an enum (`SCMP_ACT_ERRNO`), which is also libseccomp's.
 fn spec_name<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn action(a: LinuxSeccompAction, errno_ret: Option<u32>, at: &str) -> Result<ScmpAction> {
     let errno = errno_ret.unwrap_or(DEFAULT_ERRNO);
-    let check = |e: u32| u16::try_from(e).map_err(|_| field(at, format!("errnoRet {e} does not fit the 16 bits seccomp returns")));
+    let check = |e: u32| {
+        u16::try_from(e).map_err(|_| {
+            field(
+                at,
+                format!("errnoRet {e} does not fit the 16 bits seccomp returns"),
+            )
+        })
+    };
     Ok(match a {
         // The spec's KILL is the historic one: the thread.
-        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => ScmpAction::KillThread,
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
         LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
         LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
         LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(check(errno)? as i32),
@@ -143,7 +206,10 @@ fn action(a: LinuxSeccompAction, errno_ret: Option<u32>, at: &str) -> Result<Scm
 
 fn compare(arg: &oci_spec::runtime::LinuxSeccompArg, at: &str) -> Result<ScmpArgCompare> {
     if arg.index() > 5 {
-        return Err(field(format!("{at}.index"), format!("{} is not a syscall argument (0 to 5)", arg.index())));
+        return Err(field(
+            format!("{at}.index"),
+            format!("{} is not a syscall argument (0 to 5)", arg.index()),
+        ));
     }
     let op = match arg.op() {
         LinuxSeccompOperator::ScmpCmpNe => ScmpCompareOp::NotEqual,
@@ -153,7 +219,13 @@ fn compare(arg: &oci_spec::runtime::LinuxSeccompArg, at: &str) -> Result<ScmpArg
         LinuxSeccompOperator::ScmpCmpGe => ScmpCompareOp::GreaterEqual,
         LinuxSeccompOperator::ScmpCmpGt => ScmpCompareOp::Greater,
         // value is the mask and valueTwo the datum, as runc reads them.
-        LinuxSeccompOperator::ScmpCmpMaskedEq => return Ok(ScmpArgCompare::new(arg.index() as u32, ScmpCompareOp::MaskedEqual(arg.value()), arg.value_two().unwrap_or(0))),
+        LinuxSeccompOperator::ScmpCmpMaskedEq => {
+            return Ok(ScmpArgCompare::new(
+                arg.index() as u32,
+                ScmpCompareOp::MaskedEqual(arg.value()),
+                arg.value_two().unwrap_or(0),
+            ));
+        }
     };
     Ok(ScmpArgCompare::new(arg.index() as u32, op, arg.value()))
 }
@@ -168,7 +240,9 @@ fn flags(s: &LinuxSeccomp, notify: bool) -> u32 {
             // kernel refuses TSYNC next to NEW_LISTENER.
             LinuxSeccompFilterFlag::SeccompFilterFlagTsync if !notify => FLAG_TSYNC,
             // Only meaningful for a listener; the kernel refuses it alone.
-            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv if notify => FLAG_WAIT_KILLABLE_RECV,
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv if notify => {
+                FLAG_WAIT_KILLABLE_RECV
+            }
             _ => 0,
         };
     }
@@ -179,18 +253,32 @@ fn flags(s: &LinuxSeccomp, notify: bool) -> u32 {
 /// line), a rule whose action is the default is dropped, and conditions on distinct arguments
 /// form one rule (all must hold) while repeated conditions on one argument form one rule each.
 pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
-    let lib = |what: String| move |e: libseccomp::error::SeccompError| field(what.clone(), e.to_string());
+    let lib =
+        |what: String| move |e: libseccomp::error::SeccompError| field(what.clone(), e.to_string());
     let default_errno = s.default_errno_ret();
     if s.default_action() == LinuxSeccompAction::ScmpActNotify {
-        return Err(field("linux.seccomp.defaultAction", "SCMP_ACT_NOTIFY cannot be the default: kiln's own syscalls before execve would wait for the listener"));
+        return Err(field(
+            "linux.seccomp.defaultAction",
+            "SCMP_ACT_NOTIFY cannot be the default: kiln's own syscalls before execve would wait for the listener",
+        ));
     }
-    let default = action(s.default_action(), default_errno, "linux.seccomp.defaultErrnoRet")?;
-    let mut ctx = ScmpFilterContext::new(default).map_err(lib("linux.seccomp.defaultAction".into()))?;
+    let default = action(
+        s.default_action(),
+        default_errno,
+        "linux.seccomp.defaultErrnoRet",
+    )?;
+    let mut ctx =
+        ScmpFilterContext::new(default).map_err(lib("linux.seccomp.defaultAction".into()))?;
     let mut archs = Vec::new();
     for (i, arch) in s.architectures().iter().flatten().enumerate() {
         let at = format!("linux.seccomp.architectures[{i}]");
         let name = spec_name(arch);
-        let arch: ScmpArch = name.parse().map_err(|_| field(&at, format!("{name} is not an architecture libseccomp knows")))?;
+        let arch: ScmpArch = name.parse().map_err(|_| {
+            field(
+                &at,
+                format!("{name} is not an architecture libseccomp knows"),
+            )
+        })?;
         ctx.add_arch(arch).map_err(lib(at))?;
         archs.push(arch);
     }
@@ -202,43 +290,86 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
             continue;
         }
         let act = action(rule.action(), rule.errno_ret(), &format!("{at}.errnoRet"))?;
-        let conditions = rule.args().iter().flatten().enumerate().map(|(j, a)| compare(a, &format!("{at}.args[{j}]"))).collect::<Result<Vec<_>>>()?;
+        let conditions = rule
+            .args()
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(j, a)| compare(a, &format!("{at}.args[{j}]")))
+            .collect::<Result<Vec<_>>>()?;
         let mut per_index = [0u8; 6];
-        rule.args().iter().flatten().for_each(|a| per_index[a.index()] += 1);
-        let groups: Vec<&[ScmpArgCompare]> =
-            if per_index.iter().any(|&n| n > 1) { conditions.chunks(1).collect() } else { vec![&conditions[..]] };
+        rule.args()
+            .iter()
+            .flatten()
+            .for_each(|a| per_index[a.index()] += 1);
+        let groups: Vec<&[ScmpArgCompare]> = if per_index.iter().any(|&n| n > 1) {
+            conditions.chunks(1).collect()
+        } else {
+            vec![&conditions[..]]
+        };
         for (j, name) in rule.names().iter().enumerate() {
             if act == ScmpAction::Notify {
                 notify = true;
                 // The notify fd travels to `create` by sendmsg after the load: a notified
                 // sendmsg would wait for a listener that has no fd yet.
                 if name == "sendmsg" {
-                    return Err(field(format!("{at}.names[{j}]"), "SCMP_ACT_NOTIFY cannot apply to sendmsg, which kiln needs to hand the notify fd over"));
+                    return Err(field(
+                        format!("{at}.names[{j}]"),
+                        "SCMP_ACT_NOTIFY cannot apply to sendmsg, which kiln needs to hand the notify fd over",
+                    ));
                 }
             }
             let Ok(nr) = ScmpSyscall::from_name(name) else {
-                crate::log::debug(|| format!("{at}.names[{j}]: {name:?} is unknown to this libseccomp, skipped"));
+                crate::log::debug(|| {
+                    format!("{at}.names[{j}]: {name:?} is unknown to this libseccomp, skipped")
+                });
                 continue;
             };
             for group in &groups {
-                ctx.add_rule_conditional(act, nr, group).map_err(lib(format!("{at}.names[{j}] ({name})")))?;
+                ctx.add_rule_conditional(act, nr, group)
+                    .map_err(lib(format!("{at}.names[{j}] ({name})")))?;
             }
         }
     }
     let listener = match (notify, s.listener_path()) {
         (false, _) => None,
-        (true, None) => return Err(field("linux.seccomp.listenerPath", "SCMP_ACT_NOTIFY is used but no listenerPath says where the notify fd goes")),
-        (true, Some(p)) if !p.is_absolute() => return Err(field("linux.seccomp.listenerPath", format!("{} is not absolute", p.display()))),
-        (true, Some(p)) => Some(Listener { path: p.clone(), metadata: s.listener_metadata().clone().unwrap_or_default() }),
+        (true, None) => {
+            return Err(field(
+                "linux.seccomp.listenerPath",
+                "SCMP_ACT_NOTIFY is used but no listenerPath says where the notify fd goes",
+            ));
+        }
+        (true, Some(p)) if !p.is_absolute() => {
+            return Err(field(
+                "linux.seccomp.listenerPath",
+                format!("{} is not absolute", p.display()),
+            ));
+        }
+        (true, Some(p)) => Some(Listener {
+            path: p.clone(),
+            metadata: s.listener_metadata().clone().unwrap_or_default(),
+        }),
     };
     let mut program = export(&ctx)?;
     if enosys::needed(s.default_action(), default_errno.unwrap_or(DEFAULT_ERRNO)) {
-        let names = s.syscalls().iter().flatten().flat_map(|r| r.names().iter().map(String::as_str));
+        let names = s
+            .syscalls()
+            .iter()
+            .flatten()
+            .flat_map(|r| r.names().iter().map(String::as_str));
         let largest = enosys::largest(&archs, names);
-        crate::log::debug(|| format!("linux.seccomp: ENOSYS above the largest syscall named, per audit arch: {largest:x?}"));
+        crate::log::debug(|| {
+            format!(
+                "linux.seccomp: ENOSYS above the largest syscall named, per audit arch: {largest:x?}"
+            )
+        });
         program = [enosys::encode(&enosys::stub(&largest)), program].concat();
     }
-    Ok(Filter { program, flags: flags(s, notify), listener })
+    Ok(Filter {
+        program,
+        flags: flags(s, notify),
+        listener,
+    })
 }
 
 /// Where `create` keeps the compiled filter, in the container's state directory.
@@ -248,15 +379,27 @@ impl Filter {
     pub fn save(&self, state_dir: &Path) -> Result<()> {
         let path = state_dir.join(SAVED);
         // Private like state.json: the profile is part of the container's config.
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).ctx(|| format!("writing {}", path.display()))?;
-        f.write_all(&serde_json::to_vec(self).expect("filter serialises")).ctx(|| format!("writing {}", path.display()))
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .ctx(|| format!("writing {}", path.display()))?;
+        f.write_all(&serde_json::to_vec(self).expect("filter serialises"))
+            .ctx(|| format!("writing {}", path.display()))
     }
 
     /// The filter `create` kept; None when the container has none.
     pub fn saved(state_dir: &Path) -> Result<Option<Filter>> {
         let path = state_dir.join(SAVED);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::os(format!("{}: corrupt", path.display()), std::io::Error::other(e))),
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error::os(
+                    format!("{}: corrupt", path.display()),
+                    std::io::Error::other(e),
+                )
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::os(format!("reading {}", path.display()), e)),
         }
@@ -265,16 +408,27 @@ impl Filter {
 
 /// The config's filter, compiled, if it has one.
 pub fn of(spec: &oci_spec::runtime::Spec) -> Result<Option<Filter>> {
-    spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(compile).transpose()
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(compile)
+        .transpose()
 }
 
 /// The BPF program of `ctx`, through a memfd (a pipe could fill up with a large profile).
 fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>> {
-    let fd = nix::sys::memfd::memfd_create(c"kiln-seccomp", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC).ctx(|| "memfd_create")?;
-    ctx.export_bpf(&fd).map_err(|e| field("linux.seccomp", format!("exporting the filter: {e}")))?;
+    let fd = nix::sys::memfd::memfd_create(
+        c"kiln-seccomp",
+        nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
+    )
+    .ctx(|| "memfd_create")?;
+    ctx.export_bpf(&fd)
+        .map_err(|e| field("linux.seccomp", format!("exporting the filter: {e}")))?;
     let mut file = std::fs::File::from(fd);
     let mut program = Vec::new();
-    file.rewind().and_then(|_| file.read_to_end(&mut program)).ctx(|| "reading the exported seccomp filter")?;
+    file.rewind()
+        .and_then(|_| file.read_to_end(&mut program))
+        .ctx(|| "reading the exported seccomp filter")?;
     Ok(program)
 }
 
@@ -294,13 +448,25 @@ struct ProcessState<'a> {
 pub fn send_to_listener(l: &Listener, fd: &OwnedFd, pid: i32, state_json: &str) -> Result<()> {
     let at = |p: &Path| format!("linux.seccomp.listenerPath: {}", p.display());
     let state: serde_json::Value = serde_json::from_str(state_json).expect("kiln's own state JSON");
-    let msg = ProcessState { oci_version: crate::spec::OCI_VERSION, fds: ["seccompFd"], pid, metadata: &l.metadata, state };
+    let msg = ProcessState {
+        oci_version: crate::spec::OCI_VERSION,
+        fds: ["seccompFd"],
+        pid,
+        metadata: &l.metadata,
+        state,
+    };
     let bytes = serde_json::to_vec(&msg).expect("state serialises");
     let sock = UnixStream::connect(&l.path).ctx(|| at(&l.path))?;
     let fds = [fd.as_raw_fd()];
     let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
-    nix::sys::socket::sendmsg::<()>(sock.as_raw_fd(), &[std::io::IoSlice::new(&bytes)], &cmsg, nix::sys::socket::MsgFlags::MSG_NOSIGNAL, None)
-        .ctx(|| at(&l.path))?;
+    nix::sys::socket::sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[std::io::IoSlice::new(&bytes)],
+        &cmsg,
+        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .ctx(|| at(&l.path))?;
     Ok(())
 }
 
@@ -333,7 +499,10 @@ mod tests {
         assert!(e.contains("linux.seccomp.listenerPath"), "{e}");
         let mut p = profile(json);
         p.set_listener_path(Some("/run/agent.sock".into()));
-        p.set_flags(Some(vec![LinuxSeccompFilterFlag::SeccompFilterFlagTsync, LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv]));
+        p.set_flags(Some(vec![
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync,
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv,
+        ]));
         let f = compile(&p).unwrap();
         assert_eq!(f.flags, FLAG_NEW_LISTENER | FLAG_WAIT_KILLABLE_RECV);
         assert_eq!(f.moment(true, None), Moment::BeforeReady);
@@ -342,7 +511,7 @@ mod tests {
 
     #[test]
     fn unknown_syscalls_get_enosys_from_a_refusing_profile() {
-        use enosys::tests::{decode, eval, SECCOMP_RET_ALLOW};
+        use enosys::tests::{SECCOMP_RET_ALLOW, decode, eval};
         let x86_64 = 62 | 0xc000_0000;
         let eperm = 0x0005_0000 | libc::EPERM as u32;
         let exdev = 0x0005_0000 | libc::EXDEV as u32;
@@ -354,7 +523,11 @@ mod tests {
         let ret = |nr| eval(&p, x86_64, nr);
         assert_eq!(ret(libc::SYS_read as u32), SECCOMP_RET_ALLOW);
         assert_eq!(ret(libc::SYS_chroot as u32), exdev);
-        assert_eq!(ret(libc::SYS_getpriority as u32), eperm, "unlisted below the largest: the default");
+        assert_eq!(
+            ret(libc::SYS_getpriority as u32),
+            eperm,
+            "unlisted below the largest: the default"
+        );
         assert_eq!(ret(libc::SYS_clone3 as u32), enosys);
         assert_eq!(ret(1000), enosys);
         // Listing a newer call moves the line: clone3 is then below it.
@@ -365,16 +538,38 @@ mod tests {
         assert_eq!(eval(&p, x86_64, 1000), enosys);
         // An allowing default has no stub: the kernel answers ENOSYS itself.
         let allow = compile(&profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["chroot"],"action":"SCMP_ACT_ERRNO"}]}"#)).unwrap();
-        assert_eq!(eval(&decode(&allow.program), x86_64, 1000), SECCOMP_RET_ALLOW);
+        assert_eq!(
+            eval(&decode(&allow.program), x86_64, 1000),
+            SECCOMP_RET_ALLOW
+        );
     }
 
     #[test]
     fn bad_fields_are_named() {
-        let e = compile(&profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":6,"value":1,"op":"SCMP_CMP_EQ"}]}]}"#));
-        assert!(e.err().unwrap().to_string().contains("linux.seccomp.syscalls[0].args[0].index"));
-        let e = compile(&profile(r#"{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":70000}"#));
-        assert!(e.err().unwrap().to_string().contains("linux.seccomp.defaultErrnoRet"));
+        let e = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":6,"value":1,"op":"SCMP_CMP_EQ"}]}]}"#,
+        ));
+        assert!(
+            e.err()
+                .unwrap()
+                .to_string()
+                .contains("linux.seccomp.syscalls[0].args[0].index")
+        );
+        let e = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":70000}"#,
+        ));
+        assert!(
+            e.err()
+                .unwrap()
+                .to_string()
+                .contains("linux.seccomp.defaultErrnoRet")
+        );
         let e = compile(&profile(r#"{"defaultAction":"SCMP_ACT_NOTIFY"}"#));
-        assert!(e.err().unwrap().to_string().contains("linux.seccomp.defaultAction"));
+        assert!(
+            e.err()
+                .unwrap()
+                .to_string()
+                .contains("linux.seccomp.defaultAction")
+        );
     }
 }

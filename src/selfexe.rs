@@ -27,14 +27,18 @@ pub fn ensure_unwritable() -> Result<()> {
     let exe = File::open(SELF_EXE).ctx(|| format!("opening {SELF_EXE}"))?;
     if unwritable(&exe) {
         // execveat(fd, "") names the process after the fd number: give `ps` its name back.
-        if let Some(name) = std::env::args_os().next().and_then(|a| Some(Path::new(&a).file_name()?.to_str()?.to_owned())) {
+        if let Some(name) = std::env::args_os()
+            .next()
+            .and_then(|a| Some(Path::new(&a).file_name()?.to_str()?.to_owned()))
+        {
             let _ = prctl::set_name(&name);
         }
         return Ok(());
     }
     let image = match sys::open_tree_clone(Path::new(SELF_EXE), false) {
         Ok(tree) => {
-            sys::mount_setattr(tree.as_fd(), false, libc::MOUNT_ATTR_RDONLY, 0).ctx(|| format!("making a bind mount of {SELF_EXE} read-only"))?;
+            sys::mount_setattr(tree.as_fd(), false, libc::MOUNT_ATTR_RDONLY, 0)
+                .ctx(|| format!("making a bind mount of {SELF_EXE} read-only"))?;
             tree
         }
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => sealed_copy(exe)?,
@@ -42,24 +46,43 @@ pub fn ensure_unwritable() -> Result<()> {
     };
     let argv = nul_separated("/proc/self/cmdline")?;
     let envp = nul_separated("/proc/self/environ")?;
-    let e = nix::unistd::execveat(Some(image.as_raw_fd()), c"", &argv, &envp, AtFlags::AT_EMPTY_PATH).unwrap_err();
-    Err(Error::os("re-executing kiln from its unwritable image", std::io::Error::from(e)))
+    let e = nix::unistd::execveat(
+        Some(image.as_raw_fd()),
+        c"",
+        &argv,
+        &envp,
+        AtFlags::AT_EMPTY_PATH,
+    )
+    .unwrap_err();
+    Err(Error::os(
+        "re-executing kiln from its unwritable image",
+        std::io::Error::from(e),
+    ))
 }
 
 fn unwritable(exe: &File) -> bool {
     let read_only = fstatvfs(exe).is_ok_and(|s| s.flags().contains(FsFlags::ST_RDONLY));
-    let sealed = fcntl(exe.as_raw_fd(), FcntlArg::F_GET_SEALS).is_ok_and(|s| SealFlag::from_bits_truncate(s).contains(SealFlag::F_SEAL_WRITE));
+    let sealed = fcntl(exe.as_raw_fd(), FcntlArg::F_GET_SEALS)
+        .is_ok_and(|s| SealFlag::from_bits_truncate(s).contains(SealFlag::F_SEAL_WRITE));
     read_only || sealed
 }
 
 /// A copy of `exe` in a memfd that no one can ever write, grow or shrink.
 fn sealed_copy(mut exe: File) -> Result<OwnedFd> {
-    let fd = memfd_create(c"kiln", MemFdCreateFlag::MFD_ALLOW_SEALING | MemFdCreateFlag::MFD_CLOEXEC).ctx(|| "memfd_create for a copy of kiln")?;
+    let fd = memfd_create(
+        c"kiln",
+        MemFdCreateFlag::MFD_ALLOW_SEALING | MemFdCreateFlag::MFD_CLOEXEC,
+    )
+    .ctx(|| "memfd_create for a copy of kiln")?;
     let mut copy = File::from(fd);
     // std::io::copy between files is copy_file_range or sendfile: no pass through userspace.
     std::io::copy(&mut exe, &mut copy).ctx(|| format!("copying {SELF_EXE} into a memfd"))?;
-    let seals = SealFlag::F_SEAL_SEAL | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE;
-    fcntl(copy.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals)).ctx(|| "sealing the memfd copy of kiln")?;
+    let seals = SealFlag::F_SEAL_SEAL
+        | SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_WRITE;
+    fcntl(copy.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals))
+        .ctx(|| "sealing the memfd copy of kiln")?;
     Ok(copy.into())
 }
 
@@ -67,8 +90,13 @@ fn sealed_copy(mut exe: File) -> Result<OwnedFd> {
 /// without `=`, survives the re-exec.
 fn nul_separated(path: &str) -> Result<Vec<CString>> {
     let data = std::fs::read(path).ctx(|| format!("reading {path}"))?;
-    let Some(data) = data.strip_suffix(&[0]) else { return Ok(Vec::new()) };
-    Ok(data.split(|&b| b == 0).map(|s| CString::new(s).expect("split at every NUL")).collect())
+    let Some(data) = data.strip_suffix(&[0]) else {
+        return Ok(Vec::new());
+    };
+    Ok(data
+        .split(|&b| b == 0)
+        .map(|s| CString::new(s).expect("split at every NUL"))
+        .collect())
 }
 
 #[cfg(test)]
@@ -83,9 +111,15 @@ mod tests {
         assert!(unwritable(&copy));
         let (mut a, mut b) = (Vec::new(), Vec::new());
         File::open(SELF_EXE).unwrap().read_to_end(&mut a).unwrap();
-        File::open(format!("/proc/self/fd/{}", copy.as_raw_fd())).unwrap().read_to_end(&mut b).unwrap();
+        File::open(format!("/proc/self/fd/{}", copy.as_raw_fd()))
+            .unwrap()
+            .read_to_end(&mut b)
+            .unwrap();
         assert!(a == b, "the copy differs from the binary");
-        let mut w = std::fs::OpenOptions::new().write(true).open(format!("/proc/self/fd/{}", copy.as_raw_fd())).unwrap();
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/fd/{}", copy.as_raw_fd()))
+            .unwrap();
         assert_eq!(w.write(b"x").unwrap_err().raw_os_error(), Some(libc::EPERM));
     }
 }

@@ -1,23 +1,34 @@
 //! Signal names as runc's `kill` takes them, and the signal mask discipline of the fork: every
 //! signal is blocked before cloning, so a fast-exiting container's SIGCHLD can never be lost.
 
-use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigaction, SigAction, SaFlags};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction};
 
 use crate::error::{Error, Result};
 
 /// `KILL`, `SIGKILL`, `kill`, `9`, and `RTMIN+3` / `SIGRTMAX-1`, as runc accepts them; `0`
 /// (no signal: only whether the container is alive), as kill(1) and runc take it.
 pub fn parse(raw: &str) -> Result<i32> {
-    let bad = || Error::Usage(format!("unknown signal {raw:?}: give a name like TERM or SIGKILL, or a number"));
+    let bad = || {
+        Error::Usage(format!(
+            "unknown signal {raw:?}: give a name like TERM or SIGKILL, or a number"
+        ))
+    };
     if let Ok(n) = raw.parse::<i32>() {
-        return if (0..=libc::SIGRTMAX()).contains(&n) { Ok(n) } else { Err(bad()) };
+        return if (0..=libc::SIGRTMAX()).contains(&n) {
+            Ok(n)
+        } else {
+            Err(bad())
+        };
     }
     let upper = raw.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
     if let Some(n) = realtime(name) {
         return n.ok_or_else(bad);
     }
-    format!("SIG{name}").parse::<Signal>().map(|s| s as i32).map_err(|_| bad())
+    format!("SIG{name}")
+        .parse::<Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| bad())
 }
 
 fn realtime(name: &str) -> Option<Option<i32>> {
@@ -40,8 +51,12 @@ fn realtime(name: &str) -> Option<Option<i32>> {
 /// Blocks every signal in this (single-threaded) process; returns the mask to restore.
 pub fn block_all() -> Result<SigSet> {
     let mut old = SigSet::empty();
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut old))
-        .map_err(|e| Error::os("blocking signals", e))?;
+    nix::sys::signal::sigprocmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    )
+    .map_err(|e| Error::os("blocking signals", e))?;
     Ok(old)
 }
 
@@ -78,6 +93,11 @@ mod tests {
         for bad in ["SIGBOGUS", "SIG0", "-1", "RTMIN+99", "", "65"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
-        assert!(parse("SIGBOGUS").unwrap_err().to_string().contains("\"SIGBOGUS\""));
+        assert!(
+            parse("SIGBOGUS")
+                .unwrap_err()
+                .to_string()
+                .contains("\"SIGBOGUS\"")
+        );
     }
 }

@@ -8,11 +8,16 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
 }
 
 fn cstring(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 /// Not in every libc crate build (it needs a 64-bit flags word, which only clone3 has).
@@ -45,13 +50,20 @@ pub unsafe fn clone3(flags: u64, cgroup: Option<BorrowedFd>) -> io::Result<Forke
     // SAFETY: `args` is a fully initialised clone_args that outlives the call; the stack is not
     // set, so the child runs on a copy of ours, like fork.
     let ret = check(unsafe {
-        libc::syscall(libc::SYS_clone3, &mut args as *mut libc::clone_args, size_of::<libc::clone_args>())
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut libc::clone_args,
+            size_of::<libc::clone_args>(),
+        )
     })?;
     if ret == 0 {
         Ok(Forked::Child)
     } else {
         // SAFETY: CLONE_PIDFD made the kernel store a new fd that nothing else owns.
-        Ok(Forked::Parent { pid: ret as i32, pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) } })
+        Ok(Forked::Parent {
+            pid: ret as i32,
+            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+        })
     }
 }
 
@@ -59,7 +71,10 @@ pub unsafe fn clone3(flags: u64, cgroup: Option<BorrowedFd>) -> io::Result<Forke
 /// an AF_INET socket, as `ip link set NAME up` does without netlink).
 pub fn set_link_up(name: &str) -> io::Result<()> {
     // SAFETY: plain socket(2); on success it returns a new fd we own.
-    let fd = check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) } as libc::c_long)?;
+    let fd = check(
+        unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) }
+            as libc::c_long,
+    )?;
     let sock = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
     // SAFETY: ifreq is plain data, for which all zeroes is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
@@ -86,7 +101,13 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
 pub fn pidfd_send_signal(pidfd: BorrowedFd, sig: i32) -> io::Result<()> {
     // SAFETY: a null siginfo is allowed and means "as kill(2) would send it".
     check(unsafe {
-        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<u8>(), 0)
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<u8>(),
+            0,
+        )
     })?;
     Ok(())
 }
@@ -115,7 +136,14 @@ pub fn waitid_pidfd(pidfd: BorrowedFd, nohang: bool) -> io::Result<Option<Exit>>
     let flags = libc::WEXITED | if nohang { libc::WNOHANG } else { 0 };
     loop {
         // SAFETY: `info` is a valid siginfo_t for the kernel to write.
-        let r = unsafe { libc::waitid(libc::P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, flags) };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                flags,
+            )
+        };
         if r == 0 {
             break;
         }
@@ -129,26 +157,50 @@ pub fn waitid_pidfd(pidfd: BorrowedFd, nohang: bool) -> io::Result<Option<Exit>>
     if pid == 0 {
         return Ok(None);
     }
-    Ok(Some(if code == libc::CLD_EXITED { Exit::Code(status) } else { Exit::Signal(status) }))
+    Ok(Some(if code == libc::CLD_EXITED {
+        Exit::Code(status)
+    } else {
+        Exit::Signal(status)
+    }))
 }
 
 /// `openat2` confined to `root` (RESOLVE_IN_ROOT): symlinks and `..` are resolved as if `root`
 /// were `/`, so no path in a container config can reach outside its rootfs.
-pub fn openat2_in_root(root: BorrowedFd, path: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+pub fn openat2_in_root(
+    root: BorrowedFd,
+    path: &Path,
+    flags: i32,
+    mode: u32,
+) -> io::Result<OwnedFd> {
     let c = cstring(path)?;
     // SAFETY: open_how is plain data; zero is the valid "no flags" value of every field.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.mode = if flags & libc::O_CREAT != 0 { mode as u64 } else { 0 };
+    how.mode = if flags & libc::O_CREAT != 0 {
+        mode as u64
+    } else {
+        0
+    };
     how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
     loop {
         // SAFETY: `c` and `how` are valid for the call; the result is a new fd we own.
         let r = unsafe {
-            libc::syscall(libc::SYS_openat2, root.as_raw_fd(), c.as_ptr(), &how as *const libc::open_how, size_of::<libc::open_how>())
+            libc::syscall(
+                libc::SYS_openat2,
+                root.as_raw_fd(),
+                c.as_ptr(),
+                &how as *const libc::open_how,
+                size_of::<libc::open_how>(),
+            )
         };
         match check(r) {
             Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) || e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e)
+                if e.raw_os_error() == Some(libc::EAGAIN)
+                    || e.raw_os_error() == Some(libc::EINTR) =>
+            {
+                continue;
+            }
             Err(e) => return Err(e),
         }
     }
@@ -158,7 +210,14 @@ pub fn openat2_in_root(root: BorrowedFd, path: &Path, flags: i32, mode: u32) -> 
 /// reach the container's process.
 pub fn cloexec_from(first: u32) -> io::Result<()> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on fds; it closes nothing.
-    check(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) })?;
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    })?;
     Ok(())
 }
 
@@ -186,7 +245,14 @@ fn setattr(fd: BorrowedFd, recursive: bool, attr: &mut libc::mount_attr) -> io::
     // SAFETY: `attr` is a valid mount_attr for the duration of the call; "" with AT_EMPTY_PATH
     // names `fd` itself.
     check(unsafe {
-        libc::syscall(libc::SYS_mount_setattr, fd.as_raw_fd(), c"".as_ptr(), flags, attr as *mut libc::mount_attr, size_of::<libc::mount_attr>())
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            attr as *mut libc::mount_attr,
+            size_of::<libc::mount_attr>(),
+        )
     })?;
     Ok(())
 }
@@ -197,15 +263,26 @@ fn setattr(fd: BorrowedFd, recursive: bool, attr: &mut libc::mount_attr) -> io::
 pub fn open_tree_clone(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
     let c = cstring(path)?;
-    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | if recursive { libc::AT_RECURSIVE as libc::c_uint } else { 0 };
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | if recursive {
+            libc::AT_RECURSIVE as libc::c_uint
+        } else {
+            0
+        };
     // SAFETY: `c` is a valid C string for the call; the result is a new fd we own.
-    let fd = check(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) })?;
+    let fd =
+        check(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) })?;
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// Sets the propagation (`MS_SLAVE`, `MS_PRIVATE`, ...) of the detached tree at `fd`, before
 /// anyone sees it.
-pub fn mount_setattr_propagation(fd: BorrowedFd, recursive: bool, propagation: u64) -> io::Result<()> {
+pub fn mount_setattr_propagation(
+    fd: BorrowedFd,
+    recursive: bool,
+    propagation: u64,
+) -> io::Result<()> {
     let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
     attr.propagation = propagation;
     setattr(fd, recursive, &mut attr)
@@ -242,7 +319,16 @@ pub fn fsconfig_set(fs: BorrowedFd, key: &str, value: Option<&str>) -> io::Resul
 pub fn fsconfig_create(fs: BorrowedFd) -> io::Result<()> {
     const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
     // SAFETY: CMD_CREATE takes no key or value.
-    check(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_CMD_CREATE, std::ptr::null::<libc::c_char>(), std::ptr::null::<libc::c_char>(), 0) })?;
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
+    })?;
     Ok(())
 }
 
@@ -251,7 +337,14 @@ pub fn fsconfig_create(fs: BorrowedFd) -> io::Result<()> {
 pub fn fsmount(fs: BorrowedFd, attrs: u64) -> io::Result<OwnedFd> {
     const FSMOUNT_CLOEXEC: libc::c_uint = 1;
     // SAFETY: plain integer arguments; the result is a new fd we own.
-    let fd = check(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs as libc::c_uint) })?;
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            attrs as libc::c_uint,
+        )
+    })?;
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
@@ -261,7 +354,14 @@ pub fn move_mount(from: BorrowedFd, to: BorrowedFd) -> io::Result<()> {
     const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
     // SAFETY: both paths are "" (the fds themselves, by the EMPTY_PATH flags).
     check(unsafe {
-        libc::syscall(libc::SYS_move_mount, from.as_raw_fd(), c"".as_ptr(), to.as_raw_fd(), c"".as_ptr(), MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
+        libc::syscall(
+            libc::SYS_move_mount,
+            from.as_raw_fd(),
+            c"".as_ptr(),
+            to.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
     })?;
     Ok(())
 }
@@ -272,11 +372,22 @@ pub fn move_mount(from: BorrowedFd, to: BorrowedFd) -> io::Result<()> {
 pub fn seccomp_set_filter(flags: u32, program: &[u8]) -> io::Result<Option<OwnedFd>> {
     const SECCOMP_SET_MODE_FILTER: libc::c_long = 1;
     const NEW_LISTENER: u32 = 1 << 3;
-    let len = u16::try_from(program.len() / size_of::<libc::sock_filter>()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
-    let prog = libc::sock_fprog { len, filter: program.as_ptr() as *mut libc::sock_filter };
+    let len = u16::try_from(program.len() / size_of::<libc::sock_filter>())
+        .map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
+    let prog = libc::sock_fprog {
+        len,
+        filter: program.as_ptr() as *mut libc::sock_filter,
+    };
     // SAFETY: `prog` points at `len` complete instructions inside `program`, which outlives the
     // call; the kernel copies the program and checks it.
-    let ret = check(unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog as *const libc::sock_fprog) })?;
+    let ret = check(unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            flags,
+            &prog as *const libc::sock_fprog,
+        )
+    })?;
     // SAFETY: with NEW_LISTENER the return value is a new fd that nothing else owns.
     Ok((flags & NEW_LISTENER != 0).then(|| unsafe { OwnedFd::from_raw_fd(ret as RawFd) }))
 }
@@ -285,7 +396,14 @@ pub fn seccomp_set_filter(flags: u32, program: &[u8]) -> io::Result<Option<Owned
 /// once the flags passed its check, and with EINVAL if they did not.
 pub fn seccomp_flag_known(flag: u32) -> bool {
     // SAFETY: a null program is never read: the kernel checks the flags first.
-    let r = unsafe { libc::syscall(libc::SYS_seccomp, 1 as libc::c_long, flag, std::ptr::null::<libc::sock_fprog>()) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            1 as libc::c_long,
+            flag,
+            std::ptr::null::<libc::sock_fprog>(),
+        )
+    };
     r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT)
 }
 
@@ -293,14 +411,18 @@ pub fn seccomp_flag_known(flag: u32) -> bool {
 /// it identifies a process for good, which guards every later signal against pid reuse.
 pub fn start_time(pid: i32) -> io::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_start_time(&stat).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/PID/stat"))
+    parse_start_time(&stat)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/PID/stat"))
 }
 
 /// Whether `pid` is a zombie (state Z or X): it has exited but nobody reaped it yet.
 pub fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+        })
         .unwrap_or(true)
 }
 
@@ -317,8 +439,11 @@ pub fn wait_readable(fd: std::os::fd::BorrowedFd, timeout: Option<std::time::Dur
         let left = match deadline {
             None => nix::poll::PollTimeout::NONE,
             Some(d) => {
-                let ms = d.saturating_duration_since(std::time::Instant::now()).as_millis();
-                nix::poll::PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(nix::poll::PollTimeout::MAX)
+                let ms = d
+                    .saturating_duration_since(std::time::Instant::now())
+                    .as_millis();
+                nix::poll::PollTimeout::try_from(ms.min(i32::MAX as u128) as i32)
+                    .unwrap_or(nix::poll::PollTimeout::MAX)
             }
         };
         let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
@@ -330,7 +455,6 @@ pub fn wait_readable(fd: std::os::fd::BorrowedFd, timeout: Option<std::time::Dur
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -56,10 +56,14 @@ pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
         return None;
     }
     while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).filter(|&n| n > 0)?;
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&n| n > 0)?;
         let value: f64 = rest[..num_end].parse().ok()?;
         rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let nanos = match &rest[..unit_end] {
             "ns" => 1.0,
             "us" | "µs" => 1e3,
@@ -85,16 +89,28 @@ mod tests {
         let t = UNIX_EPOCH + Duration::new(1_700_000_000, 120_000_000);
         assert_eq!(rfc3339_nano(t), "2023-11-14T22:13:20.12Z");
         assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339_nano(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            rfc3339_nano(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
     }
 
     #[test]
     fn go_durations() {
         use std::time::Duration;
         assert_eq!(super::parse_duration("5s"), Some(Duration::from_secs(5)));
-        assert_eq!(super::parse_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(super::parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(super::parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            super::parse_duration("1m30s"),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            super::parse_duration("250ms"),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            super::parse_duration("1.5s"),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(super::parse_duration("5"), None);
         assert_eq!(super::parse_duration("s"), None);
     }

@@ -24,42 +24,80 @@ nix::ioctl_read_bad!(get_winsize, libc::TIOCGWINSZ, libc::winsize);
 /// `console`: also bind it to /dev/console (init's terminal is the container's console; an
 /// exec'd process's is not).
 pub fn setup_in_container(size: Option<&ConsoleSize>, uid: u32, console: bool) -> Result<OwnedFd> {
-    let master: PtyMaster = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).ctx(|| "process.terminal: opening /dev/ptmx")?;
+    let master: PtyMaster = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .ctx(|| "process.terminal: opening /dev/ptmx")?;
     grantpt(&master).ctx(|| "process.terminal: grantpt")?;
     unlockpt(&master).ctx(|| "process.terminal: unlockpt")?;
     let name = ptsname_r(&master).ctx(|| "process.terminal: ptsname")?;
-    let slave = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY).open(&name).ctx(|| format!("process.terminal: opening {name}"))?;
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&name)
+        .ctx(|| format!("process.terminal: opening {name}"))?;
     // The process may run as another user: give it its terminal, as a login would. Only the
     // owner, as runc: the group stays what devpts gave it (gid=5, tty, under Podman and Docker).
-    let _ = nix::unistd::fchown(slave.as_raw_fd(), Some(nix::unistd::Uid::from_raw(uid)), None);
+    let _ = nix::unistd::fchown(
+        slave.as_raw_fd(),
+        Some(nix::unistd::Uid::from_raw(uid)),
+        None,
+    );
     if let Some(s) = size {
-        let ws = libc::winsize { ws_row: s.height() as u16, ws_col: s.width() as u16, ws_xpixel: 0, ws_ypixel: 0 };
+        let ws = libc::winsize {
+            ws_row: s.height() as u16,
+            ws_col: s.width() as u16,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
         // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer.
         unsafe { set_winsize(slave.as_raw_fd(), &ws) }.ctx(|| "process.consoleSize")?;
     }
     if console {
-        std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open("/dev/console").ctx(|| "process.terminal: creating /dev/console")?;
-        nix::mount::mount(Some(name.as_str()), "/dev/console", None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>).ctx(|| format!("process.terminal: bind {name} to /dev/console"))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open("/dev/console")
+            .ctx(|| "process.terminal: creating /dev/console")?;
+        nix::mount::mount(
+            Some(name.as_str()),
+            "/dev/console",
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .ctx(|| format!("process.terminal: bind {name} to /dev/console"))?;
     }
     for fd in 0..3 {
         nix::unistd::dup2(slave.as_raw_fd(), fd).ctx(|| "process.terminal: dup2 onto stdio")?;
     }
     // SAFETY: TIOCSCTTY takes an int argument; 0 means "do not steal".
     if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
-        return Err(std::io::Error::last_os_error()).ctx(|| "process.terminal: setting the controlling terminal");
+        return Err(std::io::Error::last_os_error())
+            .ctx(|| "process.terminal: setting the controlling terminal");
     }
     // SAFETY: into_raw_fd hands over ownership of the master fd.
-    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(master)) })
+    Ok(unsafe {
+        <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(
+            master,
+        ))
+    })
 }
-
 
 /// Sends the pty master over `--console-socket` with SCM_RIGHTS, as runc does.
 pub fn send_to_console_socket(path: &Path, master: &OwnedFd) -> Result<()> {
     let sock = UnixStream::connect(path).ctx(|| format!("--console-socket {}", path.display()))?;
     let fds = [master.as_raw_fd()];
     let name = b"/dev/ptmx";
-    sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(name)], &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
-        .ctx(|| format!("--console-socket {}: sending the pty", path.display()))?;
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[IoSlice::new(name)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .ctx(|| format!("--console-socket {}: sending the pty", path.display()))?;
     Ok(())
 }
 
@@ -88,7 +126,12 @@ impl Drop for RawMode {
 
 /// Copies kiln's window size to the pty (on start and on SIGWINCH).
 pub fn copy_winsize(from: BorrowedFd, to: BorrowedFd) {
-    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ writes one winsize into a valid pointer; TIOCSWINSZ reads it.
     if unsafe { get_winsize(from.as_raw_fd(), &mut ws) }.is_ok() {
         let _ = unsafe { set_winsize(to.as_raw_fd(), &ws) };

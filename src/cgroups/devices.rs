@@ -10,19 +10,28 @@ use crate::error::{Error, Result};
 const DEFAULTS: &[(LinuxDeviceType, Option<i64>, Option<i64>, &str)] = &[
     (LinuxDeviceType::C, None, None, "m"),
     (LinuxDeviceType::B, None, None, "m"),
-    (LinuxDeviceType::C, Some(1), Some(3), "rwm"),   // null
-    (LinuxDeviceType::C, Some(1), Some(8), "rwm"),   // random
-    (LinuxDeviceType::C, Some(1), Some(7), "rwm"),   // full
-    (LinuxDeviceType::C, Some(5), Some(0), "rwm"),   // tty
-    (LinuxDeviceType::C, Some(1), Some(5), "rwm"),   // zero
-    (LinuxDeviceType::C, Some(1), Some(9), "rwm"),   // urandom
-    (LinuxDeviceType::C, Some(136), None, "rwm"),    // pts/*
-    (LinuxDeviceType::C, Some(5), Some(2), "rwm"),   // ptmx
+    (LinuxDeviceType::C, Some(1), Some(3), "rwm"), // null
+    (LinuxDeviceType::C, Some(1), Some(8), "rwm"), // random
+    (LinuxDeviceType::C, Some(1), Some(7), "rwm"), // full
+    (LinuxDeviceType::C, Some(5), Some(0), "rwm"), // tty
+    (LinuxDeviceType::C, Some(1), Some(5), "rwm"), // zero
+    (LinuxDeviceType::C, Some(1), Some(9), "rwm"), // urandom
+    (LinuxDeviceType::C, Some(136), None, "rwm"),  // pts/*
+    (LinuxDeviceType::C, Some(5), Some(2), "rwm"), // ptmx
     (LinuxDeviceType::C, Some(10), Some(200), "rwm"), // net/tun
 ];
 
-fn rule(allow: bool, typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str) -> LinuxDeviceCgroup {
-    let mut b = LinuxDeviceCgroupBuilder::default().allow(allow).typ(typ).access(access);
+fn rule(
+    allow: bool,
+    typ: LinuxDeviceType,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
+    let mut b = LinuxDeviceCgroupBuilder::default()
+        .allow(allow)
+        .typ(typ)
+        .access(access);
     if let Some(m) = major {
         b = b.major(m);
     }
@@ -42,19 +51,39 @@ pub fn rules(config: &[LinuxDeviceCgroup]) -> Result<Vec<LinuxDeviceCgroup>> {
         let field = format!("linux.resources.devices[{i}]");
         let typ = match r.typ().unwrap_or(LinuxDeviceType::A) {
             LinuxDeviceType::U => LinuxDeviceType::C,
-            LinuxDeviceType::P => return Err(Error::Cgroup { field: format!("{field}.type"), msg: "\"p\" (a fifo) is not a device the cgroup controls".into() }),
+            LinuxDeviceType::P => {
+                return Err(Error::Cgroup {
+                    field: format!("{field}.type"),
+                    msg: "\"p\" (a fifo) is not a device the cgroup controls".into(),
+                });
+            }
             t => t,
         };
         for (name, v) in [("major", r.major()), ("minor", r.minor())] {
             if v.is_some_and(|v| v < -1 || v > u32::MAX as i64) {
-                return Err(Error::Cgroup { field: format!("{field}.{name}"), msg: format!("{} is not a device number", v.unwrap_or_default()) });
+                return Err(Error::Cgroup {
+                    field: format!("{field}.{name}"),
+                    msg: format!("{} is not a device number", v.unwrap_or_default()),
+                });
             }
         }
-        let Some(access) = access(typ, r.access().as_deref()) else { continue };
+        let Some(access) = access(typ, r.access().as_deref()) else {
+            continue;
+        };
         let wild = |v: Option<i64>| v.filter(|&v| v >= 0);
-        out.push(rule(r.allow(), typ, wild(r.major()), wild(r.minor()), &access));
+        out.push(rule(
+            r.allow(),
+            typ,
+            wild(r.major()),
+            wild(r.minor()),
+            &access,
+        ));
     }
-    out.extend(DEFAULTS.iter().map(|&(t, maj, min, acc)| rule(true, t, maj, min, acc)));
+    out.extend(
+        DEFAULTS
+            .iter()
+            .map(|&(t, maj, min, acc)| rule(true, t, maj, min, acc)),
+    );
     Ok(out)
 }
 
@@ -76,18 +105,36 @@ fn access(typ: LinuxDeviceType, given: Option<&str>) -> Option<String> {
 fn v1_line(r: &LinuxDeviceCgroup) -> String {
     let typ = r.typ().unwrap_or(LinuxDeviceType::A);
     let access = r.access().as_deref().unwrap_or("rwm");
-    if typ == LinuxDeviceType::A && r.major().is_none() && r.minor().is_none() && access.len() == 3 {
+    if typ == LinuxDeviceType::A && r.major().is_none() && r.minor().is_none() && access.len() == 3
+    {
         return "a".into();
     }
     let num = |v: Option<i64>| v.map_or("*".to_string(), |v| v.to_string());
-    format!("{} {}:{} {access}", typ.as_str(), num(r.major()), num(r.minor()))
+    format!(
+        "{} {}:{} {access}",
+        typ.as_str(),
+        num(r.major()),
+        num(r.minor())
+    )
 }
 
 /// The v1 writes for `rules`, in order: (file, line). Writing `a` to a file resets the list to
 /// that default; each later rule then adds or removes an exception, so the kernel ends up where
 /// "last match wins" says.
 pub fn v1_writes(rules: &[LinuxDeviceCgroup]) -> Vec<(&'static str, String)> {
-    rules.iter().map(|r| (if r.allow() { "devices.allow" } else { "devices.deny" }, v1_line(r))).collect()
+    rules
+        .iter()
+        .map(|r| {
+            (
+                if r.allow() {
+                    "devices.allow"
+                } else {
+                    "devices.deny"
+                },
+                v1_line(r),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -117,7 +164,13 @@ mod tests {
 
     #[test]
     fn bad_rules_name_their_field() {
-        let config: Vec<LinuxDeviceCgroup> = serde_json::from_str(r#"[{"allow":true,"type":"c","major":-5,"access":"r"}]"#).unwrap();
-        assert!(rules(&config).unwrap_err().to_string().contains("devices[0].major"));
+        let config: Vec<LinuxDeviceCgroup> =
+            serde_json::from_str(r#"[{"allow":true,"type":"c","major":-5,"access":"r"}]"#).unwrap();
+        assert!(
+            rules(&config)
+                .unwrap_err()
+                .to_string()
+                .contains("devices[0].major")
+        );
     }
 }

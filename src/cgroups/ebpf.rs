@@ -1090,7 +1090,11 @@ mod tests {
         /// A cgroup and a temp dir named `name`-PID, removed (with any children) on drop.
         fn new(root: &Path, name: &str) -> Scratch {
             let pid = std::process::id();
-            let s = Scratch { cgroup: root.join(format!("{name}-{pid}")), tmp: std::env::temp_dir().join(format!("{name}-{pid}")), children: Vec::new() };
+            let s = Scratch {
+                cgroup: root.join(format!("{name}-{pid}")),
+                tmp: std::env::temp_dir().join(format!("{name}-{pid}")),
+                children: Vec::new(),
+            };
             fs::create_dir(&s.cgroup).unwrap();
             fs::create_dir(&s.tmp).unwrap();
             s
@@ -1225,7 +1229,10 @@ mod tests {
 
     /// Where the kernel tests make their cgroups: the hybrid host's unified mount, or v2's root.
     fn cgroup2_root() -> Option<&'static Path> {
-        ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"].into_iter().map(Path::new).find(|p| is_cgroup2(p))
+        ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| is_cgroup2(p))
     }
 
     fn strerror(e: i32) -> String {

@@ -10,8 +10,8 @@
 //! What to write for a resource is planned by pure functions (`resources`), so the v1 → v2
 //! conversions are unit-tested; the managers only carry the plan out.
 
-pub mod ebpf;
 mod devices;
+pub mod ebpf;
 mod hybrid;
 mod none;
 mod resources;
@@ -97,7 +97,10 @@ impl Hierarchy {
 /// where they are mounted, /proc/self/cgroup where we are in each.
 pub fn hierarchies() -> std::io::Result<Vec<Hierarchy>> {
     let own = std::fs::read_to_string("/proc/self/cgroup")?;
-    let own: Vec<(&str, &str)> = own.lines().filter_map(|l| l.split(':').nth(1).zip(l.splitn(3, ':').nth(2))).collect();
+    let own: Vec<(&str, &str)> = own
+        .lines()
+        .filter_map(|l| l.split(':').nth(1).zip(l.splitn(3, ':').nth(2)))
+        .collect();
     let info = std::fs::read_to_string("/proc/self/mountinfo")?;
     let lines: Vec<&str> = info.lines().collect();
     let mount_point_of = |line: &str| line.split(' ').nth(4).map(unescape);
@@ -105,11 +108,19 @@ pub fn hierarchies() -> std::io::Result<Vec<Hierarchy>> {
     for (i, line) in lines.iter().enumerate() {
         let (_, post) = line.split_once(" - ").unwrap_or((line, ""));
         let mut post = post.split(' ');
-        let (Some(fstype), _, Some(super_opts)) = (post.next(), post.next(), post.next()) else { continue };
-        let Some(mount_point) = mount_point_of(line) else { continue };
+        let (Some(fstype), _, Some(super_opts)) = (post.next(), post.next(), post.next()) else {
+            continue;
+        };
+        let Some(mount_point) = mount_point_of(line) else {
+            continue;
+        };
         // Hidden by a later mount on it or above it (a cgroup2 mounted over /sys/fs/cgroup in a
         // private namespace): not reachable, so not a hierarchy to use.
-        if lines[i + 1..].iter().filter_map(|l| mount_point_of(l)).any(|later| Path::new(&mount_point).starts_with(&later)) {
+        if lines[i + 1..]
+            .iter()
+            .filter_map(|l| mount_point_of(l))
+            .any(|later| Path::new(&mount_point).starts_with(&later))
+        {
             continue;
         }
         let controllers = match fstype {
@@ -118,7 +129,10 @@ pub fn hierarchies() -> std::io::Result<Vec<Hierarchy>> {
             // /proc/self/cgroup line with the same set gives the canonical name.
             "cgroup" => {
                 let opts: Vec<&str> = super_opts.split(',').collect();
-                match own.iter().find(|(c, _)| !c.is_empty() && c.split(',').all(|c| opts.contains(&c))) {
+                match own
+                    .iter()
+                    .find(|(c, _)| !c.is_empty() && c.split(',').all(|c| opts.contains(&c)))
+                {
                     Some((c, _)) => (*c).to_owned(),
                     None => continue,
                 }
@@ -129,8 +143,16 @@ pub fn hierarchies() -> std::io::Result<Vec<Hierarchy>> {
         if out.iter().any(|h| h.controllers == controllers) {
             continue;
         }
-        let own = own.iter().find(|(c, _)| *c == controllers).map_or("/", |(_, p)| p).to_owned();
-        out.push(Hierarchy { mount_point: PathBuf::from(mount_point), controllers, own });
+        let own = own
+            .iter()
+            .find(|(c, _)| *c == controllers)
+            .map_or("/", |(_, p)| p)
+            .to_owned();
+        out.push(Hierarchy {
+            mount_point: PathBuf::from(mount_point),
+            controllers,
+            own,
+        });
     }
     Ok(out)
 }
@@ -141,7 +163,10 @@ pub(crate) fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push(((b[i + 1] - b'0') << 6) | ((b[i + 2] - b'0') << 3) | (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -176,14 +201,25 @@ pub fn new(req: &Request) -> Result<Box<dyn Manager>> {
         } else if h.is_v2() {
             // As runc: our own v2 cgroup most likely holds processes, and then no controller
             // could be enabled below it; its parent is the place for siblings.
-            PathBuf::from(h.own.trim_start_matches('/')).parent().map(Path::to_path_buf).unwrap_or_default()
+            PathBuf::from(h.own.trim_start_matches('/'))
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
         } else {
             PathBuf::from(h.own.trim_start_matches('/'))
         };
-        paths.insert(h.controllers.clone(), h.mount_point.join(base).join(inner.strip_prefix("/").unwrap_or(&inner)));
+        paths.insert(
+            h.controllers.clone(),
+            h.mount_point
+                .join(base)
+                .join(inner.strip_prefix("/").unwrap_or(&inner)),
+        );
     }
     if paths.is_empty() {
-        return Err(Error::Cgroup { field: "linux.cgroupsPath".into(), msg: "no cgroup hierarchy is mounted on this host".into() });
+        return Err(Error::Cgroup {
+            field: "linux.cgroupsPath".into(),
+            msg: "no cgroup hierarchy is mounted on this host".into(),
+        });
     }
     let explicit = req.cgroups_path.is_some_and(|p| !p.as_os_str().is_empty());
     if req.rootless && !explicit {
@@ -198,11 +234,17 @@ pub fn new(req: &Request) -> Result<Box<dyn Manager>> {
 /// user asked for that cgroup, and a permission error is the answer (as runc).
 fn delegated_only(paths: &mut Paths, resources: &LinuxResources) -> Result<()> {
     let denied: Vec<PathBuf> = paths.values().filter(|d| !can_create(d)).cloned().collect();
-    let Some(first) = denied.first() else { return Ok(()) };
+    let Some(first) = denied.first() else {
+        return Ok(());
+    };
     if requests_limits(resources) {
         return Err(Error::Cgroup {
             field: "linux.resources".into(),
-            msg: format!("rootless: limits need a cgroup, and uid {} may not create {} (not delegated); remove the limits or delegate the cgroup", nix::unistd::geteuid(), first.display()),
+            msg: format!(
+                "rootless: limits need a cgroup, and uid {} may not create {} (not delegated); remove the limits or delegate the cgroup",
+                nix::unistd::geteuid(),
+                first.display()
+            ),
         });
     }
     crate::log::debug(|| format!("rootless: no cgroup in {denied:?} (not writable by this user)"));
@@ -215,11 +257,15 @@ fn delegated_only(paths: &mut Paths, resources: &LinuxResources) -> Result<()> {
 /// will use.
 fn can_create(dir: &Path) -> bool {
     use nix::unistd::{AccessFlags, faccessat};
-    let allowed = |p: &Path, mode| faccessat(None, p, mode, nix::fcntl::AtFlags::AT_EACCESS).is_ok();
+    let allowed =
+        |p: &Path, mode| faccessat(None, p, mode, nix::fcntl::AtFlags::AT_EACCESS).is_ok();
     if dir.is_dir() {
         return allowed(&dir.join("cgroup.procs"), AccessFlags::W_OK);
     }
-    dir.ancestors().skip(1).find(|a| a.is_dir()).is_some_and(|a| allowed(a, AccessFlags::W_OK | AccessFlags::X_OK))
+    dir.ancestors()
+        .skip(1)
+        .find(|a| a.is_dir())
+        .is_some_and(|a| allowed(a, AccessFlags::W_OK | AccessFlags::X_OK))
 }
 
 /// Whether `r` asks for anything a cgroup enforces. Device rules do not count: they are not set
@@ -249,19 +295,41 @@ pub fn from_paths(paths: Paths) -> Box<dyn Manager> {
 /// refuses it, rather than clamped to somewhere the user did not name.
 pub fn sub_paths(mut paths: Paths, specs: &[String]) -> Result<Paths> {
     for spec in specs {
-        let err = |msg: String| Error::Cgroup { field: format!("--cgroup {spec:?}"), msg };
+        let err = |msg: String| Error::Cgroup {
+            field: format!("--cgroup {spec:?}"),
+            msg,
+        };
         let (keys, sub): (Vec<String>, &str) = match spec.split_once(':') {
-            Some((ctrls, sub)) => (ctrls.split(',').map(|c| if c == "unified" { String::new() } else { c.to_owned() }).collect(), sub),
+            Some((ctrls, sub)) => (
+                ctrls
+                    .split(',')
+                    .map(|c| {
+                        if c == "unified" {
+                            String::new()
+                        } else {
+                            c.to_owned()
+                        }
+                    })
+                    .collect(),
+                sub,
+            ),
             None => (paths.keys().cloned().collect(), spec.as_str()),
         };
         let Some(sub) = below(Path::new(sub)) else {
-            return Err(err(format!("{sub:?} is not a sub cgroup path: it leaves the container's cgroup")));
+            return Err(err(format!(
+                "{sub:?} is not a sub cgroup path: it leaves the container's cgroup"
+            )));
         };
         for key in keys {
-            let dir = paths.get_mut(&key).ok_or_else(|| err(format!("the container has no {key:?} cgroup")))?;
+            let dir = paths
+                .get_mut(&key)
+                .ok_or_else(|| err(format!("the container has no {key:?} cgroup")))?;
             *dir = dir.join(&sub);
             if !dir.is_dir() {
-                return Err(err(format!("{} does not exist (exec runs in an existing sub-cgroup)", dir.display())));
+                return Err(err(format!(
+                    "{} does not exist (exec runs in an existing sub-cgroup)",
+                    dir.display()
+                )));
             }
         }
     }
@@ -285,7 +353,9 @@ fn below(sub: &Path) -> Option<PathBuf> {
 /// cgroupsPath made safe, as runc's CleanPath does: `..` cannot climb above the hierarchy's
 /// root. Empty means a path named after the container, under kiln's own cgroup.
 fn inner_path(path: Option<&Path>, id: &str) -> PathBuf {
-    let path = path.filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(id));
+    let path = path
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new(id));
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {
@@ -296,19 +366,36 @@ fn inner_path(path: Option<&Path>, id: &str) -> PathBuf {
             _ => {}
         }
     }
-    if path.is_absolute() { Path::new("/").join(out) } else { out }
+    if path.is_absolute() {
+        Path::new("/").join(out)
+    } else {
+        out
+    }
 }
 
 /// `--systemd-cgroup`: the path must be `slice:prefix:name`, and systemd must be there to ask.
 /// kiln does not talk to systemd over D-Bus; say so rather than put the container elsewhere.
 fn systemd_unavailable(req: &Request) -> Error {
-    let given = req.cgroups_path.map(|p| p.display().to_string()).unwrap_or_default();
+    let given = req
+        .cgroups_path
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     let parts: Vec<&str> = given.split(':').collect();
     if !given.is_empty() && parts.len() != 3 {
-        return Error::Cgroup { field: "linux.cgroupsPath".into(), msg: format!("{given:?}: with --systemd-cgroup it must be \"slice:prefix:name\"") };
+        return Error::Cgroup {
+            field: "linux.cgroupsPath".into(),
+            msg: format!("{given:?}: with --systemd-cgroup it must be \"slice:prefix:name\""),
+        };
     }
     let unit = match parts.as_slice() {
-        [slice, prefix, name] => format!("{}/{prefix}-{name}.scope", if slice.is_empty() { "system.slice" } else { slice }),
+        [slice, prefix, name] => format!(
+            "{}/{prefix}-{name}.scope",
+            if slice.is_empty() {
+                "system.slice"
+            } else {
+                slice
+            }
+        ),
         _ => format!("system.slice/kiln-{}.scope", req.id),
     };
     let why = if Path::new("/run/systemd/system").is_dir() {
@@ -316,14 +403,21 @@ fn systemd_unavailable(req: &Request) -> Error {
     } else {
         "systemd is not running on this host (no /run/systemd/system)"
     };
-    Error::Cgroup { field: "--systemd-cgroup".into(), msg: format!("cannot create {unit}: {why}; run without --systemd-cgroup") }
+    Error::Cgroup {
+        field: "--systemd-cgroup".into(),
+        msg: format!("cannot create {unit}: {why}; run without --systemd-cgroup"),
+    }
 }
 
 /// The resources a new container's cgroup gets: config.json's, with the device rules completed
 /// (deny first, the config's, kiln's defaults). Rootless, without device rules: runc ignores
 /// them there, a delegated v1 devices cgroup or a v2 device program needing the real root.
 pub fn resources(spec: &oci_spec::runtime::Spec, rootless: bool) -> Result<LinuxResources> {
-    let mut r = spec.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
+    let mut r = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
     let rules = devices::rules(r.devices().as_deref().unwrap_or_default())?;
     r.set_devices((!rootless).then_some(rules));
     Ok(r)
@@ -387,8 +481,18 @@ pub fn check_usable(m: &dyn Manager) -> Result<()> {
         }
     }
     if m.frozen() {
-        let freezer = paths.iter().find(|(k, _)| k.split(',').any(|c| c == "freezer")).or_else(|| paths.get_key_value("")).map(|(_, d)| d.display().to_string()).unwrap_or_default();
-        return Err(Error::Cgroup { field: field(), msg: format!("container's cgroup unexpectedly frozen: {freezer} (or a cgroup above it) is frozen; thaw it, or choose another linux.cgroupsPath") });
+        let freezer = paths
+            .iter()
+            .find(|(k, _)| k.split(',').any(|c| c == "freezer"))
+            .or_else(|| paths.get_key_value(""))
+            .map(|(_, d)| d.display().to_string())
+            .unwrap_or_default();
+        return Err(Error::Cgroup {
+            field: field(),
+            msg: format!(
+                "container's cgroup unexpectedly frozen: {freezer} (or a cgroup above it) is frozen; thaw it, or choose another linux.cgroupsPath"
+            ),
+        });
     }
     Ok(())
 }
@@ -396,37 +500,62 @@ pub fn check_usable(m: &dyn Manager) -> Result<()> {
 /// The layouts kiln can manage here, for `features`: (v1, v2).
 pub fn supported() -> (bool, bool) {
     let all = hierarchies().unwrap_or_default();
-    (all.iter().any(|h| !h.is_v2()), all.iter().any(Hierarchy::is_v2))
+    (
+        all.iter().any(|h| !h.is_v2()),
+        all.iter().any(Hierarchy::is_v2),
+    )
 }
 
 // ------------------------------------------------------------------ shared file helpers
 
 /// Writes one cgroup file, with an error that names the spec field, the value and the file.
 fn write(field: &str, path: &Path, value: &str) -> Result<()> {
-    std::fs::write(path, value).map_err(|e| Error::Cgroup { field: field.to_owned(), msg: format!("writing {value:?} to {}: {e}", path.display()) })
+    std::fs::write(path, value).map_err(|e| Error::Cgroup {
+        field: field.to_owned(),
+        msg: format!("writing {value:?} to {}: {e}", path.display()),
+    })
 }
 
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map(|s| s.trim_end().to_owned()).ctx(|| format!("reading {}", path.display()))
+    std::fs::read_to_string(path)
+        .map(|s| s.trim_end().to_owned())
+        .ctx(|| format!("reading {}", path.display()))
 }
 
 /// Carries out a resource plan. `dir_of` finds the directory of a controller, or says why it
 /// is not there (not mounted, not enabled).
-fn execute(writes: &[resources::Write], dir_of: impl Fn(&str) -> std::result::Result<PathBuf, String>) -> Result<()> {
+fn execute(
+    writes: &[resources::Write],
+    dir_of: impl Fn(&str) -> std::result::Result<PathBuf, String>,
+) -> Result<()> {
     use resources::Need;
     let mut retry: Option<(&resources::Write, PathBuf, String)> = None;
     for w in writes {
         let dir = match dir_of(w.controller) {
             Ok(d) => d,
-            Err(why) => return Err(Error::Cgroup { field: w.field.clone(), msg: why }),
+            Err(why) => {
+                return Err(Error::Cgroup {
+                    field: w.field.clone(),
+                    msg: why,
+                });
+            }
         };
         let Some((file, value)) = w.choices.iter().find(|(f, _)| dir.join(f).exists()) else {
             if w.need == Need::IfExists {
-                crate::log::debug(|| format!("{}: skipped, the kernel has no {}", w.field, w.choices[0].0));
+                crate::log::debug(|| {
+                    format!("{}: skipped, the kernel has no {}", w.field, w.choices[0].0)
+                });
                 continue;
             }
             let files: Vec<&str> = w.choices.iter().map(|(f, _)| f.as_str()).collect();
-            return Err(Error::Cgroup { field: w.field.clone(), msg: format!("this kernel does not support it: no {} in {}", files.join(" or "), dir.display()) });
+            return Err(Error::Cgroup {
+                field: w.field.clone(),
+                msg: format!(
+                    "this kernel does not support it: no {} in {}",
+                    files.join(" or "),
+                    dir.display()
+                ),
+            });
         };
         let path = dir.join(file);
         match std::fs::write(&path, value) {
@@ -434,10 +563,17 @@ fn execute(writes: &[resources::Write], dir_of: impl Fn(&str) -> std::result::Re
                 retry = Some((w, path, value.clone()));
                 continue;
             }
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && file.starts_with("memory.") && file.ends_with("limit_in_bytes") => {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && file.starts_with("memory.")
+                    && file.ends_with("limit_in_bytes") =>
+            {
                 return Err(below_usage(&w.field, &dir, file, value));
             }
-            r => r.map_err(|e| Error::Cgroup { field: w.field.clone(), msg: format!("writing {value:?} to {}: {e}", path.display()) })?,
+            r => r.map_err(|e| Error::Cgroup {
+                field: w.field.clone(),
+                msg: format!("writing {value:?} to {}: {e}", path.display()),
+            })?,
         }
         if let Some((w, path, value)) = retry.take() {
             write(&w.field, &path, &value)?;
@@ -454,17 +590,30 @@ fn execute(writes: &[resources::Write], dir_of: impl Fn(&str) -> std::result::Re
 fn below_usage(field: &str, dir: &Path, file: &str, limit: &str) -> Error {
     let usage = stats::num(dir, &file.replace("limit_in_bytes", "usage_in_bytes"));
     let peak = stats::num(dir, &file.replace("limit_in_bytes", "max_usage_in_bytes"));
-    Error::Cgroup { field: field.to_owned(), msg: format!("unable to set memory limit to {limit} (current usage: {usage}, peak usage: {peak}): the kernel cannot reclaim the container's memory below it; give a higher limit") }
+    Error::Cgroup {
+        field: field.to_owned(),
+        msg: format!(
+            "unable to set memory limit to {limit} (current usage: {usage}, peak usage: {peak}): the kernel cannot reclaim the container's memory below it; give a higher limit"
+        ),
+    }
 }
 
 /// `checkBeforeUpdate`: a new memory limit below what the cgroup already uses is refused
 /// instead of making the kernel reclaim or OOM-kill.
 fn check_memory_usage(r: &LinuxResources, usage: impl FnOnce() -> u64) -> Result<()> {
     let Some(m) = r.memory() else { return Ok(()) };
-    let Some(limit) = m.limit().filter(|&l| l > 0 && m.check_before_update() == Some(true)) else { return Ok(()) };
+    let Some(limit) = m
+        .limit()
+        .filter(|&l| l > 0 && m.check_before_update() == Some(true))
+    else {
+        return Ok(());
+    };
     let used = usage();
     if (limit as u64) < used {
-        return Err(Error::Cgroup { field: "linux.resources.memory.limit".into(), msg: format!("{limit} is below the current usage {used} (checkBeforeUpdate)") });
+        return Err(Error::Cgroup {
+            field: "linux.resources.memory.limit".into(),
+            msg: format!("{limit} is below the current usage {used} (checkBeforeUpdate)"),
+        });
     }
     Ok(())
 }
@@ -476,7 +625,10 @@ fn pids_below(dir: &Path) -> Result<Vec<i32>> {
     while let Some(d) = stack.pop() {
         let procs = read(&d.join("cgroup.procs"))?;
         out.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-        for e in std::fs::read_dir(&d).ctx(|| format!("reading {}", d.display()))?.flatten() {
+        for e in std::fs::read_dir(&d)
+            .ctx(|| format!("reading {}", d.display()))?
+            .flatten()
+        {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
                 stack.push(e.path());
             }
@@ -496,18 +648,31 @@ fn kill_pids(dir: &Path) -> Result<()> {
         if pids.is_empty() {
             return Ok(());
         }
-        let fds: Vec<OwnedFd> = pids.iter().filter_map(|&p| crate::sys::pidfd_open(p).ok()).collect();
+        let fds: Vec<OwnedFd> = pids
+            .iter()
+            .filter_map(|&p| crate::sys::pidfd_open(p).ok())
+            .collect();
         for fd in &fds {
             let _ = crate::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(fd), libc::SIGKILL);
         }
         for fd in &fds {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if !crate::sys::wait_readable(std::os::fd::AsFd::as_fd(fd), Some(left)) {
-                return Err(Error::Cgroup { field: "cgroup".into(), msg: format!("processes in {} still alive {}s after SIGKILL", dir.display(), SETTLE.as_secs()) });
+                return Err(Error::Cgroup {
+                    field: "cgroup".into(),
+                    msg: format!(
+                        "processes in {} still alive {}s after SIGKILL",
+                        dir.display(),
+                        SETTLE.as_secs()
+                    ),
+                });
             }
         }
         if fds.is_empty() && std::time::Instant::now() > deadline {
-            return Err(Error::Cgroup { field: "cgroup".into(), msg: format!("{} does not empty", dir.display()) });
+            return Err(Error::Cgroup {
+                field: "cgroup".into(),
+                msg: format!("{} does not empty", dir.display()),
+            });
         }
     }
 }
@@ -519,7 +684,9 @@ fn remove_tree(dir: &Path) -> Result<()> {
     let mut dirs = vec![];
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
                 stack.push(e.path());
@@ -534,7 +701,10 @@ fn remove_tree(dir: &Path) -> Result<()> {
             match std::fs::remove_dir(d) {
                 Ok(()) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && std::time::Instant::now() < deadline => {
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EBUSY)
+                        && std::time::Instant::now() < deadline =>
+                {
                     // The kernel sends no notification for this; back off, bounded by SETTLE.
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(50));
@@ -552,7 +722,10 @@ mod tests {
 
     #[test]
     fn cgroups_path_cannot_climb() {
-        assert_eq!(inner_path(Some(Path::new("/../../a/./b")), "x"), Path::new("/a/b"));
+        assert_eq!(
+            inner_path(Some(Path::new("/../../a/./b")), "x"),
+            Path::new("/a/b")
+        );
         assert_eq!(inner_path(Some(Path::new("../a")), "x"), Path::new("a"));
         assert_eq!(inner_path(None, "ctr"), Path::new("ctr"));
         assert_eq!(inner_path(Some(Path::new("")), "ctr"), Path::new("ctr"));
@@ -570,10 +743,30 @@ mod tests {
     #[test]
     fn systemd_path_shape_is_checked() {
         let none = LinuxResources::default();
-        let req = Request { id: "c", cgroups_path: Some(Path::new("a/b")), systemd: true, rootless: false, resources: &none };
-        assert!(systemd_unavailable(&req).to_string().contains("slice:prefix:name"));
-        let req = Request { id: "c", cgroups_path: Some(Path::new("machine.slice:kiln:c")), systemd: true, rootless: false, resources: &none };
-        assert!(systemd_unavailable(&req).to_string().contains("machine.slice/kiln-c.scope"));
+        let req = Request {
+            id: "c",
+            cgroups_path: Some(Path::new("a/b")),
+            systemd: true,
+            rootless: false,
+            resources: &none,
+        };
+        assert!(
+            systemd_unavailable(&req)
+                .to_string()
+                .contains("slice:prefix:name")
+        );
+        let req = Request {
+            id: "c",
+            cgroups_path: Some(Path::new("machine.slice:kiln:c")),
+            systemd: true,
+            rootless: false,
+            resources: &none,
+        };
+        assert!(
+            systemd_unavailable(&req)
+                .to_string()
+                .contains("machine.slice/kiln-c.scope")
+        );
     }
 
     #[test]
@@ -582,7 +775,12 @@ mod tests {
         assert!(!requests_limits(&r));
         r.set_devices(Some(vec![]));
         assert!(!requests_limits(&r));
-        r.set_pids(Some(oci_spec::runtime::LinuxPidsBuilder::default().limit(10).build().unwrap()));
+        r.set_pids(Some(
+            oci_spec::runtime::LinuxPidsBuilder::default()
+                .limit(10)
+                .build()
+                .unwrap(),
+        ));
         assert!(requests_limits(&r));
     }
 

@@ -12,7 +12,12 @@ use crate::error::{Error, Result};
 pub struct NoCgroup;
 
 fn unavailable(field: &str, what: &str) -> Error {
-    Error::Cgroup { field: field.to_owned(), msg: format!("cannot {what}: the container has no cgroup (rootless, and no cgroup is delegated to its user)") }
+    Error::Cgroup {
+        field: field.to_owned(),
+        msg: format!(
+            "cannot {what}: the container has no cgroup (rootless, and no cgroup is delegated to its user)"
+        ),
+    }
 }
 
 impl Manager for NoCgroup {

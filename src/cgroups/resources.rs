@@ -35,12 +35,22 @@ pub trait Current {
 }
 
 fn w(field: &str, controller: &'static str, file: &str, value: impl ToString) -> Write {
-    Write { field: field.to_owned(), controller, choices: vec![(file.to_owned(), value.to_string())], need: Need::Required }
+    Write {
+        field: field.to_owned(),
+        controller,
+        choices: vec![(file.to_owned(), value.to_string())],
+        need: Need::Required,
+    }
 }
 
 /// A write whose file differs between kernels: the first of `choices` that exists.
 fn either(field: String, controller: &'static str, choices: [(&str, String); 2]) -> Write {
-    Write { field, controller, choices: choices.map(|(f, v)| (f.to_owned(), v)).to_vec(), need: Need::Required }
+    Write {
+        field,
+        controller,
+        choices: choices.map(|(f, v)| (f.to_owned(), v)).to_vec(),
+        need: Need::Required,
+    }
 }
 
 fn with(mut write: Write, need: Need) -> Write {
@@ -66,11 +76,21 @@ pub fn v1(r: &LinuxResources, cur: &dyn Current) -> Result<Vec<Write>, PlanError
     hugetlb(r, "limit_in_bytes", "rsvd.limit_in_bytes", &mut out)?;
     if let Some(n) = r.network() {
         if let Some(id) = n.class_id() {
-            out.push(w("linux.resources.network.classID", "net_cls", "net_cls.classid", id));
+            out.push(w(
+                "linux.resources.network.classID",
+                "net_cls",
+                "net_cls.classid",
+                id,
+            ));
         }
         for (i, p) in n.priorities().iter().flatten().enumerate() {
             let field = format!("linux.resources.network.priorities[{i}]");
-            out.push(w(&field, "net_prio", "net_prio.ifpriomap", format!("{} {}", p.name(), p.priority())));
+            out.push(w(
+                &field,
+                "net_prio",
+                "net_prio.ifpriomap",
+                format!("{} {}", p.name(), p.priority()),
+            ));
         }
     }
     rdma(r, &mut out);
@@ -110,7 +130,14 @@ fn memory_v1(m: &LinuxMemory, cur: &dyn Current, out: &mut Vec<Write>) -> Result
     };
     let limit = limit.filter(|&l| l != 0);
     let lw = |l: i64| w(&format!("{F}.limit"), "memory", "memory.limit_in_bytes", l);
-    let sw = |s: i64| w(&format!("{F}.swap"), "memory", "memory.memsw.limit_in_bytes", s);
+    let sw = |s: i64| {
+        w(
+            &format!("{F}.swap"),
+            "memory",
+            "memory.memsw.limit_in_bytes",
+            s,
+        )
+    };
     match (limit, swap) {
         // The kernel keeps memsw >= limit at every step: raise memsw first when it grows.
         (Some(l), Some(s)) => {
@@ -125,22 +152,58 @@ fn memory_v1(m: &LinuxMemory, cur: &dyn Current, out: &mut Vec<Write>) -> Result
         (None, None) => {}
     }
     if let Some(v) = m.reservation() {
-        out.push(w(&format!("{F}.reservation"), "memory", "memory.soft_limit_in_bytes", v));
+        out.push(w(
+            &format!("{F}.reservation"),
+            "memory",
+            "memory.soft_limit_in_bytes",
+            v,
+        ));
     }
     if let Some(v) = m.kernel() {
-        out.push(with(w(&format!("{F}.kernel"), "memory", "memory.kmem.limit_in_bytes", v), Need::IfExists));
+        out.push(with(
+            w(
+                &format!("{F}.kernel"),
+                "memory",
+                "memory.kmem.limit_in_bytes",
+                v,
+            ),
+            Need::IfExists,
+        ));
     }
     if let Some(v) = m.kernel_tcp() {
-        out.push(with(w(&format!("{F}.kernelTCP"), "memory", "memory.kmem.tcp.limit_in_bytes", v), Need::IfExists));
+        out.push(with(
+            w(
+                &format!("{F}.kernelTCP"),
+                "memory",
+                "memory.kmem.tcp.limit_in_bytes",
+                v,
+            ),
+            Need::IfExists,
+        ));
     }
     if let Some(v) = swappiness(m)? {
-        out.push(w(&format!("{F}.swappiness"), "memory", "memory.swappiness", v));
+        out.push(w(
+            &format!("{F}.swappiness"),
+            "memory",
+            "memory.swappiness",
+            v,
+        ));
     }
     if m.disable_oom_killer() == Some(true) {
-        out.push(w(&format!("{F}.disableOOMKiller"), "memory", "memory.oom_control", 1));
+        out.push(w(
+            &format!("{F}.disableOOMKiller"),
+            "memory",
+            "memory.oom_control",
+            1,
+        ));
     }
     if let Some(v) = m.use_hierarchy() {
-        out.push(w(&format!("{F}.useHierarchy"), "memory", "memory.use_hierarchy", u8::from(v)));
+        out.push(w(
+            &format!("{F}.useHierarchy"),
+            "memory",
+            "memory.use_hierarchy",
+            u8::from(v),
+        ));
     }
     Ok(())
 }
@@ -148,13 +211,25 @@ fn memory_v1(m: &LinuxMemory, cur: &dyn Current, out: &mut Vec<Write>) -> Result
 fn memory_v2(m: &LinuxMemory, out: &mut Vec<Write>) -> Result<(), PlanError> {
     const F: &str = "linux.resources.memory";
     if let Some(l) = m.limit().filter(|&l| l != 0) {
-        out.push(w(&format!("{F}.limit"), "memory", "memory.max", limit_v2(l)));
+        out.push(w(
+            &format!("{F}.limit"),
+            "memory",
+            "memory.max",
+            limit_v2(l),
+        ));
     }
-    if let Some(s) = swap_v2(m.limit().unwrap_or(0), m.swap().unwrap_or(0)).map_err(|e| (format!("{F}.swap"), e))? {
+    if let Some(s) = swap_v2(m.limit().unwrap_or(0), m.swap().unwrap_or(0))
+        .map_err(|e| (format!("{F}.swap"), e))?
+    {
         out.push(w(&format!("{F}.swap"), "memory", "memory.swap.max", s));
     }
     if let Some(v) = m.reservation() {
-        out.push(w(&format!("{F}.reservation"), "memory", "memory.low", limit_v2(v)));
+        out.push(w(
+            &format!("{F}.reservation"),
+            "memory",
+            "memory.low",
+            limit_v2(v),
+        ));
     }
     // swappiness, kernel, kernelTCP, disableOOMKiller and useHierarchy have no v2 file; runc
     // ignores them there too. A swappiness no kernel takes is still a config error.
@@ -164,7 +239,10 @@ fn memory_v2(m: &LinuxMemory, out: &mut Vec<Write>) -> Result<(), PlanError> {
 
 fn swappiness(m: &LinuxMemory) -> Result<Option<u64>, PlanError> {
     match m.swappiness() {
-        Some(v) if v > 100 => Err(("linux.resources.memory.swappiness".into(), format!("{v} is out of range (0 to 100)"))),
+        Some(v) if v > 100 => Err((
+            "linux.resources.memory.swappiness".into(),
+            format!("{v} is out of range (0 to 100)"),
+        )),
         v => Ok(v),
     }
 }
@@ -178,7 +256,9 @@ fn swap_v2(limit: i64, swap: i64) -> Result<Option<String>, String> {
         0 => Ok(None),
         -1 => Ok(Some("max".into())),
         _ if limit == 0 || limit == -1 => Err("a swap limit needs a memory limit".into()),
-        _ if swap < limit => Err(format!("memory+swap ({swap}) must be at least the memory limit ({limit})")),
+        _ if swap < limit => Err(format!(
+            "memory+swap ({swap}) must be at least the memory limit ({limit})"
+        )),
         _ => Ok(Some((swap - limit).to_string())),
     }
 }
@@ -191,8 +271,15 @@ fn cpu_v1(c: &LinuxCpu, out: &mut Vec<Write>) {
     let period = c.period().filter(|&p| p != 0);
     let quota = c.quota().filter(|&q| q != 0);
     if let Some(p) = period {
-        let need = if quota.is_some() { Need::RetryAfterNext } else { Need::Required };
-        out.push(with(w(&format!("{F}.period"), "cpu", "cpu.cfs_period_us", p), need));
+        let need = if quota.is_some() {
+            Need::RetryAfterNext
+        } else {
+            Need::Required
+        };
+        out.push(with(
+            w(&format!("{F}.period"), "cpu", "cpu.cfs_period_us", p),
+            need,
+        ));
     }
     if let Some(q) = quota {
         out.push(w(&format!("{F}.quota"), "cpu", "cpu.cfs_quota_us", q));
@@ -201,10 +288,20 @@ fn cpu_v1(c: &LinuxCpu, out: &mut Vec<Write>) {
         out.push(w(&format!("{F}.burst"), "cpu", "cpu.cfs_burst_us", v));
     }
     if let Some(v) = c.realtime_period().filter(|&v| v != 0) {
-        out.push(w(&format!("{F}.realtimePeriod"), "cpu", "cpu.rt_period_us", v));
+        out.push(w(
+            &format!("{F}.realtimePeriod"),
+            "cpu",
+            "cpu.rt_period_us",
+            v,
+        ));
     }
     if let Some(v) = c.realtime_runtime().filter(|&v| v != 0) {
-        out.push(w(&format!("{F}.realtimeRuntime"), "cpu", "cpu.rt_runtime_us", v));
+        out.push(w(
+            &format!("{F}.realtimeRuntime"),
+            "cpu",
+            "cpu.rt_runtime_us",
+            v,
+        ));
     }
     if let Some(v) = c.idle() {
         out.push(w(&format!("{F}.idle"), "cpu", "cpu.idle", v));
@@ -224,7 +321,12 @@ fn cpuset(c: &LinuxCpu, out: &mut Vec<Write>) {
 fn cpu_v2(c: &LinuxCpu, out: &mut Vec<Write>) -> Result<(), PlanError> {
     const F: &str = "linux.resources.cpu";
     if let Some(v) = c.shares().filter(|&v| v != 0) {
-        out.push(w(&format!("{F}.shares"), "cpu", "cpu.weight", shares_to_weight(v)));
+        out.push(w(
+            &format!("{F}.shares"),
+            "cpu",
+            "cpu.weight",
+            shares_to_weight(v),
+        ));
     }
     let quota = c.quota().filter(|&q| q != 0);
     let period = c.period().filter(|&p| p != 0);
@@ -243,7 +345,10 @@ fn cpu_v2(c: &LinuxCpu, out: &mut Vec<Write>) -> Result<(), PlanError> {
         out.push(w(&format!("{F}.burst"), "cpu", "cpu.max.burst", v));
     }
     if c.realtime_period().is_some_and(|v| v != 0) || c.realtime_runtime().is_some_and(|v| v != 0) {
-        return Err((format!("{F}.realtimeRuntime"), "cgroup v2 has no realtime CPU limits".into()));
+        return Err((
+            format!("{F}.realtimeRuntime"),
+            "cgroup v2 has no realtime CPU limits".into(),
+        ));
     }
     if let Some(v) = c.idle() {
         out.push(w(&format!("{F}.idle"), "cpu", "cpu.idle", v));
@@ -267,30 +372,64 @@ fn blkio_to_io_weight(w: u16) -> u64 {
 fn pids(r: &LinuxResources, file: &str, out: &mut Vec<Write>) {
     // runc: 0 (also what a missing limit parses as) leaves pids.max alone; negative is "max".
     if let Some(p) = r.pids().as_ref().filter(|p| p.limit() != 0) {
-        out.push(w("linux.resources.pids.limit", "pids", file, limit_v2(p.limit())));
+        out.push(w(
+            "linux.resources.pids.limit",
+            "pids",
+            file,
+            limit_v2(p.limit()),
+        ));
     }
 }
 
 fn blkio_v1(b: &LinuxBlockIo, out: &mut Vec<Write>) {
     const F: &str = "linux.resources.blockIO";
     if let Some(v) = b.weight() {
-        out.push(either(format!("{F}.weight"), "blkio", [("blkio.weight", v.to_string()), ("blkio.bfq.weight", v.to_string())]));
+        out.push(either(
+            format!("{F}.weight"),
+            "blkio",
+            [
+                ("blkio.weight", v.to_string()),
+                ("blkio.bfq.weight", v.to_string()),
+            ],
+        ));
     }
     if let Some(v) = b.leaf_weight() {
-        out.push(w(&format!("{F}.leafWeight"), "blkio", "blkio.leaf_weight", v));
+        out.push(w(
+            &format!("{F}.leafWeight"),
+            "blkio",
+            "blkio.leaf_weight",
+            v,
+        ));
     }
     for (i, d) in b.weight_device().iter().flatten().enumerate() {
         if let Some(v) = d.weight() {
             let value = format!("{}:{} {v}", d.major(), d.minor());
-            out.push(either(format!("{F}.weightDevice[{i}]"), "blkio", [("blkio.weight_device", value.clone()), ("blkio.bfq.weight_device", value)]));
+            out.push(either(
+                format!("{F}.weightDevice[{i}]"),
+                "blkio",
+                [
+                    ("blkio.weight_device", value.clone()),
+                    ("blkio.bfq.weight_device", value),
+                ],
+            ));
         }
         if let Some(v) = d.leaf_weight() {
-            out.push(w(&format!("{F}.weightDevice[{i}].leafWeight"), "blkio", "blkio.leaf_weight_device", format!("{}:{} {v}", d.major(), d.minor())));
+            out.push(w(
+                &format!("{F}.weightDevice[{i}].leafWeight"),
+                "blkio",
+                "blkio.leaf_weight_device",
+                format!("{}:{} {v}", d.major(), d.minor()),
+            ));
         }
     }
     for (name, file, list) in throttles(b) {
         for (i, t) in list.iter().enumerate() {
-            out.push(w(&format!("{F}.{name}[{i}]"), "blkio", &format!("blkio.throttle.{file}_device"), format!("{}:{} {}", t.major(), t.minor(), t.rate())));
+            out.push(w(
+                &format!("{F}.{name}[{i}]"),
+                "blkio",
+                &format!("blkio.throttle.{file}_device"),
+                format!("{}:{} {}", t.major(), t.minor(), t.rate()),
+            ));
         }
     }
 }
@@ -298,12 +437,29 @@ fn blkio_v1(b: &LinuxBlockIo, out: &mut Vec<Write>) {
 fn io_v2(b: &LinuxBlockIo, out: &mut Vec<Write>) {
     const F: &str = "linux.resources.blockIO";
     if let Some(v) = b.weight() {
-        out.push(either(format!("{F}.weight"), "io", [("io.bfq.weight", v.to_string()), ("io.weight", blkio_to_io_weight(v).to_string())]));
+        out.push(either(
+            format!("{F}.weight"),
+            "io",
+            [
+                ("io.bfq.weight", v.to_string()),
+                ("io.weight", blkio_to_io_weight(v).to_string()),
+            ],
+        ));
     }
     for (i, d) in b.weight_device().iter().flatten().enumerate() {
         if let Some(v) = d.weight() {
             let (maj, min) = (d.major(), d.minor());
-            out.push(either(format!("{F}.weightDevice[{i}]"), "io", [("io.bfq.weight", format!("{maj}:{min} {v}")), ("io.weight", format!("{maj}:{min} {}", blkio_to_io_weight(v)))]));
+            out.push(either(
+                format!("{F}.weightDevice[{i}]"),
+                "io",
+                [
+                    ("io.bfq.weight", format!("{maj}:{min} {v}")),
+                    (
+                        "io.weight",
+                        format!("{maj}:{min} {}", blkio_to_io_weight(v)),
+                    ),
+                ],
+            ));
         }
     }
     for (name, file, list) in throttles(b) {
@@ -315,32 +471,93 @@ fn io_v2(b: &LinuxBlockIo, out: &mut Vec<Write>) {
         };
         for (i, t) in list.iter().enumerate() {
             // 0 means "no limit" in v1's files; io.max spells it "max".
-            let rate = if t.rate() == 0 { "max".to_string() } else { t.rate().to_string() };
-            out.push(w(&format!("{F}.{name}[{i}]"), "io", "io.max", format!("{}:{} {key}={rate}", t.major(), t.minor())));
+            let rate = if t.rate() == 0 {
+                "max".to_string()
+            } else {
+                t.rate().to_string()
+            };
+            out.push(w(
+                &format!("{F}.{name}[{i}]"),
+                "io",
+                "io.max",
+                format!("{}:{} {key}={rate}", t.major(), t.minor()),
+            ));
         }
     }
 }
 
-fn throttles(b: &LinuxBlockIo) -> [(&'static str, &'static str, &[oci_spec::runtime::LinuxThrottleDevice]); 4] {
+fn throttles(
+    b: &LinuxBlockIo,
+) -> [(
+    &'static str,
+    &'static str,
+    &[oci_spec::runtime::LinuxThrottleDevice],
+); 4] {
     [
-        ("throttleReadBpsDevice", "read_bps", b.throttle_read_bps_device().as_deref().unwrap_or_default()),
-        ("throttleWriteBpsDevice", "write_bps", b.throttle_write_bps_device().as_deref().unwrap_or_default()),
-        ("throttleReadIOPSDevice", "read_iops", b.throttle_read_iops_device().as_deref().unwrap_or_default()),
-        ("throttleWriteIOPSDevice", "write_iops", b.throttle_write_iops_device().as_deref().unwrap_or_default()),
+        (
+            "throttleReadBpsDevice",
+            "read_bps",
+            b.throttle_read_bps_device().as_deref().unwrap_or_default(),
+        ),
+        (
+            "throttleWriteBpsDevice",
+            "write_bps",
+            b.throttle_write_bps_device().as_deref().unwrap_or_default(),
+        ),
+        (
+            "throttleReadIOPSDevice",
+            "read_iops",
+            b.throttle_read_iops_device().as_deref().unwrap_or_default(),
+        ),
+        (
+            "throttleWriteIOPSDevice",
+            "write_iops",
+            b.throttle_write_iops_device()
+                .as_deref()
+                .unwrap_or_default(),
+        ),
     ]
 }
 
-fn hugetlb(r: &LinuxResources, suffix: &str, rsvd: &str, out: &mut Vec<Write>) -> Result<(), PlanError> {
+fn hugetlb(
+    r: &LinuxResources,
+    suffix: &str,
+    rsvd: &str,
+    out: &mut Vec<Write>,
+) -> Result<(), PlanError> {
     for (i, h) in r.hugepage_limits().iter().flatten().enumerate() {
         let field = format!("linux.resources.hugepageLimits[{i}]");
         let size = h.page_size();
         let digits = size.trim_end_matches(['K', 'M', 'G', 'B']);
-        if !(size.ends_with("KB") || size.ends_with("MB") || size.ends_with("GB")) || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err((format!("{field}.pageSize"), format!("{size:?} is not a page size like \"2MB\" or \"1GB\"")));
+        if !(size.ends_with("KB") || size.ends_with("MB") || size.ends_with("GB"))
+            || digits.is_empty()
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err((
+                format!("{field}.pageSize"),
+                format!("{size:?} is not a page size like \"2MB\" or \"1GB\""),
+            ));
         }
-        let value = if suffix == "max" { limit_v2(h.limit()) } else { h.limit().to_string() };
-        out.push(w(&format!("{field}.limit"), "hugetlb", &format!("hugetlb.{size}.{suffix}"), &value));
-        out.push(with(w(&format!("{field}.limit"), "hugetlb", &format!("hugetlb.{size}.{rsvd}"), value), Need::IfExists));
+        let value = if suffix == "max" {
+            limit_v2(h.limit())
+        } else {
+            h.limit().to_string()
+        };
+        out.push(w(
+            &format!("{field}.limit"),
+            "hugetlb",
+            &format!("hugetlb.{size}.{suffix}"),
+            &value,
+        ));
+        out.push(with(
+            w(
+                &format!("{field}.limit"),
+                "hugetlb",
+                &format!("hugetlb.{size}.{rsvd}"),
+                value,
+            ),
+            Need::IfExists,
+        ));
     }
     Ok(())
 }
@@ -356,7 +573,12 @@ fn rdma(r: &LinuxResources, out: &mut Vec<Write>) {
         if let Some(o) = l.hca_objects() {
             v += &format!(" hca_object={o}");
         }
-        out.push(w(&format!("linux.resources.rdma.{dev}"), "rdma", "rdma.max", v));
+        out.push(w(
+            &format!("linux.resources.rdma.{dev}"),
+            "rdma",
+            "rdma.max",
+            v,
+        ));
     }
 }
 
@@ -413,13 +635,18 @@ mod tests {
         assert!(f.contains(&("cpu.max".into(), "50000 100000".into())));
         assert!(f.contains(&("cpu.weight".into(), "39".into())));
         let r = res(r#"{"cpu":{"quota":-1}}"#);
-        assert_eq!(files(&v2(&r).unwrap()), vec![("cpu.max".to_string(), "max".to_string())]);
+        assert_eq!(
+            files(&v2(&r).unwrap()),
+            vec![("cpu.max".to_string(), "max".to_string())]
+        );
         assert!(v2(&res(r#"{"cpu":{"realtimeRuntime":5}}"#)).is_err());
     }
 
     #[test]
     fn pids_and_io() {
-        let r = res(r#"{"pids":{"limit":-1},"blockIO":{"weight":500,"throttleReadBpsDevice":[{"major":8,"minor":0,"rate":1048576}]}}"#);
+        let r = res(
+            r#"{"pids":{"limit":-1},"blockIO":{"weight":500,"throttleReadBpsDevice":[{"major":8,"minor":0,"rate":1048576}]}}"#,
+        );
         let plan = v2(&r).unwrap();
         assert!(files(&plan).contains(&("pids.max".into(), "max".into())));
         assert!(files(&plan).contains(&("io.max".into(), "8:0 rbps=1048576".into())));
@@ -431,8 +658,15 @@ mod tests {
     #[test]
     fn hugepage_sizes_are_checked() {
         let r = res(r#"{"hugepageLimits":[{"pageSize":"2MB","limit":4194304}]}"#);
-        assert_eq!(files(&v2(&r).unwrap())[0], ("hugetlb.2MB.max".into(), "4194304".into()));
-        let e = v1(&res(r#"{"hugepageLimits":[{"pageSize":"2M","limit":1}]}"#), &Cur(None)).unwrap_err();
+        assert_eq!(
+            files(&v2(&r).unwrap())[0],
+            ("hugetlb.2MB.max".into(), "4194304".into())
+        );
+        let e = v1(
+            &res(r#"{"hugepageLimits":[{"pageSize":"2M","limit":1}]}"#),
+            &Cur(None),
+        )
+        .unwrap_err();
         assert_eq!(e.0, "linux.resources.hugepageLimits[0].pageSize");
     }
 }

@@ -106,7 +106,10 @@ pub struct Pids {
 
 #[derive(Serialize, Default, Debug)]
 pub struct Blkio {
-    #[serde(rename = "ioServiceBytesRecursive", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "ioServiceBytesRecursive",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub io_service_bytes: Vec<BlkioEntry>,
     #[serde(rename = "ioServicedRecursive", skip_serializing_if = "Vec::is_empty")]
     pub io_serviced: Vec<BlkioEntry>,
@@ -139,17 +142,28 @@ pub struct Hugetlb {
 pub fn num(dir: &Path, file: &str) -> u64 {
     let s = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
     let s = s.trim();
-    if s == "max" { u64::MAX } else { s.parse().unwrap_or(0) }
+    if s == "max" {
+        u64::MAX
+    } else {
+        s.parse().unwrap_or(0)
+    }
 }
 
 /// A flat keyed file (`memory.stat`, `cpu.stat`, `memory.events`): `key value` per line.
 pub fn keyed(dir: &Path, file: &str) -> BTreeMap<String, u64> {
     let s = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
-    s.lines().filter_map(|l| l.split_once(' ')).filter_map(|(k, v)| Some((k.to_owned(), v.trim().parse().ok()?))).collect()
+    s.lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter_map(|(k, v)| Some((k.to_owned(), v.trim().parse().ok()?)))
+        .collect()
 }
 
 fn list(dir: &Path, file: &str) -> Vec<u64> {
-    std::fs::read_to_string(dir.join(file)).unwrap_or_default().split_whitespace().filter_map(|v| v.parse().ok()).collect()
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect()
 }
 
 /// `0-3,5` as a list of numbers.
@@ -167,7 +181,11 @@ fn ranges(dir: &Path, file: &str) -> Vec<u16> {
 
 pub fn cpuset(dir: &Path, prefix: &str) -> CpuSet {
     let n = |f: &str| num(dir, &format!("{prefix}{f}"));
-    let (cpus, mems) = if prefix.is_empty() { ("cpuset.effective_cpus", "cpuset.effective_mems") } else { ("cpuset.cpus.effective", "cpuset.mems.effective") };
+    let (cpus, mems) = if prefix.is_empty() {
+        ("cpuset.effective_cpus", "cpuset.effective_mems")
+    } else {
+        ("cpuset.cpus.effective", "cpuset.mems.effective")
+    };
     CpuSet {
         cpus: ranges(dir, cpus),
         mems: ranges(dir, mems),
@@ -179,7 +197,12 @@ pub fn cpuset(dir: &Path, prefix: &str) -> CpuSet {
         memory_spread_slab: n("cpuset.memory_spread_slab"),
         memory_pressure: n("cpuset.memory_pressure"),
         sched_load_balance: n("cpuset.sched_load_balance"),
-        sched_relax_domain_level: std::fs::read_to_string(dir.join(format!("{prefix}cpuset.sched_relax_domain_level"))).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0),
+        sched_relax_domain_level: std::fs::read_to_string(
+            dir.join(format!("{prefix}cpuset.sched_relax_domain_level")),
+        )
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0),
     }
 }
 
@@ -199,7 +222,11 @@ pub fn cpu_v1(cpu: Option<&Path>, cpuacct: Option<&Path>) -> Cpu {
     }
     if let Some(d) = cpu {
         let s = keyed(d, "cpu.stat");
-        out.throttling = Throttling { periods: s.get("nr_periods").copied().unwrap_or(0), throttled_periods: s.get("nr_throttled").copied().unwrap_or(0), throttled_time: s.get("throttled_time").copied().unwrap_or(0) };
+        out.throttling = Throttling {
+            periods: s.get("nr_periods").copied().unwrap_or(0),
+            throttled_periods: s.get("nr_throttled").copied().unwrap_or(0),
+            throttled_time: s.get("throttled_time").copied().unwrap_or(0),
+        };
     }
     out
 }
@@ -208,8 +235,17 @@ pub fn cpu_v2(d: &Path) -> Cpu {
     let s = keyed(d, "cpu.stat");
     let us = |k: &str| s.get(k).copied().unwrap_or(0) * 1000;
     Cpu {
-        usage: CpuUsage { total: us("usage_usec"), kernel: us("system_usec"), user: us("user_usec"), ..Default::default() },
-        throttling: Throttling { periods: s.get("nr_periods").copied().unwrap_or(0), throttled_periods: s.get("nr_throttled").copied().unwrap_or(0), throttled_time: us("throttled_usec") },
+        usage: CpuUsage {
+            total: us("usage_usec"),
+            kernel: us("system_usec"),
+            user: us("user_usec"),
+            ..Default::default()
+        },
+        throttling: Throttling {
+            periods: s.get("nr_periods").copied().unwrap_or(0),
+            throttled_periods: s.get("nr_throttled").copied().unwrap_or(0),
+            throttled_time: us("throttled_usec"),
+        },
     }
 }
 
@@ -237,9 +273,18 @@ pub fn memory_v2(d: &Path) -> Memory {
     let usage = num(d, "memory.current");
     Memory {
         cache: raw.get("file").copied().unwrap_or(0),
-        usage: MemoryEntry { limit: num(d, "memory.max"), usage, max: num(d, "memory.peak"), failcnt: events.get("max").copied().unwrap_or(0) },
+        usage: MemoryEntry {
+            limit: num(d, "memory.max"),
+            usage,
+            max: num(d, "memory.peak"),
+            failcnt: events.get("max").copied().unwrap_or(0),
+        },
         // runc reports memory+swap here, as v1's memsw: clients compute swap alone from it.
-        swap: MemoryEntry { limit: num(d, "memory.swap.max"), usage: usage + num(d, "memory.swap.current"), ..Default::default() },
+        swap: MemoryEntry {
+            limit: num(d, "memory.swap.max"),
+            usage: usage + num(d, "memory.swap.current"),
+            ..Default::default()
+        },
         raw,
         ..Default::default()
     }
@@ -247,7 +292,10 @@ pub fn memory_v2(d: &Path) -> Memory {
 
 pub fn pids(d: &Path) -> Pids {
     let limit = num(d, "pids.max");
-    Pids { current: num(d, "pids.current"), limit: if limit == u64::MAX { 0 } else { limit } }
+    Pids {
+        current: num(d, "pids.current"),
+        limit: if limit == u64::MAX { 0 } else { limit },
+    }
 }
 
 pub fn blkio_v1(d: &Path) -> Blkio {
@@ -258,11 +306,19 @@ pub fn blkio_v1(d: &Path) -> Blkio {
                 let mut f = l.split_whitespace();
                 let (dev, op, value) = (f.next()?, f.next()?, f.next()?.parse().ok()?);
                 let (major, minor) = dev.split_once(':')?;
-                Some(BlkioEntry { major: major.parse().ok()?, minor: minor.parse().ok()?, op: op.to_owned(), value })
+                Some(BlkioEntry {
+                    major: major.parse().ok()?,
+                    minor: minor.parse().ok()?,
+                    op: op.to_owned(),
+                    value,
+                })
             })
             .collect()
     };
-    Blkio { io_service_bytes: entries("blkio.throttle.io_service_bytes_recursive"), io_serviced: entries("blkio.throttle.io_serviced_recursive") }
+    Blkio {
+        io_service_bytes: entries("blkio.throttle.io_service_bytes_recursive"),
+        io_serviced: entries("blkio.throttle.io_serviced_recursive"),
+    }
 }
 
 pub fn io_v2(d: &Path) -> Blkio {
@@ -270,10 +326,16 @@ pub fn io_v2(d: &Path) -> Blkio {
     let s = std::fs::read_to_string(d.join("io.stat")).unwrap_or_default();
     for line in s.lines() {
         let mut f = line.split_whitespace();
-        let Some((major, minor)) = f.next().and_then(|dev| dev.split_once(':')) else { continue };
-        let (Ok(major), Ok(minor)) = (major.parse(), minor.parse()) else { continue };
+        let Some((major, minor)) = f.next().and_then(|dev| dev.split_once(':')) else {
+            continue;
+        };
+        let (Ok(major), Ok(minor)) = (major.parse(), minor.parse()) else {
+            continue;
+        };
         for kv in f {
-            let Some((k, v)) = kv.split_once('=') else { continue };
+            let Some((k, v)) = kv.split_once('=') else {
+                continue;
+            };
             let value = v.parse().unwrap_or(0);
             let (list, op) = match k {
                 "rbytes" => (&mut out.io_service_bytes, "Read"),
@@ -282,7 +344,12 @@ pub fn io_v2(d: &Path) -> Blkio {
                 "wios" => (&mut out.io_serviced, "Write"),
                 _ => continue,
             };
-            list.push(BlkioEntry { major, minor, op: op.into(), value });
+            list.push(BlkioEntry {
+                major,
+                minor,
+                op: op.into(),
+                value,
+            });
         }
     }
     out
@@ -291,17 +358,35 @@ pub fn io_v2(d: &Path) -> Blkio {
 /// Per page size, from the `hugetlb.<size>.*` files present.
 pub fn hugetlb(d: &Path, v2: bool) -> BTreeMap<String, Hugetlb> {
     let mut out = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(d) else { return out };
+    let Ok(entries) = std::fs::read_dir(d) else {
+        return out;
+    };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(size) = name.strip_prefix("hugetlb.").and_then(|r| r.strip_suffix(if v2 { ".current" } else { ".usage_in_bytes" })) else { continue };
+        let Some(size) = name
+            .strip_prefix("hugetlb.")
+            .and_then(|r| r.strip_suffix(if v2 { ".current" } else { ".usage_in_bytes" }))
+        else {
+            continue;
+        };
         if size.contains('.') {
             continue;
         }
         let h = if v2 {
-            Hugetlb { usage: num(d, &name), max: 0, failcnt: keyed(d, &format!("hugetlb.{size}.events")).get("max").copied().unwrap_or(0) }
+            Hugetlb {
+                usage: num(d, &name),
+                max: 0,
+                failcnt: keyed(d, &format!("hugetlb.{size}.events"))
+                    .get("max")
+                    .copied()
+                    .unwrap_or(0),
+            }
         } else {
-            Hugetlb { usage: num(d, &name), max: num(d, &format!("hugetlb.{size}.max_usage_in_bytes")), failcnt: num(d, &format!("hugetlb.{size}.failcnt")) }
+            Hugetlb {
+                usage: num(d, &name),
+                max: num(d, &format!("hugetlb.{size}.max_usage_in_bytes")),
+                failcnt: num(d, &format!("hugetlb.{size}.failcnt")),
+            }
         };
         out.insert(size.to_owned(), h);
     }
@@ -322,6 +407,11 @@ mod tests {
     fn empty_stats_serialise_as_runc() {
         let s = serde_json::to_string(&Stats::default()).unwrap();
         assert!(s.starts_with(r#"{"cpu":{"usage":{"kernel":0,"user":0},"throttling":{}},"cpuset":{"cpu_exclusive":0,"#), "{s}");
-        assert!(s.ends_with(r#""pids":{},"blkio":{},"hugetlb":{},"intel_rdt":{},"network_interfaces":null}"#), "{s}");
+        assert!(
+            s.ends_with(
+                r#""pids":{},"blkio":{},"hugetlb":{},"intel_rdt":{},"network_interfaces":null}"#
+            ),
+            "{s}"
+        );
     }
 }

@@ -27,14 +27,24 @@ impl V2 {
 
     /// The controllers our cgroup can use: those its parent enabled for it.
     fn controllers(&self) -> Vec<String> {
-        super::read(&self.dir.join("cgroup.controllers")).map(|s| s.split_whitespace().map(str::to_owned).collect()).unwrap_or_default()
+        super::read(&self.dir.join("cgroup.controllers"))
+            .map(|s| s.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default()
     }
 
-    fn dir_for(&self, controller: &str, available: &[String]) -> std::result::Result<PathBuf, String> {
+    fn dir_for(
+        &self,
+        controller: &str,
+        available: &[String],
+    ) -> std::result::Result<PathBuf, String> {
         if available.iter().any(|c| c == controller) {
             Ok(self.dir.clone())
         } else {
-            Err(format!("the {controller} controller is not available in {} (cgroup.controllers: {})", self.dir.display(), available.join(" ")))
+            Err(format!(
+                "the {controller} controller is not available in {} (cgroup.controllers: {})",
+                self.dir.display(),
+                available.join(" ")
+            ))
         }
     }
 
@@ -48,7 +58,10 @@ impl V2 {
         self.set_unified(r, &available)?;
         if let (true, Some(rules)) = (devices, r.devices()) {
             let fd = self.open_dir()?;
-            super::ebpf::apply(fd.as_fd(), rules).map_err(|e| Error::Cgroup { field: "linux.resources.devices".into(), msg: format!("{}: {e}", self.dir.display()) })?;
+            super::ebpf::apply(fd.as_fd(), rules).map_err(|e| Error::Cgroup {
+                field: "linux.resources.devices".into(),
+                msg: format!("{}: {e}", self.dir.display()),
+            })?;
         }
         Ok(())
     }
@@ -62,14 +75,27 @@ impl V2 {
             let field = format!("linux.resources.unified.{key}");
             let controller = key.split('.').next().unwrap_or_default();
             if key.contains('/') || key.starts_with('.') {
-                return Err(Error::Cgroup { field, msg: "not a cgroup file name".into() });
+                return Err(Error::Cgroup {
+                    field,
+                    msg: "not a cgroup file name".into(),
+                });
             }
             if controller != "cgroup" && !available.iter().any(|c| c == controller) {
-                return Err(Error::Cgroup { field, msg: format!("the {controller} controller is not available in {} (cgroup.controllers: {})", self.dir.display(), available.join(" ")) });
+                return Err(Error::Cgroup {
+                    field,
+                    msg: format!(
+                        "the {controller} controller is not available in {} (cgroup.controllers: {})",
+                        self.dir.display(),
+                        available.join(" ")
+                    ),
+                });
             }
             let path = self.dir.join(key);
             if !path.exists() {
-                return Err(Error::Cgroup { field, msg: format!("{} does not exist", path.display()) });
+                return Err(Error::Cgroup {
+                    field,
+                    msg: format!("{} does not exist", path.display()),
+                });
             }
             super::write(&field, &path, value)?;
         }
@@ -101,10 +127,18 @@ impl V2 {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Error::Cgroup { field: "cgroup".into(), msg: format!("{}: {key} is not {value} after {}s", self.dir.display(), SETTLE.as_secs()) });
+                return Err(Error::Cgroup {
+                    field: "cgroup".into(),
+                    msg: format!(
+                        "{}: {key} is not {value} after {}s",
+                        self.dir.display(),
+                        SETTLE.as_secs()
+                    ),
+                });
             }
             let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLPRI)];
-            let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
+            let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
+                .unwrap_or(PollTimeout::MAX);
             match nix::poll::poll(&mut fds, ms) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(Error::os(format!("polling {}", path.display()), e)),
@@ -130,7 +164,8 @@ impl Manager for V2 {
         // The levels that do not exist yet count too: made below, they need the controllers of
         // their parents enabled as much as the existing ones (a nested new cgroupsPath).
         let mut above = self.dir.ancestors().skip(1).peekable();
-        let mut ancestors: Vec<&Path> = std::iter::from_fn(|| above.next_if(|a| !a.exists())).collect();
+        let mut ancestors: Vec<&Path> =
+            std::iter::from_fn(|| above.next_if(|a| !a.exists())).collect();
         ancestors.extend(above.take_while(|a| a.join("cgroup.subtree_control").exists()));
         ancestors.reverse();
         for (i, dir) in ancestors.iter().enumerate() {
@@ -139,11 +174,15 @@ impl Manager for V2 {
             }
             let has = super::read(&dir.join("cgroup.controllers")).unwrap_or_default();
             let enabled = super::read(&dir.join("cgroup.subtree_control")).unwrap_or_default();
-            for c in has.split_whitespace().filter(|c| !enabled.split_whitespace().any(|e| e == *c)) {
+            for c in has
+                .split_whitespace()
+                .filter(|c| !enabled.split_whitespace().any(|e| e == *c))
+            {
                 // One at a time: a controller the parent cannot give (a threaded subtree, a
                 // process in an inner node) must not keep the others from being enabled. A
                 // resource that then needs it fails with the field's name.
-                if let Err(e) = std::fs::write(dir.join("cgroup.subtree_control"), format!("+{c}")) {
+                if let Err(e) = std::fs::write(dir.join("cgroup.subtree_control"), format!("+{c}"))
+                {
                     crate::log::debug(|| format!("enabling {c} in {}: {e}", dir.display()));
                 }
             }
@@ -157,7 +196,8 @@ impl Manager for V2 {
 
     fn join(&self, pid: i32) -> Result<()> {
         let procs = self.dir.join("cgroup.procs");
-        std::fs::write(&procs, pid.to_string()).ctx(|| format!("joining cgroup: writing {pid} to {}", procs.display()))
+        std::fs::write(&procs, pid.to_string())
+            .ctx(|| format!("joining cgroup: writing {pid} to {}", procs.display()))
     }
 
     fn set(&self, r: &LinuxResources) -> Result<()> {
@@ -178,7 +218,8 @@ impl Manager for V2 {
         // cgroup.freeze is this cgroup's own wish; cgroup.events also says frozen when an
         // ancestor is, and then our processes are just as stopped.
         super::read(&self.dir.join("cgroup.freeze")).is_ok_and(|v| v == "1")
-            || super::read(&self.dir.join("cgroup.events")).is_ok_and(|e| keyed_value(&e, "frozen") == Some("1"))
+            || super::read(&self.dir.join("cgroup.events"))
+                .is_ok_and(|e| keyed_value(&e, "frozen") == Some("1"))
     }
 
     fn kill_all(&self) -> Result<()> {
@@ -210,7 +251,9 @@ impl Manager for V2 {
     fn oom_watch(&self) -> Result<Box<dyn OomWatch>> {
         let path = self.dir.join("memory.events");
         let file = std::fs::File::open(&path).ctx(|| format!("opening {}", path.display()))?;
-        let base = keyed_value(&reread(&file), "oom_kill").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let base = keyed_value(&reread(&file), "oom_kill")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         Ok(Box::new(EventsWatch { file, base }))
     }
 }
@@ -231,7 +274,9 @@ impl OomWatch for EventsWatch {
     }
 
     fn count(&mut self) -> u64 {
-        let now = keyed_value(&reread(&self.file), "oom_kill").and_then(|v| v.parse().ok()).unwrap_or(self.base);
+        let now = keyed_value(&reread(&self.file), "oom_kill")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(self.base);
         now.saturating_sub(self.base)
     }
 }
@@ -248,6 +293,9 @@ fn reread(mut file: &std::fs::File) -> String {
 }
 
 fn keyed_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    text.lines().find_map(|l| l.split_once(' ').filter(|(k, _)| *k == key).map(|(_, v)| v.trim()))
+    text.lines().find_map(|l| {
+        l.split_once(' ')
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v.trim())
+    })
 }
-

@@ -34,24 +34,40 @@ fn print<T: Serialize>(kind: &str, id: &str, data: Option<T>) -> anyhow::Result<
     use std::io::Write;
     let line = serde_json::to_string(&Event { kind, id, data })?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}").and_then(|_| out.flush()).map_err(|e| Error::os("writing events to stdout", e))?;
+    writeln!(out, "{line}")
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::os("writing events to stdout", e))?;
     Ok(())
 }
 
 /// Statistics every interval and an `oom` event whenever the kernel OOM-kills in the
 /// container, until the container's init exits.
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
-    let interval = crate::timefmt::parse_duration(&a.interval).filter(|d| !d.is_zero()).ok_or_else(|| Error::Usage(format!("--interval {:?}: must be a duration greater than 0, like 5s", a.interval)))?;
+    let interval = crate::timefmt::parse_duration(&a.interval)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "--interval {:?}: must be a duration greater than 0, like 5s",
+                a.interval
+            ))
+        })?;
     let c = Container::peek(&g.root, &a.id)?;
     let status = c.status();
     if matches!(status, Status::Stopped | Status::Creating) {
-        return Err(c.wrong_state(status, "there are no events of a container that does not run").into());
+        return Err(c
+            .wrong_state(
+                status,
+                "there are no events of a container that does not run",
+            )
+            .into());
     }
     let cgroup = c.cgroup()?;
     if a.stats {
         return print("stats", c.id(), Some(cgroup.stats()?)).map(|_| 0);
     }
-    let init = c.init_pidfd().ok_or_else(|| c.wrong_state(Status::Stopped, "its init exited"))?;
+    let init = c
+        .init_pidfd()
+        .ok_or_else(|| c.wrong_state(Status::Stopped, "its init exited"))?;
     let mut oom = cgroup.oom_watch()?;
     let mut ooms = 0;
     let mut next = Instant::now();
@@ -61,9 +77,17 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
             print("stats", c.id(), Some(cgroup.stats()?))?;
             next = now + interval;
         }
-        let wait = next.saturating_duration_since(Instant::now()).min(Duration::from_millis(i32::MAX as u64));
-        let mut fds = [PollFd::new(oom.fd(), oom.events()), PollFd::new(init.as_fd(), PollFlags::POLLIN)];
-        match nix::poll::poll(&mut fds, PollTimeout::try_from(wait.as_millis() as i32).unwrap_or(PollTimeout::MAX)) {
+        let wait = next
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(i32::MAX as u64));
+        let mut fds = [
+            PollFd::new(oom.fd(), oom.events()),
+            PollFd::new(init.as_fd(), PollFlags::POLLIN),
+        ];
+        match nix::poll::poll(
+            &mut fds,
+            PollTimeout::try_from(wait.as_millis() as i32).unwrap_or(PollTimeout::MAX),
+        ) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(Error::os("waiting for events", e).into()),
         }

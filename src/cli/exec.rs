@@ -78,7 +78,9 @@ fn exec(g: &Globals, a: Args) -> anyhow::Result<i32> {
     let process = match a.process {
         Some(path) => {
             if !a.command.is_empty() {
-                anyhow::bail!("--process and a command exclude each other: the command is in the process file");
+                anyhow::bail!(
+                    "--process and a command exclude each other: the command is in the process file"
+                );
             }
             ProcessSource::File(path)
         }
@@ -107,7 +109,12 @@ fn exec(g: &Globals, a: Args) -> anyhow::Result<i32> {
     if !a.detach {
         // The process is forked behind an intermediate when it joins a pid namespace: as
         // subreaper, kiln inherits it and can wait for it.
-        prctl::set_child_subreaper(true).map_err(|e| anyhow::anyhow!("PR_SET_CHILD_SUBREAPER: {}", std::io::Error::from_raw_os_error(e)))?;
+        prctl::set_child_subreaper(true).map_err(|e| {
+            anyhow::anyhow!(
+                "PR_SET_CHILD_SUBREAPER: {}",
+                std::io::Error::from_raw_os_error(e)
+            )
+        })?;
     }
     crate::selfexe::ensure_unwritable()?;
     let container = Container::load(&g.root, &a.id)?;

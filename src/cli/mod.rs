@@ -23,7 +23,11 @@ use clap::{Parser, Subcommand};
 use crate::log::{self, Format};
 
 #[derive(Parser)]
-#[command(name = "kiln", about = "kiln: an OCI container runtime, runc-compatible", disable_version_flag = true)]
+#[command(
+    name = "kiln",
+    about = "kiln: an OCI container runtime, runc-compatible",
+    disable_version_flag = true
+)]
 struct Cli {
     /// Directory for the state of containers (default: /run/kiln for root,
     /// $XDG_RUNTIME_DIR/kiln for other users).
@@ -98,7 +102,12 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::DisplayVersion) {
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                    | ErrorKind::DisplayVersion
+            ) {
                 let _ = e.print();
                 return 0;
             }
@@ -136,7 +145,11 @@ pub fn main() -> i32 {
         "false" => false,
         _ => rootless_auto(),
     };
-    let g = Globals { root, systemd_cgroup: cli.systemd_cgroup, rootless };
+    let g = Globals {
+        root,
+        systemd_cgroup: cli.systemd_cgroup,
+        rootless,
+    };
     let result = match command {
         Command::Create(a) => create::run(&g, a),
         Command::Start(a) => start::run(&g, a),
@@ -168,10 +181,14 @@ pub fn main() -> i32 {
 fn default_root() -> Result<PathBuf, String> {
     let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty());
     let euid = nix::unistd::geteuid();
-    let honor_xdg = !euid.is_root() || (crate::namespaces::in_user_namespace() && std::env::var("USER").map_or(true, |u| u != "root"));
+    let honor_xdg = !euid.is_root()
+        || (crate::namespaces::in_user_namespace()
+            && std::env::var("USER").map_or(true, |u| u != "root"));
     match xdg {
         Some(dir) if honor_xdg => Ok(PathBuf::from(dir).join("kiln")),
-        None if !euid.is_root() => Err(format!("--root: not given, and XDG_RUNTIME_DIR is unset: uid {euid} cannot use /run/kiln; set one of them")),
+        None if !euid.is_root() => Err(format!(
+            "--root: not given, and XDG_RUNTIME_DIR is unset: uid {euid} cannot use /run/kiln; set one of them"
+        )),
         _ => Ok(PathBuf::from("/run/kiln")),
     }
 }
@@ -202,7 +219,12 @@ fn version() -> String {
 mod tests {
     #[test]
     fn usage_errors_are_one_line() {
-        let e = super::usage_error("error: the following required arguments were not provided:\n  <ID>\n\nUsage: kiln start <ID>\n\nFor more information, try '--help'.\n");
-        assert_eq!(e, "the following required arguments were not provided: <ID> (see kiln --help)");
+        let e = super::usage_error(
+            "error: the following required arguments were not provided:\n  <ID>\n\nUsage: kiln start <ID>\n\nFor more information, try '--help'.\n",
+        );
+        assert_eq!(
+            e,
+            "the following required arguments were not provided: <ID> (see kiln --help)"
+        );
     }
 }

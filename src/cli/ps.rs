@@ -18,22 +18,54 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
     let pids = c.cgroup()?.pids()?;
     if a.format == "json" {
         // runc encodes a nil slice: `null` for an empty container.
-        println!("{}", if pids.is_empty() { "null".to_owned() } else { serde_json::to_string(&pids)? });
+        println!(
+            "{}",
+            if pids.is_empty() {
+                "null".to_owned()
+            } else {
+                serde_json::to_string(&pids)?
+            }
+        );
         return Ok(0);
     }
-    let args = if a.ps_args.is_empty() { vec!["-ef".to_owned()] } else { a.ps_args };
-    let out = std::process::Command::new("ps").args(&args).output().ctx(|| "running ps")?;
+    let args = if a.ps_args.is_empty() {
+        vec!["-ef".to_owned()]
+    } else {
+        a.ps_args
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .ctx(|| "running ps")?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        return Err(Error::Usage(format!("ps {}: {}", args.join(" "), err.trim().lines().next().unwrap_or("failed"))).into());
+        return Err(Error::Usage(format!(
+            "ps {}: {}",
+            args.join(" "),
+            err.trim().lines().next().unwrap_or("failed")
+        ))
+        .into());
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
     let header = lines.next().unwrap_or_default();
-    let col = header.split_whitespace().position(|h| h == "PID").ok_or_else(|| Error::Usage(format!("ps {}: its output has no PID column", args.join(" "))))?;
+    let col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "ps {}: its output has no PID column",
+                args.join(" ")
+            ))
+        })?;
     println!("{header}");
     for line in lines {
-        if line.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok()).is_some_and(|p| pids.contains(&p)) {
+        if line
+            .split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<i32>().ok())
+            .is_some_and(|p| pids.contains(&p))
+        {
             println!("{line}");
         }
     }

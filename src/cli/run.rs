@@ -20,7 +20,12 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
     if !a.detach {
         // Init may be forked behind an intermediate process: as subreaper, kiln inherits it and
         // can wait for it.
-        prctl::set_child_subreaper(true).map_err(|e| anyhow::anyhow!("PR_SET_CHILD_SUBREAPER: {}", std::io::Error::from_raw_os_error(e)))?;
+        prctl::set_child_subreaper(true).map_err(|e| {
+            anyhow::anyhow!(
+                "PR_SET_CHILD_SUBREAPER: {}",
+                std::io::Error::from_raw_os_error(e)
+            )
+        })?;
     }
     let (container, init) = lifecycle::create(&g.root, &a.id, &a.flags.options(g, !a.detach))?;
     if let Err(e) = lifecycle::start(&container) {

@@ -78,7 +78,9 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
 fn read_resources(path: &std::path::Path) -> Result<LinuxResources, Error> {
     let mut data = Vec::new();
     if path.as_os_str() == "-" {
-        std::io::stdin().read_to_end(&mut data).ctx(|| "--resources: reading stdin")?;
+        std::io::stdin()
+            .read_to_end(&mut data)
+            .ctx(|| "--resources: reading stdin")?;
     } else {
         data = std::fs::read(path).ctx(|| format!("--resources {}", path.display()))?;
     }
@@ -87,9 +89,15 @@ fn read_resources(path: &std::path::Path) -> Result<LinuxResources, Error> {
 
 fn from_flags(a: &Args) -> Result<LinuxResources, Error> {
     if a.l3_cache_schema.is_some() || a.mem_bw_schema.is_some() {
-        return Err(Error::Usage("--l3-cache-schema, --mem-bw-schema: kiln does not support Intel RDT".into()));
+        return Err(Error::Usage(
+            "--l3-cache-schema, --mem-bw-schema: kiln does not support Intel RDT".into(),
+        ));
     }
-    let bytes = |flag: &str, v: &Option<String>| v.as_deref().map(|v| parse_bytes(v).map_err(|e| Error::Usage(format!("--{flag} {v:?}: {e}")))).transpose();
+    let bytes = |flag: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|v| parse_bytes(v).map_err(|e| Error::Usage(format!("--{flag} {v:?}: {e}"))))
+            .transpose()
+    };
     let mut r = json!({});
     let mut put = |group: &str, key: &str, v: Value| {
         if !v.is_null() {
@@ -104,13 +112,26 @@ fn from_flags(a: &Args) -> Result<LinuxResources, Error> {
     put("cpu", "realtimeRuntime", json!(a.cpu_rt_runtime));
     put("cpu", "cpus", json!(a.cpuset_cpus));
     put("cpu", "mems", json!(a.cpuset_mems));
-    put("memory", "kernel", json!(bytes("kernel-memory", &a.kernel_memory)?));
-    put("memory", "kernelTCP", json!(bytes("kernel-memory-tcp", &a.kernel_memory_tcp)?));
+    put(
+        "memory",
+        "kernel",
+        json!(bytes("kernel-memory", &a.kernel_memory)?),
+    );
+    put(
+        "memory",
+        "kernelTCP",
+        json!(bytes("kernel-memory-tcp", &a.kernel_memory_tcp)?),
+    );
     let limit = bytes("memory", &a.memory)?;
     put("memory", "limit", json!(limit));
-    put("memory", "reservation", json!(bytes("memory-reservation", &a.memory_reservation)?));
+    put(
+        "memory",
+        "reservation",
+        json!(bytes("memory-reservation", &a.memory_reservation)?),
+    );
     // runc: an unlimited memory with swap not given means unlimited swap too.
-    let swap = bytes("memory-swap", &a.memory_swap)?.or(if limit == Some(-1) { Some(-1) } else { None });
+    let swap =
+        bytes("memory-swap", &a.memory_swap)?.or(if limit == Some(-1) { Some(-1) } else { None });
     put("memory", "swap", json!(swap));
     put("pids", "limit", json!(a.pids_limit));
     serde_json::from_value(r).map_err(|e| Error::Usage(format!("update: {e}")))
@@ -123,10 +144,17 @@ fn parse_bytes(v: &str) -> Result<i64, String> {
         return Ok(-1);
     }
     let lower = v.trim().to_ascii_lowercase();
-    let digits_end = lower.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(lower.len());
+    let digits_end = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
     let (num, unit) = lower.split_at(digits_end);
-    let num: f64 = num.parse().map_err(|_| "not a size (like 512m or 1g)".to_string())?;
-    let unit = unit.trim_start().trim_end_matches('b').trim_end_matches('i');
+    let num: f64 = num
+        .parse()
+        .map_err(|_| "not a size (like 512m or 1g)".to_string())?;
+    let unit = unit
+        .trim_start()
+        .trim_end_matches('b')
+        .trim_end_matches('i');
     let shift = match unit {
         "" => 0,
         "k" => 10,

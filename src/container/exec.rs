@@ -53,40 +53,72 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
     match status {
         Status::Running | Status::Created => {}
         Status::Paused if o.ignore_paused => {}
-        Status::Paused => return Err(c.wrong_state(Status::Paused, "its processes are frozen: resume it first, or use exec --ignore-paused")),
-        status => return Err(c.wrong_state(status, "only a running container can run another process")),
+        Status::Paused => {
+            return Err(c.wrong_state(
+                Status::Paused,
+                "its processes are frozen: resume it first, or use exec --ignore-paused",
+            ));
+        }
+        status => {
+            return Err(c.wrong_state(status, "only a running container can run another process"));
+        }
     }
-    let init = c.init_pidfd().ok_or_else(|| c.wrong_state(Status::Stopped, "its init exited"))?;
+    let init = c
+        .init_pidfd()
+        .ok_or_else(|| c.wrong_state(Status::Stopped, "its init exited"))?;
     let bundle = Bundle::load(&c.state.bundle)?;
     let process = match &o.process {
         ProcessSource::File(path) => {
             let bytes = std::fs::read(path).ctx(|| format!("--process {}", path.display()))?;
             let p = parse_process(path, &bytes)?;
-            crate::spec::check_user("user", p.user()).map_err(|(field, msg)| Error::config(path, field, msg))?;
+            crate::spec::check_user("user", p.user())
+                .map_err(|(field, msg)| Error::config(path, field, msg))?;
             p
         }
         ProcessSource::Flags(changes) => {
-            let base = bundle.spec.process().clone().ok_or_else(|| Error::config(bundle.dir.join("config.json"), "process", "missing"))?;
+            let base = bundle.spec.process().clone().ok_or_else(|| {
+                Error::config(bundle.dir.join("config.json"), "process", "missing")
+            })?;
             apply(base, changes)?
         }
     };
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(Error::Usage("exec needs a command to run, or --process".into()));
+        return Err(Error::Usage(
+            "exec needs a command to run, or --process".into(),
+        ));
     }
     crate::process::check(&process, o.foreground, o.console_socket.as_deref(), "--tty")?;
     let seccomp = crate::seccomp::Filter::saved(&c.dir)?;
-    let cgroup = crate::cgroups::from_paths(crate::cgroups::sub_paths(c.state.cgroup_paths.clone(), &o.sub_cgroups)?);
+    let cgroup = crate::cgroups::from_paths(crate::cgroups::sub_paths(
+        c.state.cgroup_paths.clone(),
+        &o.sub_cgroups,
+    )?);
     let opts = ExecOptions {
-        peer: Peer { id: c.id(), cgroup: cgroup.as_ref(), console_socket: o.console_socket.as_deref(), seccomp: seccomp.as_ref(), state: &c.state, status },
+        peer: Peer {
+            id: c.id(),
+            cgroup: cgroup.as_ref(),
+            console_socket: o.console_socket.as_deref(),
+            seccomp: seccomp.as_ref(),
+            state: &c.state,
+            status,
+        },
         process: &process,
         init: init.as_fd(),
-        personality: bundle.spec.linux().as_ref().and_then(|l| l.personality().as_ref()),
+        personality: bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.personality().as_ref()),
         namespaces: namespaces::of_other(c.state.pid)?,
         extra_fds: o.preserve_fds,
         join_cgroup_last: status == Status::Paused,
     };
     let spawned = spawn::spawn_exec(&opts)?;
-    if let Some(Err(e)) = o.pid_file.as_ref().map(|path| crate::container::lifecycle::write_pid_file(path, spawned.pid)) {
+    if let Some(Err(e)) = o
+        .pid_file
+        .as_ref()
+        .map(|path| crate::container::lifecycle::write_pid_file(path, spawned.pid))
+    {
         let _ = crate::sys::pidfd_send_signal(spawned.pidfd.as_fd(), libc::SIGKILL);
         crate::signals::restore(&spawned.saved_mask);
         return Err(e);
@@ -110,7 +142,11 @@ fn parse_process(path: &Path, bytes: &[u8]) -> Result<Process> {
 /// be runc's three in every set).
 fn none() -> LinuxCapabilities {
     let mut c = LinuxCapabilities::default();
-    c.set_bounding(None).set_effective(None).set_permitted(None).set_inheritable(None).set_ambient(None);
+    c.set_bounding(None)
+        .set_effective(None)
+        .set_permitted(None)
+        .set_inheritable(None)
+        .set_ambient(None);
     c
 }
 
@@ -132,7 +168,10 @@ fn apply(mut p: Process, c: &Changes) -> Result<Process> {
     if let Some(spec) = &c.user {
         let bad = || Error::Usage(format!("--user {spec:?}: expected uid[:gid], numbers"));
         let (uid, gid) = match spec.split_once(':') {
-            Some((u, g)) => (u.parse().map_err(|_| bad())?, Some(g.parse().map_err(|_| bad())?)),
+            Some((u, g)) => (
+                u.parse().map_err(|_| bad())?,
+                Some(g.parse().map_err(|_| bad())?),
+            ),
             None => (spec.parse().map_err(|_| bad())?, None),
         };
         for id in std::iter::once(uid).chain(gid) {
@@ -153,7 +192,9 @@ fn apply(mut p: Process, c: &Changes) -> Result<Process> {
     if !c.caps.is_empty() {
         let mut caps = p.capabilities().clone().unwrap_or_else(none);
         for name in &c.caps {
-            let cap: Capability = serde_json::from_value(serde_json::Value::String(name.clone())).map_err(|_| Error::Usage(format!("--cap {name:?}: not a capability")))?;
+            let cap: Capability =
+                serde_json::from_value(serde_json::Value::String(name.clone()))
+                    .map_err(|_| Error::Usage(format!("--cap {name:?}: not a capability")))?;
             let add = |set: &Option<std::collections::HashSet<Capability>>| {
                 let mut s = set.clone().unwrap_or_default();
                 s.insert(cap);
@@ -196,7 +237,11 @@ mod tests {
     fn with_cap(caps: Option<LinuxCapabilities>) -> LinuxCapabilities {
         let mut p = Process::default();
         p.set_capabilities(caps);
-        let changes = Changes { args: vec!["true".into()], caps: vec!["CAP_NET_RAW".into()], ..Default::default() };
+        let changes = Changes {
+            args: vec!["true".into()],
+            caps: vec!["CAP_NET_RAW".into()],
+            ..Default::default()
+        };
         apply(p, &changes).unwrap().capabilities().clone().unwrap()
     }
 
@@ -204,7 +249,10 @@ mod tests {
     fn cap_grows_bounding_effective_permitted_only() {
         let kill = set(&[Capability::Kill]);
         let mut c = none();
-        c.set_bounding(kill.clone()).set_effective(kill.clone()).set_permitted(kill.clone()).set_ambient(kill.clone());
+        c.set_bounding(kill.clone())
+            .set_effective(kill.clone())
+            .set_permitted(kill.clone())
+            .set_ambient(kill.clone());
         let c = with_cap(Some(c));
         for s in [c.bounding(), c.effective(), c.permitted()] {
             assert_eq!(s, &set(&[Capability::Kill, Capability::NetRaw]));
@@ -232,9 +280,17 @@ mod tests {
     fn process_file_without_user_is_root() {
         let p = parse_process(Path::new("p.json"), br#"{"args":["id"],"cwd":"/"}"#).unwrap();
         assert_eq!((p.user().uid(), p.user().gid()), (0, 0));
-        let e = parse_process(Path::new("p.json"), br#"{"args":["id"],"cwd":"/","terminal":"yes"}"#).unwrap_err();
+        let e = parse_process(
+            Path::new("p.json"),
+            br#"{"args":["id"],"cwd":"/","terminal":"yes"}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("terminal"), "{e}");
-        let p = parse_process(Path::new("p.json"), br#"{"args":["id"],"cwd":"/","user":{"uid":5,"gid":6}}"#).unwrap();
+        let p = parse_process(
+            Path::new("p.json"),
+            br#"{"args":["id"],"cwd":"/","user":{"uid":5,"gid":6}}"#,
+        )
+        .unwrap();
         assert_eq!((p.user().uid(), p.user().gid()), (5, 6));
     }
 }

@@ -8,7 +8,10 @@ pub fn validate(id: &str) -> Result<()> {
         Some("it is empty")
     } else if id == "." || id == ".." {
         Some("it names a directory")
-    } else if !id.chars().all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c)) {
+    } else if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c))
+    {
         Some("only letters, digits and _ + - . are allowed")
     } else if id.len() > 1024 {
         Some("it is longer than 1024 characters")
@@ -16,7 +19,10 @@ pub fn validate(id: &str) -> Result<()> {
         None
     };
     match why {
-        Some(why) => Err(Error::InvalidId { id: id.to_owned(), why }),
+        Some(why) => Err(Error::InvalidId {
+            id: id.to_owned(),
+            why,
+        }),
         None => Ok(()),
     }
 }

@@ -56,7 +56,11 @@ impl Undo<'_> {
 impl Drop for Undo<'_> {
     fn drop(&mut self) {
         if let Some(cgroup) = self.cgroup {
-            let killed = if self.populated { cgroup.kill_all() } else { Ok(()) };
+            let killed = if self.populated {
+                cgroup.kill_all()
+            } else {
+                Ok(())
+            };
             if let Err(e) = killed.and_then(|()| self.made.remove()) {
                 crate::log::warn(&format!("removing the cgroup of a failed create: {e}"));
             }
@@ -70,12 +74,31 @@ impl Drop for Undo<'_> {
 pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, Init)> {
     crate::container::id::validate(id)?;
     let bundle = Bundle::load(&o.bundle)?;
-    let process = bundle.spec.process().as_ref().expect("validated: process is present");
-    crate::process::check(process, o.foreground, o.console_socket.as_deref(), "process.terminal")?;
+    let process = bundle
+        .spec
+        .process()
+        .as_ref()
+        .expect("validated: process is present");
+    crate::process::check(
+        process,
+        o.foreground,
+        o.console_socket.as_deref(),
+        "process.terminal",
+    )?;
     let seccomp = crate::seccomp::of(&bundle.spec)?;
     let resources = cgroups::resources(&bundle.spec, o.rootless)?;
-    let cgroups_path = bundle.spec.linux().as_ref().and_then(|l| l.cgroups_path().as_deref());
-    let cgroup = cgroups::new(&cgroups::Request { id, cgroups_path, systemd: o.systemd_cgroup, rootless: o.rootless, resources: &resources })?;
+    let cgroups_path = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_deref());
+    let cgroup = cgroups::new(&cgroups::Request {
+        id,
+        cgroups_path,
+        systemd: o.systemd_cgroup,
+        rootless: o.rootless,
+        resources: &resources,
+    })?;
     let paths = cgroup.paths();
     let state = State {
         oci_version: bundle.spec.version().clone(),
@@ -85,14 +108,25 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
         bundle: bundle.dir.clone(),
         rootfs: bundle.rootfs.clone(),
         created: crate::timefmt::rfc3339_nano(std::time::SystemTime::now()),
-        annotations: bundle.spec.annotations().iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        annotations: bundle
+            .spec
+            .annotations()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         hooks: bundle.spec.hooks().clone(),
         cgroup_paths: paths.clone(),
         resources: Some(resources.clone()),
     };
     let mut container = Container::create(root, state)?;
     let dir = container.dir.clone();
-    let mut undo = Undo { dir: Some(&dir), cgroup: Some(cgroup.as_ref()), made: cgroups::Made::default(), populated: false };
+    let mut undo = Undo {
+        dir: Some(&dir),
+        cgroup: Some(cgroup.as_ref()),
+        made: cgroups::Made::default(),
+        populated: false,
+    };
     if let Some(filter) = &seccomp {
         filter.save(&dir)?;
     }
@@ -100,9 +134,11 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
     cgroups::check_usable(cgroup.as_ref())?;
 
     let fifo = container.fifo();
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622)).ctx(|| format!("creating {}", fifo.display()))?;
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .ctx(|| format!("creating {}", fifo.display()))?;
     // mkfifo honours the umask; init may run as any user and must be able to open it.
-    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622)).ctx(|| format!("chmod {}", fifo.display()))?;
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .ctx(|| format!("chmod {}", fifo.display()))?;
 
     let idmapped = crate::rootfs::idmapped::prepare(&bundle.spec, &bundle.dir)?;
     let listen_fds = listen_fds();
@@ -124,7 +160,8 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
     let init = spawn::spawn(&opts)?;
     let saved = (|| {
         container.state.pid = init.pid;
-        container.state.start_time = sys::start_time(init.pid).ctx(|| format!("reading /proc/{}/stat", init.pid))?;
+        container.state.start_time =
+            sys::start_time(init.pid).ctx(|| format!("reading /proc/{}/stat", init.pid))?;
         container.save()?;
         if let Some(path) = &o.pid_file {
             write_pid_file(path, init.pid)?;
@@ -142,18 +179,30 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
 
 /// systemd socket activation: fds 3.. meant for us (LISTEN_PID is ours) pass on to the container.
 fn listen_fds() -> u32 {
-    let ours = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
     if !ours {
         return 0;
     }
-    std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse().ok()).unwrap_or(0)
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Written atomically (rename), as clients poll for it: never a half-written pid.
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path = std::path::absolute(path).ctx(|| format!("--pid-file {}", path.display()))?;
-    let tmp = path.with_file_name(format!(".{}.kiln-tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
-    std::fs::write(&tmp, pid.to_string()).ctx(|| format!("--pid-file: writing {}", tmp.display()))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.kiln-tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&tmp, pid.to_string())
+        .ctx(|| format!("--pid-file: writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).ctx(|| format!("--pid-file: renaming to {}", path.display()))
 }
 
@@ -162,7 +211,9 @@ pub fn start(c: &Container) -> Result<()> {
         Status::Created => {}
         status => return Err(c.wrong_state(status, "only a created container can be started")),
     }
-    let pidfd = c.init_pidfd().ok_or_else(|| c.wrong_state(Status::Stopped, "its init exited before start"))?;
+    let pidfd = c
+        .init_pidfd()
+        .ok_or_else(|| c.wrong_state(Status::Stopped, "its init exited before start"))?;
     let fifo = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
@@ -173,14 +224,24 @@ pub fn start(c: &Container) -> Result<()> {
     // (close-on-exec). EOF before the second byte means init failed; its pidfd turning readable
     // means it died.
     let deadline = std::time::Instant::now() + INIT_ANSWER;
-    for stage in ["before start", "in the startContainer hooks, labels or seccomp (see the container's stderr)"] {
+    for stage in [
+        "before start",
+        "in the startContainer hooks, labels or seccomp (see the container's stderr)",
+    ] {
         if read_fifo(c, &fifo, &pidfd, deadline)? != 1 {
-            return Err(Error::Init { id: c.id().to_owned(), msg: format!("init exited {stage}, the process did not run") });
+            return Err(Error::Init {
+                id: c.id().to_owned(),
+                msg: format!("init exited {stage}, the process did not run"),
+            });
         }
     }
     while read_fifo(c, &fifo, &pidfd, deadline)? != 0 {}
     std::fs::remove_file(c.fifo()).ctx(|| format!("removing {}", c.fifo().display()))?;
-    hooks::run_warn(Stage::Poststart, &c.state.hooks, &c.state.for_hooks(Status::Running, c.state.pid));
+    hooks::run_warn(
+        Stage::Poststart,
+        &c.state.hooks,
+        &c.state.for_hooks(Status::Running, c.state.pid),
+    );
     Ok(())
 }
 
@@ -197,7 +258,10 @@ pub fn kill(c: &Container, signal: i32, all: bool) -> Result<()> {
     };
     let Some(init) = init else {
         if !all {
-            return Err(c.wrong_state(Status::Stopped, "container not running, there is no process to signal"));
+            return Err(c.wrong_state(
+                Status::Stopped,
+                "container not running, there is no process to signal",
+            ));
         }
         if status == Status::Stopped {
             // A cgroup already gone has no process left to signal.
@@ -208,7 +272,8 @@ pub fn kill(c: &Container, signal: i32, all: bool) -> Result<()> {
     if all {
         signal_all(c, signal, c.state.pid)?;
     }
-    sys::pidfd_send_signal(init.as_fd(), signal).ctx(|| format!("signalling init of {:?} (pid {})", c.id(), c.state.pid))?;
+    sys::pidfd_send_signal(init.as_fd(), signal)
+        .ctx(|| format!("signalling init of {:?} (pid {})", c.id(), c.state.pid))?;
     if status == Status::Paused && signal == libc::SIGKILL {
         c.cgroup()?.freeze(false)?;
     }
@@ -256,7 +321,11 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
     cgroup.remove()?;
     let state = c.state.clone();
     c.remove()?;
-    hooks::run_warn(Stage::Poststop, &state.hooks, &state.for_hooks(Status::Stopped, state.pid));
+    hooks::run_warn(
+        Stage::Poststop,
+        &state.hooks,
+        &state.for_hooks(Status::Stopped, state.pid),
+    );
     Ok(())
 }
 
@@ -268,13 +337,25 @@ fn stop(c: &Container, cgroup: &dyn Manager) -> Result<()> {
     let Some(init) = init else { return Ok(()) };
     let _ = sys::pidfd_send_signal(init.as_fd(), libc::SIGKILL);
     if !sys::wait_readable(init.as_fd(), Some(KILL_WAIT)) {
-        return Err(Error::Init { id: c.id().to_owned(), msg: format!("init (pid {}) still alive {}s after SIGKILL", c.state.pid, KILL_WAIT.as_secs()) });
+        return Err(Error::Init {
+            id: c.id().to_owned(),
+            msg: format!(
+                "init (pid {}) still alive {}s after SIGKILL",
+                c.state.pid,
+                KILL_WAIT.as_secs()
+            ),
+        });
     }
     Ok(())
 }
 
 /// Reads one byte of the exec fifo, 0 at EOF, waiting (bounded) for init to write or close it.
-fn read_fifo(c: &Container, fifo: &std::fs::File, pidfd: &std::os::fd::OwnedFd, deadline: std::time::Instant) -> Result<usize> {
+fn read_fifo(
+    c: &Container,
+    fifo: &std::fs::File,
+    pidfd: &std::os::fd::OwnedFd,
+    deadline: std::time::Instant,
+) -> Result<usize> {
     let mut byte = [0u8; 1];
     loop {
         wait_fifo(c, fifo, pidfd, deadline)?;
@@ -286,15 +367,34 @@ fn read_fifo(c: &Container, fifo: &std::fs::File, pidfd: &std::os::fd::OwnedFd, 
 }
 
 /// Waits (bounded) until the fifo has data or its writer closed, or init died.
-fn wait_fifo(c: &Container, fifo: &std::fs::File, pidfd: &std::os::fd::OwnedFd, deadline: std::time::Instant) -> Result<()> {
+fn wait_fifo(
+    c: &Container,
+    fifo: &std::fs::File,
+    pidfd: &std::os::fd::OwnedFd,
+    deadline: std::time::Instant,
+) -> Result<()> {
     loop {
         let mut fds = [
             nix::poll::PollFd::new(fifo.as_fd(), nix::poll::PollFlags::POLLIN),
             nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN),
         ];
-        let left = deadline.saturating_duration_since(std::time::Instant::now()).as_millis().min(i32::MAX as u128) as i32;
-        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::ZERO)) {
-            Ok(0) => return Err(Error::Init { id: c.id().to_owned(), msg: format!("init did not answer on the exec fifo within {}s", INIT_ANSWER.as_secs()) }),
+        let left = deadline
+            .saturating_duration_since(std::time::Instant::now())
+            .as_millis()
+            .min(i32::MAX as u128) as i32;
+        match nix::poll::poll(
+            &mut fds,
+            nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::ZERO),
+        ) {
+            Ok(0) => {
+                return Err(Error::Init {
+                    id: c.id().to_owned(),
+                    msg: format!(
+                        "init did not answer on the exec fifo within {}s",
+                        INIT_ANSWER.as_secs()
+                    ),
+                });
+            }
             Ok(_) => return Ok(()),
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(Error::os("waiting for init", e)),

@@ -5,8 +5,8 @@
 pub mod exec;
 pub mod id;
 pub mod lifecycle;
-pub mod update;
 pub mod state;
+pub mod update;
 
 use std::fs::File;
 use std::io::Write;
@@ -35,15 +35,25 @@ impl Container {
     /// whatever user it becomes, still reaches the exec fifo by path.
     pub fn create(root: &Path, state: State) -> Result<Container> {
         id::validate(&state.id)?;
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(root).ctx(|| format!("creating state root {}", root.display()))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .ctx(|| format!("creating state root {}", root.display()))?;
         let dir = root.join(&state.id);
         match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::Exists { id: state.id }),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::Exists { id: state.id });
+            }
             Err(e) => return Err(e).ctx(|| format!("creating {}", dir.display())),
         }
         let lock = lock(&dir, FlockArg::LockExclusive)?;
-        let c = Container { dir, state, _lock: Some(lock) };
+        let c = Container {
+            dir,
+            state,
+            _lock: Some(lock),
+        };
         c.save()?;
         Ok(c)
     }
@@ -53,7 +63,11 @@ impl Container {
         let dir = Self::dir_of(root, id)?;
         let lock = lock(&dir, FlockArg::LockExclusive)?;
         let state = read_state(&dir, id)?;
-        Ok(Container { dir, state, _lock: Some(lock) })
+        Ok(Container {
+            dir,
+            state,
+            _lock: Some(lock),
+        })
     }
 
     /// Loads without locking, for `state` and `list`: the state file is only ever replaced
@@ -61,7 +75,11 @@ impl Container {
     pub fn peek(root: &Path, id: &str) -> Result<Container> {
         let dir = Self::dir_of(root, id)?;
         let state = read_state(&dir, id)?;
-        Ok(Container { dir, state, _lock: None })
+        Ok(Container {
+            dir,
+            state,
+            _lock: None,
+        })
     }
 
     fn dir_of(root: &Path, id: &str) -> Result<PathBuf> {
@@ -85,9 +103,17 @@ impl Container {
         let tmp = self.dir.join(".state.json.tmp");
         let data = serde_json::to_vec(&self.state).expect("state serialises");
         // Private, as runc's: it holds the whole config, environment included.
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).ctx(|| format!("writing {}", tmp.display()))?;
-        f.write_all(&data).ctx(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, self.dir.join(STATE_FILE)).ctx(|| format!("saving state of {}", self.id()))
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .ctx(|| format!("writing {}", tmp.display()))?;
+        f.write_all(&data)
+            .ctx(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, self.dir.join(STATE_FILE))
+            .ctx(|| format!("saving state of {}", self.id()))
     }
 
     pub fn status(&self) -> Status {
@@ -114,7 +140,11 @@ impl Container {
 
     /// The error for an operation that `status` forbids, saying `why`.
     pub fn wrong_state(&self, status: Status, why: &str) -> Error {
-        Error::WrongState { id: self.id().to_owned(), status: status.to_string(), why: why.to_owned() }
+        Error::WrongState {
+            id: self.id().to_owned(),
+            status: status.to_string(),
+            why: why.to_owned(),
+        }
     }
 
     /// The manager of the container's cgroup, from the paths recorded at `create`.
@@ -124,7 +154,8 @@ impl Container {
 
     /// Init still runs, and is still the process we started (not a reuse of its pid).
     pub fn init_alive(&self) -> bool {
-        crate::sys::start_time(self.state.pid).is_ok_and(|t| t == self.state.start_time) && !crate::sys::is_zombie(self.state.pid)
+        crate::sys::start_time(self.state.pid).is_ok_and(|t| t == self.state.start_time)
+            && !crate::sys::is_zombie(self.state.pid)
     }
 
     /// A pidfd for init, checked against its start time after opening, so a signal through it
@@ -137,7 +168,10 @@ impl Container {
     /// The user owning the state directory, as `list` shows it.
     pub fn owner(&self) -> String {
         let uid = std::fs::metadata(&self.dir).map(|m| m.uid()).unwrap_or(0);
-        nix::unistd::User::from_uid(uid.into()).ok().flatten().map_or_else(|| format!("#{uid}"), |u| u.name)
+        nix::unistd::User::from_uid(uid.into())
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("#{uid}"), |u| u.name)
     }
 
     /// Removes the state directory; the container is gone for every later command.
@@ -157,7 +191,12 @@ fn read_state(dir: &Path, id: &str) -> Result<State> {
         std::io::ErrorKind::NotFound => Error::NotFound { id: id.to_owned() },
         _ => Error::os(format!("reading {}", path.display()), e),
     })?;
-    serde_json::from_slice(&data).map_err(|e| Error::os(format!("{}: corrupt state", path.display()), std::io::Error::other(e)))
+    serde_json::from_slice(&data).map_err(|e| {
+        Error::os(
+            format!("{}: corrupt state", path.display()),
+            std::io::Error::other(e),
+        )
+    })
 }
 
 /// A state root made by another user is refused before anything reads it: it is private to
@@ -182,7 +221,11 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
         Err(e) => return Err(e).ctx(|| format!("reading state root {}", root.display())),
     };
-    let mut ids: Vec<String> = entries.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).filter_map(|e| e.file_name().into_string().ok()).collect();
+    let mut ids: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
     ids.sort();
     Ok(ids)
 }

@@ -100,7 +100,11 @@ impl State {
             oci_version: &self.oci_version,
             id: &self.id,
             // runc reports no pid for a stopped container: the number may already be another's.
-            pid: if status == Status::Stopped { 0 } else { self.pid },
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
             status: status.as_str(),
             bundle: &self.bundle,
             rootfs: &self.rootfs,

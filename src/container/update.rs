@@ -10,7 +10,10 @@ use crate::error::{Error, Result};
 
 /// The fields that must be written together: `update --memory` alone must still keep
 /// memory+swap consistent, and v2's `cpu.max` holds quota and period in one file.
-const PARTNERS: &[(&str, &[&str])] = &[("memory", &["limit", "swap"]), ("cpu", &["quota", "period"])];
+const PARTNERS: &[(&str, &[&str])] = &[
+    ("memory", &["limit", "swap"]),
+    ("cpu", &["quota", "period"]),
+];
 
 pub fn update(c: &mut Container, request: &LinuxResources) -> Result<()> {
     let status = c.status();
@@ -23,10 +26,17 @@ pub fn update(c: &mut Container, request: &LinuxResources) -> Result<()> {
     if let Some(obj) = delta.as_object_mut() {
         obj.remove("devices");
     }
-    let mut merged = to_value(c.state.resources.as_ref().unwrap_or(&LinuxResources::default()));
+    let mut merged = to_value(
+        c.state
+            .resources
+            .as_ref()
+            .unwrap_or(&LinuxResources::default()),
+    );
     merge(&mut merged, &delta);
     for (group, fields) in PARTNERS {
-        let touched = fields.iter().any(|f| delta.get(group).and_then(|g| g.get(f)).is_some());
+        let touched = fields
+            .iter()
+            .any(|f| delta.get(group).and_then(|g| g.get(f)).is_some());
         if !touched {
             continue;
         }
@@ -36,7 +46,10 @@ pub fn update(c: &mut Container, request: &LinuxResources) -> Result<()> {
             }
         }
     }
-    let from = |v: Value| serde_json::from_value::<LinuxResources>(v).map_err(|e| Error::Usage(format!("update: {e}")));
+    let from = |v: Value| {
+        serde_json::from_value::<LinuxResources>(v)
+            .map_err(|e| Error::Usage(format!("update: {e}")))
+    };
     c.cgroup()?.set(&from(delta)?)?;
     c.state.resources = Some(from(merged)?);
     c.save()
@@ -64,8 +77,12 @@ mod tests {
 
     #[test]
     fn merge_keeps_what_the_request_leaves_out() {
-        let mut a = serde_json::json!({"memory": {"limit": 100, "swap": 200}, "pids": {"limit": 5}});
+        let mut a =
+            serde_json::json!({"memory": {"limit": 100, "swap": 200}, "pids": {"limit": 5}});
         merge(&mut a, &serde_json::json!({"memory": {"limit": 150}}));
-        assert_eq!(a, serde_json::json!({"memory": {"limit": 150, "swap": 200}, "pids": {"limit": 5}}));
+        assert_eq!(
+            a,
+            serde_json::json!({"memory": {"limit": 150, "swap": 200}, "pids": {"limit": 5}})
+        );
     }
 }

@@ -46,14 +46,20 @@ impl ExecOptions<'_> {
     /// A joined pid or time namespace applies to children only: the process is forked behind
     /// an intermediate.
     pub fn forks_again(&self) -> bool {
-        self.namespaces.intersects(CloneFlags::CLONE_NEWPID | CLONE_NEWTIME)
+        self.namespaces
+            .intersects(CloneFlags::CLONE_NEWPID | CLONE_NEWTIME)
     }
 }
 
 pub fn run(o: &ExecOptions, chan: &Channel) -> Result<Infallible> {
     let process = o.process;
     if !o.namespaces.is_empty() {
-        nix::sched::setns(o.init, o.namespaces).ctx(|| format!("joining the namespaces of the container's init ({:?})", o.namespaces))?;
+        nix::sched::setns(o.init, o.namespaces).ctx(|| {
+            format!(
+                "joining the namespaces of the container's init ({:?})",
+                o.namespaces
+            )
+        })?;
     }
     if o.forks_again() {
         fork_behind_intermediate(chan, "fork into the container's pid namespace")?;
@@ -63,18 +69,30 @@ pub fn run(o: &ExecOptions, chan: &Channel) -> Result<Infallible> {
     }
     if process.terminal().unwrap_or(false) {
         nix::unistd::setsid().ctx(|| "setsid")?;
-        let master = crate::tty::setup_in_container(process.console_size().as_ref(), process.user().uid(), false)?;
-        chan.send_with_fd(&Msg::PtyMaster, Some(master.as_raw_fd())).ctx(|| "sending the pty master")?;
+        let master = crate::tty::setup_in_container(
+            process.console_size().as_ref(),
+            process.user().uid(),
+            false,
+        )?;
+        chan.send_with_fd(&Msg::PtyMaster, Some(master.as_raw_fd()))
+            .ctx(|| "sending the pty master")?;
     }
     join_session_keyring(o.peer.id)?;
 
     // The steps init ends with, in its order (see `tail` for what follows the filter).
-    let steps = tail::Steps { process, personality: o.personality, seccomp: o.peer.seccomp, extra_fds: o.extra_fds, listen_fds: 0 };
+    let steps = tail::Steps {
+        process,
+        personality: o.personality,
+        seccomp: o.peer.seccomp,
+        extra_fds: o.extra_fds,
+        listen_fds: 0,
+    };
     let mut tail = tail::set_up(&steps, chan)?;
     chan.send(&Msg::Ready).ctx(|| "sync: ready")?;
     if o.join_cgroup_last {
         // The parent moves us into the frozen cgroup and answers: we read it once thawed.
-        chan.wait_continue().ctx(|| "sync: joining the paused container's cgroup")?;
+        chan.wait_continue()
+            .ctx(|| "sync: joining the paused container's cgroup")?;
     }
     tail.load_last_filter()?;
     tail.exec()

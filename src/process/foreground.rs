@@ -19,13 +19,21 @@ use crate::sys::{self, Exit};
 /// Waits for init (a child of ours: `run` is a subreaper), forwarding signals; returns how it
 /// ended.
 pub fn wait(init_pid: i32, init_pidfd: &OwnedFd, pty: Option<&OwnedFd>) -> Result<Exit> {
-    let sfd = SignalFd::with_flags(&SigSet::all(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ctx(|| "signalfd")?;
+    let sfd = SignalFd::with_flags(
+        &SigSet::all(),
+        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+    )
+    .ctx(|| "signalfd")?;
     let _raw = pty.and_then(|_| crate::tty::RawMode::enter());
     if let Some(master) = pty {
         crate::tty::copy_winsize(std::io::stdin().as_fd(), master.as_fd());
         // Non-blocking: the final drain must stop when the pty is empty, even if a process
         // that outlived init still holds its other end.
-        nix::fcntl::fcntl(master.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).ctx(|| "pty O_NONBLOCK")?;
+        nix::fcntl::fcntl(
+            master.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .ctx(|| "pty O_NONBLOCK")?;
     }
     let stdin = std::io::stdin();
     let mut stdin_open = pty.is_some();
@@ -42,7 +50,10 @@ pub fn wait(init_pid: i32, init_pidfd: &OwnedFd, pty: Option<&OwnedFd>) -> Resul
             Err(e) => return Err(e).ctx(|| "poll"),
             Ok(_) => {}
         }
-        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
         if let (Some(m), Some(true)) = (pty, ready.get(1)) {
             copy(m.as_fd(), std::io::stdout().as_fd());
         }
@@ -83,8 +94,12 @@ fn reap(init_pid: i32) -> Option<Exit> {
     let mut init_exit = None;
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == init_pid => init_exit = Some(Exit::Code(code)),
-            Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == init_pid => init_exit = Some(Exit::Signal(sig as i32)),
+            Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == init_pid => {
+                init_exit = Some(Exit::Code(code))
+            }
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == init_pid => {
+                init_exit = Some(Exit::Signal(sig as i32))
+            }
             Ok(WaitStatus::StillAlive) | Err(_) => return init_exit,
             Ok(_) => {}
         }

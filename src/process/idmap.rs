@@ -65,8 +65,12 @@ impl Kind {
 /// Writes `pid`'s uid_map, then its gid_map, as the caller is allowed to: directly as root or
 /// for a map of the caller's own id, through newuidmap/newgidmap otherwise.
 pub fn write(pid: i32, linux: Option<&Linux>) -> Result<()> {
-    let uids = linux.and_then(|l| l.uid_mappings().as_deref()).unwrap_or_default();
-    let gids = linux.and_then(|l| l.gid_mappings().as_deref()).unwrap_or_default();
+    let uids = linux
+        .and_then(|l| l.uid_mappings().as_deref())
+        .unwrap_or_default();
+    let gids = linux
+        .and_then(|l| l.gid_mappings().as_deref())
+        .unwrap_or_default();
     write_one(pid, Kind::Uid, uids)?;
     write_one(pid, Kind::Gid, gids)
 }
@@ -78,10 +82,12 @@ fn write_one(pid: i32, kind: Kind, maps: &[LinuxIdMapping]) -> Result<()> {
             // The kernel's condition for an unprivileged gid_map: the namespace can then never
             // drop a group that a permission check denies on.
             let path = format!("/proc/{pid}/setgroups");
-            std::fs::write(&path, "deny").ctx(|| format!("{}: writing \"deny\" to {path}", kind.field()))?;
+            std::fs::write(&path, "deny")
+                .ctx(|| format!("{}: writing \"deny\" to {path}", kind.field()))?;
         }
         let path = format!("/proc/{pid}/{}", kind.file());
-        return std::fs::write(&path, text(maps)).ctx(|| format!("{}: writing {path}", kind.field()));
+        return std::fs::write(&path, text(maps))
+            .ctx(|| format!("{}: writing {path}", kind.field()));
     }
     run_helper(pid, kind, maps)
 }
@@ -93,14 +99,19 @@ fn only_own(maps: &[LinuxIdMapping], own: u32) -> bool {
 
 /// The lines of /proc/PID/uid_map (or gid_map) for `maps`; also an idmapped mount's namespace's.
 pub fn text(maps: &[LinuxIdMapping]) -> String {
-    maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
 }
 
 /// `newuidmap PID ID HOSTID COUNT...`, waited for (bounded), its complaint in the error.
 fn run_helper(pid: i32, kind: Kind, maps: &[LinuxIdMapping]) -> Result<()> {
     let helper = kind.helper();
     let args: Vec<String> = std::iter::once(pid.to_string())
-        .chain(maps.iter().flat_map(|m| [m.container_id(), m.host_id(), m.size()].map(|n| n.to_string())))
+        .chain(
+            maps.iter()
+                .flat_map(|m| [m.container_id(), m.host_id(), m.size()].map(|n| n.to_string())),
+        )
         .collect();
     let what = || format!("{}: {helper} {}", kind.field(), args.join(" "));
     let mut child = Command::new(helper)
@@ -110,21 +121,41 @@ fn run_helper(pid: i32, kind: Kind, maps: &[LinuxIdMapping]) -> Result<()> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| Error::os(format!("{} (needs {helper}, from the uidmap package, for mappings other than the caller's own id)", what()), e))?;
-    let pidfd = crate::sys::pidfd_open(child.id() as i32).ctx(|| format!("{}: pidfd_open", what()))?;
+    let pidfd =
+        crate::sys::pidfd_open(child.id() as i32).ctx(|| format!("{}: pidfd_open", what()))?;
     if !crate::sys::wait_readable(pidfd.as_fd(), Some(HELPER_WAIT)) {
         let _ = child.kill();
         let _ = child.wait();
-        return Err(Error::os(what(), std::io::Error::other(format!("still running after {}s, killed", HELPER_WAIT.as_secs()))));
+        return Err(Error::os(
+            what(),
+            std::io::Error::other(format!(
+                "still running after {}s, killed",
+                HELPER_WAIT.as_secs()
+            )),
+        ));
     }
     let status = child.wait().ctx(what)?;
     if status.success() {
         return Ok(());
     }
     let mut stderr = String::new();
-    let _ = child.stderr.take().map(|mut s| s.read_to_string(&mut stderr));
+    let _ = child
+        .stderr
+        .take()
+        .map(|mut s| s.read_to_string(&mut stderr));
     let said = stderr.split_whitespace().collect::<Vec<_>>().join(" ");
-    let said = if said.is_empty() { status.to_string() } else { said };
-    Err(Error::os(what(), std::io::Error::other(format!("{said} (are these ranges this user's in {}?)", kind.subids()))))
+    let said = if said.is_empty() {
+        status.to_string()
+    } else {
+        said
+    };
+    Err(Error::os(
+        what(),
+        std::io::Error::other(format!(
+            "{said} (are these ranges this user's in {}?)",
+            kind.subids()
+        )),
+    ))
 }
 
 #[cfg(test)]
@@ -132,7 +163,12 @@ mod tests {
     use super::*;
 
     fn map(container: u32, host: u32, size: u32) -> LinuxIdMapping {
-        oci_spec::runtime::LinuxIdMappingBuilder::default().container_id(container).host_id(host).size(size).build().unwrap()
+        oci_spec::runtime::LinuxIdMappingBuilder::default()
+            .container_id(container)
+            .host_id(host)
+            .size(size)
+            .build()
+            .unwrap()
     }
 
     #[test]
@@ -147,6 +183,9 @@ mod tests {
 
     #[test]
     fn map_text_is_one_line_per_range() {
-        assert_eq!(text(&[map(0, 100000, 1000), map(1000, 200000, 1000)]), "0 100000 1000\n1000 200000 1000\n");
+        assert_eq!(
+            text(&[map(0, 100000, 1000), map(1000, 200000, 1000)]),
+            "0 100000 1000\n1000 200000 1000\n"
+        );
     }
 }

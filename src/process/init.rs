@@ -18,9 +18,18 @@ use crate::process::{InitOptions, tail};
 use crate::rootfs;
 
 /// `in_cgroup`: clone3 already placed us in the container's cgroup (CLONE_INTO_CGROUP).
-pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgroup: bool) -> Result<Infallible> {
+pub fn run(
+    o: &InitOptions,
+    plan: &Plan,
+    chan: &Channel,
+    fifo: OwnedFd,
+    in_cgroup: bool,
+) -> Result<Infallible> {
     let spec = &o.bundle.spec;
-    let process = spec.process().as_ref().expect("validated: process is present");
+    let process = spec
+        .process()
+        .as_ref()
+        .expect("validated: process is present");
     let linux = spec.linux().as_ref();
 
     // 0. The cgroup, before anything that allocates memory or forks, so that all of it is
@@ -52,8 +61,10 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
     let in_userns = plan.has(CloneFlags::CLONE_NEWUSER);
     if in_userns {
         // Be the namespace's root for the setup below (needs 0 mapped, which runc requires too).
-        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).ctx(|| "setgid 0 in the user namespace (is container gid 0 mapped?)")?;
-        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).ctx(|| "setuid 0 in the user namespace (is container uid 0 mapped?)")?;
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .ctx(|| "setgid 0 in the user namespace (is container gid 0 mapped?)")?;
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .ctx(|| "setuid 0 in the user namespace (is container uid 0 mapped?)")?;
     }
     if !plan.after_root().is_empty() {
         namespaces::unshare_flags(plan.after_root())?;
@@ -73,39 +84,67 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
     // --network none containers and a pod's infra container (whose namespace the pod's
     // members join) rely on a working 127.0.0.1.
     if plan.new.contains(CloneFlags::CLONE_NEWNET) {
-        crate::sys::set_link_up("lo").ctx(|| "linux.namespaces: bringing up lo in the new network namespace")?;
+        crate::sys::set_link_up("lo")
+            .ctx(|| "linux.namespaces: bringing up lo in the new network namespace")?;
     }
 
     // 4. The rootfs: every mount, /dev and cwd, while the host's paths (bind sources) are visible.
     //    The host's /proc is still mounted, so /proc/self names our host pid for the hooks.
-    let host_pid = std::fs::read_link("/proc/self").ok().and_then(|p| p.to_str()?.parse().ok()).unwrap_or(0);
+    let host_pid = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str()?.parse().ok())
+        .unwrap_or(0);
     let cgroup2 = o.cgroup.paths().remove("");
-    rootfs::prepare(spec, &o.bundle.rootfs, &o.bundle.dir, in_userns, plan.has(CloneFlags::CLONE_NEWCGROUP), cgroup2.as_deref(), o.idmapped)?;
+    rootfs::prepare(
+        spec,
+        &o.bundle.rootfs,
+        &o.bundle.dir,
+        in_userns,
+        plan.has(CloneFlags::CLONE_NEWCGROUP),
+        cgroup2.as_deref(),
+        o.idmapped,
+    )?;
 
     // 5. Hooks that see the finished mounts but not yet the pivoted root: prestart and
     //    createRuntime run in the parent (runtime namespace), createContainer here.
     request(chan, Msg::RunHooks)?;
-    hooks::run(Stage::CreateContainer, spec.hooks(), &o.state.for_hooks(Status::Creating, host_pid), Some(&o.bundle.rootfs))?;
+    hooks::run(
+        Stage::CreateContainer,
+        spec.hooks(),
+        &o.state.for_hooks(Status::Creating, host_pid),
+        Some(&o.bundle.rootfs),
+    )?;
 
     // 6. Into the rootfs.
     rootfs::enter(spec, &o.bundle.rootfs, o.no_pivot)?;
 
     // 7. The terminal: needs the container's devpts, hence after pivot_root.
     if process.terminal().unwrap_or(false) {
-        let master = crate::tty::setup_in_container(process.console_size().as_ref(), process.user().uid(), true)?;
-        chan.send_with_fd(&Msg::PtyMaster, Some(master.as_raw_fd())).ctx(|| "sending the pty master")?;
+        let master = crate::tty::setup_in_container(
+            process.console_size().as_ref(),
+            process.user().uid(),
+            true,
+        )?;
+        chan.send_with_fd(&Msg::PtyMaster, Some(master.as_raw_fd()))
+            .ctx(|| "sending the pty master")?;
     }
 
     // 8. Kernel parameters, before /proc/sys becomes read-only in step 9.
-    for (key, value) in linux.and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
+    for (key, value) in linux
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+    {
         let path = Path::new("/proc/sys").join(key.replace('.', "/"));
-        crate::procfs::write(&path, value).ctx(|| format!("linux.sysctl.{key}: writing {value:?}"))?;
+        crate::procfs::write(&path, value)
+            .ctx(|| format!("linux.sysctl.{key}: writing {value:?}"))?;
     }
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).ctx(|| format!("hostname {h:?}"))?;
     }
     if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
-        crate::procfs::write("/proc/sys/kernel/domainname", d).ctx(|| format!("domainname {d:?}"))?;
+        crate::procfs::write("/proc/sys/kernel/domainname", d)
+            .ctx(|| format!("domainname {d:?}"))?;
     }
 
     // 9. Read-only and masked paths, and a read-only root: last of the filesystem work, since
@@ -141,7 +180,10 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
 
     // 12. Ready. From here on the parent is gone; wait for `start` to open the fifo.
     chan.send(&Msg::Ready).ctx(|| "sync: ready")?;
-    let mut gate = std::fs::OpenOptions::new().write(true).open(&fifo_path).ctx(|| "opening the exec fifo (is /proc mounted in the container?)")?;
+    let mut gate = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo_path)
+        .ctx(|| "opening the exec fifo (is /proc mounted in the container?)")?;
     std::io::Write::write_all(&mut gate, b"0").ctx(|| "writing the exec fifo")?;
     // `gate` stays open, close-on-exec: `start` sees EOF exactly when the program is exec'd
     // (or init died), and only then runs the poststart hooks.
@@ -151,7 +193,12 @@ pub fn run(o: &InitOptions, plan: &Plan, chan: &Channel, fifo: OwnedFd, in_cgrou
     //     container, under the filter (as runc). The second byte tells `start` that all went
     //     well; the fifo closes at execve.
     tail.load_last_filter()?;
-    hooks::run(Stage::StartContainer, spec.hooks(), &o.state.for_hooks(Status::Created, host_pid), None)?;
+    hooks::run(
+        Stage::StartContainer,
+        spec.hooks(),
+        &o.state.for_hooks(Status::Created, host_pid),
+        None,
+    )?;
     std::io::Write::write_all(&mut gate, b"1").ctx(|| "writing the exec fifo")?;
     tail.exec()
 }
@@ -163,7 +210,9 @@ pub(super) fn fork_behind_intermediate(chan: &Channel, what: &str) -> Result<()>
     // SAFETY: single-threaded, as after clone3.
     match unsafe { fork() }.ctx(|| what)? {
         ForkResult::Parent { child } => hand_over_and_exit(chan, child),
-        ForkResult::Child => chan.wait_continue().ctx(|| "sync: waiting for the parent to take over from the intermediate"),
+        ForkResult::Child => chan
+            .wait_continue()
+            .ctx(|| "sync: waiting for the parent to take over from the intermediate"),
     }
 }
 
@@ -176,7 +225,9 @@ fn hand_over_and_exit(chan: &Channel, child: nix::unistd::Pid) -> ! {
         }
         Err(e) => {
             let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-            let _ = chan.send(&Msg::Error(format!("pidfd_open of the forked process {child}: {e}")));
+            let _ = chan.send(&Msg::Error(format!(
+                "pidfd_open of the forked process {child}: {e}"
+            )));
         }
     }
     // SAFETY: leave without running the parent's exit handlers.
@@ -197,8 +248,14 @@ pub(super) fn join_session_keyring(id: &str) -> Result<()> {
     if unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) } < 0 {
         let e = std::io::Error::last_os_error();
         // Kernels without keys, or where a user namespace may not have one: nothing to isolate.
-        if !matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EACCES) | Some(libc::EDQUOT)) {
-            return Err(Error::os("joining a new session keyring (use --no-new-keyring to skip)", e));
+        if !matches!(
+            e.raw_os_error(),
+            Some(libc::ENOSYS) | Some(libc::EACCES) | Some(libc::EDQUOT)
+        ) {
+            return Err(Error::os(
+                "joining a new session keyring (use --no-new-keyring to skip)",
+                e,
+            ));
         }
     }
     Ok(())

@@ -10,12 +10,14 @@ pub fn selinux_enabled() -> bool {
 }
 
 pub fn apparmor_enabled() -> bool {
-    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.starts_with('Y'))
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.starts_with('Y'))
 }
 
 pub fn set_exec_labels(selinux: Option<&str>, apparmor: Option<&str>) -> Result<()> {
     if let Some(label) = selinux.filter(|l| !l.is_empty()) {
-        crate::procfs::write("/proc/thread-self/attr/exec", label).ctx(|| format!("process.selinuxLabel: {label}"))?;
+        crate::procfs::write("/proc/thread-self/attr/exec", label)
+            .ctx(|| format!("process.selinuxLabel: {label}"))?;
     }
     if let Some(profile) = apparmor.filter(|p| !p.is_empty()) {
         let value = format!("exec {profile}");

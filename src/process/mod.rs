@@ -49,13 +49,22 @@ pub struct InitOptions<'a> {
 /// What `create` and `exec` check of a process before forking it: its terminal has a reader
 /// (kiln in the foreground, or a console socket), a console socket has a terminal to receive,
 /// and kiln can grant every capability. `tty` names the setting for the user.
-pub fn check(process: &Process, foreground: bool, console_socket: Option<&Path>, tty: &str) -> Result<()> {
+pub fn check(
+    process: &Process,
+    foreground: bool,
+    console_socket: Option<&Path>,
+    tty: &str,
+) -> Result<()> {
     let terminal = process.terminal().unwrap_or(false);
     if terminal && !foreground && console_socket.is_none() {
-        return Err(Error::Usage(format!("{tty} is set but no --console-socket was given: nothing would read the container's terminal")));
+        return Err(Error::Usage(format!(
+            "{tty} is set but no --console-socket was given: nothing would read the container's terminal"
+        )));
     }
     if !terminal && console_socket.is_some() {
-        return Err(Error::Usage(format!("--console-socket was given but {tty} is not set: there is no terminal to send")));
+        return Err(Error::Usage(format!(
+            "--console-socket was given but {tty} is not set: there is no terminal to send"
+        )));
     }
     crate::capabilities::check_grantable(process.capabilities().as_ref())
 }

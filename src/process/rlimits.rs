@@ -28,28 +28,45 @@ fn resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
 
 /// The config's name for a limit (`RLIMIT_NOFILE`), for messages.
 fn name(t: PosixRlimitType) -> String {
-    serde_json::to_value(t).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_else(|| format!("{t:?}"))
+    serde_json::to_value(t)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{t:?}"))
 }
 
 pub fn apply(limits: &[PosixRlimit]) -> Result<()> {
     for (i, r) in limits.iter().enumerate() {
         let res = resource(r.typ());
-        let new = libc::rlimit { rlim_cur: r.soft(), rlim_max: r.hard() };
+        let new = libc::rlimit {
+            rlim_cur: r.soft(),
+            rlim_max: r.hard(),
+        };
         // SAFETY: setrlimit reads one valid rlimit struct.
         if unsafe { libc::setrlimit(res, &new) } == 0 {
             continue;
         }
         let err = std::io::Error::last_os_error();
-        let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut cur = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         // SAFETY: getrlimit writes one rlimit struct into a valid pointer.
         unsafe { libc::getrlimit(res, &mut cur) };
         let why = if err.raw_os_error() == Some(libc::EPERM) && r.hard() > cur.rlim_max {
-            format!("cannot raise the hard limit above kiln's own ({}) without CAP_SYS_RESOURCE", cur.rlim_max)
+            format!(
+                "cannot raise the hard limit above kiln's own ({}) without CAP_SYS_RESOURCE",
+                cur.rlim_max
+            )
         } else {
             err.to_string()
         };
         return Err(Error::os(
-            format!("process.rlimits[{i}]: {} soft {} hard {}", name(r.typ()), r.soft(), r.hard()),
+            format!(
+                "process.rlimits[{i}]: {} soft {} hard {}",
+                name(r.typ()),
+                r.soft(),
+                r.hard()
+            ),
             std::io::Error::other(why),
         ));
     }

@@ -2,7 +2,10 @@
 //! All are inherited across execve, and lowering oom_score_adj or taking a real-time policy
 //! needs privileges, so init sets them before dropping any.
 
-use oci_spec::runtime::{IOPriorityClass, LinuxPersonality, LinuxPersonalityDomain, LinuxSchedulerFlag, LinuxSchedulerPolicy, Process, Scheduler};
+use oci_spec::runtime::{
+    IOPriorityClass, LinuxPersonality, LinuxPersonalityDomain, LinuxSchedulerFlag,
+    LinuxSchedulerPolicy, Process, Scheduler,
+};
 
 use crate::error::{Context, Error, Result};
 
@@ -10,7 +13,8 @@ use crate::error::{Context, Error, Result};
 /// host's CAP_SYS_RESOURCE, as runc's does), since init in the namespace can no longer open it.
 pub fn oom_score_adj_of(pid: i32, p: &Process) -> Result<()> {
     if let Some(adj) = p.oom_score_adj() {
-        crate::procfs::update(format!("/proc/{pid}/oom_score_adj"), &adj.to_string()).ctx(|| format!("process.oomScoreAdj: {adj}"))?;
+        crate::procfs::update(format!("/proc/{pid}/oom_score_adj"), &adj.to_string())
+            .ctx(|| format!("process.oomScoreAdj: {adj}"))?;
     }
     Ok(())
 }
@@ -19,7 +23,8 @@ pub fn apply(p: &Process, personality: Option<&LinuxPersonality>) -> Result<()> 
     if let Some(adj) = p.oom_score_adj() {
         // Podman sets the value kiln already has, which inside a user namespace cannot even be
         // opened for writing: leave it be. Another value was written from the parent.
-        crate::procfs::update("/proc/self/oom_score_adj", &adj.to_string()).ctx(|| format!("process.oomScoreAdj: {adj}"))?;
+        crate::procfs::update("/proc/self/oom_score_adj", &adj.to_string())
+            .ctx(|| format!("process.oomScoreAdj: {adj}"))?;
     }
     if let Some(pers) = personality {
         let persona = match pers.domain() {
@@ -43,7 +48,8 @@ pub fn apply(p: &Process, personality: Option<&LinuxPersonality>) -> Result<()> 
         let prio = (class << 13) | io.priority() as i64;
         // SAFETY: ioprio_set(IOPRIO_WHO_PROCESS, 0 = self, prio) takes integers only.
         if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) } < 0 {
-            return Err(std::io::Error::last_os_error()).ctx(|| format!("process.ioPriority: {:?} {}", io.class(), io.priority()));
+            return Err(std::io::Error::last_os_error())
+                .ctx(|| format!("process.ioPriority: {:?} {}", io.class(), io.priority()));
         }
     }
     Ok(())
@@ -96,7 +102,10 @@ fn scheduler(s: &Scheduler) -> Result<()> {
     };
     // SAFETY: `attr` is a valid sched_attr whose size field tells the kernel its layout.
     if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) } < 0 {
-        return Err(Error::os(format!("process.scheduler: {:?}", s.policy()), std::io::Error::last_os_error()));
+        return Err(Error::os(
+            format!("process.scheduler: {:?}", s.policy()),
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }

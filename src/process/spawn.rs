@@ -10,8 +10,8 @@ use nix::sys::signal::SigSet;
 use crate::error::{Context, Error, Result};
 use crate::hooks::{self, Stage};
 use crate::namespaces::Plan;
-use crate::process::{InitOptions, idmap};
 use crate::process::sync::{Channel, Kind, Msg, Phases};
+use crate::process::{InitOptions, idmap};
 use crate::sys::{self, Forked};
 use std::convert::Infallible;
 
@@ -37,11 +37,17 @@ struct Child {
 
 impl Child {
     fn pidfd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.pidfd.as_ref().expect("armed child has a pidfd").as_fd()
+        self.pidfd
+            .as_ref()
+            .expect("armed child has a pidfd")
+            .as_fd()
     }
 
     fn disarm(mut self) -> (i32, OwnedFd) {
-        (self.pid, self.pidfd.take().expect("armed child has a pidfd"))
+        (
+            self.pid,
+            self.pidfd.take().expect("armed child has a pidfd"),
+        )
     }
 }
 
@@ -73,18 +79,38 @@ pub struct Peer<'a> {
 /// stderr once the parent is gone.
 /// `born_in_cgroup: false` forks outside the cgroup even where clone3 could place the child.
 /// The last value returned says whether it was placed there.
-fn fork(p: &Peer, flags: CloneFlags, born_in_cgroup: bool, child_main: impl FnOnce(&Channel, bool) -> Result<Infallible>) -> Result<(Child, Channel, SigSet, bool)> {
+fn fork(
+    p: &Peer,
+    flags: CloneFlags,
+    born_in_cgroup: bool,
+    child_main: impl FnOnce(&Channel, bool) -> Result<Infallible>,
+) -> Result<(Child, Channel, SigSet, bool)> {
     let (parent, child_end) = Channel::pair().ctx(|| "socketpair")?;
-    let into = if born_in_cgroup { p.cgroup.clone_into()? } else { None };
+    let into = if born_in_cgroup {
+        p.cgroup.clone_into()?
+    } else {
+        None
+    };
     // A cgroup namespace made before the child is in its cgroup would be rooted elsewhere.
-    let flags = if into.is_none() { flags - CloneFlags::CLONE_NEWCGROUP } else { flags };
+    let flags = if into.is_none() {
+        flags - CloneFlags::CLONE_NEWCGROUP
+    } else {
+        flags
+    };
     let saved_mask = crate::signals::block_all()?;
     // SAFETY: kiln is single-threaded (it starts no threads), as clone3 without CLONE_VM needs.
     match unsafe { sys::clone3(flags.bits() as u64, into.as_ref().map(|f| f.as_fd())) } {
         Err(e) => {
             crate::signals::restore(&saved_mask);
-            let into = if into.is_some() { " into the container's cgroup" } else { "" };
-            Err(Error::os(format!("linux.namespaces: clone3{into} with {flags:?}"), e))
+            let into = if into.is_some() {
+                " into the container's cgroup"
+            } else {
+                ""
+            };
+            Err(Error::os(
+                format!("linux.namespaces: clone3{into} with {flags:?}"),
+                e,
+            ))
         }
         Ok(Forked::Child) => {
             drop(parent);
@@ -99,7 +125,16 @@ fn fork(p: &Peer, flags: CloneFlags, born_in_cgroup: bool, child_main: impl FnOn
             // SAFETY: _exit skips the atexit handlers and buffers that belong to the parent.
             unsafe { libc::_exit(1) }
         }
-        Ok(Forked::Parent { pid, pidfd }) => Ok((Child { pid, pidfd: Some(pidfd), ours: true }, parent, saved_mask, into.is_some())),
+        Ok(Forked::Parent { pid, pidfd }) => Ok((
+            Child {
+                pid,
+                pidfd: Some(pidfd),
+                ours: true,
+            },
+            parent,
+            saved_mask,
+            into.is_some(),
+        )),
     }
 }
 
@@ -120,10 +155,19 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
         state: opts.state,
         status: crate::container::Status::Creating,
     };
-    let flags = if plan.single_clone() { plan.new - plan.after_root() } else { CloneFlags::empty() };
-    let (child, chan, saved_mask, in_cgroup) = fork(&peer, flags, true, |chan, in_cgroup| crate::process::init::run(opts, &plan, chan, fifo, in_cgroup))?;
+    let flags = if plan.single_clone() {
+        plan.new - plan.after_root()
+    } else {
+        CloneFlags::empty()
+    };
+    let (child, chan, saved_mask, in_cgroup) = fork(&peer, flags, true, |chan, in_cgroup| {
+        crate::process::init::run(opts, &plan, chan, fifo, in_cgroup)
+    })?;
     let phases = Phases::new(Kind::Create, plan.needs_second_fork(), !in_cgroup);
-    let talked = talk(&peer, &chan, child, phases, |msg, pid| create_request(opts, msg, pid)).and_then(|(child, pty, _)| {
+    let talked = talk(&peer, &chan, child, phases, |msg, pid| {
+        create_request(opts, msg, pid)
+    })
+    .and_then(|(child, pty, _)| {
         // Limits last: device rules would have refused init's mknods, a pids limit its forks.
         opts.cgroup.set(opts.resources)?;
         Ok((child, pty))
@@ -137,7 +181,12 @@ fn ready(talked: Result<(Child, Option<OwnedFd>)>, saved_mask: SigSet) -> Result
     match talked {
         Ok((child, pty)) => {
             let (pid, pidfd) = child.disarm();
-            Ok(Init { pid, pidfd, pty, saved_mask })
+            Ok(Init {
+                pid,
+                pidfd,
+                pty,
+                saved_mask,
+            })
         }
         Err(e) => {
             crate::signals::restore(&saved_mask);
@@ -153,19 +202,30 @@ fn create_request(opts: &InitOptions, msg: &Msg, pid: i32) -> Result<bool> {
     match msg {
         Msg::WriteIdMaps => {
             idmap::write(pid, linux)?;
-            spec.process().as_ref().map_or(Ok(()), |p| crate::process::sched::oom_score_adj_of(pid, p))?;
+            spec.process()
+                .as_ref()
+                .map_or(Ok(()), |p| crate::process::sched::oom_score_adj_of(pid, p))?;
         }
         Msg::WriteTimeOffsets => {
             let offsets = linux.and_then(|l| l.time_offsets().as_ref());
             let text: String = offsets
                 .into_iter()
                 .flatten()
-                .map(|(clock, o)| format!("{clock} {} {}\n", o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0)))
+                .map(|(clock, o)| {
+                    format!(
+                        "{clock} {} {}\n",
+                        o.secs().unwrap_or(0),
+                        o.nanosecs().unwrap_or(0)
+                    )
+                })
                 .collect();
-            std::fs::write(format!("/proc/{pid}/timens_offsets"), text).ctx(|| "linux.timeOffsets")?;
+            std::fs::write(format!("/proc/{pid}/timens_offsets"), text)
+                .ctx(|| "linux.timeOffsets")?;
         }
         Msg::RunHooks => {
-            let state = opts.state.for_hooks(crate::container::Status::Creating, pid);
+            let state = opts
+                .state
+                .for_hooks(crate::container::Status::Creating, pid);
             // runc runs `create`'s hooks in the bundle, where it chdirs first.
             let bundle = Some(opts.bundle.dir.as_path());
             hooks::run(Stage::Prestart, spec.hooks(), &state, bundle)?;
@@ -182,32 +242,52 @@ fn create_request(opts: &InitOptions, msg: &Msg, pid: i32) -> Result<bool> {
 /// The child is forked outside the container's cgroup, and its final process, past every fork,
 /// is moved in (as runc): a container at its pids limit refuses forks, never a move.
 pub fn spawn_exec(o: &crate::process::exec::ExecOptions) -> Result<Init> {
-    let (child, chan, saved_mask, _) = fork(&o.peer, CloneFlags::empty(), false, |chan, _| crate::process::exec::run(o, chan))?;
-    let protocol = |msg: String| Error::Init { id: o.peer.id.to_owned(), msg };
+    let (child, chan, saved_mask, _) = fork(&o.peer, CloneFlags::empty(), false, |chan, _| {
+        crate::process::exec::run(o, chan)
+    })?;
+    let protocol = |msg: String| Error::Init {
+        id: o.peer.id.to_owned(),
+        msg,
+    };
     let phases = Phases::new(Kind::Exec, o.forks_again(), !o.join_cgroup_last);
-    let talked = talk(&o.peer, &chan, child, phases, |_, _| Ok(false)).and_then(|(child, pty, mut phases)| {
-        if o.join_cgroup_last {
-            // Into the frozen cgroup: the process reads Continue, and execs, once thawed.
-            o.peer.cgroup.join(child.pid)?;
-            chan.send(&Msg::Continue).ctx(|| "sync: continue")?;
-            return Ok((child, pty));
-        }
-        match chan.recv() {
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok((child, pty)),
-            Err(e) => Err(protocol(e.to_string())),
-            Ok((Msg::Error(msg), _)) => Err(protocol(msg)),
-            // Past Ready only an Error may come: the phase names what came instead.
-            Ok((other, _)) => Err(protocol(phases.accept(&other).err().unwrap_or_else(|| format!("protocol error: {other:?} after Ready")))),
-        }
-    });
+    let talked = talk(&o.peer, &chan, child, phases, |_, _| Ok(false)).and_then(
+        |(child, pty, mut phases)| {
+            if o.join_cgroup_last {
+                // Into the frozen cgroup: the process reads Continue, and execs, once thawed.
+                o.peer.cgroup.join(child.pid)?;
+                chan.send(&Msg::Continue).ctx(|| "sync: continue")?;
+                return Ok((child, pty));
+            }
+            match chan.recv() {
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok((child, pty)),
+                Err(e) => Err(protocol(e.to_string())),
+                Ok((Msg::Error(msg), _)) => Err(protocol(msg)),
+                // Past Ready only an Error may come: the phase names what came instead.
+                Ok((other, _)) => {
+                    Err(protocol(phases.accept(&other).err().unwrap_or_else(|| {
+                        format!("protocol error: {other:?} after Ready")
+                    })))
+                }
+            }
+        },
+    );
     ready(talked, saved_mask)
 }
 
 /// Answers the child's requests until it is ready (see the diagrams in `sync`), each checked
 /// against `phases` first; requests that only one kind of child makes go to `request`, which
 /// answers Continue for them.
-fn talk(p: &Peer, chan: &Channel, mut child: Child, mut phases: Phases, mut request: impl FnMut(&Msg, i32) -> Result<bool>) -> Result<(Child, Option<OwnedFd>, Phases)> {
-    let protocol = |msg: String| Error::Init { id: p.id.to_owned(), msg };
+fn talk(
+    p: &Peer,
+    chan: &Channel,
+    mut child: Child,
+    mut phases: Phases,
+    mut request: impl FnMut(&Msg, i32) -> Result<bool>,
+) -> Result<(Child, Option<OwnedFd>, Phases)> {
+    let protocol = |msg: String| Error::Init {
+        id: p.id.to_owned(),
+        msg,
+    };
     let mut pty = None;
     loop {
         let (msg, fd) = chan.recv().map_err(|e| protocol(e.to_string()))?;
@@ -223,7 +303,15 @@ fn talk(p: &Peer, chan: &Channel, mut child: Child, mut phases: Phases, mut requ
                 // exec'd process may exit, and be reaped by a subreaper, before we read this).
                 let pidfd = fd.ok_or_else(|| protocol("the intermediate sent no pidfd".into()))?;
                 let _ = sys::waitid_pidfd(child.pidfd(), false);
-                std::mem::replace(&mut child, Child { pid, pidfd: Some(pidfd), ours: false }).disarm();
+                std::mem::replace(
+                    &mut child,
+                    Child {
+                        pid,
+                        pidfd: Some(pidfd),
+                        ours: false,
+                    },
+                )
+                .disarm();
                 // The intermediate is gone: the one process left behind it may write now.
                 chan.send(&Msg::Continue).ctx(|| "sync: continue")?;
             }
@@ -235,10 +323,21 @@ fn talk(p: &Peer, chan: &Channel, mut child: Child, mut phases: Phases, mut requ
                 }
             }
             Msg::SeccompListener => {
-                let fd = fd.ok_or_else(|| protocol("seccomp listener message without an fd".into()))?;
-                let listener = p.seccomp.and_then(|f| f.listener()).ok_or_else(|| protocol("a notify fd without a listener".into()))?;
+                let fd =
+                    fd.ok_or_else(|| protocol("seccomp listener message without an fd".into()))?;
+                let listener = p
+                    .seccomp
+                    .and_then(|f| f.listener())
+                    .ok_or_else(|| protocol("a notify fd without a listener".into()))?;
                 // The state names the container's init, whose pid the process field does not.
-                let state = p.state.for_hooks(p.status, if p.state.pid > 0 { p.state.pid } else { child.pid });
+                let state = p.state.for_hooks(
+                    p.status,
+                    if p.state.pid > 0 {
+                        p.state.pid
+                    } else {
+                        child.pid
+                    },
+                );
                 crate::seccomp::send_to_listener(listener, &fd, child.pid, &state)?;
             }
             Msg::Ready => return Ok((child, pty, phases)),
@@ -252,4 +351,3 @@ fn talk(p: &Peer, chan: &Channel, mut child: Child, mut phases: Phases, mut requ
         }
     }
 }
-

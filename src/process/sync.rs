@@ -61,7 +61,9 @@
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -85,7 +87,12 @@ const MAX_MSG: usize = 64 * 1024;
 
 impl Channel {
     pub fn pair() -> std::io::Result<(Channel, Channel)> {
-        let (a, b) = socket::socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
+        let (a, b) = socket::socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
         Ok((Channel(a), Channel(b)))
     }
 
@@ -96,8 +103,18 @@ impl Channel {
     pub fn send_with_fd(&self, msg: &Msg, fd: Option<RawFd>) -> std::io::Result<()> {
         let bytes = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
         let fds = fd.map(|f| [f]);
-        let cmsg: Vec<ControlMessage> = fds.as_ref().map(|f| ControlMessage::ScmRights(f)).into_iter().collect();
-        socket::sendmsg::<()>(self.0.as_raw_fd(), &[IoSlice::new(&bytes)], &cmsg, MsgFlags::MSG_NOSIGNAL, None)?;
+        let cmsg: Vec<ControlMessage> = fds
+            .as_ref()
+            .map(|f| ControlMessage::ScmRights(f))
+            .into_iter()
+            .collect();
+        socket::sendmsg::<()>(
+            self.0.as_raw_fd(),
+            &[IoSlice::new(&bytes)],
+            &cmsg,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )?;
         Ok(())
     }
 
@@ -108,7 +125,12 @@ impl Channel {
         let mut cmsg_space = nix::cmsg_space!([RawFd; 1]);
         let (len, fd) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
-            match socket::recvmsg::<()>(self.0.as_raw_fd(), &mut iov, Some(&mut cmsg_space), MsgFlags::MSG_CMSG_CLOEXEC) {
+            match socket::recvmsg::<()>(
+                self.0.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg_space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
                 Ok(r) => {
                     let mut fd = None;
                     for c in r.cmsgs()? {
@@ -124,7 +146,10 @@ impl Channel {
             }
         };
         if len == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the container's init exited during setup"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the container's init exited during setup",
+            ));
         }
         let msg = serde_json::from_slice(&buf[..len]).map_err(std::io::Error::other)?;
         Ok((msg, fd))
@@ -134,7 +159,9 @@ impl Channel {
     pub fn wait_continue(&self) -> std::io::Result<()> {
         match self.recv()?.0 {
             Msg::Continue => Ok(()),
-            other => Err(std::io::Error::other(format!("protocol error: expected Continue, got {other:?}"))),
+            other => Err(std::io::Error::other(format!(
+                "protocol error: expected Continue, got {other:?}"
+            ))),
         }
     }
 }
@@ -177,8 +204,23 @@ impl Step {
 
 /// The order each kind's messages come in (the diagrams above), each at most once: exec's
 /// process joins its cgroup past the fork, create's init before anything.
-const CREATE: &[Step] = &[Step::JoinCgroup, Step::WriteIdMaps, Step::WriteTimeOffsets, Step::InitPid, Step::RunHooks, Step::PtyMaster, Step::SeccompListener, Step::Ready];
-const EXEC: &[Step] = &[Step::InitPid, Step::JoinCgroup, Step::PtyMaster, Step::SeccompListener, Step::Ready];
+const CREATE: &[Step] = &[
+    Step::JoinCgroup,
+    Step::WriteIdMaps,
+    Step::WriteTimeOffsets,
+    Step::InitPid,
+    Step::RunHooks,
+    Step::PtyMaster,
+    Step::SeccompListener,
+    Step::Ready,
+];
+const EXEC: &[Step] = &[
+    Step::InitPid,
+    Step::JoinCgroup,
+    Step::PtyMaster,
+    Step::SeccompListener,
+    Step::Ready,
+];
 
 /// The parent's view of where the child stands: every message it reads goes through `accept`
 /// first, which refuses one out of phase (out of order, repeated, not this kind's, or one the
@@ -196,7 +238,12 @@ pub struct Phases {
 
 impl Phases {
     pub fn new(kind: Kind, intermediate: bool, joins_cgroup: bool) -> Phases {
-        Phases { kind, intermediate, joins_cgroup, last: None }
+        Phases {
+            kind,
+            intermediate,
+            joins_cgroup,
+            last: None,
+        }
     }
 
     fn order(&self) -> &'static [Step] {
@@ -230,18 +277,32 @@ impl Phases {
             return Ok(());
         }
         let kind = format!("{:?}", self.kind).to_lowercase();
-        let out_of_phase = |why: String| format!("protocol error: {msg:?} out of phase ({why}) in {kind}");
-        let Some(step) = Step::of(msg) else { return Err(out_of_phase(format!("{}; never sent by the child", self.phase()))) };
+        let out_of_phase =
+            |why: String| format!("protocol error: {msg:?} out of phase ({why}) in {kind}");
+        let Some(step) = Step::of(msg) else {
+            return Err(out_of_phase(format!(
+                "{}; never sent by the child",
+                self.phase()
+            )));
+        };
         let order = self.order();
-        let Some(at) = order.iter().position(|&s| s == step) else { return Err(out_of_phase(format!("no {step:?} in {kind}'s protocol"))) };
+        let Some(at) = order.iter().position(|&s| s == step) else {
+            return Err(out_of_phase(format!("no {step:?} in {kind}'s protocol")));
+        };
         if self.expected(step) == Some(false) {
-            return Err(out_of_phase(format!("{}; no {step:?} expected in this run", self.phase())));
+            return Err(out_of_phase(format!(
+                "{}; no {step:?} expected in this run",
+                self.phase()
+            )));
         }
         if self.last.is_some_and(|l| at <= l) {
             return Err(out_of_phase(self.phase()));
         }
         let first = self.last.map_or(0, |l| l + 1);
-        if let Some(&missed) = order[first..at].iter().find(|&&s| self.expected(s) == Some(true)) {
+        if let Some(&missed) = order[first..at]
+            .iter()
+            .find(|&&s| self.expected(s) == Some(true))
+        {
             return Err(out_of_phase(format!("{}, before {missed:?}", self.phase())));
         }
         self.last = Some(at);
@@ -263,10 +324,18 @@ mod tests {
         let (m, fd) = b.recv().unwrap();
         assert_eq!(m, Msg::PtyMaster);
         assert!(fd.is_some());
-        assert_eq!(b.recv().unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            b.recv().unwrap_err().kind(),
+            std::io::ErrorKind::UnexpectedEof
+        );
     }
 
-    fn run(kind: Kind, intermediate: bool, joins_cgroup: bool, msgs: &[Msg]) -> Vec<Result<(), String>> {
+    fn run(
+        kind: Kind,
+        intermediate: bool,
+        joins_cgroup: bool,
+        msgs: &[Msg],
+    ) -> Vec<Result<(), String>> {
         let mut p = Phases::new(kind, intermediate, joins_cgroup);
         msgs.iter().map(|m| p.accept(m)).collect()
     }
@@ -281,39 +350,93 @@ mod tests {
     #[test]
     fn every_step_of_create_in_order() {
         use Msg::*;
-        let all = [JoinCgroup, WriteIdMaps, WriteTimeOffsets, InitPid(7), RunHooks, PtyMaster, SeccompListener, Ready];
-        assert!(run(Kind::Create, true, true, &all).iter().all(|r| r.is_ok()));
+        let all = [
+            JoinCgroup,
+            WriteIdMaps,
+            WriteTimeOffsets,
+            InitPid(7),
+            RunHooks,
+            PtyMaster,
+            SeccompListener,
+            Ready,
+        ];
+        assert!(
+            run(Kind::Create, true, true, &all)
+                .iter()
+                .all(|r| r.is_ok())
+        );
         // Born in its cgroup (v2), on the fast path: no JoinCgroup, no intermediate.
-        assert!(run(Kind::Create, false, false, &[WriteIdMaps, RunHooks, Ready]).iter().all(|r| r.is_ok()));
+        assert!(
+            run(Kind::Create, false, false, &[WriteIdMaps, RunHooks, Ready])
+                .iter()
+                .all(|r| r.is_ok())
+        );
     }
 
     #[test]
     fn exec_with_and_without_an_intermediate() {
         use Msg::*;
-        assert!(run(Kind::Exec, true, true, &[InitPid(7), JoinCgroup, PtyMaster, SeccompListener, Ready]).iter().all(|r| r.is_ok()));
+        assert!(
+            run(
+                Kind::Exec,
+                true,
+                true,
+                &[InitPid(7), JoinCgroup, PtyMaster, SeccompListener, Ready]
+            )
+            .iter()
+            .all(|r| r.is_ok())
+        );
         // Paused: the parent moves it into the cgroup after Ready, unasked.
-        assert!(run(Kind::Exec, false, false, &[Ready]).iter().all(|r| r.is_ok()));
+        assert!(
+            run(Kind::Exec, false, false, &[Ready])
+                .iter()
+                .all(|r| r.is_ok())
+        );
     }
 
     #[test]
     fn the_process_overtaking_its_intermediate_is_refused() {
         // The race this machine guards: the process's Ready read before the intermediate's
         // InitPid, then InitPid after Ready.
-        assert_eq!(refused(Kind::Exec, true, false, &[Msg::Ready]), "protocol error: Ready out of phase (at the start, before InitPid) in exec");
-        assert_eq!(refused(Kind::Exec, true, false, &[Msg::InitPid(7), Msg::Ready, Msg::InitPid(8)]), "protocol error: InitPid(8) out of phase (after Ready) in exec");
-        assert!(refused(Kind::Create, true, true, &[Msg::JoinCgroup, Msg::RunHooks]).contains("(after JoinCgroup, before InitPid)"));
+        assert_eq!(
+            refused(Kind::Exec, true, false, &[Msg::Ready]),
+            "protocol error: Ready out of phase (at the start, before InitPid) in exec"
+        );
+        assert_eq!(
+            refused(
+                Kind::Exec,
+                true,
+                false,
+                &[Msg::InitPid(7), Msg::Ready, Msg::InitPid(8)]
+            ),
+            "protocol error: InitPid(8) out of phase (after Ready) in exec"
+        );
+        assert!(
+            refused(Kind::Create, true, true, &[Msg::JoinCgroup, Msg::RunHooks])
+                .contains("(after JoinCgroup, before InitPid)")
+        );
     }
 
     #[test]
     fn out_of_order_repeated_or_foreign_messages_are_refused() {
         use Msg::*;
-        assert!(refused(Kind::Exec, false, true, &[JoinCgroup, PtyMaster, PtyMaster]).contains("PtyMaster out of phase (after PtyMaster)"));
+        assert!(
+            refused(Kind::Exec, false, true, &[JoinCgroup, PtyMaster, PtyMaster])
+                .contains("PtyMaster out of phase (after PtyMaster)")
+        );
         assert!(refused(Kind::Exec, true, true, &[JoinCgroup]).contains("before InitPid"));
-        assert!(refused(Kind::Exec, false, false, &[WriteIdMaps]).contains("no WriteIdMaps in exec's protocol"));
+        assert!(
+            refused(Kind::Exec, false, false, &[WriteIdMaps])
+                .contains("no WriteIdMaps in exec's protocol")
+        );
         assert!(refused(Kind::Exec, false, false, &[InitPid(3)]).contains("no InitPid expected"));
-        assert!(refused(Kind::Create, false, false, &[JoinCgroup]).contains("no JoinCgroup expected"));
+        assert!(
+            refused(Kind::Create, false, false, &[JoinCgroup]).contains("no JoinCgroup expected")
+        );
         assert!(refused(Kind::Create, false, true, &[RunHooks]).contains("before JoinCgroup"));
-        assert!(refused(Kind::Create, false, false, &[Continue]).contains("never sent by the child"));
+        assert!(
+            refused(Kind::Create, false, false, &[Continue]).contains("never sent by the child")
+        );
         assert!(refused(Kind::Create, false, false, &[Ready, RunHooks]).contains("after Ready"));
     }
 

@@ -72,14 +72,21 @@ pub(super) fn set_up<'a>(s: &Steps<'a>, chan: &Channel) -> Result<Prepared<'a>> 
     // No host directory may be open when the cwd is entered (a cwd of /proc/self/fd/N would
     // escape: CVE-2024-21626), and only stdio and the preserved fds reach the program; every
     // fd opened after this is close-on-exec by itself.
-    crate::procfs::close_directories_from(3 + s.extra_fds as i32).ctx(|| "closing the host's directory fds")?;
+    crate::procfs::close_directories_from(3 + s.extra_fds as i32)
+        .ctx(|| "closing the host's directory fds")?;
     crate::sys::cloexec_from(3 + s.extra_fds).ctx(|| "marking inherited fds close-on-exec")?;
 
     let late_cwd = enter_cwd_early(p.cwd())?;
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(p.user().umask().unwrap_or(0o022)));
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+        p.user().umask().unwrap_or(0o022),
+    ));
     // Resolved now so that a missing binary fails `create` rather than a later `start`, unless
     // the lookup starts from a cwd that only the user can enter.
-    let env = environment(p.env().as_deref().unwrap_or_default(), p.user().uid(), s.listen_fds);
+    let env = environment(
+        p.env().as_deref().unwrap_or_default(),
+        p.user().uid(),
+        s.listen_fds,
+    );
     let early = match late_cwd {
         Some(_) if starts_from_cwd(p.args().as_deref().unwrap_or_default(), &env) => None,
         _ => Some(Program::resolve(p, &env)?),
@@ -88,11 +95,19 @@ pub(super) fn set_up<'a>(s: &Steps<'a>, chan: &Channel) -> Result<Prepared<'a>> 
     let caps = capabilities::Plan::new(p.capabilities().as_ref());
     let nnp = p.no_new_privileges().unwrap_or(false);
     if nnp {
-        prctl::set_no_new_privileges(true).map_err(|e| Error::os("process.noNewPrivileges", std::io::Error::from_raw_os_error(e)))?;
+        prctl::set_no_new_privileges(true).map_err(|e| {
+            Error::os(
+                "process.noNewPrivileges",
+                std::io::Error::from_raw_os_error(e),
+            )
+        })?;
     }
     // They apply at the next execve: the program's, and the startContainer hooks' before it,
     // as in runc.
-    lsm::set_exec_labels(p.selinux_label().as_deref(), p.apparmor_profile().as_deref())?;
+    lsm::set_exec_labels(
+        p.selinux_label().as_deref(),
+        p.apparmor_profile().as_deref(),
+    )?;
 
     let moment = s.seccomp.map(|f| f.moment(nnp, p.capabilities().as_ref()));
     load_seccomp(s.seccomp, moment, Moment::BeforeIdentity, chan)?;
@@ -109,7 +124,10 @@ pub(super) fn set_up<'a>(s: &Steps<'a>, chan: &Channel) -> Result<Prepared<'a>> 
         None => Program::resolve(p, &env)?,
     };
     load_seccomp(s.seccomp, moment, Moment::BeforeReady, chan)?;
-    Ok(Prepared { last_filter: s.seccomp.filter(|_| moment == Some(Moment::Last)), program })
+    Ok(Prepared {
+        last_filter: s.seccomp.filter(|_| moment == Some(Moment::Last)),
+        program,
+    })
 }
 
 impl Prepared<'_> {
@@ -124,20 +142,34 @@ impl Prepared<'_> {
     }
 
     pub fn exec(self) -> Result<Infallible> {
-        let Program { path, c_path, argv, envp } = self.program;
+        let Program {
+            path,
+            c_path,
+            argv,
+            envp,
+        } = self.program;
         let e = nix::unistd::execve(&c_path, &argv, &envp).unwrap_err();
-        Err(Error::os(format!("exec {}", path.display()), std::io::Error::from(e)))
+        Err(Error::os(
+            format!("exec {}", path.display()),
+            std::io::Error::from(e),
+        ))
     }
 }
 
 /// Loads the seccomp filter if `now` is its moment. A notify fd goes to the parent and is closed
 /// here: the container's process must not hold its own listener.
-fn load_seccomp(filter: Option<&Filter>, moment: Option<Moment>, now: Moment, chan: &Channel) -> Result<()> {
+fn load_seccomp(
+    filter: Option<&Filter>,
+    moment: Option<Moment>,
+    now: Moment,
+    chan: &Channel,
+) -> Result<()> {
     let Some(filter) = filter.filter(|_| moment == Some(now)) else {
         return Ok(());
     };
     if let Some(fd) = filter.load()? {
-        chan.send_with_fd(&Msg::SeccompListener, Some(fd.as_raw_fd())).ctx(|| "sync: sending the seccomp notify fd")?;
+        chan.send_with_fd(&Msg::SeccompListener, Some(fd.as_raw_fd()))
+            .ctx(|| "sync: sending the seccomp notify fd")?;
     }
     Ok(())
 }
@@ -150,7 +182,10 @@ fn enter_cwd_early(cwd: &Path) -> Result<Option<&Path>> {
     match nix::unistd::chdir(cwd) {
         Ok(()) => check_cwd(cwd).map(|()| None),
         Err(Errno::EACCES | Errno::EPERM) => Ok(Some(cwd)),
-        Err(e) => Err(Error::os(format!("process.cwd: chdir {}", cwd.display()), std::io::Error::from(e))),
+        Err(e) => Err(Error::os(
+            format!("process.cwd: chdir {}", cwd.display()),
+            std::io::Error::from(e),
+        )),
     }
 }
 
@@ -165,19 +200,42 @@ fn check_cwd(cwd: &Path) -> Result<()> {
     if nix::unistd::getcwd().is_ok_and(|c| c.is_absolute()) {
         return Ok(());
     }
-    Err(Error::os("process.cwd", std::io::Error::other(format!("{} is outside the container's root", cwd.display()))))
+    Err(Error::os(
+        "process.cwd",
+        std::io::Error::other(format!("{} is outside the container's root", cwd.display())),
+    ))
 }
 
 impl Program {
     fn resolve(process: &Process, env: &[String]) -> Result<Program> {
         let args = process.args().as_deref().unwrap_or_default();
-        let arg0 = args.first().ok_or_else(|| Error::os("process.args", std::io::Error::other("empty: there is no program to run")))?;
+        let arg0 = args.first().ok_or_else(|| {
+            Error::os(
+                "process.args",
+                std::io::Error::other("empty: there is no program to run"),
+            )
+        })?;
         let path = find_program(arg0, env)?;
-        let cstr = |what: &str, s: &[u8]| CString::new(s).map_err(|_| Error::os(what.to_owned(), std::io::Error::other("contains a NUL byte")));
+        let cstr = |what: &str, s: &[u8]| {
+            CString::new(s).map_err(|_| {
+                Error::os(
+                    what.to_owned(),
+                    std::io::Error::other("contains a NUL byte"),
+                )
+            })
+        };
         Ok(Program {
             c_path: cstr("process.args[0]", path.as_os_str().as_bytes())?,
-            argv: args.iter().enumerate().map(|(i, a)| cstr(&format!("process.args[{i}]"), a.as_bytes())).collect::<Result<_>>()?,
-            envp: env.iter().enumerate().map(|(i, e)| cstr(&format!("process.env[{i}]"), e.as_bytes())).collect::<Result<_>>()?,
+            argv: args
+                .iter()
+                .enumerate()
+                .map(|(i, a)| cstr(&format!("process.args[{i}]"), a.as_bytes()))
+                .collect::<Result<_>>()?,
+            envp: env
+                .iter()
+                .enumerate()
+                .map(|(i, e)| cstr(&format!("process.env[{i}]"), e.as_bytes()))
+                .collect::<Result<_>>()?,
             path,
         })
     }
@@ -209,17 +267,23 @@ fn starts_from_cwd(args: &[String], env: &[String]) -> bool {
 
 /// The container's PATH, or execvp's default without one.
 fn search_path(env: &[String]) -> &str {
-    env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH)
+    env.iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH)
 }
 
 /// args[0] as execvp would find it, using the container's PATH. Looked up before the user
 /// switch: a program that root finds but the user may not run fails at execve, with EACCES.
 fn find_program(arg0: &str, env: &[String]) -> Result<PathBuf> {
-    let executable = |p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && !p.is_dir();
+    let executable =
+        |p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && !p.is_dir();
     if arg0.contains('/') {
         return match nix::unistd::access(Path::new(arg0), nix::unistd::AccessFlags::X_OK) {
             Ok(()) => Ok(PathBuf::from(arg0)),
-            Err(e) => Err(Error::os(format!("process.args[0]: {arg0}"), std::io::Error::from(e))),
+            Err(e) => Err(Error::os(
+                format!("process.args[0]: {arg0}"),
+                std::io::Error::from(e),
+            )),
         };
     }
     let path = search_path(env);
@@ -227,7 +291,14 @@ fn find_program(arg0: &str, env: &[String]) -> Result<PathBuf> {
         .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(arg0))
         .find(|p| executable(p))
         // runc's words: Podman and containerd turn "executable file not found" into exit 127.
-        .ok_or_else(|| Error::os(format!("process.args[0]: exec: {arg0:?}: executable file not found in $PATH ({path})"), std::io::Error::from_raw_os_error(libc::ENOENT)))
+        .ok_or_else(|| {
+            Error::os(
+                format!(
+                    "process.args[0]: exec: {arg0:?}: executable file not found in $PATH ({path})"
+                ),
+                std::io::Error::from_raw_os_error(libc::ENOENT),
+            )
+        })
 }
 
 #[cfg(test)]

@@ -17,27 +17,43 @@ pub struct Switch {
 impl Switch {
     pub fn new(user: &User) -> Result<Switch> {
         // A user namespace whose setgroups is denied (rootless) cannot take supplementary groups.
-        let setgroups_denied = std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
-        let gids: Vec<Gid> = user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect();
+        let setgroups_denied =
+            std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
+        let gids: Vec<Gid> = user
+            .additional_gids()
+            .iter()
+            .flatten()
+            .map(|g| Gid::from_raw(*g))
+            .collect();
         if setgroups_denied && !gids.is_empty() {
             // Dropping them silently would leave the process without access the config grants.
             return Err(crate::error::Error::os(
                 "process.user.additionalGids",
-                std::io::Error::other("this user namespace denies setgroups (rootless with a single own-id mapping): map the groups through newgidmap (/etc/subgid) or drop them"),
+                std::io::Error::other(
+                    "this user namespace denies setgroups (rootless with a single own-id mapping): map the groups through newgidmap (/etc/subgid) or drop them",
+                ),
             ));
         }
-        Ok(Switch { uid: Uid::from_raw(user.uid()), gid: Gid::from_raw(user.gid()), groups: (!setgroups_denied).then_some(gids) })
+        Ok(Switch {
+            uid: Uid::from_raw(user.uid()),
+            gid: Gid::from_raw(user.gid()),
+            groups: (!setgroups_denied).then_some(gids),
+        })
     }
 
     /// Switches to the user, keeping the permitted set through the uid change so that
     /// `capabilities::Plan::apply` can then set exactly the configured sets.
     pub fn switch(&self) -> Result<()> {
-        prctl::set_keep_capabilities(true).map_err(|e| crate::error::Error::os("PR_SET_KEEPCAPS", std::io::Error::from_raw_os_error(e)))?;
+        prctl::set_keep_capabilities(true).map_err(|e| {
+            crate::error::Error::os("PR_SET_KEEPCAPS", std::io::Error::from_raw_os_error(e))
+        })?;
         if let Some(groups) = &self.groups {
             setgroups(groups).ctx(|| "process.user.additionalGids: setgroups")?;
         }
-        setresgid(self.gid, self.gid, self.gid).ctx(|| format!("process.user.gid: setgid {}", self.gid))?;
-        setresuid(self.uid, self.uid, self.uid).ctx(|| format!("process.user.uid: setuid {}", self.uid))?;
+        setresgid(self.gid, self.gid, self.gid)
+            .ctx(|| format!("process.user.gid: setgid {}", self.gid))?;
+        setresuid(self.uid, self.uid, self.uid)
+            .ctx(|| format!("process.user.uid: setuid {}", self.uid))?;
         let _ = prctl::set_keep_capabilities(false);
         Ok(())
     }

@@ -11,7 +11,13 @@ use crate::cgroups::{Hierarchy, hierarchies};
 
 /// `reopen` resolves the destination again: the fd behind `target` names the directory under the
 /// new tmpfs, not the tmpfs itself. `cgroup2`: the container's cgroup v2 directory on the host.
-pub fn mount_cgroups(target: &Path, flags: MsFlags, cgroupns: bool, cgroup2: Option<&Path>, reopen: impl Fn() -> std::io::Result<std::os::fd::OwnedFd>) -> std::io::Result<()> {
+pub fn mount_cgroups(
+    target: &Path,
+    flags: MsFlags,
+    cgroupns: bool,
+    cgroup2: Option<&Path>,
+    reopen: impl Fn() -> std::io::Result<std::os::fd::OwnedFd>,
+) -> std::io::Result<()> {
     let all = hierarchies()?;
     let pure_v2 = all.len() == 1 && all[0].is_v2();
     if pure_v2 {
@@ -22,10 +28,19 @@ pub fn mount_cgroups(target: &Path, flags: MsFlags, cgroupns: bool, cgroup2: Opt
         return Ok(());
     }
     // v1 or hybrid: a tmpfs holding one directory per hierarchy, as /sys/fs/cgroup on the host.
-    mount(Some("tmpfs"), target, Some("tmpfs"), flags - MsFlags::MS_RDONLY, Some("mode=755"))?;
+    mount(
+        Some("tmpfs"),
+        target,
+        Some("tmpfs"),
+        flags - MsFlags::MS_RDONLY,
+        Some("mode=755"),
+    )?;
     let tmpfs = reopen()?;
     let target = &crate::rootfs::mount::fd_path(&tmpfs);
-    for h in all.iter().filter(|h| h.mount_point.parent() == Some(Path::new("/sys/fs/cgroup"))) {
+    for h in all
+        .iter()
+        .filter(|h| h.mount_point.parent() == Some(Path::new("/sys/fs/cgroup")))
+    {
         let name = h.mount_point.file_name().expect("has a parent, so a name");
         let sub = target.join(name);
         std::fs::create_dir_all(&sub)?;
@@ -41,32 +56,65 @@ pub fn mount_cgroups(target: &Path, flags: MsFlags, cgroupns: bool, cgroup2: Opt
         }
     }
     if flags.contains(MsFlags::MS_RDONLY) {
-        mount(None::<&str>, target, None::<&str>, MsFlags::MS_REMOUNT | flags, Some("mode=755"))?;
+        mount(
+            None::<&str>,
+            target,
+            None::<&str>,
+            MsFlags::MS_REMOUNT | flags,
+            Some("mode=755"),
+        )?;
     }
     Ok(())
 }
 
 /// A fresh mount of the hierarchy (in a cgroup namespace: it shows the container's subtree), or
 /// a bind of our own cgroup's directory, which then needs `restrict`: true in that case.
-fn mount_one(h: &Hierarchy, target: &Path, flags: MsFlags, cgroupns: bool, cgroup2: Option<&Path>) -> std::io::Result<bool> {
+fn mount_one(
+    h: &Hierarchy,
+    target: &Path,
+    flags: MsFlags,
+    cgroupns: bool,
+    cgroup2: Option<&Path>,
+) -> std::io::Result<bool> {
     let mut source = h.mount_point.join(h.own.trim_start_matches('/'));
     if cgroupns {
-        let (fstype, data) = if h.is_v2() { ("cgroup2", None) } else { ("cgroup", Some(h.controllers.as_str())) };
-        match (mount(Some(fstype), target, Some(fstype), flags, data), cgroup2) {
+        let (fstype, data) = if h.is_v2() {
+            ("cgroup2", None)
+        } else {
+            ("cgroup", Some(h.controllers.as_str()))
+        };
+        match (
+            mount(Some(fstype), target, Some(fstype), flags, data),
+            cgroup2,
+        ) {
             (Ok(()), _) => return Ok(false),
             // A user namespace can be refused a fresh cgroup2 even with a cgroup namespace of
             // its own (EBUSY, EPERM): the container's cgroup directory, bound, shows the same
             // subtree (runc's mountCgroupV2).
-            (Err(nix::errno::Errno::EBUSY | nix::errno::Errno::EPERM), Some(dir)) if h.is_v2() => source = dir.to_path_buf(),
+            (Err(nix::errno::Errno::EBUSY | nix::errno::Errno::EPERM), Some(dir)) if h.is_v2() => {
+                source = dir.to_path_buf()
+            }
             (Err(e), _) => return Err(e.into()),
         }
     }
-    mount(Some(&source), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)?;
+    mount(
+        Some(&source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )?;
     Ok(true)
 }
 
 /// A bind mount takes its flags (read-only, nosuid, ...) only from a remount of the mount.
 fn restrict(mount_point: &Path, flags: MsFlags) -> std::io::Result<()> {
     let keep = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
-    Ok(mount(None::<&str>, mount_point, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | (flags & keep), None::<&str>)?)
+    Ok(mount(
+        None::<&str>,
+        mount_point,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | (flags & keep),
+        None::<&str>,
+    )?)
 }

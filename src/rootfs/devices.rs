@@ -33,15 +33,18 @@ struct Node<'a> {
 }
 
 pub fn create(root: &OwnedFd, devices: &[LinuxDevice], in_userns: bool) -> Result<()> {
-    let defaults = DEFAULT.iter().filter(|(p, ..)| !devices.iter().any(|d| d.path() == Path::new(p))).map(|&(path, major, minor)| Node {
-        path: Path::new(path),
-        kind: SFlag::S_IFCHR,
-        major,
-        minor,
-        mode: 0o666,
-        uid: 0,
-        gid: 0,
-    });
+    let defaults = DEFAULT
+        .iter()
+        .filter(|(p, ..)| !devices.iter().any(|d| d.path() == Path::new(p)))
+        .map(|&(path, major, minor)| Node {
+            path: Path::new(path),
+            kind: SFlag::S_IFCHR,
+            major,
+            minor,
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+        });
     let configured = devices.iter().map(|d| Node {
         path: d.path(),
         kind: match d.typ() {
@@ -62,30 +65,60 @@ pub fn create(root: &OwnedFd, devices: &[LinuxDevice], in_userns: bool) -> Resul
 }
 
 fn make(root: &OwnedFd, n: &Node, in_userns: bool) -> std::io::Result<()> {
-    let name = n.path.file_name().ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let name = n
+        .path
+        .file_name()
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     let dir = resolve::mkdir_all(root, n.path.parent().unwrap_or(Path::new("/")))?;
     if in_userns && n.kind != SFlag::S_IFIFO {
         let target = resolve::create_file(root, n.path)?;
-        nix::mount::mount(Some(n.path), &fd_path(&target), None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)?;
+        nix::mount::mount(
+            Some(n.path),
+            &fd_path(&target),
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )?;
         return Ok(());
     }
     // A node left by the rootfs (or a default the config redefines) is replaced.
-    match nix::unistd::unlinkat(Some(std::os::fd::AsRawFd::as_raw_fd(&dir)), name, nix::unistd::UnlinkatFlags::NoRemoveDir) {
+    match nix::unistd::unlinkat(
+        Some(std::os::fd::AsRawFd::as_raw_fd(&dir)),
+        name,
+        nix::unistd::UnlinkatFlags::NoRemoveDir,
+    ) {
         Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
         Err(e) => return Err(e.into()),
     }
     let old = nix::sys::stat::umask(Mode::empty());
-    let made = mknodat(Some(dir.as_raw_fd()), name, n.kind, Mode::from_bits_truncate(n.mode), makedev(n.major, n.minor));
+    let made = mknodat(
+        Some(dir.as_raw_fd()),
+        name,
+        n.kind,
+        Mode::from_bits_truncate(n.mode),
+        makedev(n.major, n.minor),
+    );
     nix::sys::stat::umask(old);
     made?;
-    fchownat(Some(dir.as_raw_fd()), name, Some(Uid::from_raw(n.uid)), Some(Gid::from_raw(n.gid)), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
+    fchownat(
+        Some(dir.as_raw_fd()),
+        name,
+        Some(Uid::from_raw(n.uid)),
+        Some(Gid::from_raw(n.gid)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )?;
     Ok(())
 }
 
 /// /dev/fd, /dev/std*, /dev/ptmx (into the container's own devpts) and /dev/core.
 pub fn symlinks(root: &OwnedFd) -> Result<()> {
     let dev = resolve::mkdir_all(root, Path::new("/dev")).ctx(|| "creating /dev")?;
-    let mut links = vec![("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"), ("/proc/self/fd/1", "stdout"), ("/proc/self/fd/2", "stderr")];
+    let mut links = vec![
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+    ];
     if Path::new("/proc/kcore").exists() {
         links.push(("/proc/kcore", "core"));
     }
@@ -95,6 +128,15 @@ pub fn symlinks(root: &OwnedFd) -> Result<()> {
             Err(e) => return Err(e).ctx(|| format!("symlink /dev/{name}")),
         }
     }
-    let _ = nix::unistd::unlinkat(Some(std::os::fd::AsRawFd::as_raw_fd(&dev)), "ptmx", nix::unistd::UnlinkatFlags::NoRemoveDir);
-    nix::unistd::symlinkat("pts/ptmx", Some(std::os::fd::AsRawFd::as_raw_fd(&dev)), "ptmx").ctx(|| "symlink /dev/ptmx")
+    let _ = nix::unistd::unlinkat(
+        Some(std::os::fd::AsRawFd::as_raw_fd(&dev)),
+        "ptmx",
+        nix::unistd::UnlinkatFlags::NoRemoveDir,
+    );
+    nix::unistd::symlinkat(
+        "pts/ptmx",
+        Some(std::os::fd::AsRawFd::as_raw_fd(&dev)),
+        "ptmx",
+    )
+    .ctx(|| "symlink /dev/ptmx")
 }

@@ -23,23 +23,46 @@ use crate::error::{Context, Error, Result};
 /// spec: a namespace not listed is the runtime's), the mounts are made in the host's and the
 /// root is entered by chroot, as runc does; nothing of the host's own mounts is changed.
 pub fn has_mount_namespace(spec: &Spec) -> bool {
-    spec.linux().as_ref().and_then(|l| l.namespaces().as_deref()).unwrap_or_default().iter().any(|n| n.typ() == LinuxNamespaceType::Mount)
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_deref())
+        .unwrap_or_default()
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Mount)
 }
 
 /// `linux.rootfsPropagation` as mount flags; None when unset.
 pub(crate) fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
-    match spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_deref()) {
+    match spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+    {
         None | Some("") => Ok(None),
-        Some(p) => match mount::MountOptions::parse(&[p]).ok().and_then(|o| o.propagation.first().copied()) {
+        Some(p) => match mount::MountOptions::parse(&[p])
+            .ok()
+            .and_then(|o| o.propagation.first().copied())
+        {
             Some(flag) => Ok(Some(flag)),
-            None => Err(Error::os("linux.rootfsPropagation", std::io::Error::other(format!("{p:?} is not a propagation mode")))),
+            None => Err(Error::os(
+                "linux.rootfsPropagation",
+                std::io::Error::other(format!("{p:?} is not a propagation mode")),
+            )),
         },
     }
 }
 
 /// Mounts everything the config asks for under `rootfs`, then /dev, then the process's cwd.
 /// `cgroup2`: the container's cgroup v2 directory on the host (see `cgroupfs`).
-pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, in_userns: bool, cgroupns: bool, cgroup2: Option<&Path>, trees: &idmapped::Trees) -> Result<()> {
+pub fn prepare(
+    spec: &Spec,
+    rootfs: &Path,
+    bundle: &Path,
+    in_userns: bool,
+    cgroupns: bool,
+    cgroup2: Option<&Path>,
+    trees: &idmapped::Trees,
+) -> Result<()> {
     let linux = spec.linux().as_ref();
     if has_mount_namespace(spec) {
         // runc's prepareRoot, in its order. Nothing the container mounts may propagate back to
@@ -48,29 +71,52 @@ pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, in_userns: bool, cgrou
         // that bind: a shared or unbindable `/` would refuse it. A propagation other than
         // private or slave is given to the new root after `enter`.
         let propagation = root_propagation(spec)?;
-        mount(None::<&str>, "/", None::<&str>, propagation.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC), None::<&str>)
-            .ctx(|| "linux.rootfsPropagation: setting / propagation")?;
-        let parent = if propagation.is_some_and(|p| p.contains(MsFlags::MS_SLAVE)) { MsFlags::MS_SLAVE } else { MsFlags::MS_PRIVATE };
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            propagation.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC),
+            None::<&str>,
+        )
+        .ctx(|| "linux.rootfsPropagation: setting / propagation")?;
+        let parent = if propagation.is_some_and(|p| p.contains(MsFlags::MS_SLAVE)) {
+            MsFlags::MS_SLAVE
+        } else {
+            MsFlags::MS_PRIVATE
+        };
         parent_mount_propagation(rootfs, parent)?;
-        mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-            .ctx(|| format!("bind mounting rootfs {}", rootfs.display()))?;
+        mount(
+            Some(rootfs),
+            rootfs,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .ctx(|| format!("bind mounting rootfs {}", rootfs.display()))?;
     }
 
-    let root: OwnedFd = std::fs::File::open(rootfs).ctx(|| format!("opening rootfs {}", rootfs.display()))?.into();
+    let root: OwnedFd = std::fs::File::open(rootfs)
+        .ctx(|| format!("opening rootfs {}", rootfs.display()))?
+        .into();
     let mounts = spec.mounts().as_deref().unwrap_or_default();
     for (i, m) in mounts.iter().enumerate() {
         mount::mount_entry(&root, m, i, bundle, cgroupns, cgroup2, trees.get(i))?;
     }
     // A /dev bind-mounted from the host already has its nodes; anything else needs them made.
-    let dev_is_bind = mounts.iter().any(|m| m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("bind"));
+    let dev_is_bind = mounts
+        .iter()
+        .any(|m| m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("bind"));
     if !dev_is_bind {
-        let devices = linux.and_then(|l| l.devices().as_deref()).unwrap_or_default();
+        let devices = linux
+            .and_then(|l| l.devices().as_deref())
+            .unwrap_or_default();
         devices::create(&root, devices, in_userns)?;
         devices::symlinks(&root)?;
     }
     // cwd is created now, as root, so a user without write access to its parent still gets it.
     if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd()) {
-        resolve::mkdir_all(&root, cwd).ctx(|| format!("process.cwd: creating {}", cwd.display()))?;
+        resolve::mkdir_all(&root, cwd)
+            .ctx(|| format!("process.cwd: creating {}", cwd.display()))?;
     }
     Ok(())
 }
@@ -82,7 +128,14 @@ fn parent_mount_propagation(path: &Path, flags: MsFlags) -> Result<()> {
     loop {
         match mount(None::<&str>, p, None::<&str>, flags, None::<&str>) {
             Err(Errno::EINVAL) if p != Path::new("/") => p = p.parent().unwrap_or(Path::new("/")),
-            r => return r.ctx(|| format!("setting the propagation of {}, the mount holding the rootfs", p.display())),
+            r => {
+                return r.ctx(|| {
+                    format!(
+                        "setting the propagation of {}, the mount holding the rootfs",
+                        p.display()
+                    )
+                });
+            }
         }
     }
 }
@@ -97,7 +150,14 @@ pub fn enter(spec: &Spec, rootfs: &Path, no_pivot: bool) -> Result<()> {
         chroot(".").ctx(|| "chroot into the rootfs")?;
     } else if no_pivot {
         hide_host_pseudo_filesystems(rootfs)?;
-        mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).ctx(|| "moving the rootfs to /")?;
+        mount(
+            Some(rootfs),
+            "/",
+            None::<&str>,
+            MsFlags::MS_MOVE,
+            None::<&str>,
+        )
+        .ctx(|| "moving the rootfs to /")?;
         chroot(".").ctx(|| "chroot into the rootfs")?;
     } else {
         // pivot_root(".", ".") stacks the old root on top of the new one: unmounting "." then
@@ -105,13 +165,24 @@ pub fn enter(spec: &Spec, rootfs: &Path, no_pivot: bool) -> Result<()> {
         let old_root: OwnedFd = std::fs::File::open("/").ctx(|| "opening /")?.into();
         pivot_root(".", ".").ctx(|| "pivot_root")?;
         fchdir(std::os::fd::AsRawFd::as_raw_fd(&old_root)).ctx(|| "fchdir to the old root")?;
-        mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>).ctx(|| "making the old root a slave")?;
+        mount(
+            None::<&str>,
+            ".",
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .ctx(|| "making the old root a slave")?;
         umount2(".", MntFlags::MNT_DETACH).ctx(|| "unmounting the old root")?;
     }
     chdir("/").ctx(|| "chdir /")?;
     // Applied to the new `/` only now: before, it would have reached the host's root mount.
-    if mntns && let Some(p) = root_propagation(spec)? && !p.intersects(MsFlags::MS_PRIVATE | MsFlags::MS_SLAVE) {
-        mount(None::<&str>, "/", None::<&str>, p, None::<&str>).ctx(|| "linux.rootfsPropagation: setting the propagation of the new /")?;
+    if mntns
+        && let Some(p) = root_propagation(spec)?
+        && !p.intersects(MsFlags::MS_PRIVATE | MsFlags::MS_SLAVE)
+    {
+        mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
+            .ctx(|| "linux.rootfsPropagation: setting the propagation of the new /")?;
     }
     Ok(())
 }
@@ -122,16 +193,30 @@ pub fn enter(spec: &Spec, rootfs: &Path, no_pivot: bool) -> Result<()> {
 /// visible exists in the namespace): detach them, or cover them where that is refused (runc's
 /// msMoveRoot).
 fn hide_host_pseudo_filesystems(rootfs: &Path) -> Result<()> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "reading /proc/self/mountinfo")?;
+    let info =
+        std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "reading /proc/self/mountinfo")?;
     for p in whole_pseudo_mounts(&info, rootfs) {
         let what = || format!("--no-pivot: hiding the host's {}", p.display());
-        match mount(None::<&str>, &p, None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>) {
+        match mount(
+            None::<&str>,
+            &p,
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        ) {
             // Below one detached already.
             Err(Errno::ENOENT) => continue,
             r => r.ctx(what)?,
         }
         match umount2(&p, MntFlags::MNT_DETACH) {
-            Err(Errno::EINVAL | Errno::EPERM) => mount(Some("tmpfs"), &p, Some("tmpfs"), MsFlags::empty(), None::<&str>).ctx(what)?,
+            Err(Errno::EINVAL | Errno::EPERM) => mount(
+                Some("tmpfs"),
+                &p,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .ctx(what)?,
             r => r.ctx(what)?,
         }
     }
@@ -146,7 +231,8 @@ fn whole_pseudo_mounts(mountinfo: &str, rootfs: &Path) -> Vec<PathBuf> {
             let (left, right) = line.split_once(" - ")?;
             let fields: Vec<&str> = left.split(' ').collect();
             let point = PathBuf::from(crate::cgroups::unescape(fields.get(4)?));
-            let whole = *fields.get(3)? == "/" && matches!(right.split(' ').next(), Some("proc" | "sysfs"));
+            let whole =
+                *fields.get(3)? == "/" && matches!(right.split(' ').next(), Some("proc" | "sysfs"));
             (whole && !point.starts_with(rootfs)).then_some(point)
         })
         .collect()
@@ -160,23 +246,52 @@ pub fn finalize(spec: &Spec) -> Result<()> {
     let root: OwnedFd = std::fs::File::open("/").ctx(|| "opening /")?.into();
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if mount::readonly_deferred(m) {
-            let field = || format!("mounts[{i}] ({}): remounting read-only", m.destination().display());
-            let fd = resolve::open(&root, m.destination(), libc::O_PATH | libc::O_DIRECTORY).ctx(field)?;
+            let field = || {
+                format!(
+                    "mounts[{i}] ({}): remounting read-only",
+                    m.destination().display()
+                )
+            };
+            let fd = resolve::open(&root, m.destination(), libc::O_PATH | libc::O_DIRECTORY)
+                .ctx(field)?;
             let target = mount::fd_path(&fd);
             let keep = mount::locked_flags(&target)?;
-            mount(None::<&str>, &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep, None::<&str>).ctx(field)?;
+            mount(
+                None::<&str>,
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep,
+                None::<&str>,
+            )
+            .ctx(field)?;
         }
     }
-    for p in linux.and_then(|l| l.readonly_paths().as_deref()).unwrap_or_default() {
+    for p in linux
+        .and_then(|l| l.readonly_paths().as_deref())
+        .unwrap_or_default()
+    {
         readonly(Path::new(p)).ctx(|| format!("linux.readonlyPaths: {p}"))?;
     }
-    for p in linux.and_then(|l| l.masked_paths().as_deref()).unwrap_or_default() {
+    for p in linux
+        .and_then(|l| l.masked_paths().as_deref())
+        .unwrap_or_default()
+    {
         mask(Path::new(p)).ctx(|| format!("linux.maskedPaths: {p}"))?;
     }
-    if spec.root().as_ref().is_some_and(|r| r.readonly().unwrap_or(false)) {
+    if spec
+        .root()
+        .as_ref()
+        .is_some_and(|r| r.readonly().unwrap_or(false))
+    {
         let keep = mount::locked_flags(Path::new("/"))?;
-        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep, None::<&str>)
-            .ctx(|| "root.readonly: remounting / read-only")?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep,
+            None::<&str>,
+        )
+        .ctx(|| "root.readonly: remounting / read-only")?;
     }
     Ok(())
 }
@@ -190,20 +305,44 @@ fn ignore_missing(r: nix::Result<()>) -> std::io::Result<()> {
 }
 
 fn readonly(path: &Path) -> std::io::Result<()> {
-    ignore_missing(mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>))?;
+    ignore_missing(mount(
+        Some(path),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    ))?;
     if !path.exists() {
         return Ok(());
     }
     let keep = mount::locked_flags(path).map_err(|e| std::io::Error::other(e.to_string()))?;
-    mount(None::<&str>, path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | keep, None::<&str>)?;
+    mount(
+        None::<&str>,
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | keep,
+        None::<&str>,
+    )?;
     Ok(())
 }
 
 fn mask(path: &Path) -> std::io::Result<()> {
     if path.is_dir() {
-        ignore_missing(mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>))
+        ignore_missing(mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        ))
     } else {
-        ignore_missing(mount(Some("/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>))
+        ignore_missing(mount(
+            Some("/dev/null"),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        ))
     }
 }
 
@@ -223,7 +362,10 @@ mod tests {
 28 22 0:25 / /b/rootfs2/proc rw - proc proc rw
 29 22 0:26 / /with\\040space rw - sysfs sysfs rw";
         let got = whole_pseudo_mounts(info, Path::new("/b/rootfs"));
-        let want: Vec<PathBuf> = ["/proc", "/sys", "/b/rootfs2/proc", "/with space"].iter().map(PathBuf::from).collect();
+        let want: Vec<PathBuf> = ["/proc", "/sys", "/b/rootfs2/proc", "/with space"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
         assert_eq!(got, want);
     }
 }

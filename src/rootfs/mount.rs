@@ -59,21 +59,34 @@ impl MountOptions {
             } else if let Some(p) = propagation(opt) {
                 o.propagation.push(p);
             } else if let Some((set, attr)) = recursive_attr(opt) {
-                if set { o.attr_set |= attr } else { o.attr_clr |= attr }
+                if set {
+                    o.attr_set |= attr
+                } else {
+                    o.attr_clr |= attr
+                }
                 // Clearing an atime mode means choosing another one: mount_setattr wants the
                 // whole atime field cleared first.
-                if attr & libc::MOUNT_ATTR__ATIME as u64 != 0 || attr == libc::MOUNT_ATTR_RELATIME as u64 {
+                if attr & libc::MOUNT_ATTR__ATIME as u64 != 0
+                    || attr == libc::MOUNT_ATTR_RELATIME as u64
+                {
                     o.attr_clr |= libc::MOUNT_ATTR__ATIME as u64;
                 }
             } else if opt == "tmpcopyup" {
                 o.tmpcopyup = true;
             } else if opt == "idmap" || opt == "ridmap" {
-                o.idmap = Some(if opt == "ridmap" { Idmap::Recursive } else { Idmap::Top });
+                o.idmap = Some(if opt == "ridmap" {
+                    Idmap::Recursive
+                } else {
+                    Idmap::Top
+                });
             } else if opt.is_empty() {
                 return Err("an empty option".into());
             } else {
                 // tmpfs, devpts and others take the owner as data: 4294967295 there would be -1.
-                if let Some(id) = opt.strip_prefix("uid=").or_else(|| opt.strip_prefix("gid=")) {
+                if let Some(id) = opt
+                    .strip_prefix("uid=")
+                    .or_else(|| opt.strip_prefix("gid="))
+                {
                     let id: u64 = id.parse().map_err(|_| format!("{opt:?}: not a number"))?;
                     crate::spec::check_id(id).map_err(|e| format!("{}{e}", &opt[..4]))?;
                 }
@@ -162,19 +175,33 @@ const RECURSIVE: &[(&str, bool, u64)] = &[
 
 /// Every option kiln understands, for the `features` document.
 pub fn known_options() -> impl Iterator<Item = &'static str> {
-    FLAGS.iter().map(|f| f.0).chain(PROPAGATION.iter().map(|p| p.0)).chain(RECURSIVE.iter().map(|r| r.0)).chain(["tmpcopyup", "idmap", "ridmap"])
+    FLAGS
+        .iter()
+        .map(|f| f.0)
+        .chain(PROPAGATION.iter().map(|p| p.0))
+        .chain(RECURSIVE.iter().map(|r| r.0))
+        .chain(["tmpcopyup", "idmap", "ridmap"])
 }
 
 fn flag(opt: &str) -> Option<(bool, MsFlags)> {
-    FLAGS.iter().find(|f| f.0 == opt).map(|&(_, set, bits)| (set, MsFlags::from_bits_retain(bits)))
+    FLAGS
+        .iter()
+        .find(|f| f.0 == opt)
+        .map(|&(_, set, bits)| (set, MsFlags::from_bits_retain(bits)))
 }
 
 fn propagation(opt: &str) -> Option<MsFlags> {
-    PROPAGATION.iter().find(|p| p.0 == opt).map(|&(_, bits)| MsFlags::from_bits_retain(bits))
+    PROPAGATION
+        .iter()
+        .find(|p| p.0 == opt)
+        .map(|&(_, bits)| MsFlags::from_bits_retain(bits))
 }
 
 fn recursive_attr(opt: &str) -> Option<(bool, u64)> {
-    RECURSIVE.iter().find(|r| r.0 == opt).map(|&(_, set, attr)| (set, attr))
+    RECURSIVE
+        .iter()
+        .find(|r| r.0 == opt)
+        .map(|&(_, set, attr)| (set, attr))
 }
 
 /// The flags a bind remount must keep: inside a user namespace the kernel refuses to clear a
@@ -222,15 +249,30 @@ const PROC_ALLOWED: &[&str] = &[
 /// and inside it only the files of PROC_ALLOWED. Anything else could hide /proc/sys from
 /// readonlyPaths or catch the writes init makes there (CVE-2019-16884, CVE-2019-19921).
 fn check_proc_destination(dest: &Path, source: Option<&Path>) -> std::result::Result<(), String> {
-    let Ok(inside) = dest.strip_prefix("/proc") else { return Ok(()) };
+    let Ok(inside) = dest.strip_prefix("/proc") else {
+        return Ok(());
+    };
     if inside.as_os_str().is_empty() {
-        let is_proc = source.and_then(|s| nix::sys::statfs::statfs(s).ok()).is_some_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
-        return if is_proc { Ok(()) } else { Err(format!("only procfs may be mounted over /proc, and {} is not procfs", source.unwrap_or(Path::new("")).display())) };
+        let is_proc = source
+            .and_then(|s| nix::sys::statfs::statfs(s).ok())
+            .is_some_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
+        return if is_proc {
+            Ok(())
+        } else {
+            Err(format!(
+                "only procfs may be mounted over /proc, and {} is not procfs",
+                source.unwrap_or(Path::new("")).display()
+            ))
+        };
     }
     if PROC_ALLOWED.iter().any(|a| Path::new(a) == dest) {
         return Ok(());
     }
-    Err(format!("{} is inside /proc, where only {} may be mounted over", dest.display(), PROC_ALLOWED.join(", ")))
+    Err(format!(
+        "{} is inside /proc, where only {} may be mounted over",
+        dest.display(),
+        PROC_ALLOWED.join(", ")
+    ))
 }
 
 /// Where the resolved `fd` lies as the container will see it (`/proc/sys` for
@@ -238,16 +280,23 @@ fn check_proc_destination(dest: &Path, source: Option<&Path>) -> std::result::Re
 fn in_root(root: &OwnedFd, fd: &OwnedFd) -> std::io::Result<PathBuf> {
     let root = std::fs::read_link(fd_path(root))?;
     let path = std::fs::read_link(fd_path(fd))?;
-    let rel = path.strip_prefix(&root).map_err(|_| std::io::Error::other(format!("{} is outside the root", path.display())))?;
+    let rel = path
+        .strip_prefix(&root)
+        .map_err(|_| std::io::Error::other(format!("{} is outside the root", path.display())))?;
     Ok(Path::new("/").join(rel))
 }
 
 /// Whether `m` is mounted writable and made read-only only by `finalize`: a read-only tmpfs or
 /// /dev, where mount points, device nodes and modes are still to be made (runc does the same).
 pub fn readonly_deferred(m: &Mount) -> bool {
-    let Ok(opts) = MountOptions::parse(m.options().as_deref().unwrap_or_default()) else { return false };
+    let Ok(opts) = MountOptions::parse(m.options().as_deref().unwrap_or_default()) else {
+        return false;
+    };
     let typ = m.typ().as_deref().unwrap_or("");
-    opts.flags.contains(MsFlags::MS_RDONLY) && !opts.is_bind() && typ != "bind" && (typ == "tmpfs" || lexically_clean(m.destination()) == Path::new("/dev"))
+    opts.flags.contains(MsFlags::MS_RDONLY)
+        && !opts.is_bind()
+        && typ != "bind"
+        && (typ == "tmpfs" || lexically_clean(m.destination()) == Path::new("/dev"))
 }
 
 /// `path` as an absolute path without `.`, `..` or repeated separators, read as text only.
@@ -267,26 +316,58 @@ fn lexically_clean(path: &Path) -> PathBuf {
 
 /// Mounts one `mounts` entry inside the rootfs open at `root`.
 /// `tree`: the detached mount `create` prepared for this entry (see `idmapped::Trees::get`).
-pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgroupns: bool, cgroup2: Option<&Path>, tree: Option<(BorrowedFd, bool)>) -> Result<()> {
+pub fn mount_entry(
+    root: &OwnedFd,
+    m: &Mount,
+    index: usize,
+    bundle: &Path,
+    cgroupns: bool,
+    cgroup2: Option<&Path>,
+    tree: Option<(BorrowedFd, bool)>,
+) -> Result<()> {
     let field = || format!("mounts[{index}] ({})", m.destination().display());
     let opts = MountOptions::parse(m.options().as_deref().unwrap_or_default())
         .map_err(|e| Error::os(field(), std::io::Error::other(e)))?;
     let typ = m.typ().as_deref().unwrap_or("");
     let bind = opts.is_bind() || typ == "bind";
-    let source = m.source().as_ref().map(|s| if bind && s.is_relative() { bundle.join(s) } else { s.clone() });
+    let source = m.source().as_ref().map(|s| {
+        if bind && s.is_relative() {
+            bundle.join(s)
+        } else {
+            s.clone()
+        }
+    });
     // A plain bind's tree stands in only for a source that init, as the user namespace's root,
     // cannot reach: a bind made here keeps the flags the kernel locks on the source's mount
     // (runc asks its parent for the source under the same condition).
-    let tree = tree.filter(|&(_, idmapped)| idmapped || source.as_ref().is_some_and(|s| std::fs::metadata(s).is_err())).map(|(t, _)| t);
-    let flags = if readonly_deferred(m) { opts.flags - MsFlags::MS_RDONLY } else { opts.flags };
+    let tree = tree
+        .filter(|&(_, idmapped)| {
+            idmapped
+                || source
+                    .as_ref()
+                    .is_some_and(|s| std::fs::metadata(s).is_err())
+        })
+        .map(|(t, _)| t);
+    let flags = if readonly_deferred(m) {
+        opts.flags - MsFlags::MS_RDONLY
+    } else {
+        opts.flags
+    };
 
     // runc's rule: procfs and sysfs go on a directory, never through a symlink to elsewhere.
     if matches!(typ, "proc" | "sysfs")
         && let Ok(existing) = resolve::open(root, m.destination(), libc::O_PATH | libc::O_NOFOLLOW)
-        && !nix::sys::stat::fstat(existing.as_raw_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+        && !nix::sys::stat::fstat(existing.as_raw_fd())
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
     {
-        let why = format!("{typ} must be mounted on a directory, and {} is not one", m.destination().display());
-        return Err(Error::os(format!("mounts[{index}].destination"), std::io::Error::other(why)));
+        let why = format!(
+            "{typ} must be mounted on a directory, and {} is not one",
+            m.destination().display()
+        );
+        return Err(Error::os(
+            format!("mounts[{index}].destination"),
+            std::io::Error::other(why),
+        ));
     }
 
     // runc gives a tmpfs over an existing directory that directory's mode (Podman's --read-only
@@ -301,8 +382,11 @@ pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgrou
     // A bind source that is a file needs a file to mount onto; everything else a directory.
     let dest_is_file = bind
         && match tree {
-            Some(t) => nix::sys::stat::fstat(t.as_raw_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT != libc::S_IFDIR),
-            None => source.as_ref().is_some_and(|s| std::fs::metadata(s).is_ok_and(|md| !md.is_dir())),
+            Some(t) => nix::sys::stat::fstat(t.as_raw_fd())
+                .is_ok_and(|st| st.st_mode & libc::S_IFMT != libc::S_IFDIR),
+            None => source
+                .as_ref()
+                .is_some_and(|s| std::fs::metadata(s).is_ok_and(|md| !md.is_dir())),
         };
     let dest = if dest_is_file {
         resolve::create_file(root, m.destination())
@@ -311,43 +395,97 @@ pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgrou
     }
     .map_err(|e| Error::os(format!("{}: creating the mount point", field()), e))?;
     if !matches!(typ, "proc" | "sysfs") {
-        let resolved = in_root(root, &dest).map_err(|e| Error::os(format!("{}: resolving", field()), e))?;
-        check_proc_destination(&resolved, source.as_deref()).map_err(|why| Error::os(format!("mounts[{index}].destination"), std::io::Error::other(why)))?;
+        let resolved =
+            in_root(root, &dest).map_err(|e| Error::os(format!("{}: resolving", field()), e))?;
+        check_proc_destination(&resolved, source.as_deref()).map_err(|why| {
+            Error::os(
+                format!("mounts[{index}].destination"),
+                std::io::Error::other(why),
+            )
+        })?;
     }
     let target = fd_path(&dest);
 
     if typ == "cgroup" {
-        return crate::rootfs::cgroupfs::mount_cgroups(&target, opts.flags, cgroupns, cgroup2, || resolve::open(root, m.destination(), libc::O_PATH | libc::O_DIRECTORY)).map_err(|e| Error::os(format!("{}: mount cgroup", field()), e));
+        return crate::rootfs::cgroupfs::mount_cgroups(
+            &target,
+            opts.flags,
+            cgroupns,
+            cgroup2,
+            || resolve::open(root, m.destination(), libc::O_PATH | libc::O_DIRECTORY),
+        )
+        .map_err(|e| Error::os(format!("{}: mount cgroup", field()), e));
     }
     if opts.tmpcopyup && typ == "tmpfs" {
         tmpcopyup(source.as_deref(), &opts, flags, &dest).map_err(|e| Error::os(field(), e))?;
     } else if let Some(tree) = tree {
         let src = source.as_deref().unwrap_or(Path::new(""));
-        sys::move_mount(tree, dest.as_fd()).ctx(|| format!("{}: attaching the detached mount of {}", field(), src.display()))?;
+        sys::move_mount(tree, dest.as_fd()).ctx(|| {
+            format!(
+                "{}: attaching the detached mount of {}",
+                field(),
+                src.display()
+            )
+        })?;
     } else if bind {
-        let src = source.as_ref().ok_or_else(|| Error::os(field(), std::io::Error::other("a bind mount needs a source")))?;
+        let src = source.as_ref().ok_or_else(|| {
+            Error::os(
+                field(),
+                std::io::Error::other("a bind mount needs a source"),
+            )
+        })?;
         let rec = opts.flags & MsFlags::MS_REC;
-        mount(Some(src), &target, None::<&str>, MsFlags::MS_BIND | rec, None::<&str>)
-            .ctx(|| format!("{}: bind {}", field(), src.display()))?;
+        mount(
+            Some(src),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND | rec,
+            None::<&str>,
+        )
+        .ctx(|| format!("{}: bind {}", field(), src.display()))?;
     } else {
         let data = opts.data.join(",");
-        mount(source.as_deref().or(Some(Path::new(typ))), &target, Some(typ), flags, (!data.is_empty()).then_some(data.as_str()))
-            .ctx(|| format!("{}: mount {typ}{}", field(), privileged_hint(typ)))?;
+        mount(
+            source.as_deref().or(Some(Path::new(typ))),
+            &target,
+            Some(typ),
+            flags,
+            (!data.is_empty()).then_some(data.as_str()),
+        )
+        .ctx(|| format!("{}: mount {typ}{}", field(), privileged_hint(typ)))?;
     }
     // What follows acts on the new mount, which `dest` (opened before it) does not name.
-    let flags = if dest_is_file { libc::O_PATH } else { libc::O_PATH | libc::O_DIRECTORY };
-    let mounted = resolve::open(root, m.destination(), flags).map_err(|e| Error::os(format!("{}: reopening", field()), e))?;
+    let flags = if dest_is_file {
+        libc::O_PATH
+    } else {
+        libc::O_PATH | libc::O_DIRECTORY
+    };
+    let mounted = resolve::open(root, m.destination(), flags)
+        .map_err(|e| Error::os(format!("{}: reopening", field()), e))?;
     let target = fd_path(&mounted);
     // mount(2) ignores every flag but MS_REC on a new bind: ro, nosuid, ... need a remount.
     let extra = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
     if bind && !extra.is_empty() {
         let keep = locked_flags(&target)? - opts.clear;
-        mount(None::<&str>, &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | keep, None::<&str>)
-            .ctx(|| format!("{}: remount with {:?}", field(), m.options().as_deref().unwrap_or_default()))?;
+        mount(
+            None::<&str>,
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | keep,
+            None::<&str>,
+        )
+        .ctx(|| {
+            format!(
+                "{}: remount with {:?}",
+                field(),
+                m.options().as_deref().unwrap_or_default()
+            )
+        })?;
     }
     if let Some(mode) = keep_mode {
         let perms = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(mode);
-        std::fs::set_permissions(&target, perms).ctx(|| format!("{}: chmod {mode:o} like the directory it covers", field()))?;
+        std::fs::set_permissions(&target, perms)
+            .ctx(|| format!("{}: chmod {mode:o} like the directory it covers", field()))?;
     }
     apply_after(&target, &opts).map_err(|e| Error::os(field(), e))
 }
@@ -357,9 +495,15 @@ pub fn mount_entry(root: &OwnedFd, m: &Mount, index: usize, bundle: &Path, cgrou
 fn privileged_hint(typ: &str) -> &'static str {
     let in_userns = crate::namespaces::in_user_namespace();
     match typ {
-        "sysfs" if in_userns => " (a user namespace may mount sysfs only with a network namespace of its own; or bind /sys, as `spec --rootless` does)",
-        "mqueue" if in_userns => " (a user namespace may mount mqueue only with an ipc namespace of its own)",
-        "proc" if in_userns => " (a user namespace may mount proc only with a pid namespace of its own)",
+        "sysfs" if in_userns => {
+            " (a user namespace may mount sysfs only with a network namespace of its own; or bind /sys, as `spec --rootless` does)"
+        }
+        "mqueue" if in_userns => {
+            " (a user namespace may mount mqueue only with an ipc namespace of its own)"
+        }
+        "proc" if in_userns => {
+            " (a user namespace may mount proc only with a pid namespace of its own)"
+        }
         _ => "",
     }
 }
@@ -370,7 +514,11 @@ fn apply_after(target: &Path, opts: &MountOptions) -> std::io::Result<()> {
         mount(None::<&str>, target, None::<&str>, *p, None::<&str>)?;
     }
     if opts.attr_set != 0 || opts.attr_clr != 0 {
-        let fd = nix::fcntl::open(target, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?;
+        let fd = nix::fcntl::open(
+            target,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
         // SAFETY: `fd` was just returned by open and is owned here alone.
         let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
         sys::mount_setattr(fd.as_fd(), true, opts.attr_set, opts.attr_clr)?;
@@ -382,8 +530,15 @@ fn apply_after(target: &Path, opts: &MountOptions) -> std::io::Result<()> {
 /// The tmpfs is made detached (fsopen, fsmount), filled through its fd and attached over `dest`
 /// only then: no host path ever holds it, so concurrent creates cannot meet. The caller applies
 /// propagation to the attached mount, which `dest` (the directory under it) does not name.
-fn tmpcopyup(source: Option<&Path>, opts: &MountOptions, flags: MsFlags, dest: &OwnedFd) -> std::io::Result<()> {
-    let ctx = |what: &str, e: std::io::Error| std::io::Error::new(e.kind(), format!("tmpcopyup: {what}: {e}"));
+fn tmpcopyup(
+    source: Option<&Path>,
+    opts: &MountOptions,
+    flags: MsFlags,
+    dest: &OwnedFd,
+) -> std::io::Result<()> {
+    let ctx = |what: &str, e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("tmpcopyup: {what}: {e}"))
+    };
     let fs = sys::fsopen("tmpfs").map_err(|e| ctx("fsopen tmpfs", e))?;
     // The mount's source as mount(2) would record it: /proc/mounts shows it (Podman's --tmpfs
     // is `tmpfs`), where fsmount alone says "none".
@@ -399,7 +554,8 @@ fn tmpcopyup(source: Option<&Path>, opts: &MountOptions, flags: MsFlags, dest: &
     }
     for &(flag, name) in SUPERBLOCK_FLAGS {
         if flags.contains(flag) {
-            sys::fsconfig_set(fs.as_fd(), name, None).map_err(|e| ctx(&format!("option {name:?}"), e))?;
+            sys::fsconfig_set(fs.as_fd(), name, None)
+                .map_err(|e| ctx(&format!("option {name:?}"), e))?;
         }
     }
     sys::fsconfig_create(fs.as_fd()).map_err(|e| ctx("creating the tmpfs", e))?;
@@ -409,7 +565,12 @@ fn tmpcopyup(source: Option<&Path>, opts: &MountOptions, flags: MsFlags, dest: &
 }
 
 /// The flags of mount(8) that belong to the superblock, by their fsconfig names.
-const SUPERBLOCK_FLAGS: &[(MsFlags, &str)] = &[(MsFlags::MS_SYNCHRONOUS, "sync"), (MsFlags::MS_DIRSYNC, "dirsync"), (MsFlags::MS_LAZYTIME, "lazytime"), (MsFlags::MS_MANDLOCK, "mand")];
+const SUPERBLOCK_FLAGS: &[(MsFlags, &str)] = &[
+    (MsFlags::MS_SYNCHRONOUS, "sync"),
+    (MsFlags::MS_DIRSYNC, "dirsync"),
+    (MsFlags::MS_LAZYTIME, "lazytime"),
+    (MsFlags::MS_MANDLOCK, "mand"),
+];
 
 /// The per-mount flags of `flags` as fsmount's `MOUNT_ATTR_*`.
 fn mount_attrs(flags: MsFlags) -> u64 {
@@ -421,9 +582,15 @@ fn mount_attrs(flags: MsFlags) -> u64 {
         (MsFlags::MS_NOATIME, libc::MOUNT_ATTR_NOATIME),
         (MsFlags::MS_STRICTATIME, libc::MOUNT_ATTR_STRICTATIME),
         (MsFlags::MS_NODIRATIME, libc::MOUNT_ATTR_NODIRATIME),
-        (MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW), libc::MOUNT_ATTR_NOSYMFOLLOW),
+        (
+            MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW),
+            libc::MOUNT_ATTR_NOSYMFOLLOW,
+        ),
     ];
-    table.iter().filter(|(f, _)| flags.contains(*f)).fold(0, |acc, (_, a)| acc | a)
+    table
+        .iter()
+        .filter(|(f, _)| flags.contains(*f))
+        .fold(0, |acc, (_, a)| acc | a)
 }
 
 /// Copies what directory `from` holds into the empty directory `to`, keeping types, modes,
@@ -431,10 +598,19 @@ fn mount_attrs(flags: MsFlags) -> u64 {
 /// /proc/self/fd path, which names nothing in a child process. Sockets are not copied.
 fn copy_tree(from: &Path, to: &Path, rel: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-    let ctx = |rel: &Path, e: std::io::Error| std::io::Error::new(e.kind(), format!("tmpcopyup: copying /{}: {e}", rel.display()));
+    let ctx = |rel: &Path, e: std::io::Error| {
+        std::io::Error::new(
+            e.kind(),
+            format!("tmpcopyup: copying /{}: {e}", rel.display()),
+        )
+    };
     for entry in std::fs::read_dir(from).map_err(|e| ctx(rel, e))? {
         let entry = entry.map_err(|e| ctx(rel, e))?;
-        let (src, dst, rel) = (entry.path(), to.join(entry.file_name()), rel.join(entry.file_name()));
+        let (src, dst, rel) = (
+            entry.path(),
+            to.join(entry.file_name()),
+            rel.join(entry.file_name()),
+        );
         let copy = || -> std::io::Result<()> {
             let md = std::fs::symlink_metadata(&src)?;
             let ft = md.file_type();
@@ -444,17 +620,28 @@ fn copy_tree(from: &Path, to: &Path, rel: &Path) -> std::io::Result<()> {
                 std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
             } else if ft.is_file() {
                 // O_NOFOLLOW: a file swapped for a symlink meanwhile must not pull a host file in.
-                let mut r = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&src)?;
+                let mut r = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&src)?;
                 std::io::copy(&mut r, &mut std::fs::File::create_new(&dst)?)?;
             } else if md.mode() & libc::S_IFMT == libc::S_IFSOCK {
                 return Ok(());
             } else {
                 let kind = nix::sys::stat::SFlag::from_bits_truncate(md.mode() & libc::S_IFMT);
-                nix::sys::stat::mknod(&dst, kind, nix::sys::stat::Mode::from_bits_truncate(md.mode()), md.rdev())?;
+                nix::sys::stat::mknod(
+                    &dst,
+                    kind,
+                    nix::sys::stat::Mode::from_bits_truncate(md.mode()),
+                    md.rdev(),
+                )?;
             }
             std::os::unix::fs::lchown(&dst, Some(md.uid()), Some(md.gid()))?;
             if !ft.is_symlink() {
-                std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+                std::fs::set_permissions(
+                    &dst,
+                    std::fs::Permissions::from_mode(md.mode() & 0o7777),
+                )?;
             }
             Ok(())
         };
@@ -472,7 +659,16 @@ mod tests {
 
     #[test]
     fn flags_propagation_and_data_are_split() {
-        let o = MountOptions::parse(&["nosuid", "noexec", "rslave", "size=65536k", "mode=755", "ro", "rw"]).unwrap();
+        let o = MountOptions::parse(&[
+            "nosuid",
+            "noexec",
+            "rslave",
+            "size=65536k",
+            "mode=755",
+            "ro",
+            "rw",
+        ])
+        .unwrap();
         assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC);
         assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC]);
         assert_eq!(o.data, vec!["size=65536k", "mode=755"]);
@@ -495,16 +691,25 @@ mod tests {
         let host_proc = Some(Path::new("/proc"));
         assert!(check_proc_destination(Path::new("/proc"), host_proc).is_ok());
         assert!(check_proc_destination(Path::new("/proc"), Some(Path::new("/tmp"))).is_err());
-        assert!(check_proc_destination(Path::new("/proc/cpuinfo"), Some(Path::new("/tmp"))).is_ok());
+        assert!(
+            check_proc_destination(Path::new("/proc/cpuinfo"), Some(Path::new("/tmp"))).is_ok()
+        );
         assert!(check_proc_destination(Path::new("/proc/sys"), host_proc).is_err());
-        assert!(check_proc_destination(Path::new("/proc/sys/kernel/ns_last_pid/x"), host_proc).is_err());
+        assert!(
+            check_proc_destination(Path::new("/proc/sys/kernel/ns_last_pid/x"), host_proc).is_err()
+        );
         assert!(check_proc_destination(Path::new("/procfs/sys"), None).is_ok());
     }
 
     #[test]
     fn readonly_tmpfs_and_dev_are_made_readonly_last() {
         let m = |dest: &str, typ: &str, opts: &[&str]| {
-            oci_spec::runtime::MountBuilder::default().destination(dest).typ(typ).options(opts.iter().map(|o| o.to_string()).collect::<Vec<_>>()).build().unwrap()
+            oci_spec::runtime::MountBuilder::default()
+                .destination(dest)
+                .typ(typ)
+                .options(opts.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+                .build()
+                .unwrap()
         };
         assert!(readonly_deferred(&m("/dev", "tmpfs", &["ro", "nosuid"])));
         assert!(readonly_deferred(&m("/run", "tmpfs", &["ro"])));
@@ -517,7 +722,10 @@ mod tests {
     #[test]
     fn per_mount_flags_become_mount_attributes() {
         let o = MountOptions::parse(&["nosuid", "nodev", "noatime", "sync"]).unwrap();
-        assert_eq!(mount_attrs(o.flags), libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOATIME);
+        assert_eq!(
+            mount_attrs(o.flags),
+            libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOATIME
+        );
     }
 
     #[test]

@@ -16,8 +16,15 @@ const DIR: i32 = libc::O_PATH | libc::O_DIRECTORY;
 /// `path` made relative to the root, `.` for the root itself. Relative paths in a config mean
 /// "relative to /", as the runtime spec allows for old configs.
 fn inside(path: &Path) -> PathBuf {
-    let rel: PathBuf = path.components().filter(|c| !matches!(c, Component::RootDir | Component::CurDir)).collect();
-    if rel.as_os_str().is_empty() { PathBuf::from(".") } else { rel }
+    let rel: PathBuf = path
+        .components()
+        .filter(|c| !matches!(c, Component::RootDir | Component::CurDir))
+        .collect();
+    if rel.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        rel
+    }
 }
 
 pub fn open(root: &OwnedFd, path: &Path, flags: i32) -> io::Result<OwnedFd> {
@@ -37,12 +44,18 @@ fn mkdir_all_depth(root: &OwnedFd, path: &Path, links: usize) -> io::Result<Owne
     let rel = inside(path);
     let mut prefix = PathBuf::new();
     for comp in rel.components() {
-        let parent = if prefix.as_os_str().is_empty() { PathBuf::from(".") } else { prefix.clone() };
+        let parent = if prefix.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            prefix.clone()
+        };
         prefix.push(comp);
         match open(root, &prefix, DIR) {
             Ok(_) => continue,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                let Component::Normal(name) = comp else { return Err(e) };
+                let Component::Normal(name) = comp else {
+                    return Err(e);
+                };
                 let dir = open(root, &parent, DIR)?;
                 let dirfd = Some(std::os::fd::AsRawFd::as_raw_fd(&dir));
                 match nix::sys::stat::mkdirat(dirfd, name, Mode::from_bits_truncate(0o755)) {
@@ -71,7 +84,12 @@ pub fn create_file(root: &OwnedFd, path: &Path) -> io::Result<OwnedFd> {
         mkdir_all(root, parent)?;
     }
     // O_EXCL: never open an existing file for real (a FIFO there would block).
-    match openat2_in_root(root.as_fd(), &rel, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, 0o644) {
+    match openat2_in_root(
+        root.as_fd(),
+        &rel,
+        libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+        0o644,
+    ) {
         Ok(_) => {}
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
         Err(e) => return Err(e),
@@ -99,12 +117,24 @@ mod tests {
         std::fs::create_dir_all(&outside).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("evil")).unwrap();
         std::os::unix::fs::symlink("../../..", root.join("up")).unwrap();
-        let fd = open(&OwnedFd::from(std::fs::File::open(&root).unwrap()), Path::new("/"), DIR).unwrap();
+        let fd = open(
+            &OwnedFd::from(std::fs::File::open(&root).unwrap()),
+            Path::new("/"),
+            DIR,
+        )
+        .unwrap();
         mkdir_all(&fd, Path::new("/evil/sub")).unwrap();
         mkdir_all(&fd, Path::new("/up/x/../y")).unwrap();
         create_file(&fd, Path::new("/up/file")).unwrap();
-        assert!(!outside.join("sub").exists(), "escaped through an absolute symlink");
-        assert!(root.join(outside.strip_prefix("/").unwrap()).join("sub").is_dir());
+        assert!(
+            !outside.join("sub").exists(),
+            "escaped through an absolute symlink"
+        );
+        assert!(
+            root.join(outside.strip_prefix("/").unwrap())
+                .join("sub")
+                .is_dir()
+        );
         assert!(root.join("y").is_dir() && root.join("file").is_file());
         std::fs::remove_dir_all(&base).unwrap();
     }

@@ -57,7 +57,9 @@ const AUDIT_ARCH_X86_64: u32 = 62 | AUDIT_64BIT | AUDIT_LE;
 /// Whether a filter with this default needs the stub (runc's generatePatch).
 pub fn needed(default: LinuxSeccompAction, default_errno: u32) -> bool {
     match default {
-        LinuxSeccompAction::ScmpActAllow | LinuxSeccompAction::ScmpActLog | LinuxSeccompAction::ScmpActTrace => false,
+        LinuxSeccompAction::ScmpActAllow
+        | LinuxSeccompAction::ScmpActLog
+        | LinuxSeccompAction::ScmpActTrace => false,
         // The default already says ENOSYS.
         LinuxSeccompAction::ScmpActErrno => default_errno != libc::ENOSYS as u32,
         _ => true,
@@ -111,17 +113,29 @@ fn is_s390(audit: u32) -> bool {
 /// Per audit architecture, the largest number among `names` (every rule's, whatever its
 /// action; names an architecture lacks are ignored), as runc's findLastSyscalls. The native
 /// architecture always counts: profiles that list none (Docker's on ppc64le) still get a stub.
-pub fn largest<'a>(archs: &[ScmpArch], names: impl Iterator<Item = &'a str> + Clone) -> BTreeMap<u32, Largest> {
+pub fn largest<'a>(
+    archs: &[ScmpArch],
+    names: impl Iterator<Item = &'a str> + Clone,
+) -> BTreeMap<u32, Largest> {
     let mut all = archs.to_vec();
     all.push(ScmpArch::native());
     let mut out: BTreeMap<u32, Largest> = BTreeMap::new();
     for arch in all {
         let Some(audit) = audit_arch(arch) else {
-            crate::log::debug(|| format!("linux.seccomp: no ENOSYS stub for {arch:?}: its audit architecture is unknown"));
+            crate::log::debug(|| {
+                format!(
+                    "linux.seccomp: no ENOSYS stub for {arch:?}: its audit architecture is unknown"
+                )
+            });
             continue;
         };
         // Negative numbers are libseccomp's pseudo-syscalls for names the architecture lacks.
-        let max = names.clone().filter_map(|n| ScmpSyscall::from_name_by_arch(n, arch).ok()).filter_map(|s| u32::try_from(s.as_raw_syscall()).ok()).filter(|&n| n > 0).max();
+        let max = names
+            .clone()
+            .filter_map(|n| ScmpSyscall::from_name_by_arch(n, arch).ok())
+            .filter_map(|s| u32::try_from(s.as_raw_syscall()).ok())
+            .filter(|&n| n > 0)
+            .max();
         let Some(max) = max else { continue };
         let entry = out.entry(audit).or_default();
         if arch == ScmpArch::X32 {
@@ -163,13 +177,22 @@ pub struct Insn {
 /// The stub for these largest numbers, to put in front of libseccomp's program. Empty when
 /// there is none to check.
 pub fn stub(largest: &BTreeMap<u32, Largest>) -> Vec<Insn> {
-    let arches: Vec<(u32, Largest)> = largest.iter().map(|(a, l)| (*a, *l)).filter(|(_, l)| l.native.is_some() || l.x32.is_some()).collect();
+    let arches: Vec<(u32, Largest)> = largest
+        .iter()
+        .map(|(a, l)| (*a, *l))
+        .filter(|(_, l)| l.native.is_some() || l.x32.is_some())
+        .collect();
     if arches.is_empty() {
         return vec![];
     }
     let mut ops = vec![Op::Load(DATA_ARCH)];
     for (i, (audit, _)) in arches.iter().enumerate() {
-        ops.push(Op::Jump { code: JEQ, k: *audit, yes: To::Section(i), no: To::Next });
+        ops.push(Op::Jump {
+            code: JEQ,
+            k: *audit,
+            yes: To::Section(i),
+            no: To::Next,
+        });
     }
     ops.push(Op::Ja(To::Filter));
     let mut sections = Vec::with_capacity(arches.len());
@@ -177,23 +200,48 @@ pub fn stub(largest: &BTreeMap<u32, Largest>) -> Vec<Insn> {
         sections.push(ops.len());
         ops.push(Op::Load(DATA_NR));
         if is_s390(*audit) {
-            ops.push(Op::Jump { code: JEQ, k: 0, yes: To::Enosys, no: To::Next });
+            ops.push(Op::Jump {
+                code: JEQ,
+                k: 0,
+                yes: To::Enosys,
+                no: To::Next,
+            });
         }
-        let above = |max: u32| Op::Jump { code: JGT, k: max, yes: To::Enosys, no: To::Filter };
+        let above = |max: u32| Op::Jump {
+            code: JGT,
+            k: max,
+            yes: To::Enosys,
+            no: To::Filter,
+        };
         match (*audit == AUDIT_ARCH_X86_64, l.native, l.x32) {
             (true, Some(native), Some(x32)) => {
-                ops.push(Op::Jump { code: JSET, k: X32_SYSCALL_BIT, yes: To::Skip(1), no: To::Next });
+                ops.push(Op::Jump {
+                    code: JSET,
+                    k: X32_SYSCALL_BIT,
+                    yes: To::Skip(1),
+                    no: To::Next,
+                });
                 ops.push(above(native));
                 ops.push(above(x32));
             }
             // Only one of the two ABIs is in the filter: the other one's calls go to
             // libseccomp untouched, as runc does.
             (true, Some(native), None) => {
-                ops.push(Op::Jump { code: JSET, k: X32_SYSCALL_BIT, yes: To::Filter, no: To::Next });
+                ops.push(Op::Jump {
+                    code: JSET,
+                    k: X32_SYSCALL_BIT,
+                    yes: To::Filter,
+                    no: To::Next,
+                });
                 ops.push(above(native));
             }
             (true, None, Some(x32)) => {
-                ops.push(Op::Jump { code: JSET, k: X32_SYSCALL_BIT, yes: To::Next, no: To::Filter });
+                ops.push(Op::Jump {
+                    code: JSET,
+                    k: X32_SYSCALL_BIT,
+                    yes: To::Next,
+                    no: To::Filter,
+                });
                 ops.push(above(x32));
             }
             (_, Some(max), _) | (_, None, Some(max)) => ops.push(above(max)),
@@ -214,21 +262,46 @@ pub fn stub(largest: &BTreeMap<u32, Largest>) -> Vec<Insn> {
     };
     // Every jump is forward and inside the stub, a few instructions per architecture: far
     // below the 255 that jt and jf can hold.
-    let short = |pc: usize, to: To| u8::try_from(target(pc, to) - pc - 1).expect("a jump inside the stub fits a u8");
+    let short = |pc: usize, to: To| {
+        u8::try_from(target(pc, to) - pc - 1).expect("a jump inside the stub fits a u8")
+    };
     ops.iter()
         .enumerate()
         .map(|(pc, op)| match *op {
-            Op::Load(off) => Insn { code: LD_ABS, jt: 0, jf: 0, k: off },
-            Op::Ja(to) => Insn { code: JA, jt: 0, jf: 0, k: (target(pc, to) - pc - 1) as u32 },
-            Op::Jump { code, k, yes, no } => Insn { code, jt: short(pc, yes), jf: short(pc, no), k },
-            Op::Ret(k) => Insn { code: RET, jt: 0, jf: 0, k },
+            Op::Load(off) => Insn {
+                code: LD_ABS,
+                jt: 0,
+                jf: 0,
+                k: off,
+            },
+            Op::Ja(to) => Insn {
+                code: JA,
+                jt: 0,
+                jf: 0,
+                k: (target(pc, to) - pc - 1) as u32,
+            },
+            Op::Jump { code, k, yes, no } => Insn {
+                code,
+                jt: short(pc, yes),
+                jf: short(pc, no),
+                k,
+            },
+            Op::Ret(k) => Insn {
+                code: RET,
+                jt: 0,
+                jf: 0,
+                k,
+            },
         })
         .collect()
 }
 
 /// The instructions as the kernel reads them (host byte order, as libseccomp exports).
 pub fn encode(program: &[Insn]) -> Vec<u8> {
-    program.iter().flat_map(|i| [&i.code.to_ne_bytes()[..], &[i.jt, i.jf], &i.k.to_ne_bytes()].concat()).collect()
+    program
+        .iter()
+        .flat_map(|i| [&i.code.to_ne_bytes()[..], &[i.jt, i.jf], &i.k.to_ne_bytes()].concat())
+        .collect()
 }
 
 #[cfg(test)]
@@ -240,7 +313,12 @@ pub(super) mod tests {
     pub fn decode(bytes: &[u8]) -> Vec<Insn> {
         bytes
             .chunks(8)
-            .map(|c| Insn { code: u16::from_ne_bytes([c[0], c[1]]), jt: c[2], jf: c[3], k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]) })
+            .map(|c| Insn {
+                code: u16::from_ne_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+            })
             .collect()
     }
 
@@ -259,19 +337,19 @@ pub(super) mod tests {
             let jump = |cond: bool| if cond { i.jt as usize } else { i.jf as usize };
             match i.code {
                 LD_ABS => a = data(i.k),
-                0x00 => a = i.k,                  // ld #k
-                0x01 => x = i.k,                  // ldx #k
-                0x07 => x = a,                    // tax
-                0x87 => a = x,                    // txa
-                0x54 => a &= i.k,                 // and #k
+                0x00 => a = i.k,  // ld #k
+                0x01 => x = i.k,  // ldx #k
+                0x07 => x = a,    // tax
+                0x87 => a = x,    // txa
+                0x54 => a &= i.k, // and #k
                 JA => pc += i.k as usize,
                 JEQ => pc += jump(a == i.k),
                 JGT => pc += jump(a > i.k),
-                0x35 => pc += jump(a >= i.k),     // jge #k
+                0x35 => pc += jump(a >= i.k), // jge #k
                 JSET => pc += jump(a & i.k != 0),
-                0x1d => pc += jump(a == x),       // jeq x
-                0x2d => pc += jump(a > x),        // jgt x
-                0x3d => pc += jump(a >= x),       // jge x
+                0x1d => pc += jump(a == x), // jeq x
+                0x2d => pc += jump(a > x),  // jgt x
+                0x3d => pc += jump(a >= x), // jge x
                 RET => return i.k,
                 code => panic!("instruction {code:#x} at {} is not interpreted", pc - 1),
             }
@@ -279,7 +357,12 @@ pub(super) mod tests {
     }
 
     fn allow_all() -> Vec<Insn> {
-        vec![Insn { code: RET, jt: 0, jf: 0, k: SECCOMP_RET_ALLOW }]
+        vec![Insn {
+            code: RET,
+            jt: 0,
+            jf: 0,
+            k: SECCOMP_RET_ALLOW,
+        }]
     }
 
     fn run(largest: &[(u32, Largest)], arch: u32, nr: u32) -> u32 {
@@ -292,7 +375,22 @@ pub(super) mod tests {
 
     #[test]
     fn numbers_above_the_largest_are_enosys_per_arch() {
-        let l = [(AUDIT_ARCH_X86_64, Largest { native: Some(334), x32: None }), (I386, Largest { native: Some(400), x32: None })];
+        let l = [
+            (
+                AUDIT_ARCH_X86_64,
+                Largest {
+                    native: Some(334),
+                    x32: None,
+                },
+            ),
+            (
+                I386,
+                Largest {
+                    native: Some(400),
+                    x32: None,
+                },
+            ),
+        ];
         assert_eq!(run(&l, AUDIT_ARCH_X86_64, 334), SECCOMP_RET_ALLOW);
         assert_eq!(run(&l, AUDIT_ARCH_X86_64, 335), RET_ENOSYS);
         assert_eq!(run(&l, AUDIT_ARCH_X86_64, 1000), RET_ENOSYS);
@@ -300,24 +398,57 @@ pub(super) mod tests {
         assert_eq!(run(&l, I386, 401), RET_ENOSYS);
         // An architecture without a section, and x32 calls when only x86_64 is listed, go to
         // the filter untouched.
-        assert_eq!(run(&l, 183 | AUDIT_64BIT | AUDIT_LE, 5000), SECCOMP_RET_ALLOW);
-        assert_eq!(run(&l, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 5000), SECCOMP_RET_ALLOW);
+        assert_eq!(
+            run(&l, 183 | AUDIT_64BIT | AUDIT_LE, 5000),
+            SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            run(&l, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 5000),
+            SECCOMP_RET_ALLOW
+        );
     }
 
     #[test]
     fn x32_has_its_own_largest() {
-        let both = [(AUDIT_ARCH_X86_64, Largest { native: Some(334), x32: Some(X32_SYSCALL_BIT | 547) })];
+        let both = [(
+            AUDIT_ARCH_X86_64,
+            Largest {
+                native: Some(334),
+                x32: Some(X32_SYSCALL_BIT | 547),
+            },
+        )];
         assert_eq!(run(&both, AUDIT_ARCH_X86_64, 400), RET_ENOSYS);
-        assert_eq!(run(&both, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 400), SECCOMP_RET_ALLOW);
-        assert_eq!(run(&both, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 548), RET_ENOSYS);
-        let x32 = [(AUDIT_ARCH_X86_64, Largest { native: None, x32: Some(X32_SYSCALL_BIT | 547) })];
+        assert_eq!(
+            run(&both, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 400),
+            SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            run(&both, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 548),
+            RET_ENOSYS
+        );
+        let x32 = [(
+            AUDIT_ARCH_X86_64,
+            Largest {
+                native: None,
+                x32: Some(X32_SYSCALL_BIT | 547),
+            },
+        )];
         assert_eq!(run(&x32, AUDIT_ARCH_X86_64, 1000), SECCOMP_RET_ALLOW);
-        assert_eq!(run(&x32, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 548), RET_ENOSYS);
+        assert_eq!(
+            run(&x32, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 548),
+            RET_ENOSYS
+        );
     }
 
     #[test]
     fn s390_multiplexed_unknown_calls_are_enosys() {
-        let l = [(22 | AUDIT_64BIT, Largest { native: Some(300), x32: None })];
+        let l = [(
+            22 | AUDIT_64BIT,
+            Largest {
+                native: Some(300),
+                x32: None,
+            },
+        )];
         assert_eq!(run(&l, 22 | AUDIT_64BIT, 0), RET_ENOSYS);
         assert_eq!(run(&l, 22 | AUDIT_64BIT, 1), SECCOMP_RET_ALLOW);
         assert_eq!(run(&l, 22 | AUDIT_64BIT, 301), RET_ENOSYS);
@@ -331,7 +462,10 @@ pub(super) mod tests {
 
     #[test]
     fn largest_counts_every_name_and_the_native_arch() {
-        let l = largest(&[ScmpArch::X86, ScmpArch::X32], ["read", "clone3", "no_such_call"].into_iter());
+        let l = largest(
+            &[ScmpArch::X86, ScmpArch::X32],
+            ["read", "clone3", "no_such_call"].into_iter(),
+        );
         let x86_64 = l[&AUDIT_ARCH_X86_64];
         assert_eq!(x86_64.native, Some(435));
         assert_eq!(x86_64.x32, Some(X32_SYSCALL_BIT | 435));
@@ -342,9 +476,16 @@ pub(super) mod tests {
     #[test]
     fn only_refusing_defaults_need_it() {
         assert!(needed(LinuxSeccompAction::ScmpActErrno, libc::EPERM as u32));
-        assert!(!needed(LinuxSeccompAction::ScmpActErrno, libc::ENOSYS as u32));
+        assert!(!needed(
+            LinuxSeccompAction::ScmpActErrno,
+            libc::ENOSYS as u32
+        ));
         assert!(needed(LinuxSeccompAction::ScmpActKillProcess, 0));
-        for a in [LinuxSeccompAction::ScmpActAllow, LinuxSeccompAction::ScmpActLog, LinuxSeccompAction::ScmpActTrace] {
+        for a in [
+            LinuxSeccompAction::ScmpActAllow,
+            LinuxSeccompAction::ScmpActLog,
+            LinuxSeccompAction::ScmpActTrace,
+        ] {
             assert!(!needed(a, libc::EPERM as u32));
         }
     }

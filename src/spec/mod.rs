@@ -22,7 +22,9 @@ pub const MAX_ID: u32 = 2147483647;
 pub fn check_id(id: impl Into<u64>) -> std::result::Result<(), String> {
     let id = id.into();
     if id > u64::from(MAX_ID) {
-        return Err(format!("{id} is out of range: uids and gids must be in range 0-{MAX_ID}"));
+        return Err(format!(
+            "{id} is out of range: uids and gids must be in range 0-{MAX_ID}"
+        ));
     }
     Ok(())
 }
@@ -41,14 +43,26 @@ impl Bundle {
     pub fn load(dir: &Path) -> Result<Bundle> {
         let dir = std::fs::canonicalize(dir).ctx(|| format!("bundle {}", dir.display()))?;
         let file = dir.join("config.json");
-        let bytes = std::fs::read(&file).ctx(|| format!("bundle {}: reading config.json", dir.display()))?;
+        let bytes = std::fs::read(&file)
+            .ctx(|| format!("bundle {}: reading config.json", dir.display()))?;
         let spec = parse(&file, &bytes)?;
-        let root = spec.root().as_ref().ok_or_else(|| Error::config(&file, "root", "missing: a bundle needs a root filesystem"))?;
+        let root = spec.root().as_ref().ok_or_else(|| {
+            Error::config(&file, "root", "missing: a bundle needs a root filesystem")
+        })?;
         let rootfs = dir.join(root.path());
-        let rootfs = std::fs::canonicalize(&rootfs)
-            .map_err(|e| Error::config(&file, "root.path", format!("rootfs {}: {e}", rootfs.display())))?;
+        let rootfs = std::fs::canonicalize(&rootfs).map_err(|e| {
+            Error::config(
+                &file,
+                "root.path",
+                format!("rootfs {}: {e}", rootfs.display()),
+            )
+        })?;
         if !rootfs.is_dir() {
-            return Err(Error::config(&file, "root.path", format!("rootfs {} is not a directory", rootfs.display())));
+            return Err(Error::config(
+                &file,
+                "root.path",
+                format!("rootfs {} is not a directory", rootfs.display()),
+            ));
         }
         validate::check(&spec).map_err(|(field, msg)| Error::config(&file, field, msg))?;
         Ok(Bundle { dir, rootfs, spec })
@@ -68,7 +82,10 @@ pub fn parse_as<T: serde::de::DeserializeOwned>(file: &Path, bytes: &[u8]) -> Re
 
 /// The same from a JSON value the caller completed (an exec's process.json without `user`):
 /// the errors name the field, without a position.
-pub fn parse_value_as<T: serde::de::DeserializeOwned>(file: &Path, value: serde_json::Value) -> Result<T> {
+pub fn parse_value_as<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    value: serde_json::Value,
+) -> Result<T> {
     serde_path_to_error::deserialize(value).map_err(|e| field_error(file, e))
 }
 
@@ -91,7 +108,9 @@ mod tests {
     use super::*;
 
     fn err(json: &str) -> String {
-        parse(Path::new("config.json"), json.as_bytes()).expect_err("should fail").to_string()
+        parse(Path::new("config.json"), json.as_bytes())
+            .expect_err("should fail")
+            .to_string()
     }
 
     #[test]
@@ -102,13 +121,22 @@ mod tests {
 
     #[test]
     fn type_error_names_the_field() {
-        let e = err(r#"{"ociVersion":"1.2.0","process":{"cwd":"/","user":{"uid":"zero","gid":0}}}"#);
-        assert!(e.starts_with("config.json: process.user.uid: invalid type"), "{e}");
+        let e =
+            err(r#"{"ociVersion":"1.2.0","process":{"cwd":"/","user":{"uid":"zero","gid":0}}}"#);
+        assert!(
+            e.starts_with("config.json: process.user.uid: invalid type"),
+            "{e}"
+        );
     }
 
     #[test]
     fn unknown_capability_is_named() {
-        let e = err(r#"{"ociVersion":"1.2.0","process":{"cwd":"/","user":{"uid":0,"gid":0},"capabilities":{"bounding":["CAP_BOGUS"]}}}"#);
-        assert!(e.contains("process.capabilities.bounding") && e.contains("CAP_BOGUS"), "{e}");
+        let e = err(
+            r#"{"ociVersion":"1.2.0","process":{"cwd":"/","user":{"uid":0,"gid":0},"capabilities":{"bounding":["CAP_BOGUS"]}}}"#,
+        );
+        assert!(
+            e.contains("process.capabilities.bounding") && e.contains("CAP_BOGUS"),
+            "{e}"
+        );
     }
 }

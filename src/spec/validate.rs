@@ -34,24 +34,38 @@ fn check_process(spec: &Spec) -> Check {
     }
     check_user("process.user", p.user())?;
     if !p.cwd().is_absolute() {
-        return fail("process.cwd", format!("{:?} is not an absolute path", p.cwd()));
+        return fail(
+            "process.cwd",
+            format!("{:?} is not an absolute path", p.cwd()),
+        );
     }
     let mut seen = Vec::new();
     for (i, r) in p.rlimits().iter().flatten().enumerate() {
         if seen.contains(&r.typ()) {
-            return fail(format!("process.rlimits[{i}]"), format!("{:?} appears twice", r.typ()));
+            return fail(
+                format!("process.rlimits[{i}]"),
+                format!("{:?} appears twice", r.typ()),
+            );
         }
         if r.soft() > r.hard() {
             return fail(
                 format!("process.rlimits[{i}]"),
-                format!("{:?}: soft limit {} is above hard limit {}", r.typ(), r.soft(), r.hard()),
+                format!(
+                    "{:?}: soft limit {} is above hard limit {}",
+                    r.typ(),
+                    r.soft(),
+                    r.hard()
+                ),
             );
         }
         seen.push(r.typ());
     }
     for (i, e) in p.env().iter().flatten().enumerate() {
         if !e.contains('=') {
-            return fail(format!("process.env[{i}]"), format!("{e:?} is not of the form KEY=value"));
+            return fail(
+                format!("process.env[{i}]"),
+                format!("{e:?} is not of the form KEY=value"),
+            );
         }
     }
     Ok(())
@@ -74,7 +88,14 @@ pub fn check_user(prefix: &str, u: &User) -> Check {
 fn check_mappings(field: &str, maps: Option<&Vec<LinuxIdMapping>>) -> Check {
     for (i, m) in maps.into_iter().flatten().enumerate() {
         if m.size() == 0 {
-            return fail(format!("{field}[{i}].size"), format!("must be greater than zero (containerID {}, hostID {})", m.container_id(), m.host_id()));
+            return fail(
+                format!("{field}[{i}].size"),
+                format!(
+                    "must be greater than zero (containerID {}, hostID {})",
+                    m.container_id(),
+                    m.host_id()
+                ),
+            );
         }
         for (name, start) in [("containerID", m.container_id()), ("hostID", m.host_id())] {
             check_id(start).or_else(|e| fail(format!("{field}[{i}].{name}"), e))?;
@@ -82,7 +103,11 @@ fn check_mappings(field: &str, maps: Option<&Vec<LinuxIdMapping>>) -> Check {
             if check_id(last).is_err() {
                 return fail(
                     format!("{field}[{i}].size"),
-                    format!("{name} {start} + size {} ends at {last}, out of range: uids and gids must be in range 0-{}", m.size(), super::MAX_ID),
+                    format!(
+                        "{name} {start} + size {} ends at {last}, out of range: uids and gids must be in range 0-{}",
+                        m.size(),
+                        super::MAX_ID
+                    ),
                 );
             }
         }
@@ -91,16 +116,29 @@ fn check_mappings(field: &str, maps: Option<&Vec<LinuxIdMapping>>) -> Check {
 }
 
 /// The namespaces the container gets (new or joined), after checking for duplicates.
-fn check_namespaces(spec: &Spec) -> std::result::Result<HashSet<LinuxNamespaceType>, (String, String)> {
+fn check_namespaces(
+    spec: &Spec,
+) -> std::result::Result<HashSet<LinuxNamespaceType>, (String, String)> {
     let mut set = HashSet::new();
     let linux = spec.linux().as_ref();
-    for (i, ns) in linux.and_then(|l| l.namespaces().as_ref()).into_iter().flatten().enumerate() {
+    for (i, ns) in linux
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         if !set.insert(ns.typ()) {
-            return Err((format!("linux.namespaces[{i}]"), format!("{:?} namespace listed twice", ns.typ())));
+            return Err((
+                format!("linux.namespaces[{i}]"),
+                format!("{:?} namespace listed twice", ns.typ()),
+            ));
         }
         if let Some(path) = ns.path() {
             if !path.is_absolute() {
-                return Err((format!("linux.namespaces[{i}].path"), format!("{path:?} is not absolute")));
+                return Err((
+                    format!("linux.namespaces[{i}].path"),
+                    format!("{path:?} is not absolute"),
+                ));
             }
         }
     }
@@ -108,42 +146,89 @@ fn check_namespaces(spec: &Spec) -> std::result::Result<HashSet<LinuxNamespaceTy
         // Without a mount namespace the container shares the host's mounts: what would change
         // them for the container would change them for the host.
         let paths = |p: Option<&Vec<String>>| p.is_some_and(|p| !p.is_empty());
-        for (field, listed) in [("linux.maskedPaths", paths(linux.and_then(|l| l.masked_paths().as_ref()))), ("linux.readonlyPaths", paths(linux.and_then(|l| l.readonly_paths().as_ref())))] {
+        for (field, listed) in [
+            (
+                "linux.maskedPaths",
+                paths(linux.and_then(|l| l.masked_paths().as_ref())),
+            ),
+            (
+                "linux.readonlyPaths",
+                paths(linux.and_then(|l| l.readonly_paths().as_ref())),
+            ),
+        ] {
             if listed {
                 return Err((field.into(), "unable to restrict sys entries without a private MNT namespace (add {\"type\": \"mount\"} to linux.namespaces)".into()));
             }
         }
-        if spec.root().as_ref().is_some_and(|r| r.readonly().unwrap_or(false)) {
+        if spec
+            .root()
+            .as_ref()
+            .is_some_and(|r| r.readonly().unwrap_or(false))
+        {
             return Err(("root.readonly".into(), "a read-only root needs a private MNT namespace (add {\"type\": \"mount\"} to linux.namespaces)".into()));
         }
     }
     let has_user = set.contains(&LinuxNamespaceType::User);
-    let maps = linux.is_some_and(|l| l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) || l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()));
+    let maps = linux.is_some_and(|l| {
+        l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+            || l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+    });
     let user_is_new = linux
         .and_then(|l| l.namespaces().as_ref())
         .into_iter()
         .flatten()
         .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
-    check_mappings("linux.uidMappings", linux.and_then(|l| l.uid_mappings().as_ref()))?;
-    check_mappings("linux.gidMappings", linux.and_then(|l| l.gid_mappings().as_ref()))?;
+    check_mappings(
+        "linux.uidMappings",
+        linux.and_then(|l| l.uid_mappings().as_ref()),
+    )?;
+    check_mappings(
+        "linux.gidMappings",
+        linux.and_then(|l| l.gid_mappings().as_ref()),
+    )?;
     if maps && !has_user {
-        return Err(("linux.uidMappings".into(), "mappings need a user namespace in linux.namespaces".into()));
+        return Err((
+            "linux.uidMappings".into(),
+            "mappings need a user namespace in linux.namespaces".into(),
+        ));
     }
     if user_is_new {
-        for (field, m) in [("linux.uidMappings", linux.and_then(|l| l.uid_mappings().as_ref())), ("linux.gidMappings", linux.and_then(|l| l.gid_mappings().as_ref()))] {
+        for (field, m) in [
+            (
+                "linux.uidMappings",
+                linux.and_then(|l| l.uid_mappings().as_ref()),
+            ),
+            (
+                "linux.gidMappings",
+                linux.and_then(|l| l.gid_mappings().as_ref()),
+            ),
+        ] {
             if m.is_none_or(|m| m.is_empty()) {
-                return Err((field.into(), "a new user namespace needs at least one mapping".into()));
+                return Err((
+                    field.into(),
+                    "a new user namespace needs at least one mapping".into(),
+                ));
             }
         }
     }
-    if linux.is_some_and(|l| l.time_offsets().as_ref().is_some_and(|t| !t.is_empty())) && !set.contains(&LinuxNamespaceType::Time) {
-        return Err(("linux.timeOffsets".into(), "offsets need a time namespace in linux.namespaces".into()));
+    if linux.is_some_and(|l| l.time_offsets().as_ref().is_some_and(|t| !t.is_empty()))
+        && !set.contains(&LinuxNamespaceType::Time)
+    {
+        return Err((
+            "linux.timeOffsets".into(),
+            "offsets need a time namespace in linux.namespaces".into(),
+        ));
     }
     // runc's check for an unprivileged caller: the kernel grants it the other namespaces only
     // inside a user namespace, and clone3 would fail with a bare EPERM.
     let euid = nix::unistd::geteuid();
     if !euid.is_root() && !has_user {
-        return Err(("linux.namespaces".into(), format!("rootless container requires user namespaces: uid {euid} may create the others only inside one (add {{\"type\": \"user\"}} with uidMappings and gidMappings)")));
+        return Err((
+            "linux.namespaces".into(),
+            format!(
+                "rootless container requires user namespaces: uid {euid} may create the others only inside one (add {{\"type\": \"user\"}} with uidMappings and gidMappings)"
+            ),
+        ));
     }
     Ok(set)
 }
@@ -153,17 +238,32 @@ fn check_uts(spec: &Spec, ns: &HashSet<LinuxNamespaceType>) -> Check {
         return Ok(());
     }
     if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) {
-        return fail("hostname", "setting a hostname needs a private UTS namespace (add {\"type\": \"uts\"} to linux.namespaces)");
+        return fail(
+            "hostname",
+            "setting a hostname needs a private UTS namespace (add {\"type\": \"uts\"} to linux.namespaces)",
+        );
     }
     if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) {
-        return fail("domainname", "setting a domainname needs a private UTS namespace (add {\"type\": \"uts\"} to linux.namespaces)");
+        return fail(
+            "domainname",
+            "setting a domainname needs a private UTS namespace (add {\"type\": \"uts\"} to linux.namespaces)",
+        );
     }
     Ok(())
 }
 
 /// runc's rule: a sysctl may only change a namespace the container owns.
 fn check_sysctl(spec: &Spec, ns: &HashSet<LinuxNamespaceType>) -> Check {
-    const IPC: &[&str] = &["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
     let sysctl = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref());
     for key in sysctl.into_iter().flat_map(|s| s.keys()) {
         let field = format!("linux.sysctl.{key}");
@@ -174,7 +274,10 @@ fn check_sysctl(spec: &Spec, ns: &HashSet<LinuxNamespaceType>) -> Check {
         } else if key == "kernel.hostname" || key == "kernel.domainname" {
             (LinuxNamespaceType::Uts, "uts")
         } else {
-            return fail(field, "not a namespaced sysctl: setting it would change the host");
+            return fail(
+                field,
+                "not a namespaced sysctl: setting it would change the host",
+            );
         };
         if !ns.contains(&needs.0) {
             return fail(field, format!("needs a private {} namespace", needs.1));
@@ -189,19 +292,37 @@ fn check_mounts(spec: &Spec) -> Check {
         if dest.as_os_str().is_empty() {
             return fail(format!("mounts[{i}].destination"), "must not be empty");
         }
-        if let Err(e) = crate::rootfs::mount::MountOptions::parse(m.options().as_deref().unwrap_or_default()) {
+        if let Err(e) =
+            crate::rootfs::mount::MountOptions::parse(m.options().as_deref().unwrap_or_default())
+        {
             return fail(format!("mounts[{i}].options"), e);
         }
-        check_mappings(&format!("mounts[{i}].uidMappings"), m.uid_mappings().as_ref())?;
-        check_mappings(&format!("mounts[{i}].gidMappings"), m.gid_mappings().as_ref())?;
+        check_mappings(
+            &format!("mounts[{i}].uidMappings"),
+            m.uid_mappings().as_ref(),
+        )?;
+        check_mappings(
+            &format!("mounts[{i}].gidMappings"),
+            m.gid_mappings().as_ref(),
+        )?;
     }
     Ok(())
 }
 
 fn check_devices(spec: &Spec) -> Check {
-    for (i, d) in spec.linux().as_ref().and_then(|l| l.devices().as_ref()).into_iter().flatten().enumerate() {
+    for (i, d) in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         if !d.path().is_absolute() {
-            return fail(format!("linux.devices[{i}].path"), format!("{:?} is not absolute", d.path()));
+            return fail(
+                format!("linux.devices[{i}].path"),
+                format!("{:?} is not absolute", d.path()),
+            );
         }
         for (name, id) in [("uid", d.uid()), ("gid", d.gid())] {
             if let Some(id) = id {
@@ -213,7 +334,9 @@ fn check_devices(spec: &Spec) -> Check {
 }
 
 fn check_hooks(spec: &Spec) -> Check {
-    let Some(hooks) = spec.hooks() else { return Ok(()) };
+    let Some(hooks) = spec.hooks() else {
+        return Ok(());
+    };
     let stages = [
         ("prestart", hooks.prestart()),
         ("createRuntime", hooks.create_runtime()),
@@ -225,10 +348,16 @@ fn check_hooks(spec: &Spec) -> Check {
     for (stage, list) in stages {
         for (i, h) in list.iter().flatten().enumerate() {
             if !h.path().is_absolute() {
-                return fail(format!("hooks.{stage}[{i}].path"), format!("{:?} is not absolute", h.path()));
+                return fail(
+                    format!("hooks.{stage}[{i}].path"),
+                    format!("{:?} is not absolute", h.path()),
+                );
             }
             if h.timeout().is_some_and(|t| t <= 0) {
-                return fail(format!("hooks.{stage}[{i}].timeout"), "must be greater than zero");
+                return fail(
+                    format!("hooks.{stage}[{i}].timeout"),
+                    "must be greater than zero",
+                );
             }
         }
     }
@@ -238,12 +367,24 @@ fn check_hooks(spec: &Spec) -> Check {
 /// A label for an LSM the kernel does not have cannot be honoured: say so instead of running the
 /// container less confined than its author asked.
 fn check_lsm(spec: &Spec) -> Check {
-    let Some(p) = spec.process() else { return Ok(()) };
-    if p.selinux_label().as_ref().is_some_and(|l| !l.is_empty()) && !crate::process::lsm::selinux_enabled() {
-        return fail("process.selinuxLabel", "SELinux is not enabled on this host");
+    let Some(p) = spec.process() else {
+        return Ok(());
+    };
+    if p.selinux_label().as_ref().is_some_and(|l| !l.is_empty())
+        && !crate::process::lsm::selinux_enabled()
+    {
+        return fail(
+            "process.selinuxLabel",
+            "SELinux is not enabled on this host",
+        );
     }
-    if p.apparmor_profile().as_ref().is_some_and(|l| !l.is_empty()) && !crate::process::lsm::apparmor_enabled() {
-        return fail("process.apparmorProfile", "AppArmor is not enabled on this host");
+    if p.apparmor_profile().as_ref().is_some_and(|l| !l.is_empty())
+        && !crate::process::lsm::apparmor_enabled()
+    {
+        return fail(
+            "process.apparmorProfile",
+            "AppArmor is not enabled on this host",
+        );
     }
     Ok(())
 }
@@ -261,20 +402,56 @@ mod tests {
 
     #[test]
     fn mapping_ends_must_stay_in_range() {
-        let map = |c: u32, h: u32, size: u32| serde_json::from_value(serde_json::json!([{"containerID": c, "hostID": h, "size": size}])).unwrap();
+        let map = |c: u32, h: u32, size: u32| {
+            serde_json::from_value(
+                serde_json::json!([{"containerID": c, "hostID": h, "size": size}]),
+            )
+            .unwrap()
+        };
         assert!(check_mappings("m", Some(&map(0, 0, super::super::MAX_ID + 1))).is_ok());
-        assert_eq!(check_mappings("m", Some(&map(1, 0, super::super::MAX_ID + 1))).unwrap_err().0, "m[0].size");
-        assert_eq!(check_mappings("m", Some(&map(0, u32::MAX, 1))).unwrap_err().0, "m[0].hostID");
-        assert!(check_mappings("m", Some(&map(super::super::MAX_ID, super::super::MAX_ID, 1))).is_ok());
+        assert_eq!(
+            check_mappings("m", Some(&map(1, 0, super::super::MAX_ID + 1)))
+                .unwrap_err()
+                .0,
+            "m[0].size"
+        );
+        assert_eq!(
+            check_mappings("m", Some(&map(0, u32::MAX, 1)))
+                .unwrap_err()
+                .0,
+            "m[0].hostID"
+        );
+        assert!(
+            check_mappings(
+                "m",
+                Some(&map(super::super::MAX_ID, super::super::MAX_ID, 1))
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn no_mount_namespace_runs_unless_it_would_change_the_hosts_mounts() {
         let root = r#"{"path":"rootfs"}"#;
         assert!(without_mount_namespace(root, "").is_ok());
-        assert_eq!(without_mount_namespace(root, r#","maskedPaths":["/proc/kcore"]"#).unwrap_err().0, "linux.maskedPaths");
-        assert_eq!(without_mount_namespace(root, r#","readonlyPaths":["/proc/sys"]"#).unwrap_err().0, "linux.readonlyPaths");
-        assert_eq!(without_mount_namespace(r#"{"path":"rootfs","readonly":true}"#, "").unwrap_err().0, "root.readonly");
+        assert_eq!(
+            without_mount_namespace(root, r#","maskedPaths":["/proc/kcore"]"#)
+                .unwrap_err()
+                .0,
+            "linux.maskedPaths"
+        );
+        assert_eq!(
+            without_mount_namespace(root, r#","readonlyPaths":["/proc/sys"]"#)
+                .unwrap_err()
+                .0,
+            "linux.readonlyPaths"
+        );
+        assert_eq!(
+            without_mount_namespace(r#"{"path":"rootfs","readonly":true}"#, "")
+                .unwrap_err()
+                .0,
+            "root.readonly"
+        );
     }
 
     #[test]
