@@ -39,6 +39,7 @@ pub enum Forked {
 /// only the calling thread, exactly as after `fork(2)`.
 pub unsafe fn clone3(flags: u64, cgroup: Option<BorrowedFd>) -> io::Result<Forked> {
     let mut pidfd: RawFd = -1;
+    // SAFETY: a plain-data kernel struct, for which all zeroes is a valid value.
     let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
     args.flags = flags | libc::CLONE_PIDFD as u64;
     if let Some(fd) = cgroup {
@@ -59,9 +60,9 @@ pub unsafe fn clone3(flags: u64, cgroup: Option<BorrowedFd>) -> io::Result<Forke
     if ret == 0 {
         Ok(Forked::Child)
     } else {
-        // SAFETY: CLONE_PIDFD made the kernel store a new fd that nothing else owns.
         Ok(Forked::Parent {
             pid: ret as i32,
+            // SAFETY: CLONE_PIDFD made the kernel store a new fd that nothing else owns.
             pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
         })
     }
@@ -75,6 +76,7 @@ pub fn set_link_up(name: &str) -> io::Result<()> {
         unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) }
             as libc::c_long,
     )?;
+    // SAFETY: the syscall just returned this fd: it is new and nothing else owns it.
     let sock = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
     // SAFETY: ifreq is plain data, for which all zeroes is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
@@ -88,6 +90,7 @@ pub fn set_link_up(name: &str) -> io::Result<()> {
     check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } as libc::c_long)?;
     // SAFETY: SIOCGIFFLAGS filled ifru_flags, the union member read and written here.
     unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads one ifreq through a valid pointer.
     check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } as libc::c_long)?;
     Ok(())
 }
@@ -95,6 +98,7 @@ pub fn set_link_up(name: &str) -> io::Result<()> {
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments; on success it returns a new fd we own.
     let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    // SAFETY: the syscall just returned this fd: it is new and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
@@ -194,6 +198,7 @@ pub fn openat2_in_root(
             )
         };
         match check(r) {
+            // SAFETY: the syscall just returned this fd: it is new and nothing else owns it.
             Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
             Err(e)
                 if e.raw_os_error() == Some(libc::EAGAIN)
@@ -224,6 +229,7 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
 /// `mount_setattr(2)` on the tree at `fd`: how recursive read-only and friends (`rro`,
 /// `rnosuid`, ...) are applied to a whole bind-mounted tree at once.
 pub fn mount_setattr(fd: BorrowedFd, recursive: bool, set: u64, clear: u64) -> io::Result<()> {
+    // SAFETY: a plain-data kernel struct, for which all zeroes is a valid value.
     let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
     attr.attr_set = set;
     attr.attr_clr = clear;
@@ -234,6 +240,7 @@ pub fn mount_setattr(fd: BorrowedFd, recursive: bool, set: u64, clear: u64) -> i
 /// (an idmapped mount). Only a mount no process has seen yet may become one.
 pub fn mount_setattr_idmap(fd: BorrowedFd, recursive: bool, userns: BorrowedFd) -> io::Result<()> {
     const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    // SAFETY: a plain-data kernel struct, for which all zeroes is a valid value.
     let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
     attr.attr_set = MOUNT_ATTR_IDMAP;
     attr.userns_fd = userns.as_raw_fd() as u64;
@@ -273,6 +280,7 @@ pub fn open_tree_clone(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
     // SAFETY: `c` is a valid C string for the call; the result is a new fd we own.
     let fd =
         check(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) })?;
+    // SAFETY: the syscall just returned this fd: it is new and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
@@ -283,6 +291,7 @@ pub fn mount_setattr_propagation(
     recursive: bool,
     propagation: u64,
 ) -> io::Result<()> {
+    // SAFETY: a plain-data kernel struct, for which all zeroes is a valid value.
     let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
     attr.propagation = propagation;
     setattr(fd, recursive, &mut attr)
@@ -296,6 +305,7 @@ pub fn fsopen(fstype: &str) -> io::Result<OwnedFd> {
     let c = CString::new(fstype).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: `c` is a valid C string for the call; the result is a new fd we own.
     let fd = check(unsafe { libc::syscall(libc::SYS_fsopen, c.as_ptr(), FSOPEN_CLOEXEC) })?;
+    // SAFETY: the syscall just returned this fd: it is new and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
@@ -345,6 +355,7 @@ pub fn fsmount(fs: BorrowedFd, attrs: u64) -> io::Result<OwnedFd> {
             attrs as libc::c_uint,
         )
     })?;
+    // SAFETY: the syscall just returned this fd: it is new and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 

@@ -134,6 +134,7 @@ pub fn copy_winsize(from: BorrowedFd, to: BorrowedFd) {
     };
     // SAFETY: TIOCGWINSZ writes one winsize into a valid pointer; TIOCSWINSZ reads it.
     if unsafe { get_winsize(from.as_raw_fd(), &mut ws) }.is_ok() {
+        // SAFETY: TIOCSWINSZ reads the winsize just filled in, through a valid pointer.
         let _ = unsafe { set_winsize(to.as_raw_fd(), &ws) };
     }
 }

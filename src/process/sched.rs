@@ -45,7 +45,7 @@ pub fn apply(p: &Process, personality: Option<&LinuxPersonality>) -> Result<()> 
             IOPriorityClass::IoprioClassBe => 2,
             IOPriorityClass::IoprioClassIdle => 3,
         };
-        let prio = (class << 13) | io.priority() as i64;
+        let prio = (class << 13) | io.priority();
         // SAFETY: ioprio_set(IOPRIO_WHO_PROCESS, 0 = self, prio) takes integers only.
         if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) } < 0 {
             return Err(std::io::Error::last_os_error())

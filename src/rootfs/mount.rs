@@ -66,10 +66,8 @@ impl MountOptions {
                 }
                 // Clearing an atime mode means choosing another one: mount_setattr wants the
                 // whole atime field cleared first.
-                if attr & libc::MOUNT_ATTR__ATIME as u64 != 0
-                    || attr == libc::MOUNT_ATTR_RELATIME as u64
-                {
-                    o.attr_clr |= libc::MOUNT_ATTR__ATIME as u64;
+                if attr & libc::MOUNT_ATTR__ATIME != 0 || attr == libc::MOUNT_ATTR_RELATIME {
+                    o.attr_clr |= libc::MOUNT_ATTR__ATIME;
                 }
             } else if opt == "tmpcopyup" {
                 o.tmpcopyup = true;
@@ -678,7 +676,7 @@ mod tests {
     fn rbind_and_recursive_readonly() {
         let o = MountOptions::parse(&["rbind", "rro"]).unwrap();
         assert!(o.is_bind() && o.flags.contains(MsFlags::MS_REC));
-        assert_eq!(o.attr_set, libc::MOUNT_ATTR_RDONLY as u64);
+        assert_eq!(o.attr_set, libc::MOUNT_ATTR_RDONLY);
     }
 
     #[test]

@@ -133,13 +133,13 @@ fn check_namespaces(
                 format!("{:?} namespace listed twice", ns.typ()),
             ));
         }
-        if let Some(path) = ns.path() {
-            if !path.is_absolute() {
-                return Err((
-                    format!("linux.namespaces[{i}].path"),
-                    format!("{path:?} is not absolute"),
-                ));
-            }
+        if let Some(path) = ns.path()
+            && !path.is_absolute()
+        {
+            return Err((
+                format!("linux.namespaces[{i}].path"),
+                format!("{path:?} is not absolute"),
+            ));
         }
     }
     if !set.contains(&LinuxNamespaceType::Mount) {
