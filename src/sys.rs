@@ -6,6 +6,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::OnceLock;
 
 fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
     if ret < 0 {
@@ -209,6 +210,46 @@ pub fn openat2_in_root(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The fds from 3 up that the caller left open, as `note_inherited_fds` listed them when kiln
+/// started (or why it could not).
+static INHERITED_FDS: OnceLock<Result<Vec<RawFd>, String>> = OnceLock::new();
+
+/// Lists the fds from 3 up that this process inherited: run first thing in `main`, while every
+/// open fd is the caller's. An fd inherited through execve has no close-on-exec flag, so
+/// nothing stops it from reaching the container's init, which is a fork, not an exec: the
+/// child closes them (`close_inherited_from`).
+pub fn note_inherited_fds() {
+    let listed = std::fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<RawFd>().ok())
+                .filter(|&fd| fd >= 3)
+                .collect::<Vec<_>>()
+        })
+        .map_err(|e| format!("listing /proc/self/fd when kiln started: {e}"));
+    // The listing's own fd is closed by now: only the caller's are still open.
+    let listed = listed.map(|fds| {
+        fds.into_iter()
+            .filter(|&fd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_ok())
+            .collect()
+    });
+    let _ = INHERITED_FDS.set(listed);
+}
+
+/// Closes the inherited fds from `first` up (those below it pass on: `--preserve-fds`,
+/// LISTEN_FDS). kiln never closes an inherited fd itself, so each number is still the caller's.
+pub fn close_inherited_from(first: RawFd) -> io::Result<()> {
+    let fds = INHERITED_FDS
+        .get()
+        .ok_or_else(|| io::Error::other("the inherited fds were never listed"))?
+        .as_ref()
+        .map_err(|e| io::Error::other(e.clone()))?;
+    for &fd in fds.iter().filter(|&&fd| fd >= first) {
+        // The fd is released even when close reports an error: there is nothing to retry.
+        let _ = nix::unistd::close(fd);
+    }
+    Ok(())
 }
 
 /// Marks every fd from `first` up as close-on-exec, so that only stdio and the preserved fds
