@@ -210,6 +210,11 @@ pub fn check_root_owner(root: &Path) -> Result<()> {
             root.display(),
             m.uid()
         ))),
+        // Behind a directory private to someone else: "does not exist" would mislead.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(Error::Usage(format!(
+            "--root {}: uid {euid} may not reach it ({e}): another user's containers are private to that user (use your own --root)",
+            root.display()
+        ))),
         _ => Ok(()),
     }
 }
