@@ -3,7 +3,6 @@
 Each test attacks from where the real exploit did (a process in the container, a
 malicious rootfs or config) and checks what the host sees afterwards."""
 
-import fcntl
 import hashlib
 import os
 import random
@@ -16,8 +15,7 @@ import uuid
 
 import pytest
 
-from conftest import (CALL_TIMEOUT, IS_KILN, RUNTIME, RUNTIME_NAME, Result, run_to_files,
-                      runc_deviates, wait_for)
+from conftest import IS_KILN, RUNTIME, RUNTIME_NAME, runc_deviates, wait_for
 
 
 def sha256(path):
@@ -152,22 +150,6 @@ def test_init_holds_no_host_directory_before_exec(ctx):
 # ------------------------------------------- the caller's fds stay out of the container
 
 
-def with_fds(ctx, fds, *args, env=""):
-    """`RUNTIME --root R args...` with `fds` ({number: a file object of ours}) open at those
-    numbers, as a shim or systemd hands its fds over; `env`: shell words run before the exec
-    (the runtime keeps the shell's pid, as LISTEN_PID wants)."""
-    high = {n: fcntl.fcntl(f.fileno(), fcntl.F_DUPFD_CLOEXEC, 100) for n, f in fds.items()}
-    try:
-        moves = " ".join(f"{n}>&{h} {h}>&-" for n, h in high.items())
-        cmd = ["bash", "-c", f'{env} exec {moves} "$@"', "bash", RUNTIME, "--root", ctx.root,
-               *map(str, args)]
-        return Result(run_to_files(cmd, CALL_TIMEOUT, cwd=ctx.dir, pass_fds=tuple(high.values()),
-                                   tmp=ctx.dir))
-    finally:
-        for h in high.values():
-            os.close(h)
-
-
 def fds_of_init(ctx, cid):
     """fd number -> link target of the container's pid 1, as a process exec'd into it sees."""
     r = ctx.rt("exec", cid, "sh", "-c",
@@ -199,7 +181,7 @@ def test_created_init_holds_none_of_the_callers_fds(ctx):
         ctx.config["process"]["args"] = ["sleep", "100"]
         ctx.save()
         cid = ctx.new_id()
-        r = with_fds(ctx, caller, "create", "--bundle", ctx.bundle, cid)
+        r = ctx.rt_with_fds(caller, "create", "--bundle", ctx.bundle, cid)
         assert r.ok, r
         ctx.state(cid)
         theirs = {identity(f) for f in caller.values()}
@@ -238,7 +220,7 @@ def test_passed_fds_reach_the_program_and_no_other(ctx, command, passed):
         cid = ctx.new_id()
         flags = ["--preserve-fds", "1"] if passed == "--preserve-fds" else []
         env = "export LISTEN_FDS=1 LISTEN_PID=$$;" if passed == "LISTEN_FDS" else ""
-        r = with_fds(ctx, {3: g, 50: k}, *command.split(), "--bundle", ctx.bundle, *flags, cid,
+        r = ctx.rt_with_fds({3: g, 50: k}, *command.split(), "--bundle", ctx.bundle, *flags, cid,
                      env=env)
     assert r.ok, r
     ctx.state(cid)
@@ -262,7 +244,7 @@ def test_exec_callers_fds_do_not_reach_the_process(ctx):
     secret = os.path.join(ctx.dir, "caller-file")
     with open(secret, "w") as f:
         # ls lists its own fds: stdio and the one it reads the directory with.
-        r = with_fds(ctx, {50: f}, "exec", cid, "sh", "-c",
+        r = ctx.rt_with_fds({50: f}, "exec", cid, "sh", "-c",
                      "ls /proc/self/fd; echo written-from-the-container >&50")
     assert r.rc != 0 and "Bad file descriptor" in r.err, r
     assert r.out.split() == ["0", "1", "2", "3"], r

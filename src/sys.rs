@@ -253,6 +253,15 @@ pub fn close_inherited_from(first: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes `cmd` run with none of the inherited fds (stdio apart): a hook or helper kiln runs on
+/// the host gets only what kiln gives it, as runc's do.
+pub fn without_inherited_fds(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    // SAFETY: the closure runs between fork and exec in a copy of this single-threaded
+    // process; it reads a list set at startup and calls close(2), allocating nothing but an
+    // error that only a kiln which never listed its fds could make.
+    unsafe { std::os::unix::process::CommandExt::pre_exec(cmd, || close_inherited_from(3)) }
+}
+
 /// Marks every fd from `first` up as close-on-exec, so that only stdio and the preserved fds
 /// reach the container's process.
 pub fn cloexec_from(first: u32) -> io::Result<()> {
