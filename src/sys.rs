@@ -479,6 +479,8 @@ pub struct ProcStat {
     /// parent has not reaped, or a process already in its exit (PF_EXITING in field 9). A pid
     /// namespace's init stays in that exit until every process of the namespace is reaped, those
     /// whose parent is outside it (an `exec` caller that never waits) included: that can be never.
+    /// Both are read from the first thread, as runc reads the zombie state: a process whose
+    /// first thread alone has exited counts as finished too.
     pub finished: bool,
 }
 
