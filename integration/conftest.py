@@ -9,6 +9,7 @@ test if any process, mount, state entry or cgroup of it survived.
 """
 
 import copy
+import fcntl
 import json
 import os
 import shutil
@@ -518,6 +519,21 @@ class Ctx:
         cmd = [self.runtime] + g + [str(a) for a in args]
         return Result(run_to_files(cmd, timeout, cwd=cwd or self.dir, input=input,
                                    stdin=stdin, pass_fds=pass_fds, env=env, tmp=self.dir))
+
+    def rt_with_fds(self, fds, *args, env=""):
+        """`rt` with `fds` ({number: a file object of ours}) open at those numbers, as a shim
+        or systemd hands its fds over; `env`: shell words run before the exec (the runtime
+        keeps the shell's pid, as LISTEN_PID wants)."""
+        high = {n: fcntl.fcntl(f.fileno(), fcntl.F_DUPFD_CLOEXEC, 100) for n, f in fds.items()}
+        try:
+            moves = " ".join(f"{n}>&{h} {h}>&-" for n, h in high.items())
+            cmd = ["bash", "-c", f'{env} exec {moves} "$@"', "bash", self.runtime,
+                   "--root", self.root, *map(str, args)]
+            return Result(run_to_files(cmd, CALL_TIMEOUT, cwd=self.dir,
+                                       pass_fds=tuple(high.values()), tmp=self.dir))
+        finally:
+            for h in high.values():
+                os.close(h)
 
     def state(self, cid):
         r = self.rt("state", cid)

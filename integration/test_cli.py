@@ -646,6 +646,21 @@ def test_another_users_root_is_refused(ctx, cmd):
     ctx.delete(cid, force=True)
 
 
+@pytest.mark.parametrize("cmd", [["state"], ["list"]])
+def test_a_root_another_user_cannot_reach_is_refused(ctx, cmd):
+    # Below a directory private to root, the user cannot even look at the state root.
+    private = ctx.hostdir("private")
+    os.chmod(private, 0o700)
+    ctx.root = os.path.join(private, "state")
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    r = as_nobody(ctx, *cmd, *([] if cmd == ["list"] else [cid]))
+    assert r.returncode != 0 and r.stdout == "", r
+    assert len(r.stderr.splitlines()) == 1 and ctx.root in r.stderr, r
+    assert "does not exist" not in r.stderr, r
+    ctx.delete(cid, force=True)
+
+
 @runc_deviates("runc reports the EACCES of the first file it opens, not whose root it is")
 def test_another_users_root_error_names_the_owner(ctx):
     ctx.sh("sleep 100")

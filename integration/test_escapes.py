@@ -7,6 +7,7 @@ import hashlib
 import os
 import random
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -144,6 +145,111 @@ def test_init_holds_no_host_directory_before_exec(ctx):
         dirs = f.read()
     assert len(fds) >= 3, fds  # the hook did see init's fds
     assert dirs == "", f"init holds directories: {dirs}"
+
+
+# ------------------------------------------- the caller's fds stay out of the container
+
+
+def fds_of_init(ctx, cid):
+    """fd number -> link target of the container's pid 1, as a process exec'd into it sees."""
+    r = ctx.rt("exec", cid, "sh", "-c",
+               'for f in /proc/1/fd/*; do echo "${f##*/} $(readlink $f)"; done')
+    assert r.ok, r
+    return {int(n): t for n, _, t in (line.partition(" ") for line in r.out.splitlines())}
+
+
+def identity(f):
+    """What /proc/PID/fd shows for our file object: a path, or pipe:[ino], socket:[ino]."""
+    return os.readlink(f"/proc/self/fd/{f.fileno()}")
+
+
+def read_file(path):
+    with open(path) as f:
+        return f.read()
+
+
+def test_created_init_holds_none_of_the_callers_fds(ctx):
+    # Until `start`, init holds what the runtime left open, and every process exec'd into the
+    # container may open /proc/1/fd/N: a host file the caller had open for writing must not
+    # be there to write through.
+    secret = os.path.join(ctx.dir, "caller-file")
+    host_file = open(secret, "w")
+    pipe_r, pipe_w = (os.fdopen(fd, mode) for fd, mode in zip(os.pipe(), "rw"))
+    sock, peer = socket.socketpair()
+    caller = {50: host_file, 51: pipe_w, 52: sock}
+    try:
+        ctx.config["process"]["args"] = ["sleep", "100"]
+        ctx.save()
+        cid = ctx.new_id()
+        r = ctx.rt_with_fds(caller, "create", "--bundle", ctx.bundle, cid)
+        assert r.ok, r
+        ctx.state(cid)
+        theirs = {identity(f) for f in caller.values()}
+        fds = fds_of_init(ctx, cid)
+        assert {0, 1, 2} <= set(fds), fds
+        assert not set(fds) & set(caller), fds
+        assert not set(fds.values()) & theirs, fds
+        # What init does hold, besides stdio: the exec fifo it waits on (a path, O_PATH) and,
+        # kiln's, its end of the channel to `create` (whose side is gone); runc's Go runtime
+        # holds an epoll fd and a pipe.
+        extra = sorted(t for n, t in fds.items() if n > 2)
+        assert any(t.endswith("/exec.fifo") for t in extra), fds
+        if IS_KILN:
+            assert [t.split(":")[0] for t in extra] == [os.path.join(ctx.root, cid, "exec.fifo"),
+                                                         "socket"], fds
+        r = ctx.rt("exec", cid, "sh", "-c", "echo written-from-the-container > /proc/1/fd/50")
+        assert r.rc != 0, r
+        ctx.start(cid)
+        # The program holds stdio only.
+        assert sorted(fds_of_init(ctx, cid)) == [0, 1, 2]
+        ctx.delete(cid, force=True)
+    finally:
+        for f in (host_file, pipe_r, pipe_w, sock, peer):
+            f.close()
+    assert read_file(secret) == ""
+
+
+@pytest.mark.parametrize("command", ["create", "run -d"])
+@pytest.mark.parametrize("passed", ["--preserve-fds", "LISTEN_FDS"])
+def test_passed_fds_reach_the_program_and_no_other(ctx, command, passed):
+    # fd 3 is handed over (--preserve-fds 1, or socket activation); fd 50 is not.
+    given, kept = os.path.join(ctx.dir, "given"), os.path.join(ctx.dir, "kept")
+    with open(given, "w") as g, open(kept, "w") as k:
+        ctx.sh("echo from-the-program >&3; exec sleep 100")
+        ctx.save()
+        cid = ctx.new_id()
+        flags = ["--preserve-fds", "1"] if passed == "--preserve-fds" else []
+        env = "export LISTEN_FDS=1 LISTEN_PID=$$;" if passed == "LISTEN_FDS" else ""
+        r = ctx.rt_with_fds({3: g, 50: k}, *command.split(), "--bundle", ctx.bundle, *flags, cid,
+                     env=env)
+    assert r.ok, r
+    ctx.state(cid)
+    if command == "create":
+        fds = fds_of_init(ctx, cid)
+        assert fds.get(3) == given and 50 not in fds, fds
+        r = ctx.rt("exec", cid, "sh", "-c", "echo written-from-the-container > /proc/1/fd/50")
+        assert r.rc != 0, r
+        ctx.start(cid)
+    assert wait_for(lambda: read_file(given) == "from-the-program\n"), read_file(given)
+    fds = fds_of_init(ctx, cid)
+    assert sorted(fds) == [0, 1, 2, 3] and fds[3] == given, fds
+    ctx.delete(cid, force=True)
+    assert read_file(kept) == ""
+
+
+def test_exec_callers_fds_do_not_reach_the_process(ctx):
+    ctx.config["process"]["args"] = ["sleep", "100"]
+    cid, _ = ctx.create()
+    ctx.start(cid)
+    secret = os.path.join(ctx.dir, "caller-file")
+    with open(secret, "w") as f:
+        # ls lists its own fds: stdio and the one it reads the directory with.
+        r = ctx.rt_with_fds({50: f}, "exec", cid, "sh", "-c",
+                     "ls /proc/self/fd; echo written-from-the-container >&50")
+    assert r.rc != 0 and "Bad file descriptor" in r.err, r
+    assert r.out.split() == ["0", "1", "2", "3"], r
+    assert read_file(secret) == ""
+    ctx.delete(cid, force=True)
 
 
 # ------------------------------- CVE-2021-30465: mount destination symlinks

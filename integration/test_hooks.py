@@ -306,6 +306,31 @@ def test_container_hooks_without_env_get_an_empty_environment(ctx):
         assert "KILN_HOOK_MARKER" not in names and "TERM" not in names, (h, names)
 
 
+@runc_deviates("1.1.5 passes the caller's fds of `delete` on to the poststop hooks")
+def test_hooks_get_none_of_the_callers_fds(ctx):
+    # The runtime's caller holds a file at fd 50 for every command; no hook may get it.
+    out = ctx.hostdir("hooks")
+    ctx.add_mount({"destination": "/hooks", "type": "bind", "source": out,
+                   "options": ["rbind", "rw"]})
+    ctx.config["hooks"] = {}
+    for name in HOOKS:
+        d = "/hooks" if name == "startContainer" else out
+        ctx.config["hooks"][name] = [{"path": "/bin/sh", "args": [
+            "sh", "-c", f"[ -e /proc/$$/fd/50 ] && echo {name} >> {d}/leaked; "
+                        f"echo {name} >> {d}/order"]}]
+    ctx.sh("sleep 100")
+    ctx.save()
+    cid = ctx.new_id()
+    with open(os.path.join(ctx.dir, "caller-file"), "w") as f:
+        for args in (["create", "--bundle", ctx.bundle, cid], ["start", cid],
+                     ["delete", "--force", cid]):
+            r = ctx.rt_with_fds({50: f}, *args)
+            assert r.ok, r
+    assert sorted(read_order(out)) == sorted(HOOKS)
+    leaked = os.path.join(out, "leaked")
+    assert not os.path.exists(leaked), open(leaked).read()
+
+
 def test_hook_working_directories(ctx):
     # runc chdirs into the bundle for `create`, into the rootfs (host path) for
     # createContainer, and init is in process.cwd for startContainer; delete stays where its

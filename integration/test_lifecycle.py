@@ -2,10 +2,13 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
-from conftest import pid_alive, wait_for
+from conftest import leftover_cgroups, pid_alive, runc_deviates, wait_for
 
 
 def status(ctx, cid):
@@ -245,6 +248,111 @@ def test_state_of_container_whose_init_died_outside(ctx):
     assert ctx.wait_status(cid, "stopped"), ctx.rt("state", cid)
     assert ctx.state(cid)["pid"] == 0
     ctx.delete(cid)
+
+
+# A caller that never reaps, as a shim between two waits: a subreaper (the container's init,
+# or an `exec` process, is reparented to it when the runtime exits) that runs the runtime,
+# prints its pid and reaps nothing until its stdin closes.
+UNREAPING_CALLER = r"""
+import ctypes, os, sys
+assert ctypes.CDLL(None).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+pid = os.fork()
+if pid == 0:
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.execv(sys.argv[1], sys.argv[1:])
+print(pid, flush=True)
+sys.stdin.read()
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+"""
+
+
+class UnreapingCaller:
+    def __init__(self, ctx, *args):
+        self.p = subprocess.Popen([sys.executable, "-c", UNREAPING_CALLER, ctx.runtime,
+                                   "--root", ctx.root, *args],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        ctx.cleanups.append(self.reap)
+        self.runtime_pid = int(self.p.stdout.readline())
+
+    def reap(self):
+        if self.p.poll() is None:
+            self.p.stdin.close()
+            self.p.wait(timeout=10)
+
+
+def stat_fields(pid):
+    """/proc/PID/stat from field 3 (the state) on; [] once the process is reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return []
+
+
+def read_pid(path):
+    assert wait_for(lambda: os.path.exists(path), 10), path
+    with open(path) as f:
+        return int(f.read())
+
+
+def test_zombie_init_is_stopped_and_deleted(ctx):
+    # Init, killed, waits as a zombie for the caller of `create`, which has not reaped it yet.
+    ctx.config["process"]["args"] = ["sleep", "100"]
+    ctx.save()
+    cid = ctx.new_id()
+    pid_file = os.path.join(ctx.dir, "init.pid")
+    caller = UnreapingCaller(ctx, "create", "--bundle", ctx.bundle, "--pid-file", pid_file, cid)
+    init = read_pid(pid_file)
+    ctx.track(init)
+    assert wait_for(lambda: stat_fields(init)[1:2] == [str(caller.p.pid)], 10), stat_fields(init)
+    os.kill(init, signal.SIGKILL)
+    assert wait_for(lambda: stat_fields(init)[:1] == ["Z"], 10), stat_fields(init)
+    assert status(ctx, cid) == "stopped"
+    r = ctx.rt("kill", cid, "KILL")
+    assert r.rc != 0 and "not running" in r.err, r
+    ctx.delete(cid, force=True)
+    assert ctx.rt("state", cid).rc != 0 and cid not in ctx.list_ids()
+    assert not os.path.exists(os.path.join(ctx.root, cid))
+    assert leftover_cgroups([cid]) == []
+
+
+@runc_deviates("a pid namespace's init that waits in its exit for the namespace's unreaped "
+               "zombies stays running for runc: delete --force fails after 10s")
+@pytest.mark.parametrize("how", ["kill", "delete --force"])
+def test_init_waiting_for_an_unreaped_exec_process_is_stopped(ctx, how):
+    # `exec` SIGKILLed: its process is reparented to the caller, which does not reap it. Killed
+    # in its turn, it stays a zombie in the container's pid namespace, and init, killed, stays
+    # in its exit until that zombie is reaped, which may be never: the container has stopped.
+    ctx.config["process"]["args"] = ["sleep", "100"]
+    cid, _ = ctx.create()
+    ctx.start(cid)
+    init = ctx.state(cid)["pid"]
+    pid_file = os.path.join(ctx.dir, "exec.pid")
+    caller = UnreapingCaller(ctx, "exec", "--pid-file", pid_file, cid, "sleep", "100")
+    process = read_pid(pid_file)
+    ctx.track(process)
+    os.kill(caller.runtime_pid, signal.SIGKILL)
+    assert wait_for(lambda: stat_fields(process)[1:2] == [str(caller.p.pid)], 10)
+    if how == "kill":
+        r = ctx.rt("kill", cid, "KILL")
+        assert r.ok, r
+        assert ctx.wait_status(cid, "stopped"), ctx.rt("state", cid)
+        assert stat_fields(init)[:1] == ["S"] and stat_fields(process)[:1] == ["Z"]
+    r = ctx.rt("delete", "--force", cid)
+    assert r.ok, r
+    assert stat_fields(process)[:1] == ["Z"]
+    assert ctx.rt("state", cid).rc != 0 and cid not in ctx.list_ids()
+    assert not os.path.exists(os.path.join(ctx.root, cid))
+    assert leftover_cgroups([cid]) == []
+    # Reaped at last, the zombie lets init end.
+    caller.reap()
+    assert wait_for(lambda: not stat_fields(init) or stat_fields(init)[:1] == ["Z"], 10)
 
 
 def test_many_containers_one_root(ctx):

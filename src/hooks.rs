@@ -126,7 +126,9 @@ fn run_one(
         .stdin(Stdio::piped())
         .stdout(out.try_clone().map_err(|e| e.to_string())?)
         .stderr(out.try_clone().map_err(|e| e.to_string())?);
-    let mut child = cmd.spawn().map_err(|e| format!("cannot run: {e}"))?;
+    let mut child = crate::sys::without_inherited_fds(&mut cmd)
+        .spawn()
+        .map_err(|e| format!("cannot run: {e}"))?;
     let pidfd = crate::sys::pidfd_open(child.id() as i32).map_err(|e| e.to_string())?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook that does not read its stdin is fine: ignore EPIPE.

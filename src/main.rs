@@ -20,5 +20,6 @@ mod timefmt;
 mod tty;
 
 fn main() {
+    sys::note_inherited_fds();
     std::process::exit(cli::main());
 }

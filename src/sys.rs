@@ -6,6 +6,8 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
     if ret < 0 {
@@ -209,6 +211,55 @@ pub fn openat2_in_root(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The fds from 3 up that the caller left open, as `note_inherited_fds` listed them when kiln
+/// started (or why it could not).
+static INHERITED_FDS: OnceLock<Result<Vec<RawFd>, String>> = OnceLock::new();
+
+/// Lists the fds from 3 up that this process inherited: run first thing in `main`, while every
+/// open fd is the caller's. An fd inherited through execve has no close-on-exec flag, so
+/// nothing stops it from reaching the container's init, which is a fork, not an exec: the
+/// child closes them (`close_inherited_from`).
+pub fn note_inherited_fds() {
+    let listed = std::fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<RawFd>().ok())
+                .filter(|&fd| fd >= 3)
+                .collect::<Vec<_>>()
+        })
+        .map_err(|e| format!("listing /proc/self/fd when kiln started: {e}"));
+    // The listing's own fd is closed by now: only the caller's are still open.
+    let listed = listed.map(|fds| {
+        fds.into_iter()
+            .filter(|&fd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_ok())
+            .collect()
+    });
+    let _ = INHERITED_FDS.set(listed);
+}
+
+/// Closes the inherited fds from `first` up (those below it pass on: `--preserve-fds`,
+/// LISTEN_FDS). kiln never closes an inherited fd itself, so each number is still the caller's.
+pub fn close_inherited_from(first: RawFd) -> io::Result<()> {
+    let fds = INHERITED_FDS
+        .get()
+        .ok_or_else(|| io::Error::other("the inherited fds were never listed"))?
+        .as_ref()
+        .map_err(|e| io::Error::other(e.clone()))?;
+    for &fd in fds.iter().filter(|&&fd| fd >= first) {
+        // The fd is released even when close reports an error: there is nothing to retry.
+        let _ = nix::unistd::close(fd);
+    }
+    Ok(())
+}
+
+/// Makes `cmd` run with none of the inherited fds (stdio apart): a hook or helper kiln runs on
+/// the host gets only what kiln gives it, as runc's do.
+pub fn without_inherited_fds(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    // SAFETY: the closure runs between fork and exec in a copy of this single-threaded
+    // process; it reads a list set at startup and calls close(2), allocating nothing but an
+    // error that only a kiln which never listed its fds could make.
+    unsafe { std::os::unix::process::CommandExt::pre_exec(cmd, || close_inherited_from(3)) }
 }
 
 /// Marks every fd from `first` up as close-on-exec, so that only stdio and the preserved fds
@@ -418,41 +469,71 @@ pub fn seccomp_flag_known(flag: u32) -> bool {
     r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT)
 }
 
-/// A process's start time (field 22 of /proc/PID/stat, in clock ticks since boot): with the pid
-/// it identifies a process for good, which guards every later signal against pid reuse.
-pub fn start_time(pid: i32) -> io::Result<u64> {
+/// A process as its /proc/PID/stat shows it.
+#[derive(Debug, PartialEq)]
+pub struct ProcStat {
+    /// Field 22, in clock ticks since boot: with the pid it identifies a process for good, which
+    /// guards every later signal against pid reuse.
+    pub start_time: u64,
+    /// It will never run again, though its pid is still taken: a zombie (state Z or X) that its
+    /// parent has not reaped, or a process already in its exit (PF_EXITING in field 9). A pid
+    /// namespace's init stays in that exit until every process of the namespace is reaped, those
+    /// whose parent is outside it (an `exec` caller that never waits) included: that can be never.
+    /// Both are read from the first thread, as runc reads the zombie state: a process whose
+    /// first thread alone has exited counts as finished too.
+    pub finished: bool,
+}
+
+pub fn proc_stat(pid: i32) -> io::Result<ProcStat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_start_time(&stat)
+    parse_stat(&stat)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/PID/stat"))
 }
 
-/// Whether `pid` is a zombie (state Z or X): it has exited but nobody reaped it yet.
-pub fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
-        })
-        .unwrap_or(true)
+pub fn start_time(pid: i32) -> io::Result<u64> {
+    proc_stat(pid).map(|s| s.start_time)
 }
 
-fn parse_start_time(stat: &str) -> Option<u64> {
+fn parse_stat(stat: &str) -> Option<ProcStat> {
+    const PF_EXITING: u64 = 0x4;
     // The command name (field 2) may contain spaces and parentheses: count from the last ')'.
     let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?;
+    let flags: u64 = fields.get(6)?.parse().ok()?;
+    Some(ProcStat {
+        start_time: fields.get(19)?.parse().ok()?,
+        finished: state.starts_with(['Z', 'X']) || flags & PF_EXITING != 0,
+    })
+}
+
+/// Waits (bounded) until the process of `pidfd`, pid `pid`, has finished (`ProcStat`): its pidfd
+/// turns readable only once it is a zombie, and the kernel tells no one when a process starts
+/// its exit, so /proc/PID/stat is read between polls, backing off. Until the pidfd is readable
+/// the process is not reaped, and `pid` is still its own.
+pub fn wait_exit(pidfd: BorrowedFd, pid: i32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut slice = Duration::from_millis(1);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if wait_readable(pidfd, Some(slice.min(left))) || proc_stat(pid).is_ok_and(|s| s.finished) {
+            return true;
+        }
+        if left.is_zero() {
+            return false;
+        }
+        slice = (slice * 2).min(Duration::from_millis(50));
+    }
 }
 
 /// Waits until `fd` is readable (a pidfd: the process exited); false on timeout.
-pub fn wait_readable(fd: std::os::fd::BorrowedFd, timeout: Option<std::time::Duration>) -> bool {
-    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+pub fn wait_readable(fd: BorrowedFd, timeout: Option<Duration>) -> bool {
+    let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         let left = match deadline {
             None => nix::poll::PollTimeout::NONE,
             Some(d) => {
-                let ms = d
-                    .saturating_duration_since(std::time::Instant::now())
-                    .as_millis();
+                let ms = d.saturating_duration_since(Instant::now()).as_millis();
                 nix::poll::PollTimeout::try_from(ms.min(i32::MAX as u128) as i32)
                     .unwrap_or(nix::poll::PollTimeout::MAX)
             }
@@ -470,8 +551,25 @@ pub fn wait_readable(fd: std::os::fd::BorrowedFd, timeout: Option<std::time::Dur
 #[cfg(test)]
 mod tests {
     #[test]
-    fn start_time_survives_odd_comm() {
+    fn stat_survives_odd_comm() {
         let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 1 2";
-        assert_eq!(super::parse_start_time(stat), Some(98765));
+        let want = super::ProcStat {
+            start_time: 98765,
+            finished: false,
+        };
+        assert_eq!(super::parse_stat(stat), Some(want));
+    }
+
+    #[test]
+    fn zombies_and_exiting_processes_are_finished() {
+        let stat =
+            |state, flags| format!("7 (x) {state} 1 7 7 0 -1 {flags} 0 0 0 0 0 0 0 0 20 0 1 0 5");
+        let finished = |state, flags| super::parse_stat(&stat(state, flags)).unwrap().finished;
+        assert!(finished("Z", 4194560));
+        assert!(finished("X", 4194560));
+        // A pid namespace's init in its exit, waiting for the namespace's zombies: S, PF_EXITING.
+        assert!(finished("S", 4194564));
+        assert!(!finished("S", 4194560));
+        assert!(!finished("D", 4194560));
     }
 }

@@ -639,40 +639,39 @@ fn pids_below(dir: &Path) -> Result<Vec<i32>> {
     Ok(out)
 }
 
-/// SIGKILL to every process below `dir`, then waits on their pidfds (bounded) until they are
-/// gone. Repeated while new pids appear, for the processes forked meanwhile.
+/// SIGKILL to every process below `dir`, then waits (bounded) until each has finished
+/// (`sys::wait_exit`). Repeated until none is listed, for the processes forked meanwhile and
+/// those still short of leaving the cgroup in their exit.
 fn kill_pids(dir: &Path) -> Result<()> {
     let deadline = std::time::Instant::now() + SETTLE;
+    let still_alive = || Error::Cgroup {
+        field: "cgroup".into(),
+        msg: format!(
+            "processes in {} still alive {}s after SIGKILL",
+            dir.display(),
+            SETTLE.as_secs()
+        ),
+    };
     loop {
         let pids = pids_below(dir)?;
         if pids.is_empty() {
             return Ok(());
         }
-        let fds: Vec<OwnedFd> = pids
+        if std::time::Instant::now() > deadline {
+            return Err(still_alive());
+        }
+        let fds: Vec<(i32, OwnedFd)> = pids
             .iter()
-            .filter_map(|&p| crate::sys::pidfd_open(p).ok())
+            .filter_map(|&p| Some((p, crate::sys::pidfd_open(p).ok()?)))
             .collect();
-        for fd in &fds {
+        for (_, fd) in &fds {
             let _ = crate::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(fd), libc::SIGKILL);
         }
-        for fd in &fds {
+        for (pid, fd) in &fds {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if !crate::sys::wait_readable(std::os::fd::AsFd::as_fd(fd), Some(left)) {
-                return Err(Error::Cgroup {
-                    field: "cgroup".into(),
-                    msg: format!(
-                        "processes in {} still alive {}s after SIGKILL",
-                        dir.display(),
-                        SETTLE.as_secs()
-                    ),
-                });
+            if !crate::sys::wait_exit(std::os::fd::AsFd::as_fd(fd), *pid, left) {
+                return Err(still_alive());
             }
-        }
-        if fds.is_empty() && std::time::Instant::now() > deadline {
-            return Err(Error::Cgroup {
-                field: "cgroup".into(),
-                msg: format!("{} does not empty", dir.display()),
-            });
         }
     }
 }

@@ -33,7 +33,7 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
     } else {
         a.ps_args
     };
-    let out = std::process::Command::new("ps")
+    let out = crate::sys::without_inherited_fds(&mut std::process::Command::new("ps"))
         .args(&args)
         .output()
         .ctx(|| "running ps")?;

@@ -336,7 +336,7 @@ fn stop(c: &Container, cgroup: &dyn Manager) -> Result<()> {
     cgroup.kill_all()?;
     let Some(init) = init else { return Ok(()) };
     let _ = sys::pidfd_send_signal(init.as_fd(), libc::SIGKILL);
-    if !sys::wait_readable(init.as_fd(), Some(KILL_WAIT)) {
+    if !sys::wait_exit(init.as_fd(), c.state.pid, KILL_WAIT) {
         return Err(Error::Init {
             id: c.id().to_owned(),
             msg: format!(

@@ -154,8 +154,8 @@ impl Container {
 
     /// Init still runs, and is still the process we started (not a reuse of its pid).
     pub fn init_alive(&self) -> bool {
-        crate::sys::start_time(self.state.pid).is_ok_and(|t| t == self.state.start_time)
-            && !crate::sys::is_zombie(self.state.pid)
+        crate::sys::proc_stat(self.state.pid)
+            .is_ok_and(|s| s.start_time == self.state.start_time && !s.finished)
     }
 
     /// A pidfd for init, checked against its start time after opening, so a signal through it
@@ -209,6 +209,11 @@ pub fn check_root_owner(root: &Path) -> Result<()> {
             "--root {}: belongs to uid {}, not to uid {euid}: another user's containers are private to that user (use your own --root)",
             root.display(),
             m.uid()
+        ))),
+        // Behind a directory private to someone else: "does not exist" would mislead.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(Error::Usage(format!(
+            "--root {}: uid {euid} may not reach it ({e}): another user's containers are private to that user (use your own --root)",
+            root.display()
         ))),
         _ => Ok(()),
     }

@@ -114,7 +114,7 @@ fn run_helper(pid: i32, kind: Kind, maps: &[LinuxIdMapping]) -> Result<()> {
         )
         .collect();
     let what = || format!("{}: {helper} {}", kind.field(), args.join(" "));
-    let mut child = Command::new(helper)
+    let mut child = crate::sys::without_inherited_fds(&mut Command::new(helper))
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -78,11 +78,13 @@ pub struct Peer<'a> {
 /// child runs `child_main(channel, born_in_cgroup)`; its error goes to the parent, or to its
 /// stderr once the parent is gone.
 /// `born_in_cgroup: false` forks outside the cgroup even where clone3 could place the child.
-/// The last value returned says whether it was placed there.
+/// The last value returned says whether it was placed there. Of the fds kiln inherited from
+/// its caller, only stdio and the `extra_fds` (3..3+extra_fds) stay open in the child.
 fn fork(
     p: &Peer,
     flags: CloneFlags,
     born_in_cgroup: bool,
+    extra_fds: u32,
     child_main: impl FnOnce(&Channel, bool) -> Result<Infallible>,
 ) -> Result<(Child, Channel, SigSet, bool)> {
     let (parent, child_end) = Channel::pair().ctx(|| "socketpair")?;
@@ -115,7 +117,13 @@ fn fork(
         Ok(Forked::Child) => {
             drop(parent);
             crate::signals::reset_for_child();
-            let err = match child_main(&child_end, into.is_some()) {
+            // First thing: until `start`, init would hold the caller's files, sockets and pipes
+            // where any process exec'd into the container finds them (/proc/1/fd), as would an
+            // exec'd process while it sets itself up. Those of kiln's own are close-on-exec.
+            let run = sys::close_inherited_from(3 + extra_fds as i32)
+                .ctx(|| "closing the fds inherited from the caller")
+                .and_then(|()| child_main(&child_end, into.is_some()));
+            let err = match run {
                 Err(e) => e.to_string(),
                 Ok(never) => match never {},
             };
@@ -160,9 +168,10 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
     } else {
         CloneFlags::empty()
     };
-    let (child, chan, saved_mask, in_cgroup) = fork(&peer, flags, true, |chan, in_cgroup| {
-        crate::process::init::run(opts, &plan, chan, fifo, in_cgroup)
-    })?;
+    let (child, chan, saved_mask, in_cgroup) =
+        fork(&peer, flags, true, opts.extra_fds, |chan, in_cgroup| {
+            crate::process::init::run(opts, &plan, chan, fifo, in_cgroup)
+        })?;
     let phases = Phases::new(Kind::Create, plan.needs_second_fork(), !in_cgroup);
     let talked = talk(&peer, &chan, child, phases, |msg, pid| {
         create_request(opts, msg, pid)
@@ -242,9 +251,13 @@ fn create_request(opts: &InitOptions, msg: &Msg, pid: i32) -> Result<bool> {
 /// The child is forked outside the container's cgroup, and its final process, past every fork,
 /// is moved in (as runc): a container at its pids limit refuses forks, never a move.
 pub fn spawn_exec(o: &crate::process::exec::ExecOptions) -> Result<Init> {
-    let (child, chan, saved_mask, _) = fork(&o.peer, CloneFlags::empty(), false, |chan, _| {
-        crate::process::exec::run(o, chan)
-    })?;
+    let (child, chan, saved_mask, _) = fork(
+        &o.peer,
+        CloneFlags::empty(),
+        false,
+        o.extra_fds,
+        |chan, _| crate::process::exec::run(o, chan),
+    )?;
     let protocol = |msg: String| Error::Init {
         id: o.peer.id.to_owned(),
         msg,
