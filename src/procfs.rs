@@ -1,6 +1,6 @@
 //! /proc, both ways.
 //!
-//! Reading: the files kiln parses (mountinfo, /proc/PID/cgroup), each parsed
+//! Reading: the files kiln parses (mountinfo, /proc/PID/cgroup, /proc/PID/stat), each parsed
 //! here and only here, by pure functions over the text (unit-tested on lines captured from real
 //! hosts), each with a thin reader beside it.
 //!
@@ -81,6 +81,14 @@ pub fn close_directories_from(first: RawFd) -> io::Result<()> {
 
 // ------------------------------------------------------------------ reading
 
+/// A whole /proc file. Its size reads as 0, so `fs::read_to_string` would begin with a 32-byte
+/// probe and grow from there, one read(2) each time; a page holds all of most in one.
+fn read(path: &str) -> io::Result<String> {
+    let mut text = String::with_capacity(4096);
+    File::open(path)?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// One line of mountinfo (proc(5)): the fields kiln uses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mount {
@@ -95,9 +103,7 @@ pub struct Mount {
 /// The mounts this process sees, in mountinfo's order: a later one may hide an earlier one on
 /// or below its mount point.
 pub fn mountinfo() -> io::Result<Vec<Mount>> {
-    Ok(parse_mountinfo(&std::fs::read_to_string(
-        "/proc/self/mountinfo",
-    )?))
+    Ok(parse_mountinfo(&read("/proc/self/mountinfo")?))
 }
 
 /// A line that is not the kernel's shape (no ` - ` separator, too few fields) is left out.
@@ -154,7 +160,7 @@ pub struct Cgroup {
 
 /// This process's cgroup in every hierarchy.
 pub fn cgroup() -> io::Result<Vec<Cgroup>> {
-    Ok(parse_cgroup(&std::fs::read_to_string("/proc/self/cgroup")?))
+    Ok(parse_cgroup(&read("/proc/self/cgroup")?))
 }
 
 pub fn parse_cgroup(text: &str) -> Vec<Cgroup> {
@@ -169,6 +175,38 @@ pub fn parse_cgroup(text: &str) -> Vec<Cgroup> {
             })
         })
         .collect()
+}
+
+/// What kiln reads from /proc/PID/stat, in one read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stat {
+    /// Field 3: `R`, `S`, `Z`, ...
+    pub state: char,
+    /// Field 22, in clock ticks since boot: with the pid it identifies a process for good,
+    /// which guards every later signal against pid reuse.
+    pub start_time: u64,
+}
+
+impl Stat {
+    /// Exited but not yet reaped (Z), or being torn down (X).
+    pub fn is_dead(&self) -> bool {
+        matches!(self.state, 'Z' | 'X')
+    }
+}
+
+pub fn stat(pid: i32) -> io::Result<Stat> {
+    let text = read(&format!("/proc/{pid}/stat"))?;
+    parse_stat(&text)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/PID/stat"))
+}
+
+pub fn parse_stat(text: &str) -> Option<Stat> {
+    // The command name (field 2) may contain spaces and parentheses: count from the last ')'.
+    let (_, rest) = text.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start_time = fields.nth(18)?.parse().ok()?;
+    Some(Stat { state, start_time })
 }
 
 #[cfg(test)]
@@ -224,6 +262,35 @@ not a mountinfo line
                 ("cpu,cpuacct", "/"),
                 ("", "/a:b")
             ]
+        );
+    }
+
+    #[test]
+    fn stat_survives_odd_comm() {
+        let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 1 2";
+        assert_eq!(
+            parse_stat(stat),
+            Some(Stat {
+                state: 'S',
+                start_time: 98765
+            })
+        );
+    }
+
+    /// A real line (a forked python3 that exited unreaped, kernel 6.18), and what is not one.
+    #[test]
+    fn stat_states() {
+        let zombie = "17984 (python3) Z 17927 17925 6875 0 -1 4227148 229 0 0 0 0 0 0 0 20 0 1 0 122424 0 0 18446744073709551615 0 0 0 0 0 0 0 16781312 2 1 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+        let s = parse_stat(zombie).unwrap();
+        assert!(s.is_dead());
+        assert_eq!(s.start_time, 122424);
+        assert!(parse_stat(&zombie.replace(") Z", ") X")).unwrap().is_dead());
+        assert!(!parse_stat(&zombie.replace(") Z", ") R")).unwrap().is_dead());
+        assert_eq!(parse_stat("1 (init S 1"), None);
+        assert_eq!(parse_stat("1 (init) S 1 2 3"), None);
+        assert_eq!(
+            parse_stat("1 (init) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 x"),
+            None
         );
     }
 }

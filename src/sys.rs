@@ -418,31 +418,6 @@ pub fn seccomp_flag_known(flag: u32) -> bool {
     r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT)
 }
 
-/// A process's start time (field 22 of /proc/PID/stat, in clock ticks since boot): with the pid
-/// it identifies a process for good, which guards every later signal against pid reuse.
-pub fn start_time(pid: i32) -> io::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_start_time(&stat)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/PID/stat"))
-}
-
-/// Whether `pid` is a zombie (state Z or X): it has exited but nobody reaped it yet.
-pub fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
-        })
-        .unwrap_or(true)
-}
-
-fn parse_start_time(stat: &str) -> Option<u64> {
-    // The command name (field 2) may contain spaces and parentheses: count from the last ')'.
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
 /// Waits until `fd` is readable (a pidfd: the process exited); false on timeout.
 pub fn wait_readable(fd: std::os::fd::BorrowedFd, timeout: Option<std::time::Duration>) -> bool {
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
@@ -464,14 +439,5 @@ pub fn wait_readable(fd: std::os::fd::BorrowedFd, timeout: Option<std::time::Dur
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => return false,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn start_time_survives_odd_comm() {
-        let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 1 2";
-        assert_eq!(super::parse_start_time(stat), Some(98765));
     }
 }
