@@ -1,6 +1,8 @@
 //! Which namespaces a container gets, and how: created by clone3/unshare, or joined by setns from
-//! a `path`. The plan decides whether one clone3 can do everything (the fast path) or the kernel
-//! forces setns, unshare and a second fork.
+//! a `path`. `Plan::new` is a pure function of the spec, and every decision init and spawn act on
+//! (one clone3 or setns, unshare and a second fork; which flags at each step; in which order
+//! namespaces are joined) is read off the plan, so that the unit tests below pin them without
+//! root. The functions after it (`open_joins`, `join`, `unshare_flags`) only carry them out.
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -10,7 +12,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::error::{Context, Result};
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// Namespaces to create.
     pub new: CloneFlags,
@@ -57,6 +59,23 @@ impl Plan {
     /// before any process enters it).
     pub fn single_clone(&self) -> bool {
         self.join.is_empty() && !self.new.contains(CLONE_NEWTIME)
+    }
+
+    /// The flags of the clone3 that makes the child: every new namespace on the fast path (but
+    /// those made after root), none when the child must first join or set up a time namespace.
+    pub fn clone_flags(&self) -> CloneFlags {
+        if self.single_clone() {
+            self.new - self.after_root()
+        } else {
+            CloneFlags::empty()
+        }
+    }
+
+    /// Off the fast path, what the child unshares at once after its joins: the rest of `new`
+    /// but the user namespace (unshared before, so that its id maps are written first) and
+    /// those made after root.
+    pub fn to_unshare(&self) -> CloneFlags {
+        self.new - CloneFlags::CLONE_NEWUSER - self.after_root()
     }
 
     /// What init creates only once it is root in its new user namespace: the ipc namespace, whose
@@ -146,5 +165,174 @@ pub fn name(f: CloneFlags) -> &'static str {
         CloneFlags::CLONE_NEWCGROUP => "cgroup",
         f if f == CLONE_NEWTIME => "time",
         _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sched::CloneFlags as F;
+
+    fn plan(namespaces: serde_json::Value) -> Plan {
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "linux": {"namespaces": namespaces},
+        }))
+        .unwrap();
+        Plan::new(&spec)
+    }
+
+    fn runc_spec(json: &str) -> Plan {
+        Plan::new(&serde_json::from_str(json).unwrap())
+    }
+
+    fn joined(plan: &Plan) -> Vec<(&str, &str)> {
+        plan.join
+            .iter()
+            .map(|(f, p)| (name(*f), p.to_str().unwrap()))
+            .collect()
+    }
+
+    /// `runc spec`: everything new, no user namespace: one clone3 makes all of it.
+    #[test]
+    fn no_user_namespace() {
+        let p = runc_spec(include_str!("spec/runc-spec.json"));
+        let all =
+            F::CLONE_NEWPID | F::CLONE_NEWNET | F::CLONE_NEWIPC | F::CLONE_NEWUTS | F::CLONE_NEWNS;
+        assert_eq!(p.new, all);
+        assert!(p.join.is_empty());
+        assert!(p.single_clone());
+        assert_eq!(p.clone_flags(), all);
+        assert_eq!(p.after_root(), F::empty());
+        assert!(!p.needs_second_fork());
+        assert!(!p.has(F::CLONE_NEWUSER));
+    }
+
+    /// A new user namespace: still one clone3, but the ipc namespace waits until init is root
+    /// in it (its mqueue mount belongs to its creator).
+    #[test]
+    fn new_user_namespace() {
+        let p = plan(serde_json::json!([
+            {"type": "user"}, {"type": "pid"}, {"type": "ipc"}, {"type": "mount"}, {"type": "network"}
+        ]));
+        assert!(p.single_clone());
+        assert_eq!(
+            p.clone_flags(),
+            F::CLONE_NEWUSER | F::CLONE_NEWPID | F::CLONE_NEWNS | F::CLONE_NEWNET
+        );
+        assert_eq!(p.after_root(), F::CLONE_NEWIPC);
+        assert!(!p.needs_second_fork());
+        assert!(p.has(F::CLONE_NEWUSER));
+    }
+
+    /// `runc spec --rootless`: a new user namespace, no network namespace of its own.
+    #[test]
+    fn rootless() {
+        let p = runc_spec(include_str!("spec/runc-spec-rootless.json"));
+        assert_eq!(
+            p.new,
+            F::CLONE_NEWPID | F::CLONE_NEWIPC | F::CLONE_NEWUTS | F::CLONE_NEWNS | F::CLONE_NEWUSER
+        );
+        assert!(p.single_clone());
+        assert_eq!(p.clone_flags(), p.new - F::CLONE_NEWIPC);
+        assert_eq!(p.after_root(), F::CLONE_NEWIPC);
+        assert!(!p.needs_second_fork());
+        assert!(!p.has(F::CLONE_NEWNET));
+    }
+
+    /// Joining a user namespace: the child is cloned bare, joins it, unshares the rest in it
+    /// (the ipc namespace with them: only a new user namespace holds it back), and forks again
+    /// for the new pid namespace.
+    #[test]
+    fn joined_user_namespace() {
+        let p = plan(serde_json::json!([
+            {"type": "pid"}, {"type": "ipc"}, {"type": "mount"},
+            {"type": "user", "path": "/proc/42/ns/user"}
+        ]));
+        assert_eq!(joined(&p), [("user", "/proc/42/ns/user")]);
+        assert!(!p.single_clone());
+        assert_eq!(p.clone_flags(), F::empty());
+        assert_eq!(
+            p.to_unshare(),
+            F::CLONE_NEWPID | F::CLONE_NEWIPC | F::CLONE_NEWNS
+        );
+        assert_eq!(p.after_root(), F::empty());
+        assert!(p.needs_second_fork());
+        assert!(p.has(F::CLONE_NEWUSER));
+    }
+
+    /// Joining a network namespace (a pod's): joined before the new user namespace would own
+    /// the child, which is unshared next; the ipc namespace still waits for root.
+    #[test]
+    fn joined_network_namespace() {
+        let p = plan(serde_json::json!([
+            {"type": "network", "path": "/run/netns/pod"}, {"type": "user"}, {"type": "ipc"},
+            {"type": "uts"}
+        ]));
+        assert_eq!(joined(&p), [("network", "/run/netns/pod")]);
+        assert_eq!(p.clone_flags(), F::empty());
+        assert_eq!(p.to_unshare(), F::CLONE_NEWUTS);
+        assert_eq!(p.after_root(), F::CLONE_NEWIPC);
+        // No pid or time namespace: the child itself becomes init.
+        assert!(!p.needs_second_fork());
+        assert!(p.has(F::CLONE_NEWNET));
+    }
+
+    /// Several joined: the user namespace first whatever the spec's order (it decides what the
+    /// rest may be joined with), the others in the spec's order.
+    #[test]
+    fn joins_start_with_the_user_namespace() {
+        let p = plan(serde_json::json!([
+            {"type": "network", "path": "/n"}, {"type": "pid", "path": "/p"},
+            {"type": "user", "path": "/u"}, {"type": "ipc", "path": "/i"}
+        ]));
+        assert_eq!(
+            joined(&p),
+            [
+                ("user", "/u"),
+                ("network", "/n"),
+                ("pid", "/p"),
+                ("ipc", "/i")
+            ]
+        );
+        assert_eq!(p.new, F::empty());
+        // A joined pid namespace applies to children only.
+        assert!(p.needs_second_fork());
+    }
+
+    /// A new time namespace needs its offsets written before any process is in it: never the
+    /// fast path, and its unshare applies to children, so a second fork.
+    #[test]
+    fn time_namespace() {
+        let p = plan(serde_json::json!([{"type": "time"}, {"type": "mount"}]));
+        assert!(!p.single_clone());
+        assert_eq!(p.clone_flags(), F::empty());
+        assert_eq!(p.to_unshare(), CLONE_NEWTIME | F::CLONE_NEWNS);
+        assert!(p.needs_second_fork());
+        assert_eq!(name(CLONE_NEWTIME), "time");
+    }
+
+    /// A new cgroup namespace is made by the clone3 on the fast path (spawn drops it where the
+    /// child is not born in its cgroup, and init unshares it once moved there), and unshared
+    /// with the rest otherwise.
+    #[test]
+    fn cgroup_namespace() {
+        let p = plan(serde_json::json!([{"type": "cgroup"}, {"type": "mount"}]));
+        assert!(p.single_clone());
+        assert_eq!(p.clone_flags(), F::CLONE_NEWCGROUP | F::CLONE_NEWNS);
+        let p = plan(serde_json::json!([
+            {"type": "cgroup"}, {"type": "network", "path": "/run/netns/pod"}
+        ]));
+        assert_eq!(p.to_unshare(), F::CLONE_NEWCGROUP);
+        assert!(!p.needs_second_fork());
+    }
+
+    #[test]
+    fn no_namespaces() {
+        let p = plan(serde_json::json!([]));
+        assert_eq!(p.new, F::empty());
+        assert!(p.single_clone());
+        assert_eq!(p.clone_flags(), F::empty());
+        assert!(!p.needs_second_fork());
     }
 }

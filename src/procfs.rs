@@ -1,4 +1,10 @@
-//! The container's /proc, used only once it is known to be procfs (CVE-2019-16884,
+//! /proc, both ways.
+//!
+//! Reading: the files kiln parses (mountinfo, /proc/PID/cgroup, /proc/PID/stat), each parsed
+//! here and only here, by pure functions over the text (unit-tested on lines captured from real
+//! hosts), each with a thin reader beside it.
+//!
+//! Writing: the container's /proc, used only once it is known to be procfs (CVE-2019-16884,
 //! CVE-2019-19921): a rootfs or a mount can put anything at /proc, and a write meant for the
 //! kernel (a sysctl, oom_score_adj, an LSM label) would then land in a file of the image or of
 //! the host. The check is made on the opened fd (fstatfs), so no swap of the path between check
@@ -7,7 +13,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::dir::Dir;
 use nix::sys::stat::{SFlag, fstat};
@@ -71,4 +77,247 @@ pub fn close_directories_from(first: RawFd) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+// ------------------------------------------------------------------ reading
+
+/// A whole /proc file. Its size reads as 0, so `fs::read_to_string` would begin with a 32-byte
+/// probe and grow from there, one read(2) each time; a page holds all of most in one.
+fn read(path: &str) -> io::Result<String> {
+    let mut text = String::with_capacity(4096);
+    File::open(path)?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// One line of mountinfo (proc(5)): the fields kiln uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mount {
+    /// The directory of the filesystem that is mounted: `/`, or the part a bind mount shows.
+    pub root: PathBuf,
+    pub mount_point: PathBuf,
+    pub fstype: String,
+    /// The superblock's options: for a v1 cgroup, its controllers (`rw,cpu,cpuacct`).
+    pub super_options: String,
+}
+
+/// The mounts this process sees, in mountinfo's order: a later one may hide an earlier one on
+/// or below its mount point.
+pub fn mountinfo() -> io::Result<Vec<Mount>> {
+    Ok(parse_mountinfo(&read("/proc/self/mountinfo")?))
+}
+
+/// A line that is not the kernel's shape (no ` - ` separator, too few fields) is left out.
+pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    text.lines().filter_map(parse_mount).collect()
+}
+
+fn parse_mount(line: &str) -> Option<Mount> {
+    // The optional fields (shared:N, master:N) before the separator vary in number.
+    let (left, right) = line.split_once(" - ")?;
+    let mut left = left.split(' ');
+    let root = left.nth(3)?;
+    let mount_point = left.next()?;
+    let mut right = right.split(' ');
+    let fstype = right.next()?;
+    Some(Mount {
+        root: unescape(root).into(),
+        mount_point: unescape(mount_point).into(),
+        fstype: fstype.to_owned(),
+        super_options: right.nth(1).unwrap_or_default().to_owned(),
+    })
+}
+
+/// mountinfo writes a space, tab, newline and backslash in a path as octal (`\040`, `\011`,
+/// `\012`, `\134`).
+fn unescape(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push(((b[i + 1] - b'0') << 6) | ((b[i + 2] - b'0') << 3) | (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One line of /proc/PID/cgroup: a hierarchy and the process's cgroup in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cgroup {
+    /// The v1 controllers as the kernel names them (`cpu,cpuacct`, `name=systemd`), `""` for
+    /// cgroup2.
+    pub controllers: String,
+    /// Relative to the hierarchy's root (of the reader's cgroup namespace), `/`-led.
+    pub path: String,
+}
+
+/// This process's cgroup in every hierarchy.
+pub fn cgroup() -> io::Result<Vec<Cgroup>> {
+    Ok(parse_cgroup(&read("/proc/self/cgroup")?))
+}
+
+pub fn parse_cgroup(text: &str) -> Vec<Cgroup> {
+    text.lines()
+        .filter_map(|l| {
+            // `ID:CONTROLLERS:PATH`; the path may hold a colon.
+            let mut f = l.splitn(3, ':');
+            let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+            Some(Cgroup {
+                controllers: controllers.to_owned(),
+                path: path.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// What kiln reads from /proc/PID/stat, in one read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stat {
+    /// Field 3: `R`, `S`, `Z`, ...
+    pub state: char,
+    /// Field 9, the kernel's PF_* flags.
+    pub flags: u64,
+    /// Field 22, in clock ticks since boot: with the pid it identifies a process for good,
+    /// which guards every later signal against pid reuse.
+    pub start_time: u64,
+}
+
+impl Stat {
+    /// It will never run again, though its pid is still taken: a zombie (state Z or X) that its
+    /// parent has not reaped, or a process already in its exit (PF_EXITING). A pid namespace's
+    /// init stays in that exit until every process of the namespace is reaped, those whose parent
+    /// is outside it (an `exec` caller that never waits) included: that can be never. Both are
+    /// read from the first thread, as runc reads the zombie state: a process whose first thread
+    /// alone has exited counts as finished too.
+    pub fn finished(&self) -> bool {
+        const PF_EXITING: u64 = 0x4;
+        matches!(self.state, 'Z' | 'X') || self.flags & PF_EXITING != 0
+    }
+}
+
+pub fn stat(pid: i32) -> io::Result<Stat> {
+    let text = read(&format!("/proc/{pid}/stat"))?;
+    parse_stat(&text)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/PID/stat"))
+}
+
+pub fn parse_stat(text: &str) -> Option<Stat> {
+    // The command name (field 2) may contain spaces and parentheses: count from the last ')'.
+    let (_, rest) = text.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let flags = fields.nth(5)?.parse().ok()?;
+    let start_time = fields.nth(12)?.parse().ok()?;
+    Some(Stat {
+        state,
+        flags,
+        start_time,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// From a real host's mountinfo, the four escapes in one path (hybrid-escaped.mountinfo of
+    /// cgroups' testdata), a bind mount of part of a filesystem, optional fields.
+    #[test]
+    fn mountinfo_lines() {
+        let text = "\
+84 56 0:32 / /tmp/kiln\\040cg\\011mem\\012ory\\134x rw,relatime - cgroup cgroup rw,memory
+29 22 0:26 /sub /mnt rw shared:1 master:2 - ext4 /dev/vda rw,discard
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+not a mountinfo line
+1 2 0:3 / /x rw -
+";
+        let m = parse_mountinfo(text);
+        assert_eq!(m.len(), 3, "{m:?}");
+        assert_eq!(m[0].mount_point, Path::new("/tmp/kiln cg\tmem\nory\\x"));
+        assert_eq!(
+            (m[0].fstype.as_str(), m[0].super_options.as_str()),
+            ("cgroup", "rw,memory")
+        );
+        assert_eq!(m[1].root, Path::new("/sub"));
+        assert_eq!(m[1].mount_point, Path::new("/mnt"));
+        assert_eq!(m[1].fstype, "ext4");
+        assert_eq!(m[2].super_options, "rw,mode=755");
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape(r"/a\040b"), "/a b");
+        assert_eq!(unescape(r"\011\012\134"), "\t\n\\");
+        assert_eq!(unescape(r"/end\040"), "/end ");
+        // Not an escape: too short, or not octal.
+        assert_eq!(unescape(r"/a\04"), r"/a\04");
+        assert_eq!(unescape(r"/a\089"), r"/a\089");
+        assert_eq!(unescape(r"/a\\"), r"/a\\");
+    }
+
+    #[test]
+    fn cgroup_lines() {
+        let c = parse_cgroup("4:memory:/process_api/x\n1:cpu,cpuacct:/\n0::/a:b\nbroken\n");
+        let got: Vec<(&str, &str)> = c
+            .iter()
+            .map(|c| (c.controllers.as_str(), c.path.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("memory", "/process_api/x"),
+                ("cpu,cpuacct", "/"),
+                ("", "/a:b")
+            ]
+        );
+    }
+
+    #[test]
+    fn stat_survives_odd_comm() {
+        let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 1 2";
+        assert_eq!(
+            parse_stat(stat),
+            Some(Stat {
+                state: 'S',
+                flags: 4194560,
+                start_time: 98765
+            })
+        );
+    }
+
+    /// A real line (a forked python3 that exited unreaped, kernel 6.18), and what is not one.
+    #[test]
+    fn stat_states() {
+        let zombie = "17984 (python3) Z 17927 17925 6875 0 -1 4227148 229 0 0 0 0 0 0 0 20 0 1 0 122424 0 0 18446744073709551615 0 0 0 0 0 0 0 16781312 2 1 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+        let s = parse_stat(zombie).unwrap();
+        assert!(s.finished());
+        assert_eq!(s.start_time, 122424);
+        assert!(
+            parse_stat(&zombie.replace(") Z", ") X"))
+                .unwrap()
+                .finished()
+        );
+        // A zombie has PF_EXITING too: a running process with the same line but its flags is not.
+        let running = zombie
+            .replace(") Z", ") R")
+            .replace(" 4227148 ", " 4194560 ");
+        assert!(!parse_stat(&running).unwrap().finished());
+        // A pid namespace's init in its exit, waiting for the namespace's zombies: S, PF_EXITING.
+        let exiting = running
+            .replace(") R", ") S")
+            .replace(" 4194560 ", " 4194564 ");
+        assert!(parse_stat(&exiting).unwrap().finished());
+        assert_eq!(parse_stat("1 (init S 1"), None);
+        assert_eq!(parse_stat("1 (init) S 1 2 3"), None);
+        assert_eq!(
+            parse_stat("1 (init) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 x"),
+            None
+        );
+    }
 }

@@ -469,45 +469,7 @@ pub fn seccomp_flag_known(flag: u32) -> bool {
     r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT)
 }
 
-/// A process as its /proc/PID/stat shows it.
-#[derive(Debug, PartialEq)]
-pub struct ProcStat {
-    /// Field 22, in clock ticks since boot: with the pid it identifies a process for good, which
-    /// guards every later signal against pid reuse.
-    pub start_time: u64,
-    /// It will never run again, though its pid is still taken: a zombie (state Z or X) that its
-    /// parent has not reaped, or a process already in its exit (PF_EXITING in field 9). A pid
-    /// namespace's init stays in that exit until every process of the namespace is reaped, those
-    /// whose parent is outside it (an `exec` caller that never waits) included: that can be never.
-    /// Both are read from the first thread, as runc reads the zombie state: a process whose
-    /// first thread alone has exited counts as finished too.
-    pub finished: bool,
-}
-
-pub fn proc_stat(pid: i32) -> io::Result<ProcStat> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_stat(&stat)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/PID/stat"))
-}
-
-pub fn start_time(pid: i32) -> io::Result<u64> {
-    proc_stat(pid).map(|s| s.start_time)
-}
-
-fn parse_stat(stat: &str) -> Option<ProcStat> {
-    const PF_EXITING: u64 = 0x4;
-    // The command name (field 2) may contain spaces and parentheses: count from the last ')'.
-    let (_, rest) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let state = fields.first()?;
-    let flags: u64 = fields.get(6)?.parse().ok()?;
-    Some(ProcStat {
-        start_time: fields.get(19)?.parse().ok()?,
-        finished: state.starts_with(['Z', 'X']) || flags & PF_EXITING != 0,
-    })
-}
-
-/// Waits (bounded) until the process of `pidfd`, pid `pid`, has finished (`ProcStat`): its pidfd
+/// Waits (bounded) until the process of `pidfd`, pid `pid`, has finished (`procfs::Stat::finished`): its pidfd
 /// turns readable only once it is a zombie, and the kernel tells no one when a process starts
 /// its exit, so /proc/PID/stat is read between polls, backing off. Until the pidfd is readable
 /// the process is not reaped, and `pid` is still its own.
@@ -516,7 +478,9 @@ pub fn wait_exit(pidfd: BorrowedFd, pid: i32, timeout: Duration) -> bool {
     let mut slice = Duration::from_millis(1);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        if wait_readable(pidfd, Some(slice.min(left))) || proc_stat(pid).is_ok_and(|s| s.finished) {
+        if wait_readable(pidfd, Some(slice.min(left)))
+            || crate::procfs::stat(pid).is_ok_and(|s| s.finished())
+        {
             return true;
         }
         if left.is_zero() {
@@ -545,31 +509,5 @@ pub fn wait_readable(fd: BorrowedFd, timeout: Option<Duration>) -> bool {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => return false,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn stat_survives_odd_comm() {
-        let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 1 2";
-        let want = super::ProcStat {
-            start_time: 98765,
-            finished: false,
-        };
-        assert_eq!(super::parse_stat(stat), Some(want));
-    }
-
-    #[test]
-    fn zombies_and_exiting_processes_are_finished() {
-        let stat =
-            |state, flags| format!("7 (x) {state} 1 7 7 0 -1 {flags} 0 0 0 0 0 0 0 0 20 0 1 0 5");
-        let finished = |state, flags| super::parse_stat(&stat(state, flags)).unwrap().finished;
-        assert!(finished("Z", 4194560));
-        assert!(finished("X", 4194560));
-        // A pid namespace's init in its exit, waiting for the namespace's zombies: S, PF_EXITING.
-        assert!(finished("S", 4194564));
-        assert!(!finished("S", 4194560));
-        assert!(!finished("D", 4194560));
     }
 }

@@ -7,12 +7,16 @@
 //! - `hybrid`: v1 for every controller that v1 has, plus the unified hierarchy for what only it
 //!   has (hugetlb on this project's machines) and for `unified` keys.
 //!
-//! What to write for a resource is planned by pure functions (`resources`), so the v1 → v2
-//! conversions are unit-tested; the managers only carry the plan out.
+//! Plan, then act. Where the hierarchies are and where the container's cgroup goes in each is
+//! decided by pure functions of /proc's text (`layout`), what to write for a resource likewise
+//! (`resources`, with the v1 → v2 conversions); both are unit-tested on captures from real hosts
+//! without root. This file reads /proc and hands the paths to a manager; the managers only
+//! carry the plan out.
 
 mod devices;
 pub mod ebpf;
 mod hybrid;
+mod layout;
 mod none;
 mod resources;
 pub mod stats;
@@ -28,6 +32,7 @@ use oci_spec::runtime::LinuxResources;
 
 use crate::error::{Context, Error, Result};
 
+pub use layout::Hierarchy;
 pub use stats::Stats;
 
 /// Each hierarchy's directory for one container, keyed by the hierarchy's controllers as
@@ -76,105 +81,13 @@ pub trait OomWatch {
     fn count(&mut self) -> u64;
 }
 
-/// One cgroup hierarchy mounted on the host.
-#[derive(Debug, Clone)]
-pub struct Hierarchy {
-    /// Where the host has it (`/sys/fs/cgroup/memory`).
-    pub mount_point: PathBuf,
-    /// `""` for cgroup2, or the v1 controllers as /proc/self/cgroup names them (`cpu,cpuacct`).
-    pub controllers: String,
-    /// This process's cgroup in it, relative to the hierarchy's root.
-    pub own: String,
-}
-
-impl Hierarchy {
-    pub fn is_v2(&self) -> bool {
-        self.controllers.is_empty()
-    }
-}
-
 /// The hierarchies this process sees, each with its own cgroup in it: /proc/self/mountinfo says
 /// where they are mounted, /proc/self/cgroup where we are in each.
 pub fn hierarchies() -> std::io::Result<Vec<Hierarchy>> {
-    let own = std::fs::read_to_string("/proc/self/cgroup")?;
-    let own: Vec<(&str, &str)> = own
-        .lines()
-        .filter_map(|l| l.split(':').nth(1).zip(l.splitn(3, ':').nth(2)))
-        .collect();
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
-    let lines: Vec<&str> = info.lines().collect();
-    let mount_point_of = |line: &str| line.split(' ').nth(4).map(unescape);
-    let mut out: Vec<Hierarchy> = vec![];
-    for (i, line) in lines.iter().enumerate() {
-        let (_, post) = line.split_once(" - ").unwrap_or((line, ""));
-        let mut post = post.split(' ');
-        let (Some(fstype), _, Some(super_opts)) = (post.next(), post.next(), post.next()) else {
-            continue;
-        };
-        let Some(mount_point) = mount_point_of(line) else {
-            continue;
-        };
-        // Hidden by a later mount on it or above it (a cgroup2 mounted over /sys/fs/cgroup in a
-        // private namespace): not reachable, so not a hierarchy to use.
-        if lines[i + 1..]
-            .iter()
-            .filter_map(|l| mount_point_of(l))
-            .any(|later| Path::new(&mount_point).starts_with(&later))
-        {
-            continue;
-        }
-        let controllers = match fstype {
-            "cgroup2" => String::new(),
-            // v1: the super options name the controllers (and name=systemd); the
-            // /proc/self/cgroup line with the same set gives the canonical name.
-            "cgroup" => {
-                let opts: Vec<&str> = super_opts.split(',').collect();
-                match own
-                    .iter()
-                    .find(|(c, _)| !c.is_empty() && c.split(',').all(|c| opts.contains(&c)))
-                {
-                    Some((c, _)) => (*c).to_owned(),
-                    None => continue,
-                }
-            }
-            _ => continue,
-        };
-        // The same hierarchy mounted twice: the first mount is as good as any.
-        if out.iter().any(|h| h.controllers == controllers) {
-            continue;
-        }
-        let own = own
-            .iter()
-            .find(|(c, _)| *c == controllers)
-            .map_or("/", |(_, p)| p)
-            .to_owned();
-        out.push(Hierarchy {
-            mount_point: PathBuf::from(mount_point),
-            controllers,
-            own,
-        });
-    }
-    Ok(out)
-}
-
-/// mountinfo escapes spaces and friends as octal (`\040`).
-pub(crate) fn unescape(s: &str) -> String {
-    let mut out = Vec::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push(((b[i + 1] - b'0') << 6) | ((b[i + 2] - b'0') << 3) | (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    Ok(layout::hierarchies(
+        &crate::procfs::mountinfo()?,
+        &crate::procfs::cgroup()?,
+    ))
 }
 
 /// What `create` asks for: the container, its cgroupsPath, whether systemd manages it, and
@@ -193,28 +106,7 @@ pub fn new(req: &Request) -> Result<Box<dyn Manager>> {
         return Err(systemd_unavailable(req));
     }
     let all = hierarchies().ctx(|| "reading /proc/self/mountinfo and /proc/self/cgroup")?;
-    let inner = inner_path(req.cgroups_path, req.id);
-    let mut paths = Paths::new();
-    for h in &all {
-        let base = if inner.is_absolute() {
-            PathBuf::new()
-        } else if h.is_v2() {
-            // As runc: our own v2 cgroup most likely holds processes, and then no controller
-            // could be enabled below it; its parent is the place for siblings.
-            PathBuf::from(h.own.trim_start_matches('/'))
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default()
-        } else {
-            PathBuf::from(h.own.trim_start_matches('/'))
-        };
-        paths.insert(
-            h.controllers.clone(),
-            h.mount_point
-                .join(base)
-                .join(inner.strip_prefix("/").unwrap_or(&inner)),
-        );
-    }
+    let mut paths = layout::paths(&all, req.cgroups_path, req.id);
     if paths.is_empty() {
         return Err(Error::Cgroup {
             field: "linux.cgroupsPath".into(),
@@ -315,7 +207,7 @@ pub fn sub_paths(mut paths: Paths, specs: &[String]) -> Result<Paths> {
             ),
             None => (paths.keys().cloned().collect(), spec.as_str()),
         };
-        let Some(sub) = below(Path::new(sub)) else {
+        let Some(sub) = layout::below(Path::new(sub)) else {
             return Err(err(format!(
                 "{sub:?} is not a sub cgroup path: it leaves the container's cgroup"
             )));
@@ -334,43 +226,6 @@ pub fn sub_paths(mut paths: Paths, specs: &[String]) -> Result<Paths> {
         }
     }
     Ok(paths)
-}
-
-/// `sub` as a relative path that stays below where it is joined (`/a` is `a`, `a/../b` is
-/// `b`), or None if a `..` climbs above it.
-fn below(sub: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in sub.components() {
-        match c {
-            std::path::Component::ParentDir => out.pop().then_some(())?,
-            std::path::Component::Normal(n) => out.push(n),
-            _ => {}
-        }
-    }
-    Some(out)
-}
-
-/// cgroupsPath made safe, as runc's CleanPath does: `..` cannot climb above the hierarchy's
-/// root. Empty means a path named after the container, under kiln's own cgroup.
-fn inner_path(path: Option<&Path>, id: &str) -> PathBuf {
-    let path = path
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new(id));
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::Normal(n) => out.push(n),
-            _ => {}
-        }
-    }
-    if path.is_absolute() {
-        Path::new("/").join(out)
-    } else {
-        out
-    }
 }
 
 /// `--systemd-cgroup`: the path must be `slice:prefix:name`, and systemd must be there to ask.
@@ -720,26 +575,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cgroups_path_cannot_climb() {
-        assert_eq!(
-            inner_path(Some(Path::new("/../../a/./b")), "x"),
-            Path::new("/a/b")
-        );
-        assert_eq!(inner_path(Some(Path::new("../a")), "x"), Path::new("a"));
-        assert_eq!(inner_path(None, "ctr"), Path::new("ctr"));
-        assert_eq!(inner_path(Some(Path::new("")), "ctr"), Path::new("ctr"));
-    }
-
-    #[test]
-    fn sub_cgroup_paths_stay_below() {
-        assert_eq!(below(Path::new("/a/b")), Some(PathBuf::from("a/b")));
-        assert_eq!(below(Path::new("a/./../b")), Some(PathBuf::from("b")));
-        assert_eq!(below(Path::new("")), Some(PathBuf::new()));
-        assert_eq!(below(Path::new("..")), None);
-        assert_eq!(below(Path::new("a/../../b")), None);
-    }
-
-    #[test]
     fn systemd_path_shape_is_checked() {
         let none = LinuxResources::default();
         let req = Request {
@@ -781,10 +616,5 @@ mod tests {
                 .unwrap(),
         ));
         assert!(requests_limits(&r));
-    }
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape(r"/a\040b"), "/a b");
     }
 }

@@ -160,8 +160,9 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
     let init = spawn::spawn(&opts)?;
     let saved = (|| {
         container.state.pid = init.pid;
-        container.state.start_time =
-            sys::start_time(init.pid).ctx(|| format!("reading /proc/{}/stat", init.pid))?;
+        container.state.start_time = crate::procfs::stat(init.pid)
+            .ctx(|| format!("reading /proc/{}/stat", init.pid))?
+            .start_time;
         container.save()?;
         if let Some(path) = &o.pid_file {
             write_pid_file(path, init.pid)?;

@@ -154,8 +154,8 @@ impl Container {
 
     /// Init still runs, and is still the process we started (not a reuse of its pid).
     pub fn init_alive(&self) -> bool {
-        crate::sys::proc_stat(self.state.pid)
-            .is_ok_and(|s| s.start_time == self.state.start_time && !s.finished)
+        crate::procfs::stat(self.state.pid)
+            .is_ok_and(|s| s.start_time == self.state.start_time && !s.finished())
     }
 
     /// A pidfd for init, checked against its start time after opening, so a signal through it

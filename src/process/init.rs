@@ -51,7 +51,7 @@ pub fn run(
             namespaces::unshare_flags(CloneFlags::CLONE_NEWUSER)?;
             request(chan, Msg::WriteIdMaps)?;
         }
-        namespaces::unshare_flags(plan.new - CloneFlags::CLONE_NEWUSER - plan.after_root())?;
+        namespaces::unshare_flags(plan.to_unshare())?;
         if plan.new.contains(crate::namespaces::CLONE_NEWTIME) {
             request(chan, Msg::WriteTimeOffsets)?;
         }

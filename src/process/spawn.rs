@@ -163,15 +163,13 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
         state: opts.state,
         status: crate::container::Status::Creating,
     };
-    let flags = if plan.single_clone() {
-        plan.new - plan.after_root()
-    } else {
-        CloneFlags::empty()
-    };
-    let (child, chan, saved_mask, in_cgroup) =
-        fork(&peer, flags, true, opts.extra_fds, |chan, in_cgroup| {
-            crate::process::init::run(opts, &plan, chan, fifo, in_cgroup)
-        })?;
+    let (child, chan, saved_mask, in_cgroup) = fork(
+        &peer,
+        plan.clone_flags(),
+        true,
+        opts.extra_fds,
+        |chan, in_cgroup| crate::process::init::run(opts, &plan, chan, fifo, in_cgroup),
+    )?;
     let phases = Phases::new(Kind::Create, plan.needs_second_fork(), !in_cgroup);
     let talked = talk(&peer, &chan, child, phases, |msg, pid| {
         create_request(opts, msg, pid)

@@ -225,16 +225,14 @@ fn hide_host_pseudo_filesystems(rootfs: &Path) -> Result<()> {
 
 /// The mount points of whole (root `/`) proc and sysfs mounts outside `rootfs`, in mountinfo's order.
 fn whole_pseudo_mounts(mountinfo: &str, rootfs: &Path) -> Vec<PathBuf> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let fields: Vec<&str> = left.split(' ').collect();
-            let point = PathBuf::from(crate::cgroups::unescape(fields.get(4)?));
-            let whole =
-                *fields.get(3)? == "/" && matches!(right.split(' ').next(), Some("proc" | "sysfs"));
-            (whole && !point.starts_with(rootfs)).then_some(point)
+    crate::procfs::parse_mountinfo(mountinfo)
+        .into_iter()
+        .filter(|m| {
+            m.root == Path::new("/")
+                && matches!(m.fstype.as_str(), "proc" | "sysfs")
+                && !m.mount_point.starts_with(rootfs)
         })
+        .map(|m| m.mount_point)
         .collect()
 }
 
