@@ -7,6 +7,7 @@
 //! init clears its own. The cwd is the caller's, except where the caller names one: runc runs
 //! createContainer hooks in the container's rootfs and the hooks of `create` in the bundle.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -14,8 +15,81 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use oci_spec::runtime::Hook;
+use serde::Serialize;
 
 use crate::error::{Error, Result};
+
+/// A container's status, as the runtime spec's state names it (runc adds `paused`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    /// Running, but frozen by `pause`.
+    Paused,
+    Stopped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The runtime spec's state of a container, but its status and pid: those change while the same
+/// container is described (`creating` to prestart, `created` to startContainer, ...).
+#[derive(Clone, Copy)]
+pub struct SpecState<'a> {
+    pub oci_version: &'a str,
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub annotations: &'a BTreeMap<String, String>,
+}
+
+/// The runtime spec's state, which hooks read on stdin.
+#[derive(Serialize)]
+struct Json<'a> {
+    #[serde(rename = "ociVersion")]
+    oci_version: &'a str,
+    id: &'a str,
+    status: &'a str,
+    #[serde(skip_serializing_if = "is_zero")]
+    pid: i32,
+    bundle: &'a Path,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: &'a BTreeMap<String, String>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+impl SpecState<'_> {
+    /// The state as hooks and a seccomp listener read it, with `pid` as they should see it.
+    pub fn json(&self, status: Status, pid: i32) -> String {
+        let s = Json {
+            oci_version: self.oci_version,
+            id: self.id,
+            status: status.as_str(),
+            pid,
+            bundle: self.bundle,
+            annotations: self.annotations,
+        };
+        serde_json::to_string(&s).expect("state serialises")
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 pub enum Stage {

@@ -8,7 +8,7 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use nix::sched::{CloneFlags, setns, unshare};
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
 
 use crate::error::{Context, Result};
 
@@ -22,6 +22,14 @@ pub struct Plan {
 
 /// nix 0.29 has no constant for it.
 pub const CLONE_NEWTIME: CloneFlags = CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
+
+/// The lines of a user namespace's /proc/PID/uid_map (or gid_map) for `maps`: the container's,
+/// or that of an idmapped mount.
+pub fn id_map_text(maps: &[LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
 
 /// The clone flag of a namespace type (oci-spec's discriminants are the kernel's flags).
 pub fn flag(t: LinuxNamespaceType) -> CloneFlags {
@@ -334,5 +342,22 @@ mod tests {
         assert!(p.single_clone());
         assert_eq!(p.clone_flags(), F::empty());
         assert!(!p.needs_second_fork());
+    }
+
+    fn map(container: u32, host: u32, size: u32) -> LinuxIdMapping {
+        oci_spec::runtime::LinuxIdMappingBuilder::default()
+            .container_id(container)
+            .host_id(host)
+            .size(size)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn map_text_is_one_line_per_range() {
+        assert_eq!(
+            id_map_text(&[map(0, 100000, 1000), map(1000, 200000, 1000)]),
+            "0 100000 1000\n1000 200000 1000\n"
+        );
     }
 }

@@ -95,12 +95,12 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
     )?);
     let opts = ExecOptions {
         peer: Peer {
-            id: c.id(),
             cgroup: cgroup.as_ref(),
             console_socket: o.console_socket.as_deref(),
             seccomp: seccomp.as_ref(),
-            state: &c.state,
+            state: c.state.hook_state(),
             status,
+            pid: c.state.pid,
         },
         process: &process,
         init: init.as_fd(),

@@ -144,7 +144,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
     let listen_fds = listen_fds();
     let opts = InitOptions {
         bundle: &bundle,
-        state: &container.state,
+        state: container.state.hook_state(),
         fifo,
         console_socket: o.console_socket.clone(),
         extra_fds: o.preserve_fds + listen_fds,

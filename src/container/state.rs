@@ -1,5 +1,5 @@
-//! What kiln keeps about a container between commands, and the two JSON shapes it shows:
-//! runc's `state` output (clients parse it) and the runtime spec's state for hooks.
+//! What kiln keeps about a container between commands, and runc's `state` output (clients
+//! parse it); the runtime spec's state for hooks is `hooks::SpecState`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -7,33 +7,8 @@ use std::path::PathBuf;
 use oci_spec::runtime::Hooks;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Creating,
-    Created,
-    Running,
-    /// Running, but frozen by `pause`.
-    Paused,
-    Stopped,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Creating => "creating",
-            Status::Created => "created",
-            Status::Running => "running",
-            Status::Paused => "paused",
-            Status::Stopped => "stopped",
-        }
-    }
-}
-
-impl std::fmt::Display for Status {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::hooks::SpecState;
+pub use crate::hooks::Status;
 
 /// The state file, `ROOT/ID/state.json`, replaced atomically on every change.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,24 +51,6 @@ pub struct RuncState<'a> {
     pub owner: &'a str,
 }
 
-/// The runtime spec's state, which hooks read on stdin.
-#[derive(Serialize)]
-struct SpecState<'a> {
-    #[serde(rename = "ociVersion")]
-    oci_version: &'a str,
-    id: &'a str,
-    status: &'a str,
-    #[serde(skip_serializing_if = "is_zero")]
-    pid: i32,
-    bundle: &'a std::path::Path,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    annotations: &'a BTreeMap<String, String>,
-}
-
-fn is_zero(n: &i32) -> bool {
-    *n == 0
-}
-
 impl State {
     pub fn runc_json<'a>(&'a self, status: Status, owner: &'a str) -> RuncState<'a> {
         RuncState {
@@ -114,16 +71,18 @@ impl State {
         }
     }
 
-    /// The state given to hooks, with `pid` as the hook should see it.
-    pub fn for_hooks(&self, status: Status, pid: i32) -> String {
-        let s = SpecState {
+    /// What hooks and a seccomp listener are told of the container, its status and pid apart.
+    pub fn hook_state(&self) -> SpecState<'_> {
+        SpecState {
             oci_version: &self.oci_version,
             id: &self.id,
-            status: status.as_str(),
-            pid,
             bundle: &self.bundle,
             annotations: &self.annotations,
-        };
-        serde_json::to_string(&s).expect("state serialises")
+        }
+    }
+
+    /// The state given to hooks, with `pid` as the hook should see it.
+    pub fn for_hooks(&self, status: Status, pid: i32) -> String {
+        self.hook_state().json(status, pid)
     }
 }

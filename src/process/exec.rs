@@ -77,7 +77,7 @@ pub fn run(o: &ExecOptions, chan: &Channel) -> Result<Infallible> {
         chan.send_with_fd(&Msg::PtyMaster, Some(master.as_raw_fd()))
             .ctx(|| "sending the pty master")?;
     }
-    join_session_keyring(o.peer.id)?;
+    join_session_keyring(o.peer.state.id)?;
 
     // The steps init ends with, in its order (see `tail` for what follows the filter).
     let steps = tail::Steps {

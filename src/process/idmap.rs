@@ -13,6 +13,7 @@ use std::time::Duration;
 use oci_spec::runtime::{Linux, LinuxIdMapping};
 
 use crate::error::{Context, Error, Result};
+use crate::namespaces::id_map_text;
 
 /// newuidmap/newgidmap only read two small files and write one: seconds mean a hung helper.
 const HELPER_WAIT: Duration = Duration::from_secs(10);
@@ -86,7 +87,7 @@ fn write_one(pid: i32, kind: Kind, maps: &[LinuxIdMapping]) -> Result<()> {
                 .ctx(|| format!("{}: writing \"deny\" to {path}", kind.field()))?;
         }
         let path = format!("/proc/{pid}/{}", kind.file());
-        return std::fs::write(&path, text(maps))
+        return std::fs::write(&path, id_map_text(maps))
             .ctx(|| format!("{}: writing {path}", kind.field()));
     }
     run_helper(pid, kind, maps)
@@ -95,13 +96,6 @@ fn write_one(pid: i32, kind: Kind, maps: &[LinuxIdMapping]) -> Result<()> {
 /// The mapping is the one an unprivileged writer may set itself.
 fn only_own(maps: &[LinuxIdMapping], own: u32) -> bool {
     matches!(maps, [m] if m.size() == 1 && m.host_id() == own)
-}
-
-/// The lines of /proc/PID/uid_map (or gid_map) for `maps`; also an idmapped mount's namespace's.
-pub fn text(maps: &[LinuxIdMapping]) -> String {
-    maps.iter()
-        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-        .collect()
 }
 
 /// `newuidmap PID ID HOSTID COUNT...`, waited for (bounded), its complaint in the error.
@@ -179,13 +173,5 @@ mod tests {
         assert!(!only_own(&[map(0, 1001, 1)], 1000));
         assert!(!only_own(&[map(0, 1000, 1), map(1, 100000, 65536)], 1000));
         assert!(!only_own(&[], 1000));
-    }
-
-    #[test]
-    fn map_text_is_one_line_per_range() {
-        assert_eq!(
-            text(&[map(0, 100000, 1000), map(1000, 200000, 1000)]),
-            "0 100000 1000\n1000 200000 1000\n"
-        );
     }
 }

@@ -9,9 +9,8 @@ use std::path::Path;
 use nix::sched::CloneFlags;
 use nix::unistd::{ForkResult, Gid, Uid, fork, setresgid, setresuid};
 
-use crate::container::Status;
 use crate::error::{Context, Error, Result};
-use crate::hooks::{self, Stage};
+use crate::hooks::{self, Stage, Status};
 use crate::namespaces::{self, Plan};
 use crate::process::sync::{Channel, Msg};
 use crate::process::{InitOptions, tail};
@@ -111,7 +110,7 @@ pub fn run(
     hooks::run(
         Stage::CreateContainer,
         spec.hooks(),
-        &o.state.for_hooks(Status::Creating, host_pid),
+        &o.state.json(Status::Creating, host_pid),
         Some(&o.bundle.rootfs),
     )?;
 
@@ -153,7 +152,7 @@ pub fn run(
 
     // 10. A session keyring of the container's own, so it cannot read the host's keys.
     if !o.no_new_keyring {
-        join_session_keyring(&o.state.id)?;
+        join_session_keyring(o.state.id)?;
     }
 
     // 11. The process steps init shares with `exec` (`tail`): limits, scheduling and
@@ -196,7 +195,7 @@ pub fn run(
     hooks::run(
         Stage::StartContainer,
         spec.hooks(),
-        &o.state.for_hooks(Status::Created, host_pid),
+        &o.state.json(Status::Created, host_pid),
         None,
     )?;
     std::io::Write::write_all(&mut gate, b"1").ctx(|| "writing the exec fifo")?;

@@ -18,15 +18,14 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Process;
 
 use crate::error::{Error, Result};
-
-use crate::container::State;
+use crate::hooks::SpecState;
 use crate::spec::Bundle;
 
 /// Everything `create` hands to init. The child is a fork, not an exec: it reads this directly.
 pub struct InitOptions<'a> {
     pub bundle: &'a Bundle,
     /// The container's state as hooks see it (id, bundle, annotations).
-    pub state: &'a State,
+    pub state: SpecState<'a>,
     pub fifo: PathBuf,
     pub console_socket: Option<PathBuf>,
     /// fds 3.. that pass into the container: `--preserve-fds` plus systemd's LISTEN_FDS.

@@ -8,7 +8,7 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::SigSet;
 
 use crate::error::{Context, Error, Result};
-use crate::hooks::{self, Stage};
+use crate::hooks::{self, SpecState, Stage, Status};
 use crate::namespaces::Plan;
 use crate::process::sync::{Channel, Kind, Msg, Phases};
 use crate::process::{InitOptions, idmap};
@@ -63,14 +63,15 @@ impl Drop for Child {
 
 /// What create's and exec's parents both answer for their child.
 pub struct Peer<'a> {
-    pub id: &'a str,
     pub cgroup: &'a dyn crate::cgroups::Manager,
     pub console_socket: Option<&'a std::path::Path>,
     pub seccomp: Option<&'a crate::seccomp::Filter>,
     /// The container's state, as the seccomp listener receives it.
-    pub state: &'a crate::container::State,
+    pub state: SpecState<'a>,
     /// The container's status as the listener is told it: creating, or (exec) its own.
-    pub status: crate::container::Status,
+    pub status: Status,
+    /// Init's pid, which the listener is told; 0 while `create` forks it (the child is init).
+    pub pid: i32,
 }
 
 /// Forks the child that becomes the container's process: into the container's cgroup when
@@ -156,12 +157,12 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
         .ctx(|| format!("opening {}", opts.fifo.display()))
         .map(Into::into)?;
     let peer = Peer {
-        id: &opts.state.id,
         cgroup: opts.cgroup,
         console_socket: opts.console_socket.as_deref(),
         seccomp: opts.seccomp,
         state: opts.state,
-        status: crate::container::Status::Creating,
+        status: Status::Creating,
+        pid: 0,
     };
     let (child, chan, saved_mask, in_cgroup) = fork(
         &peer,
@@ -230,9 +231,7 @@ fn create_request(opts: &InitOptions, msg: &Msg, pid: i32) -> Result<bool> {
                 .ctx(|| "linux.timeOffsets")?;
         }
         Msg::RunHooks => {
-            let state = opts
-                .state
-                .for_hooks(crate::container::Status::Creating, pid);
+            let state = opts.state.json(Status::Creating, pid);
             // runc runs `create`'s hooks in the bundle, where it chdirs first.
             let bundle = Some(opts.bundle.dir.as_path());
             hooks::run(Stage::Prestart, spec.hooks(), &state, bundle)?;
@@ -257,7 +256,7 @@ pub fn spawn_exec(o: &crate::process::exec::ExecOptions) -> Result<Init> {
         |chan, _| crate::process::exec::run(o, chan),
     )?;
     let protocol = |msg: String| Error::Init {
-        id: o.peer.id.to_owned(),
+        id: o.peer.state.id.to_owned(),
         msg,
     };
     let phases = Phases::new(Kind::Exec, o.forks_again(), !o.join_cgroup_last);
@@ -296,7 +295,7 @@ fn talk(
     mut request: impl FnMut(&Msg, i32) -> Result<bool>,
 ) -> Result<(Child, Option<OwnedFd>, Phases)> {
     let protocol = |msg: String| Error::Init {
-        id: p.id.to_owned(),
+        id: p.state.id.to_owned(),
         msg,
     };
     let mut pty = None;
@@ -341,14 +340,8 @@ fn talk(
                     .and_then(|f| f.listener())
                     .ok_or_else(|| protocol("a notify fd without a listener".into()))?;
                 // The state names the container's init, whose pid the process field does not.
-                let state = p.state.for_hooks(
-                    p.status,
-                    if p.state.pid > 0 {
-                        p.state.pid
-                    } else {
-                        child.pid
-                    },
-                );
+                let pid = if p.pid > 0 { p.pid } else { child.pid };
+                let state = p.state.json(p.status, pid);
                 crate::seccomp::send_to_listener(listener, &fd, child.pid, &state)?;
             }
             Msg::Ready => return Ok((child, pty, phases)),

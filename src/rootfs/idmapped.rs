@@ -165,11 +165,11 @@ fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> std::io::Resul
     let opened = (|| {
         std::fs::write(
             format!("/proc/{pid}/uid_map"),
-            crate::process::idmap::text(uid),
+            crate::namespaces::id_map_text(uid),
         )?;
         std::fs::write(
             format!("/proc/{pid}/gid_map"),
-            crate::process::idmap::text(gid),
+            crate::namespaces::id_map_text(gid),
         )?;
         std::fs::File::open(format!("/proc/{pid}/ns/user")).map(OwnedFd::from)
     })();
