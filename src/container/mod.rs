@@ -319,6 +319,16 @@ impl Container {
     }
 }
 
+/// The owner of `ROOT/ID` whatever it is (a damaged container's directory, a symlink), as
+/// `list` shows it.
+pub fn entry_owner(root: &Path, id: &str) -> String {
+    user_name(
+        std::fs::symlink_metadata(root.join(id))
+            .map(|m| m.uid())
+            .unwrap_or(0),
+    )
+}
+
 fn user_name(uid: u32) -> String {
     nix::unistd::User::from_uid(uid.into())
         .ok()
@@ -568,7 +578,8 @@ pub fn check_root_owner(root: &Path) -> Result<()> {
     }
 }
 
-/// Every container ID under the root, sorted (what `list` shows, in runc's order).
+/// Every container ID under the root, sorted (what `list` shows, in runc's order): every entry
+/// named as an ID could be, directories or not, so that damaged ones are shown too.
 pub fn list_ids(root: &Path) -> Result<Vec<String>> {
     let entries = match std::fs::read_dir(root) {
         Ok(e) => e,
@@ -577,8 +588,8 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>> {
     };
     let mut ids: Vec<String> = entries
         .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
         .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| id::validate(name).is_ok())
         .collect();
     ids.sort();
     Ok(ids)

@@ -15,6 +15,9 @@ pub enum Status {
     /// Running, but frozen by `pause`.
     Paused,
     Stopped,
+    /// Its state cannot be read (damaged or missing): only `list` shows it, to say that it
+    /// exists and that `delete --force` removes it.
+    Unknown,
 }
 
 impl Status {
@@ -25,6 +28,7 @@ impl Status {
             Status::Running => "running",
             Status::Paused => "paused",
             Status::Stopped => "stopped",
+            Status::Unknown => "unknown",
         }
     }
 }
@@ -108,7 +112,8 @@ fn is_zero(n: &i32) -> bool {
 
 impl State {
     /// A damaged container's state, known only by its ID and record (an empty one when that
-    /// is damaged too): what `delete --force` removes (no hooks: they are unknown).
+    /// is damaged too): what `delete --force` removes (no hooks: they are unknown), and what
+    /// `list` shows of it.
     pub fn recovered(id: &str, r: Record) -> State {
         State {
             oci_version: String::new(),
