@@ -17,6 +17,18 @@ pub enum Error {
     #[error("container {id:?} does not exist")]
     NotFound { id: String },
 
+    /// A file or directory of a container's state that kiln cannot use: missing, not what
+    /// kiln wrote there (a symlink, a FIFO, a directory), too large, or not valid state.
+    #[error(
+        "{}: {why} (the state of container {id:?} is damaged: `delete --force {id}` removes the container)",
+        .path.display()
+    )]
+    BadState {
+        id: String,
+        path: PathBuf,
+        why: String,
+    },
+
     #[error("container {id:?} already exists")]
     Exists { id: String },
 

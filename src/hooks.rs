@@ -28,6 +28,9 @@ pub enum Status {
     /// Running, but frozen by `pause`.
     Paused,
     Stopped,
+    /// Its state cannot be read (damaged or missing): only `list` shows it, to say that it
+    /// exists and that `delete --force` removes it.
+    Unknown,
 }
 
 impl Status {
@@ -38,6 +41,7 @@ impl Status {
             Status::Running => "running",
             Status::Paused => "paused",
             Status::Stopped => "stopped",
+            Status::Unknown => "unknown",
         }
     }
 }

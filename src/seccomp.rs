@@ -391,18 +391,8 @@ impl Filter {
     }
 
     /// The filter `create` kept; None when the container has none.
-    pub fn saved(state_dir: &Path) -> Result<Option<Filter>> {
-        let path = state_dir.join(SAVED);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                Error::os(
-                    format!("{}: corrupt", path.display()),
-                    std::io::Error::other(e),
-                )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::os(format!("reading {}", path.display()), e)),
-        }
+    pub fn saved(c: &crate::container::Container) -> Result<Option<Filter>> {
+        c.read_json(SAVED)
     }
 }
 

@@ -10,11 +10,10 @@ pub struct Args {
 }
 
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
-    let c = match Container::load(&g.root, &a.id) {
-        // runc: deleting what does not exist with --force is not an error.
-        Err(crate::error::Error::NotFound { .. }) if a.force => return Ok(0),
-        other => other?,
-    };
-    lifecycle::delete(c, a.force)?;
+    if a.force {
+        lifecycle::delete_force(&g.root, &a.id)?;
+    } else {
+        lifecycle::delete(Container::load(&g.root, &a.id)?, false)?;
+    }
     Ok(0)
 }

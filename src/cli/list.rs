@@ -1,5 +1,6 @@
 use crate::cli::Globals;
-use crate::container::{Container, list_ids};
+use crate::container::{Container, State, Status, entry_owner, list_ids};
+use crate::error::Error;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -11,24 +12,46 @@ pub struct Args {
     pub quiet: bool,
 }
 
+/// One line of the list: a container, or one whose state cannot be read, shown `unknown` (with
+/// what is wrong on stderr) rather than hidden: `delete --force` removes it. runc hides it,
+/// saying why on stderr.
+struct Row {
+    state: State,
+    status: Status,
+    owner: String,
+}
+
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
-    let containers: Vec<Container> = list_ids(&g.root)?
-        .iter()
-        .filter_map(|id| Container::peek(&g.root, id).ok())
+    let rows: Vec<Row> = list_ids(&g.root)?
+        .into_iter()
+        .filter_map(|id| match Container::peek(&g.root, &id) {
+            Ok(c) => Some(Row {
+                status: c.status(),
+                owner: c.owner(),
+                state: c.state,
+            }),
+            // Deleted since the root was read.
+            Err(Error::NotFound { .. }) => None,
+            Err(e) => {
+                crate::log::warn(&format!("list: {e}"));
+                Some(Row {
+                    status: Status::Unknown,
+                    owner: entry_owner(&g.root, &id),
+                    state: State::recovered(&id, Default::default()),
+                })
+            }
+        })
         .collect();
     if a.quiet {
-        for c in &containers {
-            println!("{}", c.id());
+        for r in &rows {
+            println!("{}", r.state.id);
         }
         return Ok(0);
     }
-    let rows: Vec<(crate::container::Status, String)> =
-        containers.iter().map(|c| (c.status(), c.owner())).collect();
     if a.format == "json" {
-        let states: Vec<_> = containers
+        let states: Vec<_> = rows
             .iter()
-            .zip(&rows)
-            .map(|(c, (status, owner))| c.state.runc_json(*status, owner))
+            .map(|r| r.state.runc_json(r.status, &r.owner))
             .collect();
         // runc encodes a nil slice: `null` when there are no containers.
         if states.is_empty() {
@@ -43,8 +66,8 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
             .map(String::from)
             .to_vec(),
     ];
-    for (c, (status, owner)) in containers.iter().zip(&rows) {
-        let s = c.state.runc_json(*status, owner);
+    for r in &rows {
+        let s = r.state.runc_json(r.status, &r.owner);
         table.push(vec![
             s.id.to_owned(),
             s.pid.to_string(),

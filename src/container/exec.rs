@@ -88,7 +88,7 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
         ));
     }
     crate::process::check(&process, o.foreground, o.console_socket.as_deref(), "--tty")?;
-    let seccomp = crate::seccomp::Filter::saved(&c.dir)?;
+    let seccomp = crate::seccomp::Filter::saved(c)?;
     let cgroup = crate::cgroups::from_paths(crate::cgroups::sub_paths(
         c.state.cgroup_paths.clone(),
         &o.sub_cgroups,

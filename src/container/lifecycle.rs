@@ -2,12 +2,11 @@
 //! against the container's status as runc checks them.
 
 use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cgroups::{self, Manager};
-use crate::container::{Container, State, Status};
+use crate::container::{Container, Found, State, Status};
 use crate::error::{Context, Error, Result};
 use crate::hooks::{self, Stage};
 use crate::process::InitOptions;
@@ -164,6 +163,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
             .ctx(|| format!("reading /proc/{}/stat", init.pid))?
             .start_time;
         container.save()?;
+        container.save_record()?;
         if let Some(path) = &o.pid_file {
             write_pid_file(path, init.pid)?;
         }
@@ -215,11 +215,9 @@ pub fn start(c: &Container) -> Result<()> {
     let pidfd = c
         .init_pidfd()
         .ok_or_else(|| c.wrong_state(Status::Stopped, "its init exited before start"))?;
-    let fifo = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(c.fifo())
-        .ctx(|| format!("opening {}", c.fifo().display()))?;
+    let fifo = c
+        .open_fifo()?
+        .ok_or_else(|| c.bad_state(crate::container::EXEC_FIFO, "missing"))?;
     // Init is blocked opening the fifo for writing: our open releases it. It writes one byte
     // then, one more once the startContainer hooks passed, and its end closes at execve
     // (close-on-exec). EOF before the second byte means init failed; its pidfd turning readable
@@ -328,6 +326,38 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
         &state.for_hooks(Status::Stopped, state.pid),
     );
     Ok(())
+}
+
+/// `delete --force`: whatever is under `ROOT/ID` goes, even when its state is damaged. A
+/// damaged container is killed and removed as its record knows it (cgroups, init), with a
+/// warning saying what was damaged; an entry that is no directory (a symlink) is removed
+/// itself, never followed. Nothing there is not an error, as with runc. runc removes only the
+/// directory when state.json is missing and fails on one it cannot parse, in both cases
+/// leaving the container's processes and cgroups behind.
+pub fn delete_force(root: &Path, id: &str) -> Result<()> {
+    match Container::find(root, id) {
+        Err(Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
+        Ok(Found::Usable(c)) => delete(c, true),
+        Ok(Found::Damaged { c, warning }) => {
+            if let Some(w) = warning {
+                crate::log::warn(&format!("delete --force: {w}"));
+            }
+            delete(c, true)
+        }
+        Ok(Found::Stray { path, why }) => {
+            crate::log::warn(&format!(
+                "delete --force: {}: {why}: removing it",
+                path.display()
+            ));
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(e).ctx(|| format!("removing {}", path.display()))
+                }
+                _ => Ok(()),
+            }
+        }
+    }
 }
 
 /// SIGKILL to every process of the container (through its cgroup), then wait on init's pidfd,

@@ -1,6 +1,11 @@
-//! A container as kiln keeps it: one directory under the state root holding `state.json` and,
+//! A container as kiln keeps it: one directory under the state root holding `state.json`, the
+//! small `recovery.json` that `delete --force` falls back on when `state.json` is damaged, and,
 //! until `start`, the `exec.fifo` init waits on. The status is never stored: it is derived from
 //! init itself (alive, same start time) and the fifo, so it cannot go stale.
+//!
+//! Nothing under the root is trusted to be what kiln wrote: `ROOT/ID` is opened as a
+//! directory without following a symlink, and every state file is read bounded (see
+//! [`read_file`]), so that a damaged state gives an error naming the file, never a hang.
 
 pub mod exec;
 pub mod id;
@@ -9,30 +14,60 @@ pub mod state;
 pub mod update;
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::{AtFlags, Flock, FlockArg, OFlag};
+use serde::de::DeserializeOwned;
 
-pub use state::{State, Status};
+pub use state::{Record, State, Status};
 
 use crate::error::{Context, Error, Result};
 
 const STATE_FILE: &str = "state.json";
+/// See [`Record`].
+const RECORD_FILE: &str = "recovery.json";
 pub const EXEC_FIFO: &str = "exec.fifo";
+/// Far above anything kiln writes into a state directory: a larger file is not kiln's, and is
+/// refused rather than read whole.
+const MAX_STATE_FILE: u64 = 1 << 20;
 
 pub struct Container {
     pub dir: PathBuf,
     pub state: State,
+    /// `ROOT/ID` itself, opened without following a symlink: state files are opened relative
+    /// to it, never through a path that could lead out of the root.
+    handle: File,
     /// Held for the life of a command that changes the container; None for readers.
     _lock: Option<Flock<File>>,
+}
+
+/// What `delete --force` finds under `ROOT/ID`.
+pub enum Found {
+    Usable(Container),
+    /// A directory whose `state.json` cannot be used: the container as its record knows it
+    /// (nothing but the directory when the record is unusable too), and a warning that says
+    /// what was damaged. No warning when neither file exists: a `create` killed before its
+    /// first save, which had made nothing else yet.
+    Damaged {
+        c: Container,
+        warning: Option<String>,
+    },
+    /// An entry that is no directory (a symlink, a file), refused by every other command;
+    /// `why` says what it is.
+    Stray {
+        path: PathBuf,
+        why: String,
+    },
 }
 
 impl Container {
     /// Claims `ROOT/ID` for a new container. mkdir is the atomic test for a duplicate ID.
     /// The modes are runc's: the root private (0700), a container's directory 0711 so that init,
     /// whatever user it becomes, still reaches the exec fifo by path.
+    /// The record is saved before this returns, so before any cgroup directory exists.
     pub fn create(root: &Path, state: State) -> Result<Container> {
         id::validate(&state.id)?;
         std::fs::DirBuilder::new()
@@ -48,47 +83,126 @@ impl Container {
             }
             Err(e) => return Err(e).ctx(|| format!("creating {}", dir.display())),
         }
-        let lock = lock(&dir, FlockArg::LockExclusive)?;
-        let c = Container {
-            dir,
-            state,
-            _lock: Some(lock),
-        };
-        c.save()?;
-        Ok(c)
+        let made = (|| {
+            let handle = open_dir(&dir).ctx(|| format!("opening {}", dir.display()))?;
+            let lock = lock_handle(&handle, &dir, FlockArg::LockExclusive)?;
+            let c = Container {
+                dir: dir.clone(),
+                state,
+                handle,
+                _lock: Some(lock),
+            };
+            c.save()?;
+            c.save_record()?;
+            Ok(c)
+        })();
+        if made.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        made
     }
 
     /// Loads a container and takes its lock, serialising commands on the same container.
     pub fn load(root: &Path, id: &str) -> Result<Container> {
-        let dir = Self::dir_of(root, id)?;
-        let lock = lock(&dir, FlockArg::LockExclusive)?;
-        let state = read_state(&dir, id)?;
+        let (dir, handle, lock) = open(root, id, true)?;
+        let state = read_state(&handle, &dir, id)?
+            .ok_or_else(|| bad_state(&dir, id, STATE_FILE, "missing"))?;
         Ok(Container {
             dir,
             state,
-            _lock: Some(lock),
+            handle,
+            _lock: lock,
         })
     }
 
     /// Loads without locking, for `state` and `list`: the state file is only ever replaced
     /// atomically, so a reader never sees half of one.
     pub fn peek(root: &Path, id: &str) -> Result<Container> {
-        let dir = Self::dir_of(root, id)?;
-        let state = read_state(&dir, id)?;
-        Ok(Container {
-            dir,
-            state,
-            _lock: None,
-        })
+        let (dir, handle, _) = open(root, id, false)?;
+        match read_state(&handle, &dir, id)? {
+            Some(state) => Ok(Container {
+                dir,
+                state,
+                handle,
+                _lock: None,
+            }),
+            // A create that has not saved yet, or a delete half-way or done: no container (yet,
+            // or any more), as runc would say.
+            None if !same_file(&handle, &dir)
+                || lock(&dir, FlockArg::LockSharedNonblock).is_err() =>
+            {
+                Err(Error::NotFound { id: id.to_owned() })
+            }
+            None => Err(bad_state(&dir, id, STATE_FILE, "missing")),
+        }
     }
 
-    fn dir_of(root: &Path, id: &str) -> Result<PathBuf> {
-        id::validate(id)?;
-        let dir = root.join(id);
-        if !dir.is_dir() {
-            return Err(Error::NotFound { id: id.to_owned() });
-        }
-        Ok(dir)
+    /// Whatever is under `ROOT/ID`, locked, for `delete --force`, which removes it even when its
+    /// state is damaged.
+    pub fn find(root: &Path, id: &str) -> Result<Found> {
+        let (dir, handle, lock) = match open(root, id, true) {
+            Ok(opened) => opened,
+            Err(Error::BadState { path, why, .. }) => return Ok(Found::Stray { path, why }),
+            Err(e) => return Err(e),
+        };
+        let state = match read_state(&handle, &dir, id) {
+            Ok(Some(state)) => {
+                return Ok(Found::Usable(Container {
+                    dir,
+                    state,
+                    handle,
+                    _lock: lock,
+                }));
+            }
+            other => other,
+        };
+        let record = read_json::<Record>(&handle, &dir, id, RECORD_FILE)
+            .and_then(|r| r.map(|r| plausible(&dir, id, r)).transpose());
+        // The damage, without BadState's advice to run `delete --force`, which is running.
+        let what = |e: Error| match e {
+            Error::BadState { path, why, .. } => format!("{}: {why}", path.display()),
+            e => e.to_string(),
+        };
+        let (warning, record) = match (state, record) {
+            (Ok(None), Ok(None)) => (None, Record::default()),
+            (state, record) => {
+                let why = what(
+                    state
+                        .err()
+                        .unwrap_or_else(|| bad_state(&dir, id, STATE_FILE, "missing")),
+                );
+                match record {
+                    Ok(Some(r)) => (
+                        Some(format!(
+                            "{why}; its cgroups and init are known from {RECORD_FILE}"
+                        )),
+                        r,
+                    ),
+                    Ok(None) => (
+                        Some(format!(
+                            "{why}; {RECORD_FILE} is missing too: no cgroup or process of it is known"
+                        )),
+                        Record::default(),
+                    ),
+                    Err(e) => (
+                        Some(format!(
+                            "{why}; {}: no cgroup or process of it is known",
+                            what(e)
+                        )),
+                        Record::default(),
+                    ),
+                }
+            }
+        };
+        Ok(Found::Damaged {
+            c: Container {
+                dir,
+                state: State::recovered(id, record),
+                handle,
+                _lock: lock,
+            },
+            warning,
+        })
     }
 
     pub fn id(&self) -> &str {
@@ -99,21 +213,50 @@ impl Container {
         self.dir.join(EXEC_FIFO)
     }
 
+    /// A JSON file of this container's state directory, read as every state file is (see
+    /// [`read_file`]); None if it does not exist.
+    pub fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        read_json(&self.handle, &self.dir, self.id(), name)
+    }
+
+    /// The exec fifo, opened for reading without blocking; None once `start` removed it. Only
+    /// a FIFO: a file or a symlink to /dev/zero in its place would feed `start` forever.
+    pub fn open_fifo(&self) -> Result<Option<File>> {
+        open_file(&self.handle, &self.dir, self.id(), EXEC_FIFO, libc::S_IFIFO)
+    }
+
+    /// The error for a file of this container's state directory that is not what kiln wrote.
+    pub fn bad_state(&self, name: &str, why: impl Into<String>) -> Error {
+        bad_state(&self.dir, self.id(), name, why)
+    }
+
     pub fn save(&self) -> Result<()> {
-        let tmp = self.dir.join(".state.json.tmp");
         let data = serde_json::to_vec(&self.state).expect("state serialises");
-        // Private, as runc's: it holds the whole config, environment included.
+        self.write_atomic(STATE_FILE, &data)
+    }
+
+    /// The record `delete --force` falls back on; see [`Record`].
+    pub fn save_record(&self) -> Result<()> {
+        let data = serde_json::to_vec(&self.state.record()).expect("record serialises");
+        self.write_atomic(RECORD_FILE, &data)
+    }
+
+    /// Replaces `name` by rename, so that a reader sees the old file or the new one, whole.
+    fn write_atomic(&self, name: &str, data: &[u8]) -> Result<()> {
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        // Private, as runc's: state.json holds the whole config, environment included.
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)
             .ctx(|| format!("writing {}", tmp.display()))?;
-        f.write_all(&data)
+        f.write_all(data)
             .ctx(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, self.dir.join(STATE_FILE))
-            .ctx(|| format!("saving state of {}", self.id()))
+        std::fs::rename(&tmp, self.dir.join(name))
+            .ctx(|| format!("saving {} of {}", name, self.id()))
     }
 
     pub fn status(&self) -> Status {
@@ -167,11 +310,7 @@ impl Container {
 
     /// The user owning the state directory, as `list` shows it.
     pub fn owner(&self) -> String {
-        let uid = std::fs::metadata(&self.dir).map(|m| m.uid()).unwrap_or(0);
-        nix::unistd::User::from_uid(uid.into())
-            .ok()
-            .flatten()
-            .map_or_else(|| format!("#{uid}"), |u| u.name)
+        user_name(self.handle.metadata().map(|m| m.uid()).unwrap_or(0))
     }
 
     /// Removes the state directory; the container is gone for every later command.
@@ -180,23 +319,248 @@ impl Container {
     }
 }
 
+/// The owner of `ROOT/ID` whatever it is (a damaged container's directory, a symlink), as
+/// `list` shows it.
+pub fn entry_owner(root: &Path, id: &str) -> String {
+    user_name(
+        std::fs::symlink_metadata(root.join(id))
+            .map(|m| m.uid())
+            .unwrap_or(0),
+    )
+}
+
+fn user_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(uid.into())
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("#{uid}"), |u| u.name)
+}
+
+/// `ROOT/ID`, opened as a directory only: a symlink there is refused, never followed (it could
+/// lead anywhere), and so is anything else that is not a directory (a FIFO would block open).
+fn open_dir(dir: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(dir)
+}
+
+/// Opens `ROOT/ID`, locked exclusively when `locked` (waiting for the command that holds it).
+/// After the wait, the directory must still be the one at that path: the container may have
+/// been deleted meanwhile, and another one created under the same ID.
+fn open(root: &Path, id: &str, locked: bool) -> Result<(PathBuf, File, Option<Flock<File>>)> {
+    id::validate(id)?;
+    let dir = root.join(id);
+    let not_found = || Error::NotFound { id: id.to_owned() };
+    let handle = match open_dir(&dir) {
+        Ok(h) => h,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
+        Err(e) => {
+            return Err(match std::fs::symlink_metadata(&dir) {
+                Ok(m) if !m.is_dir() => Error::BadState {
+                    id: id.to_owned(),
+                    path: dir,
+                    why: format!(
+                        "{} where the container's directory should be, never followed",
+                        file_kind(m.mode())
+                    ),
+                },
+                _ => Error::os(format!("opening {}", dir.display()), e),
+            });
+        }
+    };
+    let lock = if locked {
+        let lock = lock_handle(&handle, &dir, FlockArg::LockExclusive)?;
+        if !same_file(&handle, &dir) {
+            return Err(not_found());
+        }
+        Some(lock)
+    } else {
+        None
+    };
+    Ok((dir, handle, lock))
+}
+
+fn same_file(handle: &File, path: &Path) -> bool {
+    match (handle.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// A lock of the directory at `dir` through a description of its own (a second lock of ours
+/// must not share the first one's).
 fn lock(dir: &Path, how: FlockArg) -> Result<Flock<File>> {
-    let f = File::open(dir).ctx(|| format!("opening {}", dir.display()))?;
+    let f = open_dir(dir).ctx(|| format!("opening {}", dir.display()))?;
+    lock_handle(&f, dir, how)
+}
+
+/// Locks the description `handle` refers to. A dup, not a new open: the lock must be on the
+/// directory `handle` was opened as, whatever is at its path now.
+fn lock_handle(handle: &File, dir: &Path, how: FlockArg) -> Result<Flock<File>> {
+    let f = handle
+        .try_clone()
+        .ctx(|| format!("opening {}", dir.display()))?;
     Flock::lock(f, how).map_err(|(_, e)| Error::os(format!("locking {}", dir.display()), e))
 }
 
-fn read_state(dir: &Path, id: &str) -> Result<State> {
-    let path = dir.join(STATE_FILE);
-    let data = std::fs::read(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::NotFound { id: id.to_owned() },
-        _ => Error::os(format!("reading {}", path.display()), e),
-    })?;
-    serde_json::from_slice(&data).map_err(|e| {
-        Error::os(
-            format!("{}: corrupt state", path.display()),
-            std::io::Error::other(e),
-        )
-    })
+fn bad_state(dir: &Path, id: &str, name: &str, why: impl Into<String>) -> Error {
+    Error::BadState {
+        id: id.to_owned(),
+        path: dir.join(name),
+        why: why.into(),
+    }
+}
+
+/// state.json, None if it does not exist. One holding another container's state was not
+/// written here by kiln.
+fn read_state(handle: &File, dir: &Path, id: &str) -> Result<Option<State>> {
+    let state = read_json::<State>(handle, dir, id, STATE_FILE)?;
+    match state {
+        Some(s) if s.id != id => Err(bad_state(
+            dir,
+            id,
+            STATE_FILE,
+            format!("holds the state of another container, {:?}", s.id),
+        )),
+        s => Ok(s),
+    }
+}
+
+fn read_json<T: DeserializeOwned>(
+    handle: &File,
+    dir: &Path,
+    id: &str,
+    name: &str,
+) -> Result<Option<T>> {
+    let Some(data) = read_file(handle, dir, id, name)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&data)
+        .map(Some)
+        .map_err(|e| bad_state(dir, id, name, format!("not what kiln wrote: {e}")))
+}
+
+/// Reads a state file of kiln's, bounded: a regular file ([`open_file`]) of at most
+/// [`MAX_STATE_FILE`] bytes. None if it does not exist.
+fn read_file(handle: &File, dir: &Path, id: &str, name: &str) -> Result<Option<Vec<u8>>> {
+    let Some(file) = open_file(handle, dir, id, name, libc::S_IFREG)? else {
+        return Ok(None);
+    };
+    let mut data = vec![];
+    file.take(MAX_STATE_FILE + 1)
+        .read_to_end(&mut data)
+        .ctx(|| format!("reading {}", dir.join(name).display()))?;
+    if data.len() as u64 > MAX_STATE_FILE {
+        return Err(too_large(dir, id, name, data.len() as u64));
+    }
+    Ok(Some(data))
+}
+
+/// Opens a file of the state directory for reading, if it is of the `kind` kiln made there
+/// (`S_IFREG`, `S_IFIFO`): looked at before it is opened, so that no other FIFO and no device
+/// is ever opened; then opened without following a symlink and without blocking, and checked
+/// again (it may have been replaced meanwhile). No command can hang on a state file or read
+/// /dev/zero through one. A regular file larger than [`MAX_STATE_FILE`] is refused. None if it
+/// does not exist.
+fn open_file(
+    handle: &File,
+    dir: &Path,
+    id: &str,
+    name: &str,
+    kind: libc::mode_t,
+) -> Result<Option<File>> {
+    let path = dir.join(name);
+    let fd = handle.as_raw_fd();
+    let check = |mode: u32, size: u64| {
+        if mode & libc::S_IFMT != kind {
+            return Err(bad_state(
+                dir,
+                id,
+                name,
+                format!("{} instead of {}", file_kind(mode), file_kind(kind)),
+            ));
+        }
+        if kind == libc::S_IFREG && size > MAX_STATE_FILE {
+            return Err(too_large(dir, id, name, size));
+        }
+        Ok(())
+    };
+    let st = match nix::sys::stat::fstatat(Some(fd), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(Error::os(format!("reading {}", path.display()), e)),
+    };
+    check(st.st_mode, st.st_size as u64)?;
+    let flags = OFlag::O_RDONLY
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_NOCTTY
+        | OFlag::O_CLOEXEC;
+    let raw = match nix::fcntl::openat(Some(fd), name, flags, nix::sys::stat::Mode::empty()) {
+        Ok(raw) => raw,
+        Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(nix::errno::Errno::ELOOP) => return check(libc::S_IFLNK, 0).map(|()| None),
+        Err(e) => return Err(Error::os(format!("reading {}", path.display()), e)),
+    };
+    // SAFETY: openat just returned this fd: it is open, and nothing else owns it.
+    let file = unsafe { File::from_raw_fd(raw) };
+    let m = file
+        .metadata()
+        .ctx(|| format!("reading {}", path.display()))?;
+    check(m.mode(), m.len())?;
+    Ok(Some(file))
+}
+
+fn too_large(dir: &Path, id: &str, name: &str, size: u64) -> Error {
+    bad_state(
+        dir,
+        id,
+        name,
+        format!("{size} bytes, more than any state kiln writes ({MAX_STATE_FILE} at most)"),
+    )
+}
+
+/// The kind of file `mode` says, for messages.
+fn file_kind(mode: u32) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFLNK => "a symlink",
+        libc::S_IFDIR => "a directory",
+        libc::S_IFIFO => "a FIFO",
+        libc::S_IFSOCK => "a socket",
+        libc::S_IFCHR => "a character device",
+        libc::S_IFBLK => "a block device",
+        libc::S_IFREG => "a regular file",
+        _ => "an unknown kind of file",
+    }
+}
+
+/// A record is trusted only as far as it points at cgroups: each path must lie strictly below
+/// a cgroup hierarchy mounted here, so that no damaged record can have `delete --force` kill
+/// every process of a hierarchy's root, or anything outside the cgroup filesystems.
+fn plausible(dir: &Path, id: &str, r: Record) -> Result<Record> {
+    let mounts: Vec<PathBuf> = crate::cgroups::hierarchies()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|h| h.mount_point)
+        .collect();
+    for p in r.cgroup_paths.values() {
+        let normal = p.is_absolute()
+            && p.components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        if !normal || !mounts.iter().any(|m| p.starts_with(m) && p != m) {
+            return Err(bad_state(
+                dir,
+                id,
+                RECORD_FILE,
+                format!(
+                    "cgroup path {} is not below a cgroup hierarchy of this host",
+                    p.display()
+                ),
+            ));
+        }
+    }
+    Ok(r)
 }
 
 /// A state root made by another user is refused before anything reads it: it is private to
@@ -219,7 +583,8 @@ pub fn check_root_owner(root: &Path) -> Result<()> {
     }
 }
 
-/// Every container ID under the root, sorted (what `list` shows, in runc's order).
+/// Every container ID under the root, sorted (what `list` shows, in runc's order): every entry
+/// named as an ID could be, directories or not, so that damaged ones are shown too.
 pub fn list_ids(root: &Path) -> Result<Vec<String>> {
     let entries = match std::fs::read_dir(root) {
         Ok(e) => e,
@@ -228,9 +593,104 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>> {
     };
     let mut ids: Vec<String> = entries
         .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
         .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| id::validate(name).is_ok())
         .collect();
     ids.sort();
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory of its own for each test (they run in parallel).
+    fn scratch(test: &str) -> (PathBuf, File) {
+        let dir = std::env::temp_dir().join(format!("kiln-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let handle = open_dir(&dir).unwrap();
+        (dir, handle)
+    }
+
+    fn why(e: Error) -> String {
+        match e {
+            Error::BadState { why, .. } => why,
+            e => panic!("not BadState: {e}"),
+        }
+    }
+
+    #[test]
+    fn state_files_are_read_bounded() {
+        let (dir, h) = scratch("bounded");
+        let read = |name| read_file(&h, &dir, "c", name);
+        std::fs::write(dir.join("ok"), b"{}").unwrap();
+        assert_eq!(read("ok").unwrap().as_deref(), Some(&b"{}"[..]));
+        assert!(read("missing").unwrap().is_none());
+        nix::unistd::mkfifo(&dir.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(
+            why(read("fifo").unwrap_err()),
+            "a FIFO instead of a regular file"
+        );
+        std::os::unix::fs::symlink("/dev/zero", dir.join("zero")).unwrap();
+        assert_eq!(
+            why(read("zero").unwrap_err()),
+            "a symlink instead of a regular file"
+        );
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        assert_eq!(
+            why(read("sub").unwrap_err()),
+            "a directory instead of a regular file"
+        );
+        File::create(dir.join("big"))
+            .unwrap()
+            .set_len(MAX_STATE_FILE + 1)
+            .unwrap();
+        assert!(why(read("big").unwrap_err()).starts_with("1048577 bytes, more than"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlinked_container_directory_is_never_followed() {
+        let (dir, _) = scratch("symlinked");
+        std::fs::create_dir(dir.join("real")).unwrap();
+        std::os::unix::fs::symlink(dir.join("real"), dir.join("link")).unwrap();
+        assert!(open(&dir, "real", false).is_ok());
+        let e = open(&dir, "link", false).expect_err("refused");
+        assert!(why(e).starts_with("a symlink where the container's directory should be"));
+        assert!(matches!(
+            open(&dir, "none", false),
+            Err(Error::NotFound { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_record_outside_the_cgroup_hierarchies_is_refused() {
+        let dir = Path::new("/run/kiln/c");
+        for bad in ["/", "/etc", "relative/x", "/sys/fs/cgroup/../../etc"] {
+            let r = Record {
+                cgroup_paths: [(String::new(), PathBuf::from(bad))].into(),
+                ..Record::default()
+            };
+            assert!(plausible(dir, "c", r).is_err(), "{bad}");
+        }
+        // Each hierarchy's own root holds every process of the host.
+        for h in crate::cgroups::hierarchies().unwrap_or_default() {
+            let r = Record {
+                cgroup_paths: [(h.controllers.clone(), h.mount_point.clone())].into(),
+                ..Record::default()
+            };
+            assert!(
+                plausible(dir, "c", r).is_err(),
+                "{}",
+                h.mount_point.display()
+            );
+            let r = Record {
+                cgroup_paths: [(h.controllers, h.mount_point.join("kiln-c"))].into(),
+                ..Record::default()
+            };
+            assert!(plausible(dir, "c", r).is_ok());
+        }
+    }
 }

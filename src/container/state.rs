@@ -35,6 +35,18 @@ pub struct State {
     pub resources: Option<oci_spec::runtime::LinuxResources>,
 }
 
+/// What `delete --force` needs when `state.json` is lost or damaged: where the container's
+/// cgroups are and which process is its init. Kept apart from `state.json` (`recovery.json`),
+/// small, and written only twice: before the first cgroup directory is made, and once init's
+/// pid is known. `state.json` is rewritten by every `update`, holds the whole config and can
+/// be hand-edited; this record is what is left to find the container's processes then.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub pid: i32,
+    pub start_time: u64,
+    pub cgroup_paths: crate::cgroups::Paths,
+}
+
 /// runc's `state` JSON, field for field and in its order.
 #[derive(Serialize)]
 pub struct RuncState<'a> {
@@ -52,6 +64,35 @@ pub struct RuncState<'a> {
 }
 
 impl State {
+    /// A damaged container's state, known only by its ID and record (an empty one when that
+    /// is damaged too): what `delete --force` removes (no hooks: they are unknown), and what
+    /// `list` shows of it.
+    pub fn recovered(id: &str, r: Record) -> State {
+        State {
+            oci_version: String::new(),
+            id: id.to_owned(),
+            pid: r.pid,
+            start_time: r.start_time,
+            bundle: PathBuf::new(),
+            rootfs: PathBuf::new(),
+            // Go's zero time, as runc would print a container it knows nothing of: clients
+            // parse `created` as RFC 3339.
+            created: "0001-01-01T00:00:00Z".to_owned(),
+            annotations: BTreeMap::new(),
+            hooks: None,
+            cgroup_paths: r.cgroup_paths,
+            resources: None,
+        }
+    }
+
+    pub fn record(&self) -> Record {
+        Record {
+            pid: self.pid,
+            start_time: self.start_time,
+            cgroup_paths: self.cgroup_paths.clone(),
+        }
+    }
+
     pub fn runc_json<'a>(&'a self, status: Status, owner: &'a str) -> RuncState<'a> {
         RuncState {
             oci_version: &self.oci_version,
