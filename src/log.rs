@@ -59,7 +59,7 @@ pub fn init(path: Option<&std::path::Path>, format: Format, debug: bool) {
             .append(true)
             .open(p)
             .map_err(|e| {
-                eprintln!("kiln: cannot open log file {}: {e}", p.display());
+                eprintln!("kiln: cannot open log file {}: {e}", crate::error::quote(p));
             })
             .ok()
     });
@@ -86,6 +86,9 @@ pub fn debug(msg: impl FnOnce() -> String) {
 }
 
 fn write(level: Level, msg: &str) {
+    // Whatever a message quotes (a value from the config, another crate's text), the line stays
+    // one line, short, and free of terminal escapes, in every format and on stderr.
+    let msg = &crate::error::one_line(msg).to_string();
     let logger = LOGGER.get_or_init(|| Logger {
         file: None,
         format: Format::Text,
@@ -161,50 +164,14 @@ fn text_value(s: &str) -> String {
     if s.chars().all(bare) {
         s.to_owned()
     } else {
-        go_quote(s)
+        crate::error::go_quote(s)
     }
-}
-
-/// Go's strconv.Quote for valid UTF-8: the C escapes, `\xNN` for other ASCII controls, `\uNNNN`
-/// / `\UNNNNNNNN` for what Go does not print (approximated by the control, format and
-/// separator characters: Rust has no Unicode categories).
-fn go_quote(s: &str) -> String {
-    let mut q = String::with_capacity(s.len() + 2);
-    q.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => q.push_str("\\\""),
-            '\\' => q.push_str("\\\\"),
-            '\x07' => q.push_str("\\a"),
-            '\x08' => q.push_str("\\b"),
-            '\x0c' => q.push_str("\\f"),
-            '\n' => q.push_str("\\n"),
-            '\r' => q.push_str("\\r"),
-            '\t' => q.push_str("\\t"),
-            '\x0b' => q.push_str("\\v"),
-            c if c < ' ' || c == '\x7f' => q.push_str(&format!("\\x{:02x}", c as u32)),
-            c if go_printable(c) => q.push(c),
-            c if (c as u32) < 0x10000 => q.push_str(&format!("\\u{:04x}", c as u32)),
-            c => q.push_str(&format!("\\U{:08x}", c as u32)),
-        }
-    }
-    q.push('"');
-    q
-}
-
-fn go_printable(c: char) -> bool {
-    if c.is_ascii() {
-        return !c.is_ascii_control();
-    }
-    let format_chars = matches!(c as u32, 0xad | 0x600..=0x605 | 0x61c | 0x6dd | 0x70f | 0x180e | 0x200b..=0x200f | 0x202a..=0x202e | 0x2060..=0x206f | 0xfeff | 0xfff9..=0xfffb | 0xe0000..=0xe007f);
-    let private_or_noncharacter =
-        matches!(c as u32, 0xe000..=0xf8ff | 0xf0000..=0x10ffff) || (c as u32 & 0xfffe) == 0xfffe;
-    !c.is_control() && !c.is_whitespace() && !format_chars && !private_or_noncharacter
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::go_quote;
 
     #[test]
     fn json_line_is_logrus_shaped() {

@@ -3,6 +3,7 @@
 use oci_spec::runtime::{PosixRlimit, PosixRlimitType};
 
 use crate::error::{Error, Result};
+use crate::spec::rlimit_name;
 
 fn resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
     use PosixRlimitType as T;
@@ -24,14 +25,6 @@ fn resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
         T::RlimitRtprio => libc::RLIMIT_RTPRIO,
         T::RlimitRttime => libc::RLIMIT_RTTIME,
     }
-}
-
-/// The config's name for a limit (`RLIMIT_NOFILE`), for messages.
-fn name(t: PosixRlimitType) -> String {
-    serde_json::to_value(t)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("{t:?}"))
 }
 
 pub fn apply(limits: &[PosixRlimit]) -> Result<()> {
@@ -63,7 +56,7 @@ pub fn apply(limits: &[PosixRlimit]) -> Result<()> {
         return Err(Error::os(
             format!(
                 "process.rlimits[{i}]: {} soft {} hard {}",
-                name(r.typ()),
+                rlimit_name(r.typ()),
                 r.soft(),
                 r.hard()
             ),
@@ -71,4 +64,26 @@ pub fn apply(limits: &[PosixRlimit]) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// A low RLIMIT_NOFILE stops the steps after it with EMFILE, in the runtime's own work (a file
+/// in /proc, the fd list) before the program runs: the limit is what is wrong, not that step.
+pub fn blame(limits: &[PosixRlimit], e: Error) -> Error {
+    let Error::Os { err, .. } = &e else {
+        return e;
+    };
+    let nofile = limits
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.typ() == PosixRlimitType::RlimitNofile);
+    match nofile {
+        Some((i, r)) if err.raw_os_error() == Some(libc::EMFILE) => Error::os(
+            format!("process.rlimits[{i}].soft"),
+            std::io::Error::other(format!(
+                "RLIMIT_NOFILE soft limit {} is too low to set up the container: {e}",
+                r.soft()
+            )),
+        ),
+        _ => e,
+    }
 }

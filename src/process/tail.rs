@@ -64,9 +64,14 @@ struct Program {
 
 /// Runs the steps up to the filter's last moment. Errors name the spec field.
 pub(super) fn set_up<'a>(s: &Steps<'a>, chan: &Channel) -> Result<Prepared<'a>> {
+    // Limits first, while the process still has the privileges to raise them.
+    let limits = s.process.rlimits().as_deref().unwrap_or_default();
+    rlimits::apply(limits)?;
+    set_up_limited(s, chan).map_err(|e| rlimits::blame(limits, e))
+}
+
+fn set_up_limited<'a>(s: &Steps<'a>, chan: &Channel) -> Result<Prepared<'a>> {
     let p = s.process;
-    // Limits and scheduling, while the process still has the privileges to raise them.
-    rlimits::apply(p.rlimits().as_deref().unwrap_or_default())?;
     sched::apply(p, s.personality)?;
 
     // No host directory may be open when the cwd is entered (a cwd of /proc/self/fd/N would

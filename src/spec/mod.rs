@@ -6,9 +6,9 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{PosixRlimitType, Spec};
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, Result, bare, quote};
 
 /// The runtime-spec version kiln implements (reported by `--version` and `features`).
 pub const OCI_VERSION: &str = "1.2.0";
@@ -30,6 +30,14 @@ pub fn check_id(id: impl Into<u64>) -> std::result::Result<(), String> {
 }
 
 pub use validate::check_user;
+
+/// The config's name for a limit (`RLIMIT_NOFILE`), for messages.
+pub fn rlimit_name(t: PosixRlimitType) -> String {
+    serde_json::to_value(t)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{t:?}"))
+}
 
 pub struct Bundle {
     /// The bundle directory, absolute.
@@ -90,17 +98,38 @@ pub fn parse_value_as<T: serde::de::DeserializeOwned>(
 }
 
 fn field_error(file: &Path, e: serde_path_to_error::Error<serde_json::Error>) -> Error {
-    let path = e.path().to_string();
-    let field = if path == "." { String::new() } else { path };
+    let field = field_path(e.path());
     let mut msg = e.into_inner().to_string();
     // oci-spec says "no variant for CAP_X (converted to X)": say what an operator can act on.
     if let Some(rest) = msg.strip_prefix("no variant for ")
         && let Some((name, tail)) = rest.split_once(" (converted to ")
     {
         let at = tail.split_once(')').map_or("", |(_, at)| at);
-        msg = format!("unknown capability {name:?}{at}");
+        msg = format!("unknown capability {}{at}", quote(name));
     }
     Error::config(file, field, msg)
+}
+
+/// serde_path_to_error's path (`process.user.uid`, `linux.sysctl.KEY`), empty for the whole
+/// document, with each key a config wrote shown short and escaped.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut field = String::new();
+    for segment in path {
+        let name = match segment {
+            Segment::Seq { index } => {
+                field.push_str(&format!("[{index}]"));
+                continue;
+            }
+            Segment::Map { key } | Segment::Enum { variant: key } => bare(key).to_string(),
+            Segment::Unknown => "?".to_owned(),
+        };
+        if !field.is_empty() {
+            field.push('.');
+        }
+        field.push_str(&name);
+    }
+    field
 }
 
 #[cfg(test)]
@@ -125,6 +154,19 @@ mod tests {
             err(r#"{"ociVersion":"1.2.0","process":{"cwd":"/","user":{"uid":"zero","gid":0}}}"#);
         assert!(
             e.starts_with("config.json: process.user.uid: invalid type"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_key_in_the_field_is_escaped_and_short() {
+        let key = format!("k\\n{}", "y".repeat(5000));
+        let e = err(&format!(
+            r#"{{"ociVersion":"1.2.0","linux":{{"sysctl":{{"{key}":1}}}}}}"#
+        ));
+        assert!(e.starts_with(r"config.json: linux.sysctl.k\nyyy"), "{e}");
+        assert!(
+            e.contains("…(5002 bytes): invalid type: integer `1`"),
             "{e}"
         );
     }

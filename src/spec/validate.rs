@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec, User};
 
 use super::check_id;
+use crate::error::{bare, quote};
 
 type Check = std::result::Result<(), (String, String)>;
 
@@ -36,23 +37,23 @@ fn check_process(spec: &Spec) -> Check {
     if !p.cwd().is_absolute() {
         return fail(
             "process.cwd",
-            format!("{:?} is not an absolute path", p.cwd()),
+            format!("{} is not an absolute path", quote(p.cwd())),
         );
     }
     let mut seen = Vec::new();
     for (i, r) in p.rlimits().iter().flatten().enumerate() {
         if seen.contains(&r.typ()) {
             return fail(
-                format!("process.rlimits[{i}]"),
-                format!("{:?} appears twice", r.typ()),
+                format!("process.rlimits[{i}].type"),
+                format!("{} appears twice", super::rlimit_name(r.typ())),
             );
         }
         if r.soft() > r.hard() {
             return fail(
-                format!("process.rlimits[{i}]"),
+                format!("process.rlimits[{i}].soft"),
                 format!(
-                    "{:?}: soft limit {} is above hard limit {}",
-                    r.typ(),
+                    "{}: soft limit {} is above hard limit {}",
+                    super::rlimit_name(r.typ()),
                     r.soft(),
                     r.hard()
                 ),
@@ -64,7 +65,7 @@ fn check_process(spec: &Spec) -> Check {
         if !e.contains('=') {
             return fail(
                 format!("process.env[{i}]"),
-                format!("{e:?} is not of the form KEY=value"),
+                format!("{} is not of the form KEY=value", quote(e)),
             );
         }
     }
@@ -138,7 +139,7 @@ fn check_namespaces(
         {
             return Err((
                 format!("linux.namespaces[{i}].path"),
-                format!("{path:?} is not absolute"),
+                format!("{} is not absolute", quote(path)),
             ));
         }
     }
@@ -235,6 +236,23 @@ fn check_namespaces(
 
 fn check_uts(spec: &Spec, ns: &HashSet<LinuxNamespaceType>) -> Check {
     if ns.contains(&LinuxNamespaceType::Uts) {
+        // The kernel's limit (__NEW_UTS_LEN): above it sethostname fails with a bare EINVAL,
+        // in init, after the container's namespaces exist.
+        const MAX: usize = 64;
+        for (field, name) in [
+            ("hostname", spec.hostname()),
+            ("domainname", spec.domainname()),
+        ] {
+            if let Some(name) = name.as_ref().filter(|n| n.len() > MAX) {
+                return fail(
+                    field,
+                    format!(
+                        "{} is longer than the kernel's limit of {MAX} bytes",
+                        quote(name)
+                    ),
+                );
+            }
+        }
         return Ok(());
     }
     if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) {
@@ -266,7 +284,7 @@ fn check_sysctl(spec: &Spec, ns: &HashSet<LinuxNamespaceType>) -> Check {
     ];
     let sysctl = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref());
     for key in sysctl.into_iter().flat_map(|s| s.keys()) {
-        let field = format!("linux.sysctl.{key}");
+        let field = format!("linux.sysctl.{}", bare(key));
         let needs = if IPC.contains(&key.as_str()) || key.starts_with("fs.mqueue.") {
             (LinuxNamespaceType::Ipc, "ipc")
         } else if key.starts_with("net.") {
@@ -321,7 +339,7 @@ fn check_devices(spec: &Spec) -> Check {
         if !d.path().is_absolute() {
             return fail(
                 format!("linux.devices[{i}].path"),
-                format!("{:?} is not absolute", d.path()),
+                format!("{} is not absolute", quote(d.path())),
             );
         }
         for (name, id) in [("uid", d.uid()), ("gid", d.gid())] {
@@ -350,7 +368,7 @@ fn check_hooks(spec: &Spec) -> Check {
             if !h.path().is_absolute() {
                 return fail(
                     format!("hooks.{stage}[{i}].path"),
-                    format!("{:?} is not absolute", h.path()),
+                    format!("{} is not absolute", quote(h.path())),
                 );
             }
             if h.timeout().is_some_and(|t| t <= 0) {
@@ -452,6 +470,54 @@ mod tests {
                 .0,
             "root.readonly"
         );
+    }
+
+    fn base_with(process_extra: &str, extra: &str) -> Check {
+        let json = format!(
+            r#"{{"ociVersion":"1.0.2","process":{{"cwd":"/","args":["sh"],"user":{{"uid":0,"gid":0}}{process_extra}}},"root":{{"path":"rootfs"}},"linux":{{"namespaces":[{{"type":"pid"}},{{"type":"mount"}},{{"type":"uts"}}]}}{extra}}}"#
+        );
+        check(&serde_json::from_str(&json).unwrap())
+    }
+
+    #[test]
+    fn a_hostname_longer_than_the_kernels_limit_is_named() {
+        assert!(base_with("", &format!(r#","hostname":"{}""#, "h".repeat(64))).is_ok());
+        let (field, msg) =
+            base_with("", &format!(r#","hostname":"{}""#, "h".repeat(1 << 20))).unwrap_err();
+        assert_eq!(field, "hostname");
+        assert!(msg.len() < 200 && msg.contains("(1048576 bytes)"), "{msg}");
+        let (field, _) =
+            base_with("", &format!(r#","domainname":"{}""#, "d".repeat(65))).unwrap_err();
+        assert_eq!(field, "domainname");
+    }
+
+    #[test]
+    fn rlimits_name_the_limit_and_the_field() {
+        // soft 0, given or left out, is a limit like any other.
+        for soft in [r#","soft":0"#, ""] {
+            let rlimits = format!(r#","rlimits":[{{"type":"RLIMIT_CORE","hard":0{soft}}}]"#);
+            assert!(base_with(&rlimits, "").is_ok(), "{rlimits}");
+        }
+        let (field, msg) = base_with(
+            r#","rlimits":[{"type":"RLIMIT_NOFILE","hard":1,"soft":2}]"#,
+            "",
+        )
+        .unwrap_err();
+        assert_eq!(field, "process.rlimits[0].soft");
+        assert!(msg.starts_with("RLIMIT_NOFILE: soft limit 2"), "{msg}");
+        let twice = r#","rlimits":[{"type":"RLIMIT_CPU","hard":1},{"type":"RLIMIT_CPU","hard":1}]"#;
+        let (field, msg) = base_with(twice, "").unwrap_err();
+        assert_eq!(
+            (field.as_str(), msg.as_str()),
+            ("process.rlimits[1].type", "RLIMIT_CPU appears twice")
+        );
+    }
+
+    #[test]
+    fn values_in_messages_are_escaped() {
+        let (field, msg) = base_with(r#","env":["\u001b[2J\nX"]"#, "").unwrap_err();
+        assert_eq!(field, "process.env[0]");
+        assert_eq!(msg, r#""\x1b[2J\nX" is not of the form KEY=value"#);
     }
 
     #[test]
