@@ -5,7 +5,6 @@ pub mod exec;
 pub mod foreground;
 pub mod idmap;
 pub mod init;
-pub mod lsm;
 mod rlimits;
 mod sched;
 pub mod spawn;
