@@ -10,8 +10,9 @@ use oci_spec::runtime::{Capability, LinuxCapabilities, Process};
 use crate::container::{Container, Status};
 use crate::error::{Context, Error, Result};
 use crate::namespaces;
+use crate::process::Peer;
 use crate::process::exec::ExecOptions;
-use crate::process::spawn::{self, Init, Peer};
+use crate::process::spawn::{self, Init};
 use crate::spec::Bundle;
 
 /// exec's flags that change the container's process (runc's meanings).

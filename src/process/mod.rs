@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Process;
 
 use crate::error::{Error, Result};
-use crate::hooks::SpecState;
+use crate::hooks::{SpecState, Status};
 use crate::spec::Bundle;
 
 /// Everything `create` hands to init. The child is a fork, not an exec: it reads this directly.
@@ -42,6 +42,19 @@ pub struct InitOptions<'a> {
     /// Idmapped mounts and, in a new user namespace, bind sources: made by `create` where the
     /// host's privileges are (see `idmapped`).
     pub idmapped: &'a crate::rootfs::idmapped::Trees,
+}
+
+/// What create's and exec's parents both answer for their child.
+pub struct Peer<'a> {
+    pub cgroup: &'a dyn crate::cgroups::Manager,
+    pub console_socket: Option<&'a std::path::Path>,
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
+    /// The container's state, as the seccomp listener receives it.
+    pub state: SpecState<'a>,
+    /// The container's status as the listener is told it: creating, or (exec) its own.
+    pub status: Status,
+    /// Init's pid, which the listener is told; 0 while `create` forks it (the child is init).
+    pub pid: i32,
 }
 
 /// What `create` and `exec` check of a process before forking it: its terminal has a reader
