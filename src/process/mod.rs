@@ -59,12 +59,16 @@ pub struct Peer<'a> {
 
 /// What `create` and `exec` check of a process before forking it: its terminal has a reader
 /// (kiln in the foreground, or a console socket), a console socket has a terminal to receive,
-/// and kiln can grant every capability. `tty` names the setting for the user.
+/// and kiln can grant every capability. `tty` names the setting for the user; `file` is where
+/// the process was read and `at` its field there (`process.` in config.json, empty in exec's
+/// `--process` file).
 pub fn check(
     process: &Process,
     foreground: bool,
     console_socket: Option<&Path>,
     tty: &str,
+    file: &Path,
+    at: &str,
 ) -> Result<()> {
     let terminal = process.terminal().unwrap_or(false);
     if terminal && !foreground && console_socket.is_none() {
@@ -77,5 +81,5 @@ pub fn check(
             "--console-socket was given but {tty} is not set: there is no terminal to send"
         )));
     }
-    crate::capabilities::check_grantable(process.capabilities().as_ref())
+    crate::capabilities::check_grantable(process.capabilities().as_ref(), file, at)
 }
