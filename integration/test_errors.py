@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import runc_deviates
+from conftest import CALL_TIMEOUT, IS_KILN, Result, run_to_files, runc_deviates
 
 CONFIG_TEXT_SYNTAX = """{
   "ociVersion": "1.0.2-dev",
@@ -448,3 +448,52 @@ def test_mapping_ending_at_the_limit(ctx):
         ctx.config["linux"][maps].append({"containerID": MAX_ID, "hostID": MAX_ID, "size": 1})
     lines = ctx.run_sh("cat /proc/self/uid_map /proc/self/gid_map").split("\n")
     assert sum(l.split() == [str(MAX_ID), str(MAX_ID), "1"] for l in lines) == 2, lines
+
+
+# Errors name the file that was read: the bundle's own config.json, and exec's --process file
+# as it was given. A capability is bad by its name, or because the runtime itself lacks it.
+
+BAD_CAPS = [
+    pytest.param("CAP_BOGUS", marks=runc_deviates(
+        "1.1.5 only warns about an unknown capability name and runs anyway")),
+    "CAP_SYS_TIME",
+]
+
+
+def without_sys_time(ctx, *args):
+    """The runtime with CAP_SYS_TIME gone from its bounding set: one it cannot grant."""
+    cmd = ["setpriv", "--bounding-set=-sys_time", ctx.runtime, "--root", ctx.root, *args]
+    return Result(run_to_files(cmd, CALL_TIMEOUT, cwd=ctx.dir, tmp=ctx.dir))
+
+
+@pytest.mark.parametrize("cap", BAD_CAPS)
+def test_bad_capability_names_the_bundles_config(ctx, cap):
+    ctx.config["process"]["capabilities"]["effective"].append(cap)
+    ctx.save()
+    cid = ctx.new_id()
+    r = without_sys_time(ctx, "create", "--bundle", ctx.bundle, cid)
+    assert r.rc == 1, r
+    text = assert_one_line(r)
+    assert ctx.rt("state", cid).rc != 0 and ctx.list_ids() == []
+    config = os.path.join(os.path.realpath(ctx.bundle), "config.json")
+    if IS_KILN:
+        assert f"{config}: process.capabilities.effective" in text and cap in text, text
+
+
+@pytest.mark.parametrize("cap", BAD_CAPS)
+def test_bad_capability_names_the_process_file(ctx, cap):
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    process = dict(ctx.config["process"], args=["true"])
+    caps = process["capabilities"]
+    process["capabilities"] = dict(caps, effective=caps["effective"] + [cap])
+    with open(os.path.join(ctx.dir, "p.json"), "w") as f:
+        json.dump(process, f)
+    r = without_sys_time(ctx, "exec", "--process", "p.json", cid)
+    assert r.rc == 255, r
+    text = assert_one_line(r)
+    assert ctx.state(cid)["status"] == "created"
+    if IS_KILN:
+        assert "p.json: capabilities.effective" in text and cap in text, text
+        assert "config.json" not in text, text
+    ctx.delete(cid, force=True)

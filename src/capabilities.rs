@@ -1,6 +1,7 @@
 //! The five capability sets of `process.capabilities`. Absent means none at all, as in runc.
 
 use std::collections::HashSet;
+use std::path::Path;
 
 use caps::{CapSet, Capability};
 use oci_spec::runtime::{Capabilities, LinuxCapabilities};
@@ -18,7 +19,8 @@ fn convert(set: Option<&Capabilities>) -> HashSet<Capability> {
 
 /// Refuses a config that asks for a capability kiln itself cannot grant: the capset would fail
 /// deep inside init with a bare EPERM, so say which capability and why, before creating anything.
-pub fn check_grantable(c: Option<&LinuxCapabilities>) -> Result<()> {
+/// The error names `file` and the field, below `at` (the process object's path in that file).
+pub fn check_grantable(c: Option<&LinuxCapabilities>, file: &Path, at: &str) -> Result<()> {
     let Some(c) = c else { return Ok(()) };
     let ours = caps::read(None, CapSet::Bounding).map_err(|e| {
         Error::os(
@@ -40,8 +42,8 @@ pub fn check_grantable(c: Option<&LinuxCapabilities>) -> Result<()> {
         missing.sort();
         if let Some(first) = missing.first() {
             return Err(Error::config(
-                "config.json",
-                format!("process.capabilities.{name}"),
+                file,
+                format!("{at}capabilities.{name}"),
                 format!(
                     "{first} is not in kiln's own bounding set, so no container started from here can have it"
                 ),

@@ -7,6 +7,7 @@ mod container;
 mod error;
 mod hooks;
 mod log;
+mod lsm;
 mod namespaces;
 mod process;
 mod procfs;

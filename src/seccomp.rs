@@ -167,10 +167,6 @@ impl Filter {
     }
 }
 
-fn field(name: impl Into<String>, msg: impl Into<String>) -> Error {
-    Error::config("config.json", name, msg)
-}
-
 /// The profile's spelling of an enum (`SCMP_ACT_ERRNO`), which is also libseccomp's.
 fn spec_name<T: Serialize>(v: &T) -> String {
     serde_json::to_value(v)
@@ -179,11 +175,17 @@ fn spec_name<T: Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
-fn action(a: LinuxSeccompAction, errno_ret: Option<u32>, at: &str) -> Result<ScmpAction> {
+fn action(
+    a: LinuxSeccompAction,
+    errno_ret: Option<u32>,
+    file: &Path,
+    at: &str,
+) -> Result<ScmpAction> {
     let errno = errno_ret.unwrap_or(DEFAULT_ERRNO);
     let check = |e: u32| {
         u16::try_from(e).map_err(|_| {
-            field(
+            Error::config(
+                file,
                 at,
                 format!("errnoRet {e} does not fit the 16 bits seccomp returns"),
             )
@@ -204,9 +206,14 @@ fn action(a: LinuxSeccompAction, errno_ret: Option<u32>, at: &str) -> Result<Scm
     })
 }
 
-fn compare(arg: &oci_spec::runtime::LinuxSeccompArg, at: &str) -> Result<ScmpArgCompare> {
+fn compare(
+    arg: &oci_spec::runtime::LinuxSeccompArg,
+    file: &Path,
+    at: &str,
+) -> Result<ScmpArgCompare> {
     if arg.index() > 5 {
-        return Err(field(
+        return Err(Error::config(
+            file,
             format!("{at}.index"),
             format!("{} is not a syscall argument (0 to 5)", arg.index()),
         ));
@@ -252,12 +259,15 @@ fn flags(s: &LinuxSeccomp, notify: bool) -> u32 {
 /// Compiles `linux.seccomp` as runc does: unknown syscall names are skipped (with a debug
 /// line), a rule whose action is the default is dropped, and conditions on distinct arguments
 /// form one rule (all must hold) while repeated conditions on one argument form one rule each.
-pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
-    let lib =
-        |what: String| move |e: libseccomp::error::SeccompError| field(what.clone(), e.to_string());
+/// Errors name `file`, the config the profile came from.
+pub fn compile(s: &LinuxSeccomp, file: &Path) -> Result<Filter> {
+    let lib = |what: String| {
+        move |e: libseccomp::error::SeccompError| Error::config(file, what.clone(), e.to_string())
+    };
     let default_errno = s.default_errno_ret();
     if s.default_action() == LinuxSeccompAction::ScmpActNotify {
-        return Err(field(
+        return Err(Error::config(
+            file,
             "linux.seccomp.defaultAction",
             "SCMP_ACT_NOTIFY cannot be the default: kiln's own syscalls before execve would wait for the listener",
         ));
@@ -265,6 +275,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
     let default = action(
         s.default_action(),
         default_errno,
+        file,
         "linux.seccomp.defaultErrnoRet",
     )?;
     let mut ctx =
@@ -274,7 +285,8 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
         let at = format!("linux.seccomp.architectures[{i}]");
         let name = spec_name(arch);
         let arch: ScmpArch = name.parse().map_err(|_| {
-            field(
+            Error::config(
+                file,
                 &at,
                 format!("{name} is not an architecture libseccomp knows"),
             )
@@ -289,13 +301,18 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
             crate::log::debug(|| format!("{at}: same action as the default, skipped"));
             continue;
         }
-        let act = action(rule.action(), rule.errno_ret(), &format!("{at}.errnoRet"))?;
+        let act = action(
+            rule.action(),
+            rule.errno_ret(),
+            file,
+            &format!("{at}.errnoRet"),
+        )?;
         let conditions = rule
             .args()
             .iter()
             .flatten()
             .enumerate()
-            .map(|(j, a)| compare(a, &format!("{at}.args[{j}]")))
+            .map(|(j, a)| compare(a, file, &format!("{at}.args[{j}]")))
             .collect::<Result<Vec<_>>>()?;
         let mut per_index = [0u8; 6];
         rule.args()
@@ -313,7 +330,8 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
                 // The notify fd travels to `create` by sendmsg after the load: a notified
                 // sendmsg would wait for a listener that has no fd yet.
                 if name == "sendmsg" {
-                    return Err(field(
+                    return Err(Error::config(
+                        file,
                         format!("{at}.names[{j}]"),
                         "SCMP_ACT_NOTIFY cannot apply to sendmsg, which kiln needs to hand the notify fd over",
                     ));
@@ -334,13 +352,15 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
     let listener = match (notify, s.listener_path()) {
         (false, _) => None,
         (true, None) => {
-            return Err(field(
+            return Err(Error::config(
+                file,
                 "linux.seccomp.listenerPath",
                 "SCMP_ACT_NOTIFY is used but no listenerPath says where the notify fd goes",
             ));
         }
         (true, Some(p)) if !p.is_absolute() => {
-            return Err(field(
+            return Err(Error::config(
+                file,
                 "linux.seccomp.listenerPath",
                 format!("{} is not absolute", p.display()),
             ));
@@ -350,7 +370,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
             metadata: s.listener_metadata().clone().unwrap_or_default(),
         }),
     };
-    let mut program = export(&ctx)?;
+    let mut program = export(&ctx, file)?;
     if enosys::needed(s.default_action(), default_errno.unwrap_or(DEFAULT_ERRNO)) {
         let names = s
             .syscalls()
@@ -373,7 +393,8 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
 }
 
 /// Where `create` keeps the compiled filter, in the container's state directory.
-const SAVED: &str = "seccomp.json";
+/// The file in the state directory that keeps the filter `create` compiled, for `exec`.
+pub const SAVED: &str = "seccomp.json";
 
 impl Filter {
     pub fn save(&self, state_dir: &Path) -> Result<()> {
@@ -389,31 +410,31 @@ impl Filter {
         f.write_all(&serde_json::to_vec(self).expect("filter serialises"))
             .ctx(|| format!("writing {}", path.display()))
     }
-
-    /// The filter `create` kept; None when the container has none.
-    pub fn saved(c: &crate::container::Container) -> Result<Option<Filter>> {
-        c.read_json(SAVED)
-    }
 }
 
-/// The config's filter, compiled, if it has one.
-pub fn of(spec: &oci_spec::runtime::Spec) -> Result<Option<Filter>> {
+/// The config's filter, compiled, if it has one; errors name `file`, the config.
+pub fn of(spec: &oci_spec::runtime::Spec, file: &Path) -> Result<Option<Filter>> {
     spec.linux()
         .as_ref()
         .and_then(|l| l.seccomp().as_ref())
-        .map(compile)
+        .map(|s| compile(s, file))
         .transpose()
 }
 
 /// The BPF program of `ctx`, through a memfd (a pipe could fill up with a large profile).
-fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>> {
+fn export(ctx: &ScmpFilterContext, config: &Path) -> Result<Vec<u8>> {
     let fd = nix::sys::memfd::memfd_create(
         c"kiln-seccomp",
         nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
     )
     .ctx(|| "memfd_create")?;
-    ctx.export_bpf(&fd)
-        .map_err(|e| field("linux.seccomp", format!("exporting the filter: {e}")))?;
+    ctx.export_bpf(&fd).map_err(|e| {
+        Error::config(
+            config,
+            "linux.seccomp",
+            format!("exporting the filter: {e}"),
+        )
+    })?;
     let mut file = std::fs::File::from(fd);
     let mut program = Vec::new();
     file.rewind()
@@ -466,6 +487,10 @@ mod tests {
 
     fn profile(json: &str) -> LinuxSeccomp {
         serde_json::from_str(json).unwrap()
+    }
+
+    fn compile(s: &LinuxSeccomp) -> Result<Filter> {
+        super::compile(s, Path::new("/bundle/config.json"))
     }
 
     #[test]
@@ -559,7 +584,7 @@ mod tests {
             e.err()
                 .unwrap()
                 .to_string()
-                .contains("linux.seccomp.defaultAction")
+                .starts_with("/bundle/config.json: linux.seccomp.defaultAction: ")
         );
     }
 }

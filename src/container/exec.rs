@@ -10,8 +10,9 @@ use oci_spec::runtime::{Capability, LinuxCapabilities, Process};
 use crate::container::{Container, Status};
 use crate::error::{Context, Error, Result};
 use crate::namespaces;
+use crate::process::Peer;
 use crate::process::exec::ExecOptions;
-use crate::process::spawn::{self, Init, Peer};
+use crate::process::spawn::{self, Init};
 use crate::spec::Bundle;
 
 /// exec's flags that change the container's process (runc's meanings).
@@ -67,19 +68,22 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
         .init_pidfd()
         .ok_or_else(|| c.wrong_state(Status::Stopped, "its init exited"))?;
     let bundle = Bundle::load(&c.state.bundle)?;
-    let process = match &o.process {
+    // Where the process was read, and its field there, for errors about it.
+    let (process, file, at) = match &o.process {
         ProcessSource::File(path) => {
             let bytes = std::fs::read(path).ctx(|| format!("--process {}", path.display()))?;
             let p = parse_process(path, &bytes)?;
             crate::spec::check_user("user", p.user())
                 .map_err(|(field, msg)| Error::config(path, field, msg))?;
-            p
+            (p, path.as_path(), "")
         }
         ProcessSource::Flags(changes) => {
-            let base = bundle.spec.process().clone().ok_or_else(|| {
-                Error::config(bundle.dir.join("config.json"), "process", "missing")
-            })?;
-            apply(base, changes)?
+            let base = bundle
+                .spec
+                .process()
+                .clone()
+                .ok_or_else(|| Error::config(&bundle.config, "process", "missing"))?;
+            (apply(base, changes)?, bundle.config.as_path(), "process.")
         }
     };
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
@@ -87,8 +91,15 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
             "exec needs a command to run, or --process".into(),
         ));
     }
-    crate::process::check(&process, o.foreground, o.console_socket.as_deref(), "--tty")?;
-    let seccomp = crate::seccomp::Filter::saved(c)?;
+    crate::process::check(
+        &process,
+        o.foreground,
+        o.console_socket.as_deref(),
+        "--tty",
+        file,
+        at,
+    )?;
+    let seccomp = c.read_json::<crate::seccomp::Filter>(crate::seccomp::SAVED)?;
     let cgroup = crate::cgroups::from_paths(crate::cgroups::sub_paths(
         c.state.cgroup_paths.clone(),
         &o.sub_cgroups,

@@ -83,8 +83,10 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
         o.foreground,
         o.console_socket.as_deref(),
         "process.terminal",
+        &bundle.config,
+        "process.",
     )?;
-    let seccomp = crate::seccomp::of(&bundle.spec)?;
+    let seccomp = crate::seccomp::of(&bundle.spec, &bundle.config)?;
     let resources = cgroups::resources(&bundle.spec, o.rootless)?;
     let cgroups_path = bundle
         .spec
@@ -139,7 +141,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
     std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
         .ctx(|| format!("chmod {}", fifo.display()))?;
 
-    let idmapped = crate::rootfs::idmapped::prepare(&bundle.spec, &bundle.dir)?;
+    let idmapped = crate::rootfs::idmapped::prepare(&bundle)?;
     let listen_fds = listen_fds();
     let opts = InitOptions {
         bundle: &bundle,

@@ -22,9 +22,8 @@ use oci_spec::runtime::{LinuxPersonality, Process};
 use crate::error::{Context, Result};
 use crate::namespaces::CLONE_NEWTIME;
 use crate::process::init::{fork_behind_intermediate, join_session_keyring, request};
-use crate::process::spawn::Peer;
 use crate::process::sync::{Channel, Msg};
-use crate::process::tail;
+use crate::process::{Peer, tail};
 
 pub struct ExecOptions<'a> {
     pub peer: Peer<'a>,

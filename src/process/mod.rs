@@ -5,7 +5,6 @@ pub mod exec;
 pub mod foreground;
 pub mod idmap;
 pub mod init;
-pub mod lsm;
 mod rlimits;
 mod sched;
 pub mod spawn;
@@ -18,7 +17,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Process;
 
 use crate::error::{Error, Result};
-use crate::hooks::SpecState;
+use crate::hooks::{SpecState, Status};
 use crate::spec::Bundle;
 
 /// Everything `create` hands to init. The child is a fork, not an exec: it reads this directly.
@@ -45,14 +44,31 @@ pub struct InitOptions<'a> {
     pub idmapped: &'a crate::rootfs::idmapped::Trees,
 }
 
+/// What create's and exec's parents both answer for their child.
+pub struct Peer<'a> {
+    pub cgroup: &'a dyn crate::cgroups::Manager,
+    pub console_socket: Option<&'a std::path::Path>,
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
+    /// The container's state, as the seccomp listener receives it.
+    pub state: SpecState<'a>,
+    /// The container's status as the listener is told it: creating, or (exec) its own.
+    pub status: Status,
+    /// Init's pid, which the listener is told; 0 while `create` forks it (the child is init).
+    pub pid: i32,
+}
+
 /// What `create` and `exec` check of a process before forking it: its terminal has a reader
 /// (kiln in the foreground, or a console socket), a console socket has a terminal to receive,
-/// and kiln can grant every capability. `tty` names the setting for the user.
+/// and kiln can grant every capability. `tty` names the setting for the user; `file` is where
+/// the process was read and `at` its field there (`process.` in config.json, empty in exec's
+/// `--process` file).
 pub fn check(
     process: &Process,
     foreground: bool,
     console_socket: Option<&Path>,
     tty: &str,
+    file: &Path,
+    at: &str,
 ) -> Result<()> {
     let terminal = process.terminal().unwrap_or(false);
     if terminal && !foreground && console_socket.is_none() {
@@ -65,5 +81,5 @@ pub fn check(
             "--console-socket was given but {tty} is not set: there is no terminal to send"
         )));
     }
-    crate::capabilities::check_grantable(process.capabilities().as_ref())
+    crate::capabilities::check_grantable(process.capabilities().as_ref(), file, at)
 }

@@ -8,10 +8,10 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::SigSet;
 
 use crate::error::{Context, Error, Result};
-use crate::hooks::{self, SpecState, Stage, Status};
+use crate::hooks::{self, Stage, Status};
 use crate::namespaces::Plan;
 use crate::process::sync::{Channel, Kind, Msg, Phases};
-use crate::process::{InitOptions, idmap};
+use crate::process::{InitOptions, Peer, idmap};
 use crate::sys::{self, Forked};
 use std::convert::Infallible;
 
@@ -59,19 +59,6 @@ impl Drop for Child {
             let _ = sys::waitid_pidfd(pidfd.as_fd(), false);
         }
     }
-}
-
-/// What create's and exec's parents both answer for their child.
-pub struct Peer<'a> {
-    pub cgroup: &'a dyn crate::cgroups::Manager,
-    pub console_socket: Option<&'a std::path::Path>,
-    pub seccomp: Option<&'a crate::seccomp::Filter>,
-    /// The container's state, as the seccomp listener receives it.
-    pub state: SpecState<'a>,
-    /// The container's status as the listener is told it: creating, or (exec) its own.
-    pub status: Status,
-    /// Init's pid, which the listener is told; 0 while `create` forks it (the child is init).
-    pub pid: i32,
 }
 
 /// Forks the child that becomes the container's process: into the container's cgroup when

@@ -28,8 +28,9 @@ use oci_spec::runtime::{LinuxPersonality, Process};
 
 use crate::capabilities;
 use crate::error::{Context, Error, Result};
+use crate::lsm;
 use crate::process::sync::{Channel, Msg};
-use crate::process::{lsm, rlimits, sched, user};
+use crate::process::{rlimits, sched, user};
 use crate::seccomp::{Filter, Moment};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -8,6 +8,7 @@ use std::path::Path;
 use nix::mount::{MsFlags, mount};
 
 use crate::cgroups::{Hierarchy, hierarchies};
+use crate::rootfs::resolve::fd_path;
 
 /// `reopen` resolves the destination again: the fd behind `target` names the directory under the
 /// new tmpfs, not the tmpfs itself. `cgroup2`: the container's cgroup v2 directory on the host.
@@ -23,7 +24,7 @@ pub fn mount_cgroups(
     if pure_v2 {
         if mount_one(&all[0], target, flags, cgroupns, cgroup2)? {
             // `target` names the directory under the new bind mount: remount the mount itself.
-            restrict(&crate::rootfs::mount::fd_path(&reopen()?), flags)?;
+            restrict(&fd_path(&reopen()?), flags)?;
         }
         return Ok(());
     }
@@ -36,7 +37,7 @@ pub fn mount_cgroups(
         Some("mode=755"),
     )?;
     let tmpfs = reopen()?;
-    let target = &crate::rootfs::mount::fd_path(&tmpfs);
+    let target = &fd_path(&tmpfs);
     for h in all
         .iter()
         .filter(|h| h.mount_point.parent() == Some(Path::new("/sys/fs/cgroup")))

@@ -10,7 +10,7 @@ use nix::unistd::{Gid, Uid, fchownat};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
 use crate::error::{Context, Result};
-use crate::rootfs::{mount::fd_path, resolve};
+use crate::rootfs::resolve::{self, fd_path};
 
 /// The nodes runc gives every container: (path, major, minor).
 const DEFAULT: &[(&str, u64, u64)] = &[

@@ -22,6 +22,7 @@ use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
 
 use crate::error::{Context, Error, Result};
 use crate::rootfs::mount::{Idmap, MountOptions};
+use crate::spec::Bundle;
 use crate::sys::{self, Forked};
 
 /// The detached trees, by mount index, each with whether it is idmapped.
@@ -38,7 +39,8 @@ impl Trees {
     }
 }
 
-pub fn prepare(spec: &Spec, bundle: &Path) -> Result<Trees> {
+pub fn prepare(b: &Bundle) -> Result<Trees> {
+    let (spec, bundle, config) = (&b.spec, b.dir.as_path(), b.config.as_path());
     let linux = spec.linux().as_ref();
     let new_userns = linux
         .and_then(|l| l.namespaces().as_deref())
@@ -64,7 +66,7 @@ pub fn prepare(spec: &Spec, bundle: &Path) -> Result<Trees> {
         }
         if !opts.is_bind() && m.typ().as_deref() != Some("bind") {
             return Err(Error::config(
-                "config.json",
+                config,
                 field(".options"),
                 "idmapped mounts are bind mounts: add \"bind\" or \"rbind\"",
             ));
@@ -78,7 +80,7 @@ pub fn prepare(spec: &Spec, bundle: &Path) -> Result<Trees> {
                 (Some(u), Some(g)) if !u.is_empty() && !g.is_empty() => (u, g),
                 _ => {
                     return Err(Error::config(
-                        "config.json",
+                        config,
                         field(".options"),
                         "idmap without mappings of its own takes the container's, but linux.uidMappings/gidMappings are empty",
                     ));
@@ -86,25 +88,21 @@ pub fn prepare(spec: &Spec, bundle: &Path) -> Result<Trees> {
             },
             (Some(_), None) => {
                 return Err(Error::config(
-                    "config.json",
+                    config,
                     field(".gidMappings"),
                     "uidMappings needs gidMappings too",
                 ));
             }
             (None, Some(_)) => {
                 return Err(Error::config(
-                    "config.json",
+                    config,
                     field(".uidMappings"),
                     "gidMappings needs uidMappings too",
                 ));
             }
         };
         let source = m.source().as_ref().ok_or_else(|| {
-            Error::config(
-                "config.json",
-                field(".source"),
-                "a bind mount needs a source",
-            )
+            Error::config(config, field(".source"), "a bind mount needs a source")
         })?;
         let source = bundle.join(source);
         let recursive = opts.idmap == Some(Idmap::Recursive);

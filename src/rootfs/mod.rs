@@ -252,7 +252,7 @@ pub fn finalize(spec: &Spec) -> Result<()> {
             };
             let fd = resolve::open(&root, m.destination(), libc::O_PATH | libc::O_DIRECTORY)
                 .ctx(field)?;
-            let target = mount::fd_path(&fd);
+            let target = resolve::fd_path(&fd);
             let keep = mount::locked_flags(&target)?;
             mount(
                 None::<&str>,

@@ -8,7 +8,7 @@ use nix::mount::{MsFlags, mount};
 use oci_spec::runtime::Mount;
 
 use crate::error::{Context, Error, Result};
-use crate::rootfs::resolve;
+use crate::rootfs::resolve::{self, fd_path};
 use crate::sys;
 
 /// What a list of mount options asks for. Options that are not flags are filesystem data,
@@ -222,11 +222,6 @@ pub fn locked_flags(path: &Path) -> Result<MsFlags> {
         }
     }
     Ok(f)
-}
-
-/// The path through which a resolved fd can be handed to mount(2) without resolving again.
-pub fn fd_path(fd: &impl AsRawFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 /// What runc lets a mount cover inside /proc: the files lxcfs emulates.

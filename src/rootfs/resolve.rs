@@ -4,7 +4,7 @@
 //! resolved twice (no window for a symlink swap between check and use).
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::sys::stat::Mode;
@@ -25,6 +25,11 @@ fn inside(path: &Path) -> PathBuf {
     } else {
         rel
     }
+}
+
+/// The path through which a resolved fd can be handed to mount(2) without resolving again.
+pub fn fd_path(fd: &impl AsRawFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 pub fn open(root: &OwnedFd, path: &Path, flags: i32) -> io::Result<OwnedFd> {

@@ -44,6 +44,8 @@ pub struct Bundle {
     pub dir: PathBuf,
     /// `root.path` resolved against the bundle, absolute and canonical.
     pub rootfs: PathBuf,
+    /// The bundle's config.json, which errors about the spec's fields name.
+    pub config: PathBuf,
     pub spec: Spec,
 }
 
@@ -73,7 +75,12 @@ impl Bundle {
             ));
         }
         validate::check(&spec).map_err(|(field, msg)| Error::config(&file, field, msg))?;
-        Ok(Bundle { dir, rootfs, spec })
+        Ok(Bundle {
+            dir,
+            rootfs,
+            config: file,
+            spec,
+        })
     }
 }
 

@@ -388,16 +388,14 @@ fn check_lsm(spec: &Spec) -> Check {
     let Some(p) = spec.process() else {
         return Ok(());
     };
-    if p.selinux_label().as_ref().is_some_and(|l| !l.is_empty())
-        && !crate::process::lsm::selinux_enabled()
-    {
+    if p.selinux_label().as_ref().is_some_and(|l| !l.is_empty()) && !crate::lsm::selinux_enabled() {
         return fail(
             "process.selinuxLabel",
             "SELinux is not enabled on this host",
         );
     }
     if p.apparmor_profile().as_ref().is_some_and(|l| !l.is_empty())
-        && !crate::process::lsm::apparmor_enabled()
+        && !crate::lsm::apparmor_enabled()
     {
         return fail(
             "process.apparmorProfile",

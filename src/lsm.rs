@@ -1,4 +1,5 @@
-//! SELinux and AppArmor exec labels. The kernel applies them at execve, so they are written last,
+//! SELinux and AppArmor: whether the host enables them (config validation asks, before anything
+//! exists), and the exec labels. The kernel applies those at execve, so they are written last,
 //! through procfs::write: a label written to anything but procfs would silently not apply.
 
 use std::path::Path;
