@@ -138,10 +138,19 @@ pub struct Hugetlb {
 
 // ------------------------------------------------------------------ reading files
 
+/// A cgroup file's text; a missing file (a controller or kernel without it) reads as empty, and
+/// so as zero or nothing.
+fn read(dir: &Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file)).unwrap_or_default()
+}
+
 /// A number file; "max" (v2's "no limit") reads as u64::MAX, as runc reports it.
 pub fn num(dir: &Path, file: &str) -> u64 {
-    let s = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
-    let s = s.trim();
+    parse_num(&read(dir, file))
+}
+
+fn parse_num(text: &str) -> u64 {
+    let s = text.trim();
     if s == "max" {
         u64::MAX
     } else {
@@ -149,28 +158,30 @@ pub fn num(dir: &Path, file: &str) -> u64 {
     }
 }
 
-/// A flat keyed file (`memory.stat`, `cpu.stat`, `memory.events`): `key value` per line.
+/// A flat keyed file (`memory.stat`, `cpu.stat`, `memory.events`).
 pub fn keyed(dir: &Path, file: &str) -> BTreeMap<String, u64> {
-    let s = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
-    s.lines()
+    parse_keyed(&read(dir, file))
+}
+
+/// `key value` per line; a line without a number is left out.
+fn parse_keyed(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
         .filter_map(|l| l.split_once(' '))
         .filter_map(|(k, v)| Some((k.to_owned(), v.trim().parse().ok()?)))
         .collect()
 }
 
-fn list(dir: &Path, file: &str) -> Vec<u64> {
-    std::fs::read_to_string(dir.join(file))
-        .unwrap_or_default()
-        .split_whitespace()
+/// Numbers separated by white space (`cpuacct.usage_percpu`).
+fn parse_list(text: &str) -> Vec<u64> {
+    text.split_whitespace()
         .filter_map(|v| v.parse().ok())
         .collect()
 }
 
 /// `0-3,5` as a list of numbers.
-fn ranges(dir: &Path, file: &str) -> Vec<u16> {
-    let s = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+fn parse_ranges(text: &str) -> Vec<u16> {
     let mut out = vec![];
-    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
         if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>()) {
             out.extend(a..=b);
@@ -179,16 +190,13 @@ fn ranges(dir: &Path, file: &str) -> Vec<u16> {
     out
 }
 
-pub fn cpuset(dir: &Path, prefix: &str) -> CpuSet {
-    let n = |f: &str| num(dir, &format!("{prefix}{f}"));
-    let (cpus, mems) = if prefix.is_empty() {
-        ("cpuset.effective_cpus", "cpuset.effective_mems")
-    } else {
-        ("cpuset.cpus.effective", "cpuset.mems.effective")
-    };
+/// v1 reports the cpuset's settings here; runc 1.1 reports no cpuset statistics on v2, and
+/// neither does kiln (the v2 manager leaves them empty).
+pub fn cpuset(dir: &Path) -> CpuSet {
+    let n = |f: &str| num(dir, f);
     CpuSet {
-        cpus: ranges(dir, cpus),
-        mems: ranges(dir, mems),
+        cpus: parse_ranges(&read(dir, "cpuset.effective_cpus")),
+        mems: parse_ranges(&read(dir, "cpuset.effective_mems")),
         cpu_exclusive: n("cpuset.cpu_exclusive"),
         mem_hardwall: n("cpuset.mem_hardwall"),
         mem_exclusive: n("cpuset.mem_exclusive"),
@@ -197,12 +205,10 @@ pub fn cpuset(dir: &Path, prefix: &str) -> CpuSet {
         memory_spread_slab: n("cpuset.memory_spread_slab"),
         memory_pressure: n("cpuset.memory_pressure"),
         sched_load_balance: n("cpuset.sched_load_balance"),
-        sched_relax_domain_level: std::fs::read_to_string(
-            dir.join(format!("{prefix}cpuset.sched_relax_domain_level")),
-        )
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0),
+        sched_relax_domain_level: read(dir, "cpuset.sched_relax_domain_level")
+            .trim()
+            .parse()
+            .unwrap_or(0),
     }
 }
 
@@ -213,9 +219,9 @@ pub fn cpu_v1(cpu: Option<&Path>, cpuacct: Option<&Path>) -> Cpu {
         let stat = keyed(d, "cpuacct.stat");
         out.usage = CpuUsage {
             total: num(d, "cpuacct.usage"),
-            percpu: list(d, "cpuacct.usage_percpu"),
-            percpu_kernel: list(d, "cpuacct.usage_percpu_sys"),
-            percpu_user: list(d, "cpuacct.usage_percpu_user"),
+            percpu: parse_list(&read(d, "cpuacct.usage_percpu")),
+            percpu_kernel: parse_list(&read(d, "cpuacct.usage_percpu_sys")),
+            percpu_user: parse_list(&read(d, "cpuacct.usage_percpu_user")),
             kernel: ticks(stat.get("system").copied().unwrap_or(0)),
             user: ticks(stat.get("user").copied().unwrap_or(0)),
         };
@@ -299,32 +305,38 @@ pub fn pids(d: &Path) -> Pids {
 }
 
 pub fn blkio_v1(d: &Path) -> Blkio {
-    let entries = |file: &str| -> Vec<BlkioEntry> {
-        let s = std::fs::read_to_string(d.join(file)).unwrap_or_default();
-        s.lines()
-            .filter_map(|l| {
-                let mut f = l.split_whitespace();
-                let (dev, op, value) = (f.next()?, f.next()?, f.next()?.parse().ok()?);
-                let (major, minor) = dev.split_once(':')?;
-                Some(BlkioEntry {
-                    major: major.parse().ok()?,
-                    minor: minor.parse().ok()?,
-                    op: op.to_owned(),
-                    value,
-                })
-            })
-            .collect()
-    };
     Blkio {
-        io_service_bytes: entries("blkio.throttle.io_service_bytes_recursive"),
-        io_serviced: entries("blkio.throttle.io_serviced_recursive"),
+        io_service_bytes: parse_blkio_v1(&read(d, "blkio.throttle.io_service_bytes_recursive")),
+        io_serviced: parse_blkio_v1(&read(d, "blkio.throttle.io_serviced_recursive")),
     }
 }
 
+/// `MAJOR:MINOR Op value` per line; the closing `Total value` (no device) is left out.
+fn parse_blkio_v1(text: &str) -> Vec<BlkioEntry> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (dev, op, value) = (f.next()?, f.next()?, f.next()?.parse().ok()?);
+            let (major, minor) = dev.split_once(':')?;
+            Some(BlkioEntry {
+                major: major.parse().ok()?,
+                minor: minor.parse().ok()?,
+                op: op.to_owned(),
+                value,
+            })
+        })
+        .collect()
+}
+
 pub fn io_v2(d: &Path) -> Blkio {
+    parse_io_stat(&read(d, "io.stat"))
+}
+
+/// `MAJOR:MINOR key=value...` per device, as v1's entries: bytes and operations, read and
+/// write (v1's op names); the other keys (discards) are left out.
+fn parse_io_stat(text: &str) -> Blkio {
     let mut out = Blkio::default();
-    let s = std::fs::read_to_string(d.join("io.stat")).unwrap_or_default();
-    for line in s.lines() {
+    for line in text.lines() {
         let mut f = line.split_whitespace();
         let Some((major, minor)) = f.next().and_then(|dev| dev.split_once(':')) else {
             continue;
@@ -402,6 +414,23 @@ fn clock_ticks() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+
+    fn fixture(dir: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/cgroups/testdata/stats")
+            .join(dir)
+    }
+
+    fn entry(major: u64, minor: u64, op: &str, value: u64) -> (u64, u64, String, u64) {
+        (major, minor, op.to_owned(), value)
+    }
+
+    fn entries(e: &[BlkioEntry]) -> Vec<(u64, u64, String, u64)> {
+        e.iter()
+            .map(|e| (e.major, e.minor, e.op.clone(), e.value))
+            .collect()
+    }
 
     #[test]
     fn empty_stats_serialise_as_runc() {
@@ -413,5 +442,186 @@ mod tests {
             ),
             "{s}"
         );
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_num("67108864\n"), 67108864);
+        assert_eq!(parse_num("max\n"), u64::MAX);
+        // A missing file, or what is not a count.
+        assert_eq!(parse_num(""), 0);
+        assert_eq!(parse_num("-1\n"), 0);
+        assert_eq!(num(&fixture("v2"), "no.such.file"), 0);
+    }
+
+    #[test]
+    fn keyed_lines() {
+        let k = parse_keyed("user 48\nsystem 9\nnot-a-pair\nname value\n");
+        assert_eq!(
+            k,
+            BTreeMap::from([("system".into(), 9), ("user".into(), 48)])
+        );
+    }
+
+    #[test]
+    fn lists_and_ranges() {
+        assert_eq!(parse_list("96426727 482086261 \n"), [96426727, 482086261]);
+        assert_eq!(parse_ranges("0-3,5\n"), [0, 1, 2, 3, 5]);
+        assert_eq!(parse_ranges("0-1\n"), [0, 1]);
+        assert_eq!(parse_ranges("\n"), Vec::<u16>::new());
+        assert_eq!(parse_ranges("x,2,3-y\n"), [2]);
+    }
+
+    #[test]
+    fn cpu_v1_from_cpu_and_cpuacct() {
+        let ns = |ticks: u64| ticks * 1_000_000_000 / clock_ticks();
+        let c = cpu_v1(Some(&fixture("v1/cpu")), Some(&fixture("v1/cpuacct")));
+        assert_eq!(c.usage.total, 578512988);
+        assert_eq!(c.usage.percpu, [96426727, 482086261]);
+        assert_eq!(c.usage.percpu_kernel, [16000000, 83927294]);
+        assert_eq!(c.usage.percpu_user, [96000000, 435982570]);
+        assert_eq!((c.usage.user, c.usage.kernel), (ns(48), ns(9)));
+        assert_eq!(c.throttling.periods, 31);
+        assert_eq!(c.throttling.throttled_periods, 28);
+        assert_eq!(c.throttling.throttled_time, 2111152119);
+        // Either hierarchy may be missing: its part stays empty.
+        let only_cpu = cpu_v1(Some(&fixture("v1/cpu")), None);
+        assert_eq!((only_cpu.usage.total, only_cpu.throttling.periods), (0, 31));
+        let only_acct = cpu_v1(None, Some(&fixture("v1/cpuacct")));
+        assert_eq!(
+            (only_acct.usage.total, only_acct.throttling.periods),
+            (578512988, 0)
+        );
+    }
+
+    /// v2 counts microseconds; runc reports nanoseconds, as v1 does.
+    #[test]
+    fn cpu_v2_in_nanoseconds() {
+        let c = cpu_v2(&fixture("v2"));
+        assert_eq!(c.usage.total, 15415218000);
+        assert_eq!(c.usage.user, 13214269000);
+        assert_eq!(c.usage.kernel, 2200948000);
+        assert!(c.usage.percpu.is_empty());
+        assert_eq!(c.throttling.periods, 169);
+        assert_eq!(c.throttling.throttled_periods, 20);
+        assert_eq!(c.throttling.throttled_time, 48623000);
+    }
+
+    #[test]
+    fn cpuset_v1() {
+        let c = cpuset(&fixture("v1/cpuset"));
+        assert_eq!((c.cpus, c.mems), (vec![0, 1], vec![0]));
+        assert_eq!(c.sched_load_balance, 1);
+        assert_eq!(c.sched_relax_domain_level, -1);
+        assert_eq!(c.cpu_exclusive + c.mem_exclusive + c.memory_pressure, 0);
+    }
+
+    #[test]
+    fn memory_v1_entries() {
+        let m = memory_v1(&fixture("v1/memory"));
+        assert_eq!(
+            (m.usage.limit, m.usage.usage, m.usage.max, m.usage.failcnt),
+            (67108864, 724992, 20459520, 0)
+        );
+        assert_eq!(
+            (m.swap.limit, m.swap.usage, m.swap.max),
+            (134217728, 724992, 20459520)
+        );
+        assert_eq!(
+            (m.kernel.limit, m.kernel.usage, m.kernel.max),
+            (9223372036854771712, 126976, 290816)
+        );
+        assert_eq!(
+            (m.kernel_tcp.limit, m.kernel_tcp.usage),
+            (9223372036854771712, 0)
+        );
+        assert_eq!(m.cache, 0);
+        assert_eq!(m.raw["rss"], 221184);
+        assert_eq!(
+            m.raw.len(),
+            parse_keyed(&read(&fixture("v1/memory"), "memory.stat")).len()
+        );
+    }
+
+    #[test]
+    fn memory_v2_entries() {
+        let m = memory_v2(&fixture("v2"));
+        assert_eq!(m.cache, 8032256);
+        // failcnt: how often the limit was hit (memory.events max).
+        assert_eq!(
+            (m.usage.limit, m.usage.usage, m.usage.max, m.usage.failcnt),
+            (67108864, 11640832, 16777216, 118)
+        );
+        // memory+swap, as v1's memsw: swap.current is 0 here.
+        assert_eq!((m.swap.limit, m.swap.usage), (u64::MAX, 11640832));
+        assert_eq!(m.raw["anon"], 2990080);
+        assert_eq!(m.kernel.limit, 0);
+    }
+
+    #[test]
+    fn pids_limits() {
+        let v1 = pids(&fixture("v1/pids"));
+        assert_eq!((v1.current, v1.limit), (2, 50));
+        let v2 = pids(&fixture("v2"));
+        assert_eq!((v2.current, v2.limit), (2, 100));
+        // "max" is no limit: reported as 0, which the JSON leaves out.
+        let new = pids(&fixture("v1-new/pids"));
+        assert_eq!((new.current, new.limit), (0, 0));
+        assert_eq!(serde_json::to_string(&new).unwrap(), "{}");
+    }
+
+    #[test]
+    fn blkio_v1_entries() {
+        let b = blkio_v1(&fixture("v1/blkio"));
+        let ops = |v: [u64; 6]| {
+            ["Read", "Write", "Sync", "Async", "Discard", "Total"]
+                .iter()
+                .zip(v)
+                .map(|(op, v)| entry(254, 0, op, v))
+                .collect::<Vec<_>>()
+        };
+        // The last line, `Total N`, names no device.
+        assert_eq!(
+            entries(&b.io_service_bytes),
+            ops([4194304, 4194304, 12582912, 0, 4194304, 12582912])
+        );
+        assert_eq!(entries(&b.io_serviced), ops([64, 64, 130, 0, 2, 130]));
+        assert!(parse_blkio_v1("8:x Read 1\nx Read 1\n8:0 Read x\n8:0 Read\n").is_empty());
+    }
+
+    #[test]
+    fn io_v2_as_v1_entries() {
+        let b = io_v2(&fixture("v2"));
+        assert_eq!(
+            entries(&b.io_service_bytes),
+            [entry(7, 0, "Read", 2097152), entry(7, 0, "Write", 4194304)]
+        );
+        assert_eq!(
+            entries(&b.io_serviced),
+            [entry(7, 0, "Read", 32), entry(7, 0, "Write", 64)]
+        );
+        // Lines without a device, unknown and malformed keys; a bad value counts 0.
+        let b = parse_io_stat("x rbytes=1\n8 rbytes=1\n8:x rbytes=1\n8:1 rbytes wios=x dbytes=5\n");
+        assert!(b.io_service_bytes.is_empty());
+        assert_eq!(entries(&b.io_serviced), [entry(8, 1, "Write", 0)]);
+    }
+
+    #[test]
+    fn hugetlb_v1_per_size() {
+        let h = hugetlb(&fixture("v1-hugetlb"), false);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["1GB", "2MB"]);
+        let two = &h["2MB"];
+        assert_eq!((two.usage, two.max, two.failcnt), (2097152, 4194304, 3));
+        assert_eq!(h["1GB"].usage, 0);
+    }
+
+    /// The reservation files (`hugetlb.2MB.rsvd.current`) are no page size of their own.
+    #[test]
+    fn hugetlb_v2_per_size() {
+        let h = hugetlb(&fixture("v2"), true);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["1GB", "2MB"]);
+        let two = &h["2MB"];
+        assert_eq!((two.usage, two.max, two.failcnt), (2097152, 0, 1));
+        assert!(hugetlb(&fixture("no-such-cgroup"), true).is_empty());
     }
 }

@@ -219,10 +219,7 @@ impl Manager for V1 {
     fn stats(&self) -> Result<Stats> {
         Ok(Stats {
             cpu: stats::cpu_v1(self.dir("cpu"), self.dir("cpuacct")),
-            cpuset: self
-                .dir("cpuset")
-                .map(|d| stats::cpuset(d, ""))
-                .unwrap_or_default(),
+            cpuset: self.dir("cpuset").map(stats::cpuset).unwrap_or_default(),
             memory: self.dir("memory").map(stats::memory_v1).unwrap_or_default(),
             pids: self.dir("pids").map(stats::pids).unwrap_or_default(),
             blkio: self.dir("blkio").map(stats::blkio_v1).unwrap_or_default(),

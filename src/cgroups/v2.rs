@@ -239,7 +239,6 @@ impl Manager for V2 {
         let d = &self.dir;
         Ok(Stats {
             cpu: stats::cpu_v2(d),
-            cpuset: stats::cpuset(d, ""),
             memory: stats::memory_v2(d),
             pids: stats::pids(d),
             blkio: stats::io_v2(d),
