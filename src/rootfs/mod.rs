@@ -64,6 +64,8 @@ pub fn prepare(
     trees: &idmapped::Trees,
 ) -> Result<()> {
     let linux = spec.linux().as_ref();
+    let mounts = spec.mounts().as_deref().unwrap_or_default();
+    mount::check_count(mounts.len())?;
     if has_mount_namespace(spec) {
         // runc's prepareRoot, in its order. Nothing the container mounts may propagate back to
         // the host: slave by default. The rootfs's parent mount must not be shared (pivot_root
@@ -92,13 +94,13 @@ pub fn prepare(
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
         )
+        .map_err(mount::limit_hint)
         .ctx(|| format!("bind mounting rootfs {}", rootfs.display()))?;
     }
 
     let root: OwnedFd = std::fs::File::open(rootfs)
         .ctx(|| format!("opening rootfs {}", rootfs.display()))?
         .into();
-    let mounts = spec.mounts().as_deref().unwrap_or_default();
     for (i, m) in mounts.iter().enumerate() {
         mount::mount_entry(&root, m, i, bundle, cgroupns, cgroup2, trees.get(i))?;
     }
@@ -300,7 +302,7 @@ pub fn finalize(spec: &Spec) -> Result<()> {
 fn ignore_missing(r: nix::Result<()>) -> std::io::Result<()> {
     match r {
         Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(mount::limit_hint(e)),
     }
 }
 
