@@ -7,6 +7,7 @@ mod cgroupfs;
 pub mod devices;
 pub mod idmapped;
 pub mod mount;
+mod readonly;
 pub mod resolve;
 
 use std::os::fd::OwnedFd;
@@ -268,11 +269,16 @@ pub fn finalize(spec: &Spec) -> Result<()> {
             .ctx(field)?;
         }
     }
-    for p in linux
+    let readonly_paths = linux
         .and_then(|l| l.readonly_paths().as_deref())
-        .unwrap_or_default()
-    {
-        readonly(Path::new(p)).ctx(|| format!("linux.readonlyPaths: {p}"))?;
+        .unwrap_or_default();
+    if !readonly_paths.is_empty() {
+        let mut paths = readonly::ReadonlyPaths::new()?;
+        for p in readonly_paths {
+            paths
+                .apply(Path::new(p))
+                .ctx(|| format!("linux.readonlyPaths: {p}"))?;
+        }
     }
     for p in linux
         .and_then(|l| l.masked_paths().as_deref())
@@ -304,28 +310,6 @@ fn ignore_missing(r: nix::Result<()>) -> std::io::Result<()> {
         Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
         Err(e) => Err(mount::limit_hint(e)),
     }
-}
-
-fn readonly(path: &Path) -> std::io::Result<()> {
-    ignore_missing(mount(
-        Some(path),
-        path,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    ))?;
-    if !path.exists() {
-        return Ok(());
-    }
-    let keep = mount::locked_flags(path).map_err(|e| std::io::Error::other(e.to_string()))?;
-    mount(
-        None::<&str>,
-        path,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | keep,
-        None::<&str>,
-    )?;
-    Ok(())
 }
 
 fn mask(path: &Path) -> std::io::Result<()> {
