@@ -101,6 +101,7 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
             seccomp: seccomp.as_ref(),
             state: &c.state,
             status,
+            lock: c.lock_fd(),
         },
         process: &process,
         init: init.as_fd(),

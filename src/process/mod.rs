@@ -27,6 +27,8 @@ pub struct InitOptions<'a> {
     pub bundle: &'a Bundle,
     /// The container's state as hooks see it (id, bundle, annotations).
     pub state: &'a State,
+    /// The state directory's lock, which init must not keep (see `spawn::Peer::lock`).
+    pub lock: Option<std::os::fd::BorrowedFd<'a>>,
     pub fifo: PathBuf,
     pub console_socket: Option<PathBuf>,
     /// fds 3.. that pass into the container: `--preserve-fds` plus systemd's LISTEN_FDS.

@@ -1,7 +1,7 @@
 //! The parent's side of `create`: one clone3 into the new namespaces, then the protocol of
 //! `sync` until init is ready. Whatever fails, no child outlives this function's error.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use nix::sched::CloneFlags;
@@ -71,6 +71,10 @@ pub struct Peer<'a> {
     pub state: &'a crate::container::State,
     /// The container's status as the listener is told it: creating, or (exec) its own.
     pub status: crate::container::Status,
+    /// The container's lock, held by the parent. The child's copy shares it (an flock belongs
+    /// to the open file): kept, it would hold the lock past a parent killed meanwhile, and
+    /// `delete --force` would wait for as long as the child takes to exec or die.
+    pub lock: Option<BorrowedFd<'a>>,
 }
 
 /// Forks the child that becomes the container's process: into the container's cgroup when
@@ -114,6 +118,9 @@ fn fork(
         }
         Ok(Forked::Child) => {
             drop(parent);
+            if let Some(lock) = p.lock {
+                let _ = nix::unistd::close(lock.as_raw_fd());
+            }
             crate::signals::reset_for_child();
             let err = match child_main(&child_end, into.is_some()) {
                 Err(e) => e.to_string(),
@@ -154,6 +161,7 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
         seccomp: opts.seccomp,
         state: opts.state,
         status: crate::container::Status::Creating,
+        lock: opts.lock,
     };
     let flags = if plan.single_clone() {
         plan.new - plan.after_root()
