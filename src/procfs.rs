@@ -92,6 +92,8 @@ fn read(path: &str) -> io::Result<String> {
 /// One line of mountinfo (proc(5)): the fields kiln uses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mount {
+    /// Field 1, the mount's id (a mount's parent is named by it).
+    pub id: u64,
     /// The directory of the filesystem that is mounted: `/`, or the part a bind mount shows.
     pub root: PathBuf,
     pub mount_point: PathBuf,
@@ -115,11 +117,13 @@ fn parse_mount(line: &str) -> Option<Mount> {
     // The optional fields (shared:N, master:N) before the separator vary in number.
     let (left, right) = line.split_once(" - ")?;
     let mut left = left.split(' ');
-    let root = left.nth(3)?;
+    let id = left.next()?.parse().ok()?;
+    let root = left.nth(2)?;
     let mount_point = left.next()?;
     let mut right = right.split(' ');
     let fstype = right.next()?;
     Some(Mount {
+        id,
         root: unescape(root).into(),
         mount_point: unescape(mount_point).into(),
         fstype: fstype.to_owned(),

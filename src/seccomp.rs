@@ -7,6 +7,7 @@
 
 mod enosys;
 
+use std::collections::HashSet;
 use std::io::{Read, Seek, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
@@ -30,6 +31,9 @@ const FLAG_LOG: u32 = 1 << 1;
 const FLAG_SPEC_ALLOW: u32 = 1 << 2;
 const FLAG_NEW_LISTENER: u32 = 1 << 3;
 const FLAG_WAIT_KILLABLE_RECV: u32 = 1 << 5;
+
+/// The kernel's limit on the instructions of one seccomp program (BPF_MAXINSNS).
+const MAX_INSNS: usize = 4096;
 
 /// The errno of SCMP_ACT_ERRNO and SCMP_ACT_TRACE without an errnoRet, as runc.
 const DEFAULT_ERRNO: u32 = libc::EPERM as u32;
@@ -260,6 +264,10 @@ fn flags(s: &LinuxSeccomp, notify: bool) -> u32 {
 /// line), a rule whose action is the default is dropped, and conditions on distinct arguments
 /// form one rule (all must hold) while repeated conditions on one argument form one rule each.
 /// Errors name `file`, the config the profile came from.
+///
+/// A rule given again is added once: libseccomp takes time quadratic in the rules it is given,
+/// duplicates included (100,000 names took minutes). Distinct rules are bounded by the kernel's
+/// limit on a program, since each needs an instruction of its own.
 pub fn compile(s: &LinuxSeccomp, file: &Path) -> Result<Filter> {
     let lib = |what: String| {
         move |e: libseccomp::error::SeccompError| Error::config(file, what.clone(), e.to_string())
@@ -295,6 +303,9 @@ pub fn compile(s: &LinuxSeccomp, file: &Path) -> Result<Filter> {
         archs.push(arch);
     }
     let mut notify = false;
+    // Distinct rules in their first order, each with where it was first named.
+    let mut seen = HashSet::new();
+    let mut rules = Vec::new();
     for (i, rule) in s.syscalls().iter().flatten().enumerate() {
         let at = format!("linux.seccomp.syscalls[{i}]");
         if rule.action() == s.default_action() && rule.errno_ret() == default_errno {
@@ -344,10 +355,29 @@ pub fn compile(s: &LinuxSeccomp, file: &Path) -> Result<Filter> {
                 continue;
             };
             for group in &groups {
-                ctx.add_rule_conditional(act, nr, group)
-                    .map_err(lib(format!("{at}.names[{j}] ({name})")))?;
+                let rule = (act, nr, group.to_vec());
+                if seen.insert(rule.clone()) {
+                    rules.push((rule, i, j));
+                }
             }
         }
+    }
+    if rules.len() > MAX_INSNS {
+        return Err(Error::config(
+            file,
+            "linux.seccomp.syscalls",
+            format!(
+                "{} distinct rules (a syscall with its action and conditions), more than the {MAX_INSNS} instructions a seccomp program may hold (the kernel's BPF_MAXINSNS)",
+                rules.len()
+            ),
+        ));
+    }
+    for ((act, nr, group), i, j) in &rules {
+        ctx.add_rule_conditional(*act, *nr, group)
+            .map_err(lib(format!(
+                "linux.seccomp.syscalls[{i}].names[{j}] ({})",
+                s.syscalls().as_deref().unwrap_or_default()[*i].names()[*j]
+            )))?;
     }
     let listener = match (notify, s.listener_path()) {
         (false, _) => None,
@@ -372,18 +402,30 @@ pub fn compile(s: &LinuxSeccomp, file: &Path) -> Result<Filter> {
     };
     let mut program = export(&ctx, file)?;
     if enosys::needed(s.default_action(), default_errno.unwrap_or(DEFAULT_ERRNO)) {
-        let names = s
+        let names: HashSet<&str> = s
             .syscalls()
             .iter()
             .flatten()
-            .flat_map(|r| r.names().iter().map(String::as_str));
-        let largest = enosys::largest(&archs, names);
+            .flat_map(|r| r.names().iter().map(String::as_str))
+            .collect();
+        let largest = enosys::largest(&archs, names.iter().copied());
         crate::log::debug(|| {
             format!(
                 "linux.seccomp: ENOSYS above the largest syscall named, per audit arch: {largest:x?}"
             )
         });
         program = [enosys::encode(&enosys::stub(&largest)), program].concat();
+    }
+    // Refused here, before anything exists, rather than with a bare EINVAL by seccomp(2) in init.
+    let insns = program.len() / size_of::<libc::sock_filter>();
+    if insns > MAX_INSNS {
+        return Err(Error::config(
+            file,
+            "linux.seccomp.syscalls",
+            format!(
+                "the compiled filter has {insns} instructions, more than the kernel's limit of {MAX_INSNS} for a seccomp program (BPF_MAXINSNS)"
+            ),
+        ));
     }
     Ok(Filter {
         program,

@@ -319,6 +319,15 @@ fn setattr(fd: BorrowedFd, recursive: bool, attr: &mut libc::mount_attr) -> io::
 /// it when `recursive`), which can be changed before anyone sees it and then attached with
 /// `move_mount`.
 pub fn open_tree_clone(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    open_tree(libc::AT_FDCWD, path, recursive)
+}
+
+/// The same for `path` below `dir`, which may be a detached mount itself (from Linux 6.15).
+pub fn open_tree_clone_at(dir: BorrowedFd, path: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    open_tree(dir.as_raw_fd(), path, recursive)
+}
+
+fn open_tree(dir: RawFd, path: &Path, recursive: bool) -> io::Result<OwnedFd> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
     let c = cstring(path)?;
     let flags = OPEN_TREE_CLONE
@@ -329,10 +338,25 @@ pub fn open_tree_clone(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
             0
         };
     // SAFETY: `c` is a valid C string for the call; the result is a new fd we own.
-    let fd =
-        check(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) })?;
+    let fd = check(unsafe { libc::syscall(libc::SYS_open_tree, dir, c.as_ptr(), flags) })?;
     // SAFETY: the syscall just returned this fd: it is new and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The id of the mount `path` lies on (mountinfo's first field), symlinks followed.
+pub fn mount_id(path: &Path) -> io::Result<u64> {
+    let c = cstring(path)?;
+    // SAFETY: a plain-data kernel struct, for which all zeroes is a valid value.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid C string and `stx` a statx buffer, both for the whole call.
+    let r = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, libc::STATX_MNT_ID, &mut stx) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if stx.stx_mask & libc::STATX_MNT_ID == 0 {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    Ok(stx.stx_mnt_id)
 }
 
 /// Sets the propagation (`MS_SLAVE`, `MS_PRIVATE`, ...) of the detached tree at `fd`, before

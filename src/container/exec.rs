@@ -112,6 +112,7 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
             state: c.state.hook_state(),
             status,
             pid: c.state.pid,
+            lock: c.lock_fd(),
         },
         process: &process,
         init: init.as_fd(),

@@ -146,6 +146,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
     let opts = InitOptions {
         bundle: &bundle,
         state: container.state.hook_state(),
+        lock: container.lock_fd(),
         fifo,
         console_socket: o.console_socket.clone(),
         extra_fds: o.preserve_fds + listen_fds,

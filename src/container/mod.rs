@@ -209,6 +209,11 @@ impl Container {
         &self.state.id
     }
 
+    /// The fd holding the lock, which a child forked meanwhile must close (see `Peer::lock`).
+    pub fn lock_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self._lock.as_ref().map(|l| std::os::fd::AsFd::as_fd(&**l))
+    }
+
     pub fn fifo(&self) -> PathBuf {
         self.dir.join(EXEC_FIFO)
     }

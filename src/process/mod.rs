@@ -25,6 +25,8 @@ pub struct InitOptions<'a> {
     pub bundle: &'a Bundle,
     /// The container's state as hooks see it (id, bundle, annotations).
     pub state: SpecState<'a>,
+    /// The state directory's lock, which init must not keep (see `spawn::Peer::lock`).
+    pub lock: Option<std::os::fd::BorrowedFd<'a>>,
     pub fifo: PathBuf,
     pub console_socket: Option<PathBuf>,
     /// fds 3.. that pass into the container: `--preserve-fds` plus systemd's LISTEN_FDS.
@@ -55,6 +57,10 @@ pub struct Peer<'a> {
     pub status: Status,
     /// Init's pid, which the listener is told; 0 while `create` forks it (the child is init).
     pub pid: i32,
+    /// The container's lock, held by the parent. The child's copy shares it (an flock belongs
+    /// to the open file): kept, it would hold the lock past a parent killed meanwhile, and
+    /// `delete --force` would wait for as long as the child takes to exec or die.
+    pub lock: Option<std::os::fd::BorrowedFd<'a>>,
 }
 
 /// What `create` and `exec` check of a process before forking it: its terminal has a reader

@@ -1,7 +1,7 @@
 //! The parent's side of `create`: one clone3 into the new namespaces, then the protocol of
 //! `sync` until init is ready. Whatever fails, no child outlives this function's error.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use nix::sched::CloneFlags;
@@ -104,6 +104,9 @@ fn fork(
         }
         Ok(Forked::Child) => {
             drop(parent);
+            if let Some(lock) = p.lock {
+                let _ = nix::unistd::close(lock.as_raw_fd());
+            }
             crate::signals::reset_for_child();
             // First thing: until `start`, init would hold the caller's files, sockets and pipes
             // where any process exec'd into the container finds them (/proc/1/fd), as would an
@@ -150,6 +153,7 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
         state: opts.state,
         status: Status::Creating,
         pid: 0,
+        lock: opts.lock,
     };
     let (child, chan, saved_mask, in_cgroup) = fork(
         &peer,

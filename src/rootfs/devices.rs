@@ -78,7 +78,8 @@ fn make(root: &OwnedFd, n: &Node, in_userns: bool) -> std::io::Result<()> {
             None::<&str>,
             nix::mount::MsFlags::MS_BIND,
             None::<&str>,
-        )?;
+        )
+        .map_err(crate::rootfs::mount::limit_hint)?;
         return Ok(());
     }
     // A node left by the rootfs (or a default the config redefines) is replaced.

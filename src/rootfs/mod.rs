@@ -7,6 +7,7 @@ mod cgroupfs;
 pub mod devices;
 pub mod idmapped;
 pub mod mount;
+mod readonly;
 pub mod resolve;
 
 use std::os::fd::OwnedFd;
@@ -64,6 +65,8 @@ pub fn prepare(
     trees: &idmapped::Trees,
 ) -> Result<()> {
     let linux = spec.linux().as_ref();
+    let mounts = spec.mounts().as_deref().unwrap_or_default();
+    mount::check_count(mounts.len())?;
     if has_mount_namespace(spec) {
         // runc's prepareRoot, in its order. Nothing the container mounts may propagate back to
         // the host: slave by default. The rootfs's parent mount must not be shared (pivot_root
@@ -92,13 +95,13 @@ pub fn prepare(
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
         )
+        .map_err(mount::limit_hint)
         .ctx(|| format!("bind mounting rootfs {}", rootfs.display()))?;
     }
 
     let root: OwnedFd = std::fs::File::open(rootfs)
         .ctx(|| format!("opening rootfs {}", rootfs.display()))?
         .into();
-    let mounts = spec.mounts().as_deref().unwrap_or_default();
     for (i, m) in mounts.iter().enumerate() {
         mount::mount_entry(&root, m, i, bundle, cgroupns, cgroup2, trees.get(i))?;
     }
@@ -264,11 +267,16 @@ pub fn finalize(spec: &Spec) -> Result<()> {
             .ctx(field)?;
         }
     }
-    for p in linux
+    let readonly_paths = linux
         .and_then(|l| l.readonly_paths().as_deref())
-        .unwrap_or_default()
-    {
-        readonly(Path::new(p)).ctx(|| format!("linux.readonlyPaths: {p}"))?;
+        .unwrap_or_default();
+    if !readonly_paths.is_empty() {
+        let mut paths = readonly::ReadonlyPaths::new()?;
+        for p in readonly_paths {
+            paths
+                .apply(Path::new(p))
+                .ctx(|| format!("linux.readonlyPaths: {p}"))?;
+        }
     }
     for p in linux
         .and_then(|l| l.masked_paths().as_deref())
@@ -298,30 +306,8 @@ pub fn finalize(spec: &Spec) -> Result<()> {
 fn ignore_missing(r: nix::Result<()>) -> std::io::Result<()> {
     match r {
         Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(mount::limit_hint(e)),
     }
-}
-
-fn readonly(path: &Path) -> std::io::Result<()> {
-    ignore_missing(mount(
-        Some(path),
-        path,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    ))?;
-    if !path.exists() {
-        return Ok(());
-    }
-    let keep = mount::locked_flags(path).map_err(|e| std::io::Error::other(e.to_string()))?;
-    mount(
-        None::<&str>,
-        path,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | keep,
-        None::<&str>,
-    )?;
-    Ok(())
 }
 
 fn mask(path: &Path) -> std::io::Result<()> {

@@ -224,6 +224,50 @@ pub fn locked_flags(path: &Path) -> Result<MsFlags> {
     Ok(f)
 }
 
+/// The kernel's limit on the mounts of one mount namespace.
+const MOUNT_MAX: &str = "/proc/sys/fs/mount-max";
+
+/// mount(2) and move_mount(2) say ENOSPC when the namespace would hold more mounts than the
+/// kernel allows; "No space left on device" alone would send the user looking at their disks.
+pub fn limit_hint(e: impl Into<std::io::Error>) -> std::io::Error {
+    let e = e.into();
+    if e.raw_os_error() != Some(libc::ENOSPC) {
+        return e;
+    }
+    let max =
+        std::fs::read_to_string(MOUNT_MAX).map_or_else(|_| "?".into(), |s| s.trim().to_owned());
+    std::io::Error::new(
+        e.kind(),
+        format!("more mounts than the kernel allows in one mount namespace ({MOUNT_MAX} = {max})"),
+    )
+}
+
+/// Refuses at once a `mounts` list that cannot fit beside the mounts the namespace already holds
+/// (those of the host, copied into a new namespace, until pivot_root drops them), rather than
+/// after making as many of them as fit.
+pub fn check_count(entries: usize) -> Result<()> {
+    let what = |e| Error::os(format!("mounts: counting them against {MOUNT_MAX}"), e);
+    let max: usize = std::fs::read_to_string(MOUNT_MAX)
+        .map_err(what)?
+        .trim()
+        .parse()
+        .map_err(|e| what(std::io::Error::other(e)))?;
+    let held = std::fs::read("/proc/self/mountinfo")
+        .map_err(what)?
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count();
+    if entries + held > max {
+        return Err(Error::os(
+            "mounts",
+            std::io::Error::other(format!(
+                "{entries} entries, beside the {held} mounts the container's mount namespace starts with, exceed the kernel's limit of {max} mounts in one namespace ({MOUNT_MAX})"
+            )),
+        ));
+    }
+    Ok(())
+}
+
 /// What runc lets a mount cover inside /proc: the files lxcfs emulates.
 const PROC_ALLOWED: &[&str] = &[
     "/proc/cpuinfo",
@@ -407,19 +451,21 @@ pub fn mount_entry(
             cgroup2,
             || resolve::open(root, m.destination(), libc::O_PATH | libc::O_DIRECTORY),
         )
-        .map_err(|e| Error::os(format!("{}: mount cgroup", field()), e));
+        .map_err(|e| Error::os(format!("{}: mount cgroup", field()), limit_hint(e)));
     }
     if opts.tmpcopyup && typ == "tmpfs" {
         tmpcopyup(source.as_deref(), &opts, flags, &dest).map_err(|e| Error::os(field(), e))?;
     } else if let Some(tree) = tree {
         let src = source.as_deref().unwrap_or(Path::new(""));
-        sys::move_mount(tree, dest.as_fd()).ctx(|| {
-            format!(
-                "{}: attaching the detached mount of {}",
-                field(),
-                src.display()
-            )
-        })?;
+        sys::move_mount(tree, dest.as_fd())
+            .map_err(limit_hint)
+            .ctx(|| {
+                format!(
+                    "{}: attaching the detached mount of {}",
+                    field(),
+                    src.display()
+                )
+            })?;
     } else if bind {
         let src = source.as_ref().ok_or_else(|| {
             Error::os(
@@ -435,6 +481,7 @@ pub fn mount_entry(
             MsFlags::MS_BIND | rec,
             None::<&str>,
         )
+        .map_err(limit_hint)
         .ctx(|| format!("{}: bind {}", field(), src.display()))?;
     } else {
         let data = opts.data.join(",");
@@ -445,6 +492,7 @@ pub fn mount_entry(
             flags,
             (!data.is_empty()).then_some(data.as_str()),
         )
+        .map_err(limit_hint)
         .ctx(|| format!("{}: mount {typ}{}", field(), privileged_hint(typ)))?;
     }
     // What follows acts on the new mount, which `dest` (opened before it) does not name.
@@ -554,7 +602,8 @@ fn tmpcopyup(
     sys::fsconfig_create(fs.as_fd()).map_err(|e| ctx("creating the tmpfs", e))?;
     let tmpfs = sys::fsmount(fs.as_fd(), mount_attrs(flags)).map_err(|e| ctx("fsmount", e))?;
     copy_tree(&fd_path(dest), &fd_path(&tmpfs), Path::new(""))?;
-    sys::move_mount(tmpfs.as_fd(), dest.as_fd()).map_err(|e| ctx("attaching the tmpfs", e))
+    sys::move_mount(tmpfs.as_fd(), dest.as_fd())
+        .map_err(|e| ctx("attaching the tmpfs", limit_hint(e)))
 }
 
 /// The flags of mount(8) that belong to the superblock, by their fsconfig names.

@@ -364,6 +364,16 @@ fn check_hooks(spec: &Spec) -> Check {
         ("poststop", hooks.poststop()),
     ];
     for (stage, list) in stages {
+        let count = list.as_ref().map_or(0, Vec::len);
+        if count > crate::hooks::MAX_PER_STAGE {
+            return fail(
+                format!("hooks.{stage}"),
+                format!(
+                    "{count} hooks, more than kiln's limit of {} in one stage (each runs as a process, one after the other)",
+                    crate::hooks::MAX_PER_STAGE
+                ),
+            );
+        }
         for (i, h) in list.iter().flatten().enumerate() {
             if !h.path().is_absolute() {
                 return fail(
