@@ -115,8 +115,11 @@ fn fork(
         Ok(Forked::Child) => {
             drop(parent);
             crate::signals::reset_for_child();
+            // Cut to one short line here: a message that quotes a whole value (a 1 MiB sysctl
+            // key) would not fit in one message of the channel, and the parent would only learn
+            // that its child exited.
             let err = match child_main(&child_end, into.is_some()) {
-                Err(e) => e.to_string(),
+                Err(e) => crate::error::part_of_line(&e.to_string()).to_string(),
                 Ok(never) => match never {},
             };
             if child_end.send(&Msg::Error(err.clone())).is_err() {
