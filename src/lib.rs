@@ -1,0 +1,34 @@
+//! kiln: a runc-compatible OCI container runtime. See docs/architecture.md for the map.
+//!
+//! A library only so that the fuzz target (fuzz/) reaches the code `create` runs; its one
+//! command is src/main.rs.
+
+mod capabilities;
+mod cgroups;
+mod cli;
+mod container;
+mod error;
+mod hooks;
+mod log;
+mod namespaces;
+mod process;
+mod procfs;
+mod rootfs;
+mod seccomp;
+mod selfexe;
+mod signals;
+mod spec;
+mod sys;
+mod timefmt;
+mod tty;
+
+pub use cli::main;
+
+/// What `create` makes of a config.json's bytes before it touches the system (parsing and
+/// every check of `spec::load`): `Err` is the line it would print, as `log` writes it.
+pub fn check_config(bytes: &[u8]) -> Result<(), String> {
+    match spec::load(std::path::Path::new("config.json"), bytes) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(error::one_line(&e.to_string()).to_string()),
+    }
+}
