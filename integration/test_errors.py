@@ -497,3 +497,115 @@ def test_bad_capability_names_the_process_file(ctx, cap):
         assert "p.json: capabilities.effective" in text and cap in text, text
         assert "config.json" not in text, text
     ctx.delete(cid, force=True)
+
+
+# ------------------------------------------------------------------ values in errors
+
+def _without(cfg, ns):
+    cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != ns]
+
+
+MEBIBYTE = 1 << 20
+
+# A value that makes create fail, how it is put in, and the field a kiln error names.
+BAD_VALUES = {
+    "hostname-newline": (lambda c: c.__setitem__("hostname", "bad\nname" * 10), "hostname"),
+    "hostname-1MiB": (lambda c: c.__setitem__("hostname", "h" * MEBIBYTE), "hostname"),
+    "mount-destination-escapes": (
+        lambda c: c["mounts"].append({"destination": "/x\x1b[31m\x00y\n", "type": "tmpfs",
+                                      "source": "tmpfs"}), "mounts[7]"),
+    "env-control-characters": (
+        lambda c: c["process"]["env"].append("\x1b[2J\x07\tNO\x00EQUALS\n"), "process.env[2]"),
+    "json-string-with-newline": (
+        lambda c: c["process"]["user"].__setitem__("uid", "zero\n" + "0" * MEBIBYTE),
+        "process.user.uid"),
+    "json-map-key-1MiB": (
+        lambda c: c["linux"].__setitem__("sysctl", {"net.\n" + "k" * MEBIBYTE: "1"}),
+        "linux.sysctl.net."),
+}
+
+
+def _bad_value_create(ctx, case, log_json):
+    BAD_VALUES[case][0](ctx.config)
+    ctx.save()
+    cid = ctx.new_id()
+    log = os.path.join(ctx.dir, "log.json")
+    glob = ["--root", ctx.root] + (["--log", log, "--log-format", "json"] if log_json else [])
+    r = ctx.rt("create", "--bundle", ctx.bundle, cid, glob=glob)
+    assert r.rc == 1, r
+    assert ctx.rt("state", cid).rc != 0 and ctx.list_ids() == []
+    text = r.err
+    assert text.endswith("\n") and text.count("\n") == 1, f"not one line: {text[:2000]!r}"
+    assert len(text.encode()) < 1024, f"{len(text.encode())} bytes: {text[:2000]!r}"
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", text), f"a control character: {text!r}"
+    if log_json:
+        errs = [json.loads(l) for l in open(log).read().splitlines()]
+        errs = [e for e in errs if e["level"] == "error"]
+        assert len(errs) == 1 and len(errs[0]["msg"].encode()) < 1024, errs
+        assert not re.search(r"[\x00-\x1f\x7f]", errs[0]["msg"]), errs
+        return errs[0]["msg"]
+    return text
+
+
+# What runc 1.1.5 does instead (verified).
+RUNC_LONG_LINES = {
+    ("mount-destination-escapes", True): "with --log, stderr gets the raw message, split by "
+                                         "the destination's newline",
+    ("json-map-key-1MiB", False): "the error quotes the whole 1 MiB sysctl key",
+    ("json-map-key-1MiB", True): "the error quotes the whole 1 MiB sysctl key",
+}
+
+
+@pytest.mark.parametrize("log_json", [False, True], ids=["stderr", "log-json"])
+@pytest.mark.parametrize("case", list(BAD_VALUES))
+def test_bad_value_error_is_one_short_line(ctx, request, case, log_json):
+    if (case, log_json) in RUNC_LONG_LINES:
+        request.applymarker(runc_deviates(RUNC_LONG_LINES[case, log_json]))
+    _bad_value_create(ctx, case, log_json)
+
+
+RUNC_NAMES_NO_FIELD = {"hostname-newline", "hostname-1MiB", "mount-destination-escapes",
+                       "env-control-characters", "json-map-key-1MiB"}
+
+
+@pytest.mark.parametrize("case", list(BAD_VALUES))
+def test_bad_value_error_names_the_field(ctx, request, case):
+    if case in RUNC_NAMES_NO_FIELD:
+        request.applymarker(runc_deviates("its message does not name the config field"))
+    text = _bad_value_create(ctx, case, log_json=False)
+    field = BAD_VALUES[case][1]
+    assert re.search(r"(^|[\s:\".])" + re.escape(field), text), text
+
+
+def test_rlimit_soft_zero_is_a_limit(ctx):
+    # soft 0, given or left out (then 0, Go's zero value in runc), is a limit like any other.
+    ctx.config["process"]["rlimits"] = [{"type": "RLIMIT_CORE", "hard": 4096, "soft": 0},
+                                        {"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024},
+                                        {"type": "RLIMIT_MSGQUEUE", "hard": 8192}]
+    out = ctx.run_sh("grep -E '^Max (core file|msgqueue) size' /proc/self/limits")
+    assert re.search(r"^Max core file size\s+0\s+4096\s", out, re.M), out
+    assert re.search(r"^Max msgqueue size\s+0\s+8192\s", out, re.M), out
+
+
+@pytest.mark.parametrize("rlimit", [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 0},
+                                    {"type": "RLIMIT_NOFILE", "hard": 1024}],
+                         ids=["soft-0", "soft-missing"])
+def test_rlimit_nofile_too_low_fails_create(ctx, rlimit):
+    # Neither runtime can set a container up without a file descriptor to open.
+    ctx.config["process"]["rlimits"] = [rlimit]
+    ctx.config["process"]["oomScoreAdj"] = 100
+    ctx.save()
+    assert_one_line(create_must_fail(ctx))
+
+
+@runc_deviates("runc reports `error closing exec fds: ... too many open files`, naming no field")
+@pytest.mark.parametrize("rlimit", [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 0},
+                                    {"type": "RLIMIT_NOFILE", "hard": 1024}],
+                         ids=["soft-0", "soft-missing"])
+def test_rlimit_nofile_too_low_names_the_rlimit(ctx, rlimit):
+    ctx.config["process"]["rlimits"] = [rlimit]
+    ctx.config["process"]["oomScoreAdj"] = 100
+    ctx.save()
+    text = assert_one_line(create_must_fail(ctx))
+    assert "process.rlimits[0].soft: RLIMIT_NOFILE soft limit 0" in text, text
+    assert "oomScoreAdj" not in text.split("process.rlimits[0].soft")[0], text

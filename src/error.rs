@@ -173,6 +173,17 @@ pub fn one_line(msg: &str) -> Shown<'_> {
     }
 }
 
+/// The same for a message that another will carry (init's error, which the parent prefixes
+/// with the container): short enough for the whole line not to be cut twice.
+pub fn part_of_line(msg: &str) -> Shown<'_> {
+    let max = LINE_MAX - (VALUE_MAX + 28);
+    Shown {
+        max,
+        tail: max / 4,
+        ..one_line(msg)
+    }
+}
+
 /// Go's strconv.Quote, with no length limit (logrus's text format quotes every value so).
 pub fn go_quote(s: &str) -> String {
     Shown {
@@ -333,5 +344,17 @@ mod tests {
         assert!(line.ends_with("\", expected u32"), "{line}");
         assert!(line.contains(&format!("…({} bytes)…", msg.len())), "{line}");
         assert_eq!(one_line("short \"quoted\"").to_string(), "short \"quoted\"");
+    }
+
+    #[test]
+    fn a_part_of_a_line_is_not_cut_again() {
+        let part = part_of_line(&"k".repeat(1 << 20)).to_string();
+        let line = Error::Init {
+            id: "i".repeat(200),
+            msg: part,
+        }
+        .to_string();
+        assert_eq!(one_line(&line).to_string(), line);
+        assert!(line.contains("…(1048576 bytes)…"), "{line}");
     }
 }

@@ -115,7 +115,10 @@ fn fork(
                 .ctx(|| "closing the fds inherited from the caller")
                 .and_then(|()| child_main(&child_end, into.is_some()));
             let err = match run {
-                Err(e) => e.to_string(),
+                // Cut to one short line here: a message that quotes a whole value (a 1 MiB sysctl
+                // key) would not fit in one message of the channel, and the parent would only
+                // learn that its child exited.
+                Err(e) => crate::error::part_of_line(&e.to_string()).to_string(),
                 Ok(never) => match never {},
             };
             if child_end.send(&Msg::Error(err.clone())).is_err() {

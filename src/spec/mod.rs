@@ -55,11 +55,8 @@ impl Bundle {
         let file = dir.join("config.json");
         let bytes = std::fs::read(&file)
             .ctx(|| format!("bundle {}: reading config.json", dir.display()))?;
-        let spec = parse(&file, &bytes)?;
-        let root = spec.root().as_ref().ok_or_else(|| {
-            Error::config(&file, "root", "missing: a bundle needs a root filesystem")
-        })?;
-        let rootfs = dir.join(root.path());
+        let (spec, root) = load(&file, &bytes)?;
+        let rootfs = dir.join(root);
         let rootfs = std::fs::canonicalize(&rootfs).map_err(|e| {
             Error::config(
                 &file,
@@ -74,7 +71,6 @@ impl Bundle {
                 format!("rootfs {} is not a directory", rootfs.display()),
             ));
         }
-        validate::check(&spec).map_err(|(field, msg)| Error::config(&file, field, msg))?;
         Ok(Bundle {
             dir,
             rootfs,
@@ -82,6 +78,20 @@ impl Bundle {
             spec,
         })
     }
+}
+
+/// A config.json's bytes to a spec that passed every check that needs no file system, and its
+/// `root.path`: all that `create` asks of a config but for the rootfs to exist. The fuzz target
+/// (fuzz/) runs it too.
+pub fn load(file: &Path, bytes: &[u8]) -> Result<(Spec, PathBuf)> {
+    let spec = parse(file, bytes)?;
+    let root = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .ok_or_else(|| Error::config(file, "root", "missing: a bundle needs a root filesystem"))?;
+    validate::check(&spec).map_err(|(field, msg)| Error::config(file, field, msg))?;
+    Ok((spec, root))
 }
 
 /// Deserialises config.json, keeping the path to the field that failed (`process.user.uid`).
