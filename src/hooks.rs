@@ -95,10 +95,6 @@ impl SpecState<'_> {
     }
 }
 
-/// The most hooks one stage may list: each is a process, run one after the other while the
-/// caller waits (about 2 ms each at best: 100,000 would hold `create` for minutes).
-pub const MAX_PER_STAGE: usize = 1000;
-
 #[derive(Clone, Copy, Debug)]
 pub enum Stage {
     Prestart,
