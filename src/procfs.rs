@@ -230,8 +230,9 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
 mod tests {
     use super::*;
 
-    /// From a real host's mountinfo, the four escapes in one path (hybrid-escaped.mountinfo of
-    /// cgroups' testdata), a bind mount of part of a filesystem, optional fields.
+    /// The first and third lines are a real host's (cgroups' testdata: hybrid-escaped.mountinfo,
+    /// the four escapes in one path, and hybrid.mountinfo); the second is made up to hold a bind
+    /// mount of part of a filesystem and optional fields; the last two are not the kernel's.
     #[test]
     fn mountinfo_lines() {
         let text = "\
