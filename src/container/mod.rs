@@ -403,8 +403,14 @@ fn lock(dir: &Path, how: FlockArg) -> Result<Flock<File>> {
 /// Locks the description `handle` refers to. A dup, not a new open: the lock must be on the
 /// directory `handle` was opened as, whatever is at its path now.
 fn lock_handle(handle: &File, dir: &Path, how: FlockArg) -> Result<Flock<File>> {
-    let f = handle
-        .try_clone()
+    // A new open of the same directory, not a dup: an flock belongs to the open file, and the
+    // lock must be the only holder of it, so that a forked child that closes the lock's fd
+    // (`Peer::lock`) drops it, though it still has `handle`.
+    // Through /proc/self/fd (a link that must be followed): the very directory of `handle`.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
         .ctx(|| format!("opening {}", dir.display()))?;
     Flock::lock(f, how).map_err(|(_, e)| Error::os(format!("locking {}", dir.display()), e))
 }
