@@ -3,7 +3,7 @@ use serde_json::json;
 /// The OCI features document: only what kiln really does on this host (the cgroup layouts it
 /// finds mounted, the seccomp flags its kernel accepts).
 pub fn run() -> anyhow::Result<i32> {
-    let mut options: Vec<&str> = crate::rootfs::mount::known_options().collect();
+    let mut options: Vec<&str> = crate::spec::mount_options::known_options().collect();
     options.sort();
     let mut caps: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
     caps.sort();

@@ -21,8 +21,8 @@ use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
 
 use crate::error::{Context, Error, Result};
-use crate::rootfs::mount::{Idmap, MountOptions};
 use crate::spec::Bundle;
+use crate::spec::mount_options::{Idmap, MountOptions};
 use crate::sys::{self, Forked};
 
 /// The detached trees, by mount index, each with whether it is idmapped.

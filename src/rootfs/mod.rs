@@ -40,7 +40,7 @@ pub(crate) fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
         .and_then(|l| l.rootfs_propagation().as_deref())
     {
         None | Some("") => Ok(None),
-        Some(p) => match mount::MountOptions::parse(&[p])
+        Some(p) => match crate::spec::mount_options::MountOptions::parse(&[p])
             .ok()
             .and_then(|o| o.propagation.first().copied())
         {

@@ -2,6 +2,7 @@
 //! syntax, the line and column), then checked across fields so that a contradictory config fails
 //! before anything is created.
 
+pub mod mount_options;
 mod validate;
 
 use std::path::{Path, PathBuf};

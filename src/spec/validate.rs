@@ -315,7 +315,7 @@ fn check_mounts(spec: &Spec) -> Check {
             return fail(format!("mounts[{i}].destination"), "must not be empty");
         }
         if let Err(e) =
-            crate::rootfs::mount::MountOptions::parse(m.options().as_deref().unwrap_or_default())
+            super::mount_options::MountOptions::parse(m.options().as_deref().unwrap_or_default())
         {
             return fail(format!("mounts[{i}].options"), e);
         }
