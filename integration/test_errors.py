@@ -587,25 +587,27 @@ def test_rlimit_soft_zero_is_a_limit(ctx):
     assert re.search(r"^Max msgqueue size\s+0\s+8192\s", out, re.M), out
 
 
-@pytest.mark.parametrize("rlimit", [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 0},
-                                    {"type": "RLIMIT_NOFILE", "hard": 1024}],
-                         ids=["soft-0", "soft-missing"])
-def test_rlimit_nofile_too_low_fails_create(ctx, rlimit):
-    # Neither runtime can set a container up without a file descriptor to open.
+# A soft RLIMIT_NOFILE of 0, given or left out: too low for any runtime to set a container up.
+LOW_NOFILE = [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 0},
+              {"type": "RLIMIT_NOFILE", "hard": 1024}]
+
+
+def low_nofile_create(ctx, rlimit):
     ctx.config["process"]["rlimits"] = [rlimit]
     ctx.config["process"]["oomScoreAdj"] = 100
     ctx.save()
-    assert_one_line(create_must_fail(ctx))
+    return assert_one_line(create_must_fail(ctx))
+
+
+@pytest.mark.parametrize("rlimit", LOW_NOFILE, ids=["soft-0", "soft-missing"])
+def test_rlimit_nofile_too_low_fails_create(ctx, rlimit):
+    # Neither runtime can set a container up without a file descriptor to open.
+    low_nofile_create(ctx, rlimit)
 
 
 @runc_deviates("runc reports `error closing exec fds: ... too many open files`, naming no field")
-@pytest.mark.parametrize("rlimit", [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 0},
-                                    {"type": "RLIMIT_NOFILE", "hard": 1024}],
-                         ids=["soft-0", "soft-missing"])
+@pytest.mark.parametrize("rlimit", LOW_NOFILE, ids=["soft-0", "soft-missing"])
 def test_rlimit_nofile_too_low_names_the_rlimit(ctx, rlimit):
-    ctx.config["process"]["rlimits"] = [rlimit]
-    ctx.config["process"]["oomScoreAdj"] = 100
-    ctx.save()
-    text = assert_one_line(create_must_fail(ctx))
+    text = low_nofile_create(ctx, rlimit)
     assert "process.rlimits[0].soft: RLIMIT_NOFILE soft limit 0" in text, text
     assert "oomScoreAdj" not in text.split("process.rlimits[0].soft")[0], text

@@ -177,7 +177,7 @@ pub fn name(f: CloneFlags) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use nix::sched::CloneFlags as F;
 
@@ -344,7 +344,8 @@ mod tests {
         assert!(!p.needs_second_fork());
     }
 
-    fn map(container: u32, host: u32, size: u32) -> LinuxIdMapping {
+    /// One id mapping, for the tests of every module that takes them.
+    pub(crate) fn map(container: u32, host: u32, size: u32) -> LinuxIdMapping {
         oci_spec::runtime::LinuxIdMappingBuilder::default()
             .container_id(container)
             .host_id(host)

@@ -577,30 +577,18 @@ mod tests {
     #[test]
     fn systemd_path_shape_is_checked() {
         let none = LinuxResources::default();
-        let req = Request {
-            id: "c",
-            cgroups_path: Some(Path::new("a/b")),
-            systemd: true,
-            rootless: false,
-            resources: &none,
+        let message = |path: &str| {
+            let req = Request {
+                id: "c",
+                cgroups_path: Some(Path::new(path)),
+                systemd: true,
+                rootless: false,
+                resources: &none,
+            };
+            systemd_unavailable(&req).to_string()
         };
-        assert!(
-            systemd_unavailable(&req)
-                .to_string()
-                .contains("slice:prefix:name")
-        );
-        let req = Request {
-            id: "c",
-            cgroups_path: Some(Path::new("machine.slice:kiln:c")),
-            systemd: true,
-            rootless: false,
-            resources: &none,
-        };
-        assert!(
-            systemd_unavailable(&req)
-                .to_string()
-                .contains("machine.slice/kiln-c.scope")
-        );
+        assert!(message("a/b").contains("slice:prefix:name"));
+        assert!(message("machine.slice:kiln:c").contains("machine.slice/kiln-c.scope"));
     }
 
     #[test]

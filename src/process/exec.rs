@@ -14,7 +14,7 @@
 //! The parent's side is `spawn::spawn_exec`, on the same protocol as `create`.
 
 use std::convert::Infallible;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxPersonality, Process};
@@ -68,13 +68,7 @@ pub fn run(o: &ExecOptions, chan: &Channel) -> Result<Infallible> {
     }
     if process.terminal().unwrap_or(false) {
         nix::unistd::setsid().ctx(|| "setsid")?;
-        let master = crate::tty::setup_in_container(
-            process.console_size().as_ref(),
-            process.user().uid(),
-            false,
-        )?;
-        chan.send_with_fd(&Msg::PtyMaster, Some(master.as_raw_fd()))
-            .ctx(|| "sending the pty master")?;
+        tail::send_pty_master(process, chan, false)?;
     }
     join_session_keyring(o.peer.state.id)?;
 

@@ -155,15 +155,7 @@ fn run_helper(pid: i32, kind: Kind, maps: &[LinuxIdMapping]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn map(container: u32, host: u32, size: u32) -> LinuxIdMapping {
-        oci_spec::runtime::LinuxIdMappingBuilder::default()
-            .container_id(container)
-            .host_id(host)
-            .size(size)
-            .build()
-            .unwrap()
-    }
+    use crate::namespaces::tests::map;
 
     #[test]
     fn only_a_single_own_id_is_written_directly() {

@@ -119,13 +119,7 @@ pub fn run(
 
     // 7. The terminal: needs the container's devpts, hence after pivot_root.
     if process.terminal().unwrap_or(false) {
-        let master = crate::tty::setup_in_container(
-            process.console_size().as_ref(),
-            process.user().uid(),
-            true,
-        )?;
-        chan.send_with_fd(&Msg::PtyMaster, Some(master.as_raw_fd()))
-            .ctx(|| "sending the pty master")?;
+        tail::send_pty_master(process, chan, true)?;
     }
 
     // 8. Kernel parameters, before /proc/sys becomes read-only in step 9.

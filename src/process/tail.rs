@@ -71,6 +71,19 @@ pub(super) fn set_up<'a>(s: &Steps<'a>, chan: &Channel) -> Result<Prepared<'a>> 
     set_up_limited(s, chan).map_err(|e| rlimits::blame(limits, e))
 }
 
+/// The process's terminal, made in the container's devpts, its master sent to the parent
+/// (which relays it, or passes it to the console socket). `console`: it is also the container's
+/// /dev/console (init), not only the process's stdio (exec).
+pub fn send_pty_master(process: &Process, chan: &Channel, console: bool) -> Result<()> {
+    let master = crate::tty::setup_in_container(
+        process.console_size().as_ref(),
+        process.user().uid(),
+        console,
+    )?;
+    chan.send_with_fd(&Msg::PtyMaster, Some(master.as_raw_fd()))
+        .ctx(|| "sending the pty master")
+}
+
 fn set_up_limited<'a>(s: &Steps<'a>, chan: &Channel) -> Result<Prepared<'a>> {
     let p = s.process;
     sched::apply(p, s.personality)?;
