@@ -59,17 +59,7 @@ pub fn update(path: impl AsRef<Path>, value: &str) -> io::Result<()> {
 /// (CVE-2024-21626). The fds themselves are listed by procfs, so this runs after /proc is
 /// mounted; nothing that owns them is ever dropped in init, which execs or `_exit`s.
 pub fn close_directories_from(first: RawFd) -> io::Result<()> {
-    let path = Path::new("/proc/self/fd");
-    let fd = std::fs::File::open(path)?;
-    ensure_procfs(&fd, path)?;
-    let mut dir = Dir::from(fd)?;
-    let own = dir.as_raw_fd();
-    let fds: Vec<RawFd> = dir
-        .iter()
-        .filter_map(|e| e.ok()?.file_name().to_str().ok()?.parse().ok())
-        .filter(|&fd| fd >= first && fd != own)
-        .collect();
-    for fd in fds {
+    for fd in open_fds()?.into_iter().filter(|&fd| fd >= first) {
         if fstat(fd).is_ok_and(|st| {
             SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR
         }) {
@@ -77,6 +67,20 @@ pub fn close_directories_from(first: RawFd) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The fds this process has open, as procfs lists them (the listing's own fd left out).
+pub fn open_fds() -> io::Result<Vec<RawFd>> {
+    let path = Path::new("/proc/self/fd");
+    let fd = std::fs::File::open(path)?;
+    ensure_procfs(&fd, path)?;
+    let mut dir = Dir::from(fd)?;
+    let own = dir.as_raw_fd();
+    Ok(dir
+        .iter()
+        .filter_map(|e| e.ok()?.file_name().to_str().ok()?.parse().ok())
+        .filter(|&fd| fd != own)
+        .collect())
 }
 
 // ------------------------------------------------------------------ reading

@@ -222,19 +222,9 @@ static INHERITED_FDS: OnceLock<Result<Vec<RawFd>, String>> = OnceLock::new();
 /// nothing stops it from reaching the container's init, which is a fork, not an exec: the
 /// child closes them (`close_inherited_from`).
 pub fn note_inherited_fds() {
-    let listed = std::fs::read_dir("/proc/self/fd")
-        .map(|dir| {
-            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<RawFd>().ok())
-                .filter(|&fd| fd >= 3)
-                .collect::<Vec<_>>()
-        })
+    let listed = crate::procfs::open_fds()
+        .map(|fds| fds.into_iter().filter(|&fd| fd >= 3).collect())
         .map_err(|e| format!("listing /proc/self/fd when kiln started: {e}"));
-    // The listing's own fd is closed by now: only the caller's are still open.
-    let listed = listed.map(|fds| {
-        fds.into_iter()
-            .filter(|&fd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_ok())
-            .collect()
-    });
     let _ = INHERITED_FDS.set(listed);
 }
 
