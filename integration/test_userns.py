@@ -11,9 +11,12 @@ commands that need the container's cgroup) fails clearly and leaves nothing.
 import json
 import os
 import pwd
+import random
 import shutil
 import signal
 import subprocess
+import tempfile
+import time
 import uuid
 
 import pytest
@@ -136,11 +139,14 @@ class User:
         """The runtime as this user, with its default --root; output in files, not pipes
         (a detached container keeps them open). `cgroup`: a cgroup v2 directory to start
         in, as a login session delegated to the user would."""
-        cmd = ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups",
-               self.runtime] + [str(a) for a in args]
+        cmd = self.cmd(*args)
         if cgroup is not None:
             cmd = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup] + cmd
         return Result(run_to_files(cmd, timeout, cwd=self.ctx.bundle, env=self.env(xdg), tmp=self.ctx.dir))
+
+    def cmd(self, *args):
+        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups",
+                self.runtime] + [str(a) for a in args]
 
     def config(self):
         with open(os.path.join(self.ctx.bundle, "config.json")) as f:
@@ -324,6 +330,40 @@ def test_rootless_without_cgroup_ps_pause_kill_all_fail(user):
     assert wait_for(lambda: not pid_alive(pid), 5)
     assert user.rt("delete", "nocg").ok
     assert user.ids() == []
+
+
+def test_rootless_create_killed_at_any_moment_leaves_no_process(user):
+    """Without a cgroup to search, a `create` killed at any moment (during init's setup, its
+    hooks, or before it saved init's pid in state.json) still leaves init findable: `delete
+    --force` ends every process of the container."""
+    user.spec(["sleep", "100"])
+    seed = random.SystemRandom().randrange(2**32)
+    rng = random.Random(seed)
+    times = []
+    for i in range(3):
+        t0 = time.monotonic()
+        assert user.rt("create", f"t{i}").ok
+        times.append(time.monotonic() - t0)
+        assert user.rt("delete", "--force", f"t{i}").ok
+    r = user.rt("create", "nocg")
+    assert r.ok, r
+    assert user.rt("ps", "nocg").rc != 0, "the container must have no cgroup for this test"
+    assert user.rt("delete", "--force", "nocg").ok
+    span = sorted(times)[1]
+    for i in range(40):
+        cid = f"k{i}"
+        delay = rng.uniform(0, span * 1.1)
+        with tempfile.TemporaryFile(dir=user.ctx.dir) as out:
+            p = subprocess.Popen(user.cmd("create", cid), cwd=user.ctx.bundle, env=user.env(),
+                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+            time.sleep(delay)
+            p.kill()
+            p.wait(timeout=CALL_TIMEOUT)
+        where = f"seed {seed}, trial {i}, killed after {delay * 1000:.1f} ms"
+        r = user.rt("delete", "--force", cid)
+        assert r.rc == 0, f"{where}: {r}"
+        assert wait_for(lambda: not user.pids(), 3), f"{where}: left {user.pids()}"
+        assert not os.path.lexists(os.path.join(user.root, cid)), f"{where}: state left"
 
 
 @pytest.mark.kiln_only

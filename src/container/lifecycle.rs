@@ -143,6 +143,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
 
     let idmapped = crate::rootfs::idmapped::prepare(&bundle)?;
     let listen_fds = listen_fds();
+    let on_pid = |pid| container.record_init(pid);
     let opts = InitOptions {
         bundle: &bundle,
         state: container.state.hook_state(),
@@ -157,6 +158,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
         resources: &resources,
         seccomp: seccomp.as_ref(),
         idmapped: &idmapped,
+        on_pid: &on_pid,
     };
     undo.populated = true;
     let init = spawn::spawn(&opts)?;
@@ -165,8 +167,8 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
         container.state.start_time = crate::procfs::stat(init.pid)
             .ctx(|| format!("reading /proc/{}/stat", init.pid))?
             .start_time;
+        // recovery.json has init already (`on_pid`).
         container.save()?;
-        container.save_record()?;
         if let Some(path) = &o.pid_file {
             write_pid_file(path, init.pid)?;
         }

@@ -146,7 +146,14 @@ impl Container {
             Err(e) => return Err(e),
         };
         let state = match read_state(&handle, &dir, id) {
-            Ok(Some(state)) => {
+            Ok(Some(mut state)) => {
+                if state.pid == 0 {
+                    // A create that died before it saved init's pid: the record may have it
+                    // (`record_init`). Damage there leaves what the cgroups show.
+                    if let Ok(Some(r)) = read_json::<Record>(&handle, &dir, id, RECORD_FILE) {
+                        (state.pid, state.start_time) = (r.pid, r.start_time);
+                    }
+                }
                 return Ok(Found::Usable(Container {
                     dir,
                     state,
@@ -243,6 +250,22 @@ impl Container {
     /// The record `delete --force` falls back on; see [`Record`].
     pub fn save_record(&self) -> Result<()> {
         let data = serde_json::to_vec(&self.state.record()).expect("record serialises");
+        self.write_atomic(RECORD_FILE, &data)
+    }
+
+    /// The record with `pid` as init, written the moment spawn knows it, long before
+    /// `state.json` has it: a `create` killed during init's setup or hooks leaves a container
+    /// whose init `delete --force` finds even where no cgroup holds it.
+    pub fn record_init(&self, pid: i32) -> Result<()> {
+        let start_time = crate::procfs::stat(pid)
+            .ctx(|| format!("reading /proc/{pid}/stat"))?
+            .start_time;
+        let record = crate::container::state::Record {
+            pid,
+            start_time,
+            ..self.state.record()
+        };
+        let data = serde_json::to_vec(&record).expect("record serialises");
         self.write_atomic(RECORD_FILE, &data)
     }
 

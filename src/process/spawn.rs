@@ -165,6 +165,8 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
         opts.extra_fds,
         |chan, in_cgroup| crate::process::init::run(opts, &plan, chan, fifo, in_cgroup),
     )?;
+    // On an error, child's drop kills it.
+    (opts.on_pid)(child.pid)?;
     let phases = Phases::new(Kind::Create, plan.needs_second_fork(), !in_cgroup);
     let talked = talk(&peer, &chan, child, phases, |msg, pid| {
         create_request(opts, msg, pid)
@@ -224,6 +226,8 @@ fn create_request(opts: &InitOptions, msg: &Msg, pid: i32) -> Result<bool> {
             std::fs::write(format!("/proc/{pid}/timens_offsets"), text)
                 .ctx(|| "linux.timeOffsets")?;
         }
+        // Not a request: talk tells us of init's new pid, and answers the intermediate itself.
+        Msg::InitPid(_) => (opts.on_pid)(pid)?,
         Msg::RunHooks => {
             let state = opts.state.json(Status::Creating, pid);
             // runc runs `create`'s hooks in the bundle, where it chdirs first.
@@ -316,6 +320,7 @@ fn talk(
                     },
                 )
                 .disarm();
+                request(&Msg::InitPid(pid), pid)?;
                 // The intermediate is gone: the one process left behind it may write now.
                 chan.send(&Msg::Continue).ctx(|| "sync: continue")?;
             }
