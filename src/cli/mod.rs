@@ -18,14 +18,14 @@ mod update;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::log::{self, Format};
 
 #[derive(Parser)]
 #[command(
     name = "kiln",
-    about = "kiln: an OCI container runtime, runc-compatible",
+    about = "An OCI container runtime, runc-compatible",
     disable_version_flag = true,
     arg_required_else_help = true
 )]
@@ -96,6 +96,13 @@ pub struct Globals {
     pub systemd_cgroup: bool,
     /// Cgroups only where delegated to the caller, none otherwise (see `cgroups::new`).
     pub rootless: bool,
+}
+
+/// kiln's command line as clap describes it. The man pages and shell completions are generated
+/// from it by a separate program (examples/gendocs.rs, run by hack/install), so they never drift
+/// from what kiln parses and kiln itself carries neither generator.
+pub fn command() -> clap::Command {
+    Cli::command()
 }
 
 /// runc's exit status for every usage error (clap's own is 2).
