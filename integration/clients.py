@@ -607,3 +607,235 @@ def ctr(request, containerd, session_dir):
     problems = c.teardown()
     assert not problems, "\n".join(problems)
     shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- Docker
+
+
+DOCKER = "/usr/bin/docker"  # Debian's docker.io 20.10 client (another `docker` may come first)
+DOCKER_IMAGE = "kilntest/busybox:latest"
+DOCKER_BRIDGE = "kilntest-dk0"
+DOCKER_SUBNET_PREFIX = "10.231.9."
+DOCKER_CGROUP_PARENT = "kilntest-docker"  # below the root of each hierarchy: --cgroup-parent /kilntest-docker
+
+
+def docker_runtime_name(name):
+    return f"kilntest-{name}"
+
+
+class DockerSession:
+    """A private dockerd (Debian's docker.io 20.10, with the containerd it starts itself): its
+    own data-root, exec-root, socket, pidfile and config file, a bridge of its own, and no
+    iptables rules at all (published ports go through docker-proxy), so it shares nothing with
+    the host's Podman or another dockerd. Each runtime is registered with --add-runtime."""
+
+    def __init__(self, base):
+        self.base = base
+        self.sock = os.path.join(base, "d.sock")
+        self.pidfile = os.path.join(base, "d.pid")
+        self.cgroups_before = set(cgroups_named(DOCKER_CGROUP_PARENT))
+        self.proc = None
+        self.log = None
+
+    def start(self, rootfs):
+        base = self.base
+        conf = os.path.join(base, "daemon.json")
+        with open(conf, "w") as f:
+            f.write("{}\n")  # not /etc/docker/daemon.json
+        if os.path.exists(f"/sys/class/net/{DOCKER_BRIDGE}"):  # ours, from a killed session
+            subprocess.run(["ip", "link", "del", DOCKER_BRIDGE], timeout=20)
+        subprocess.run(["ip", "link", "add", DOCKER_BRIDGE, "type", "bridge"], check=True,
+                       timeout=20)
+        subprocess.run(["ip", "addr", "add", DOCKER_SUBNET_PREFIX + "1/24", "dev",
+                        DOCKER_BRIDGE], check=True, timeout=20)
+        subprocess.run(["ip", "link", "set", DOCKER_BRIDGE, "up"], check=True, timeout=20)
+        cmd = ["dockerd", "--config-file", conf, "--data-root", f"{base}/data",
+               "--exec-root", f"{base}/exec", "-H", f"unix://{self.sock}",
+               "--pidfile", self.pidfile, "--bridge", DOCKER_BRIDGE, "--iptables=false",
+               "--ip-masq=false", "--ip-forward=false", "--storage-driver", "overlay2",
+               "--exec-opt", "native.cgroupdriver=cgroupfs",
+               "--cgroup-parent", "/" + DOCKER_CGROUP_PARENT, "--log-level", "warn"]
+        for name, binary in RUNTIMES:
+            cmd += ["--add-runtime", f"{docker_runtime_name(name)}={binary}"]
+        self.log = open(os.path.join(base, "dockerd.log"), "wb")
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=self.log, cwd=base, env=env)
+        if not wait_for(lambda: self.docker("version").rc == 0 if os.path.exists(self.sock)
+                        else self.proc.poll() is not None, timeout=60, interval=0.1) \
+                or self.proc.poll() is not None:
+            raise RuntimeError(f"dockerd did not start: {self.logtail()}")
+        tarball = os.path.join(base, "rootfs.tar")
+        subprocess.run(["tar", "-C", rootfs, "--numeric-owner", "-cf", tarball, "."],
+                       check=True, timeout=120)
+        r = self.docker("import", "-c", f"ENV {PATH_ENV}", "-c", 'CMD ["sh"]', tarball,
+                        DOCKER_IMAGE, timeout=120)
+        assert r.rc == 0, r
+        os.unlink(tarball)
+
+    def runtime_root(self):
+        """The shim's --root for every runtime (dockerd 20.10 names it after runc)."""
+        return os.path.join(self.base, "exec", "runtime-runc", "moby")
+
+    def containers_left(self, ids):
+        """What the containers `ids` left: their shims and processes (running in the task
+        directories and the overlay mounts), mounts, cgroups and runtime state."""
+        tasks = os.path.join(self.base, "exec", "containerd", "daemon",
+                             "io.containerd.runtime.v2.task")
+        overlay = os.path.join(self.base, "data", "overlay2")
+        problems = check_clean(overlay, ids, DOCKER_CGROUP_PARENT, roots=[self.runtime_root()],
+                               allowed_mounts=[overlay])
+        procs = kill_leftover_processes([tasks], ids, timeout=5)
+        if procs:
+            problems.append(f"shims left behind: {procs}")
+        return problems
+
+    def own_mounts(self):
+        """What dockerd itself keeps mounted while it runs, and leaves behind when it stops:
+        its default network namespace and its data-root (and the overlay2 home within),
+        which it makes private mounts of their own."""
+        return [os.path.join(self.base, "exec", "netns", "default"),
+                os.path.join(self.base, "data"), os.path.join(self.base, "data", "overlay2")]
+
+    def logtail(self):
+        with open(os.path.join(self.base, "dockerd.log"), errors="replace") as f:
+            return f.read()[-3000:]
+
+    def docker(self, *args, **kw):
+        return call([DOCKER, "-H", f"unix://{self.sock}", *[str(a) for a in args]],
+                    cwd=self.base, **kw)
+
+    def ids(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        r = self.docker("ps", "-aq", "--no-trunc")
+        return r.out.split() if r.rc == 0 else []
+
+    def remove_all(self):
+        ids = self.ids()
+        if ids:
+            self.docker("rm", "-f", *ids, timeout=120)
+        return ids
+
+    def shims(self):
+        """containerd shims (and docker-proxy, containerd) that name this daemon's dirs."""
+        found = []
+        for ent in os.listdir("/proc"):
+            if not ent.isdigit():
+                continue
+            try:
+                with open(f"/proc/{ent}/cmdline", "rb") as f:
+                    cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if self.base in cmdline and int(ent) != (self.proc.pid if self.proc else -1):
+                found.append(f"{ent} {cmdline.strip()}")
+        return found
+
+    def close(self):
+        problems = []
+        ids = self.remove_all()
+        if ids:
+            problems.append(f"containers left at the end: {ids}")
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                problems.append("dockerd did not stop on SIGTERM")
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            self.log.close()
+        left = wait_for(lambda: not self.shims(), timeout=10, interval=0.1) or self.shims()
+        if left is not True and left:
+            problems.append(f"processes of dockerd left behind: {left}")
+            for p in left:
+                try:
+                    os.kill(int(p.split()[0]), signal.SIGKILL)
+                except (OSError, ValueError):
+                    pass
+        problems += check_clean(self.base, ids, DOCKER_CGROUP_PARENT,
+                                roots=[self.runtime_root()], allowed_mounts=self.own_mounts())
+        unmount_all(self.base)
+        rmdir_empty_cgroups(DOCKER_CGROUP_PARENT, self.cgroups_before)
+        left = [d for d in cgroups_named(DOCKER_CGROUP_PARENT) if d not in self.cgroups_before]
+        if left:
+            problems.append(f"cgroups left behind: {left}")
+        if os.path.exists(f"/sys/class/net/{DOCKER_BRIDGE}"):
+            ifaces = os.listdir(f"/sys/class/net/{DOCKER_BRIDGE}/brif")
+            if ifaces:
+                problems.append(f"veths left on {DOCKER_BRIDGE}: {ifaces}")
+            subprocess.run(["ip", "link", "del", DOCKER_BRIDGE], timeout=20)
+        rules = iptables_rules_for(DOCKER_SUBNET_PREFIX)
+        if rules:
+            problems.append(f"iptables rules left behind: {rules}")
+        return problems
+
+
+class Docker:
+    """`docker` with `--runtime` one of the registered runtimes, for one test."""
+
+    def __init__(self, session, name, binary):
+        self.s = session
+        self.name = name
+        self.binary = binary
+        self.runtime = docker_runtime_name(name)
+
+    def __call__(self, *args, **kw):
+        return self.s.docker(*args, **kw)
+
+    def run(self, *args, **kw):
+        """`docker run --runtime R ARGS`."""
+        return self("run", "--runtime", self.runtime, *args, **kw)
+
+    def out(self, *args, **kw):
+        r = self.run("--rm", *args, **kw)
+        assert r.rc == 0, r
+        return r.out
+
+    def start_bg(self, *args):
+        r = self.run("-d", *args)
+        assert r.rc == 0 and r.out.strip(), r
+        cid = r.out.strip()
+        assert self.wait_status(cid, "running"), self("inspect", cid)
+        return cid
+
+    def inspect(self, cid, fmt):
+        r = self("inspect", "-f", fmt, cid)
+        assert r.rc == 0, r
+        return r.out.strip()
+
+    def wait_status(self, cid, status, timeout=10):
+        return wait_for(lambda: self("inspect", "-f", "{{.State.Status}}", cid).out.strip()
+                        == status, timeout, 0.1)
+
+    def pty(self, *args, **kw):
+        return call_pty([DOCKER, "-H", f"unix://{self.s.sock}", "run", "--runtime",
+                         self.runtime, *map(str, args)], cwd=self.s.base, **kw)
+
+    def teardown(self):
+        return self.s.containers_left(self.s.remove_all())
+
+
+@pytest.fixture(scope="module")
+def docker_session(session_dir, rootfs_template):
+    base = os.path.join(session_dir, "docker")
+    os.makedirs(base)
+    s = DockerSession(base)
+    try:
+        s.start(rootfs_template)
+        yield s
+    finally:
+        problems = s.close()
+        assert not problems, "\n".join(problems)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=RUNTIMES, ids=RUNTIME_IDS)
+def docker(request, docker_session):
+    name, binary = request.param
+    d = Docker(docker_session, name, binary)
+    yield d
+    problems = d.teardown()
+    assert not problems, "\n".join(problems)
