@@ -627,10 +627,13 @@ class DockerSession:
     """A private dockerd (Debian's docker.io 20.10, with the containerd it starts itself): its
     own data-root, exec-root, socket, pidfile and config file, a bridge of its own, and no
     iptables rules at all (published ports go through docker-proxy), so it shares nothing with
-    the host's Podman or another dockerd. Each runtime is registered with --add-runtime."""
+    the host's Podman or another dockerd. Each runtime is registered with --add-runtime.
+    `remap`: a user made for this daemon, with a subordinate id range, for --userns-remap
+    (that daemon has no bridge: `--bridge none`)."""
 
-    def __init__(self, base):
+    def __init__(self, base, remap=None):
         self.base = base
+        self.remap = remap
         self.sock = os.path.join(base, "d.sock")
         self.pidfile = os.path.join(base, "d.pid")
         self.cgroups_before = set(cgroups_named(DOCKER_CGROUP_PARENT))
@@ -642,20 +645,25 @@ class DockerSession:
         conf = os.path.join(base, "daemon.json")
         with open(conf, "w") as f:
             f.write("{}\n")  # not /etc/docker/daemon.json
-        if os.path.exists(f"/sys/class/net/{DOCKER_BRIDGE}"):  # ours, from a killed session
-            subprocess.run(["ip", "link", "del", DOCKER_BRIDGE], timeout=20)
-        subprocess.run(["ip", "link", "add", DOCKER_BRIDGE, "type", "bridge"], check=True,
-                       timeout=20)
-        subprocess.run(["ip", "addr", "add", DOCKER_SUBNET_PREFIX + "1/24", "dev",
-                        DOCKER_BRIDGE], check=True, timeout=20)
-        subprocess.run(["ip", "link", "set", DOCKER_BRIDGE, "up"], check=True, timeout=20)
+        if self.remap:
+            network = ["--bridge", "none", "--userns-remap", f"{self.remap}:{self.remap}"]
+        else:
+            network = ["--bridge", DOCKER_BRIDGE]
+            if os.path.exists(f"/sys/class/net/{DOCKER_BRIDGE}"):  # ours, from a killed run
+                subprocess.run(["ip", "link", "del", DOCKER_BRIDGE], timeout=20)
+            subprocess.run(["ip", "link", "add", DOCKER_BRIDGE, "type", "bridge"], check=True,
+                           timeout=20)
+            subprocess.run(["ip", "addr", "add", DOCKER_SUBNET_PREFIX + "1/24", "dev",
+                            DOCKER_BRIDGE], check=True, timeout=20)
+            subprocess.run(["ip", "link", "set", DOCKER_BRIDGE, "up"], check=True, timeout=20)
         cmd = ["dockerd", "--config-file", conf, "--data-root", f"{base}/data",
                "--exec-root", f"{base}/exec", "-H", f"unix://{self.sock}",
-               "--pidfile", self.pidfile, "--bridge", DOCKER_BRIDGE, "--iptables=false",
+               "--pidfile", self.pidfile, *network, "--iptables=false",
                "--ip-masq=false", "--ip-forward=false", "--storage-driver", "overlay2",
                "--exec-opt", "native.cgroupdriver=cgroupfs",
                "--cgroup-parent", "/" + DOCKER_CGROUP_PARENT, "--log-level", "warn"]
-        for name, binary in RUNTIMES:
+        # (once each: with RUNTIME=runc both parameters are the same runtime)
+        for name, binary in dict(RUNTIMES).items():
             cmd += ["--add-runtime", f"{docker_runtime_name(name)}={binary}"]
         self.log = open(os.path.join(base, "dockerd.log"), "wb")
         env = dict(os.environ)
@@ -683,7 +691,7 @@ class DockerSession:
         directories and the overlay mounts), mounts, cgroups and runtime state."""
         tasks = os.path.join(self.base, "exec", "containerd", "daemon",
                              "io.containerd.runtime.v2.task")
-        overlay = os.path.join(self.base, "data", "overlay2")
+        overlay = self.own_mounts()[-1]
         problems = check_clean(overlay, ids, DOCKER_CGROUP_PARENT, roots=[self.runtime_root()],
                                allowed_mounts=[overlay])
         procs = kill_leftover_processes([tasks], ids, timeout=5)
@@ -695,8 +703,20 @@ class DockerSession:
         """What dockerd itself keeps mounted while it runs, and leaves behind when it stops:
         its default network namespace and its data-root (and the overlay2 home within),
         which it makes private mounts of their own."""
+        data = os.path.join(self.base, "data")
+        if self.remap:  # the remapped daemon's storage is data-root/UID.GID
+            data = os.path.join(data, f"{self.remap_start()}.{self.remap_start('/etc/subgid')}")
         return [os.path.join(self.base, "exec", "netns", "default"),
-                os.path.join(self.base, "data"), os.path.join(self.base, "data", "overlay2")]
+                os.path.join(self.base, "data"), data, os.path.join(data, "overlay2")]
+
+    def remap_start(self, path="/etc/subuid"):
+        """Where the remapped root's ids start on the host: the user's first range."""
+        with open(path) as f:
+            for line in f:
+                name, start, _ = line.strip().split(":")
+                if name == self.remap:
+                    return int(start)
+        raise AssertionError(f"{self.remap} has no range in {path}")
 
     def logtail(self):
         with open(os.path.join(self.base, "dockerd.log"), errors="replace") as f:
@@ -762,7 +782,7 @@ class DockerSession:
         left = [d for d in cgroups_named(DOCKER_CGROUP_PARENT) if d not in self.cgroups_before]
         if left:
             problems.append(f"cgroups left behind: {left}")
-        if os.path.exists(f"/sys/class/net/{DOCKER_BRIDGE}"):
+        if not self.remap and os.path.exists(f"/sys/class/net/{DOCKER_BRIDGE}"):
             ifaces = os.listdir(f"/sys/class/net/{DOCKER_BRIDGE}/brif")
             if ifaces:
                 problems.append(f"veths left on {DOCKER_BRIDGE}: {ifaces}")
@@ -830,6 +850,48 @@ def docker_session(session_dir, rootfs_template):
         problems = s.close()
         assert not problems, "\n".join(problems)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def docker_remap_session(session_dir, rootfs_template):
+    """A second private dockerd with --userns-remap, for a user made here with a subordinate
+    range (useradd's, or one far above any that useradd hands out); the user and its ranges go
+    at the end."""
+    base = os.path.join(session_dir, "docker-remap")
+    os.makedirs(base)
+    user = "kilndk" + os.urandom(4).hex()
+    subprocess.run(["useradd", "--no-create-home", "--user-group", "--shell",
+                    "/usr/sbin/nologin", user], check=True, timeout=20)
+    start = 1_100_000_000 + int.from_bytes(os.urandom(2), "big") % 1000 * 65536
+    for path in ("/etc/subuid", "/etc/subgid"):
+        with open(path) as f:
+            has = any(l.startswith(user + ":") for l in f)
+        if not has:
+            with open(path, "a") as f:
+                f.write(f"{user}:{start}:65536\n")
+    s = DockerSession(base, remap=user)
+    try:
+        s.start(rootfs_template)
+        yield s
+    finally:
+        problems = s.close()
+        subprocess.run(["userdel", user], timeout=20, stderr=subprocess.DEVNULL)
+        for path in ("/etc/subuid", "/etc/subgid"):
+            with open(path) as f:
+                lines = f.readlines()
+            with open(path, "w") as f:
+                f.writelines(l for l in lines if not l.startswith(user + ":"))
+        assert not problems, "\n".join(problems)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=RUNTIMES, ids=RUNTIME_IDS)
+def docker_remap(request, docker_remap_session):
+    name, binary = request.param
+    d = Docker(docker_remap_session, name, binary)
+    yield d
+    problems = d.teardown()
+    assert not problems, "\n".join(problems)
 
 
 @pytest.fixture(params=RUNTIMES, ids=RUNTIME_IDS)

@@ -240,3 +240,18 @@ def test_healthcheck(docker):
     assert docker("exec", cid, "rm", "/tmp/ok").rc == 0
     assert wait_for(lambda: docker.inspect(cid, "{{.State.Health.Status}}") == "unhealthy",
                     20, 0.2), docker.inspect(cid, "{{json .State.Health}}")
+
+
+def test_userns_remap(docker_remap, tmp_path):
+    uid, gid = docker_remap.s.remap_start(), docker_remap.s.remap_start("/etc/subgid")
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    os.chmod(vol, 0o777)
+    out = docker_remap.out("-v", f"{vol}:/data", IMAGE, "sh", "-c",
+                           "cat /proc/self/uid_map /proc/self/gid_map; id -u; "
+                           "touch /data/made-by-root")
+    maps = [l.split() for l in out.splitlines()[:2]]
+    assert maps == [["0", str(uid), "65536"], ["0", str(gid), "65536"]], out
+    assert out.splitlines()[2] == "0", out
+    st = os.stat(vol / "made-by-root")
+    assert (st.st_uid, st.st_gid) == (uid, gid), st
