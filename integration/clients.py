@@ -901,3 +901,279 @@ def docker(request, docker_session):
     yield d
     problems = d.teardown()
     assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------- containerd's CRI
+
+
+CRI_CGROUP_PARENT = "kilntest-cri"
+CRI_PAUSE = "localhost/pause:latest"
+
+
+def build_pause_archive(workdir, rootfs):
+    """The sandbox ("pause") image: the busybox rootfs again, sleeping for ever."""
+    archive = os.path.join(workdir, "pause.tar")
+    layout = os.path.join(workdir, "pause-oci")
+    layer = os.path.join(workdir, "pause-layer.tar")
+    subprocess.run(["tar", "-C", rootfs, "--numeric-owner", "-cf", layer, "."],
+                   check=True, timeout=120)
+    for cmd in (
+        ["umoci", "init", "--layout", layout],
+        ["umoci", "new", "--image", f"{layout}:pause"],
+        ["umoci", "raw", "add-layer", "--image", f"{layout}:pause", layer],
+        ["umoci", "config", "--image", f"{layout}:pause", "--config.cmd", "sleep",
+         "--config.cmd", "2147483647", "--config.env", PATH_ENV],
+        ["skopeo", "copy", "-q", f"oci:{layout}:pause", f"oci-archive:{archive}:{CRI_PAUSE}"],
+    ):
+        r = call(cmd, timeout=120)
+        assert r.rc == 0, r
+    os.unlink(layer)
+    shutil.rmtree(layout)
+    return archive
+
+
+class CriContainerd:
+    """A private containerd with its CRI plugin on, driven as kubelet drives it (gRPC, CRI v1,
+    through the messages of integration/cri.proto): a runtime handler `kilntest-NAME` per
+    runtime (runc v2 shim with BinaryName), the cgroupfs driver, no CNI (pods use the host's
+    network), the sandbox image a local busybox that sleeps."""
+
+    def __init__(self, base):
+        self.base = base
+        self.sock = os.path.join(base, "c.sock")
+        self.cgroups_before = set(cgroups_named(CRI_CGROUP_PARENT))
+        self.proc = None
+        self.pods = []
+
+    def start(self, rootfs, layout):
+        import grpc  # python3-grpcio (hack/setup)
+        from grpc_tools import protoc  # python3-grpc-tools
+
+        base = self.base
+        gen = os.path.join(base, "gen")
+        os.makedirs(gen)
+        here = os.path.dirname(os.path.abspath(__file__))
+        assert protoc.main(["protoc", f"-I{here}", f"--python_out={gen}",
+                            f"--grpc_python_out={gen}", os.path.join(here, "cri.proto")]) == 0
+        import importlib
+        import sys
+        sys.path.insert(0, gen)
+        try:
+            self.pb = importlib.import_module("cri_pb2")
+            rpc = importlib.import_module("cri_pb2_grpc")
+        finally:
+            sys.path.remove(gen)
+        for d in ("cni-bin", "cni-conf"):
+            os.makedirs(os.path.join(base, d))
+        runtimes = "".join(f"""
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{cri_handler(name)}]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{cri_handler(name)}.options]
+        BinaryName = "{binary}"
+        Root = "{base}/root-{name}"
+""" for name, binary in dict(RUNTIMES).items())
+        conf = os.path.join(base, "config.toml")
+        with open(conf, "w") as f:
+            f.write(f"""version = 2
+root = "{base}/root"
+state = "{base}/state"
+temp = "{base}/tmp"
+[grpc]
+  address = "{self.sock}"
+[ttrpc]
+  address = "{self.sock}.ttrpc"
+[debug]
+  address = ""
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{CRI_PAUSE}"
+  disable_apparmor = true
+  # this machine's processes may not lower their oom_score_adj (the sandbox asks for -998)
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{base}/cni-bin"
+    conf_dir = "{base}/cni-conf"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "{cri_handler("runc")}"
+{runtimes}""")
+        self.log = open(os.path.join(base, "containerd.log"), "wb")
+        self.proc = subprocess.Popen(["containerd", "--config", conf], stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=self.log, cwd=base)
+        self.channel = grpc.insecure_channel(f"unix://{self.sock}")
+        self.rt = rpc.RuntimeServiceStub(self.channel)
+
+        def up():
+            if self.proc.poll() is not None:
+                return True
+            try:
+                self.rt.Version(self.pb.VersionRequest(version="v1"), timeout=2)
+                return True
+            except grpc.RpcError:
+                return False
+        if not wait_for(up, timeout=30, interval=0.1) or self.proc.poll() is not None:
+            raise RuntimeError(f"containerd did not start: {self.logtail()}")
+        pause = build_pause_archive(base, rootfs)
+        busybox = os.path.join(base, "busybox.tar")
+        r = call(["skopeo", "copy", "-q", f"oci:{layout}:busybox",
+                  f"oci-archive:{busybox}:{IMAGE}"], timeout=120)
+        assert r.rc == 0, r
+        for archive in (pause, busybox):
+            r = call(["ctr", "--address", self.sock, "--namespace", "k8s.io", "images",
+                      "import", archive], cwd=base, timeout=120)
+            assert r.rc == 0, r
+
+    def logtail(self):
+        with open(os.path.join(self.base, "containerd.log"), errors="replace") as f:
+            return f.read()[-3000:]
+
+    def remove_pods(self):
+        """Stop and remove every pod this session ran (and with it its containers)."""
+        import grpc
+        left = list(self.pods)
+        for pod in left:
+            try:
+                self.rt.StopPodSandbox(self.pb.StopPodSandboxRequest(pod_sandbox_id=pod),
+                                       timeout=60)
+                self.rt.RemovePodSandbox(self.pb.RemovePodSandboxRequest(pod_sandbox_id=pod),
+                                         timeout=60)
+            except grpc.RpcError:
+                pass
+        self.pods.clear()
+        return left
+
+    def close(self):
+        problems = []
+        if self.proc is not None:
+            self.remove_pods()
+            self.channel.close()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                problems.append("containerd did not stop on SIGTERM")
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            self.log.close()
+        problems += check_clean(self.base, [], CRI_CGROUP_PARENT)
+        unmount_all(self.base)
+        rmdir_empty_cgroups(CRI_CGROUP_PARENT, self.cgroups_before)
+        left = [d for d in cgroups_named(CRI_CGROUP_PARENT) if d not in self.cgroups_before]
+        if left:
+            problems.append(f"cgroups left behind: {left}")
+        return problems
+
+
+def cri_handler(name):
+    return f"kilntest-{name}"
+
+
+class Cri:
+    """One runtime handler of the CRI containerd, for one test: pods and containers as kubelet
+    makes them."""
+
+    def __init__(self, daemon, name, binary):
+        self.d = daemon
+        self.pb = daemon.pb
+        self.rt = daemon.rt
+        self.name = name
+        self.binary = binary
+        self.handler = cri_handler(name)
+        self.n = 0
+
+    def run_pod(self, pid="POD", ipc="POD"):
+        """A pod on the host's network (no CNI here), its own pid and ipc namespaces, its
+        cgroup /kilntest-cri/POD; returns (pod id, its config)."""
+        pb = self.pb
+        self.n += 1
+        uid = os.urandom(8).hex()
+        config = pb.PodSandboxConfig(
+            metadata=pb.PodSandboxMetadata(name=f"pod-{self.name}-{self.n}", uid=uid,
+                                           namespace="kilntest"),
+            log_directory=os.path.join(self.d.base, "logs", uid),
+            linux=pb.LinuxPodSandboxConfig(
+                cgroup_parent=f"/{CRI_CGROUP_PARENT}/pod{uid}",
+                security_context=pb.LinuxSandboxSecurityContext(
+                    namespace_options=pb.NamespaceOption(
+                        network=pb.NODE, pid=getattr(pb, pid), ipc=getattr(pb, ipc)))))
+        pod = self.rt.RunPodSandbox(pb.RunPodSandboxRequest(
+            config=config, runtime_handler=self.handler), timeout=60).pod_sandbox_id
+        self.d.pods.append(pod)
+        return pod, config
+
+    def create(self, pod, sandbox, name, command, **linux):
+        pb = self.pb
+        config = pb.ContainerConfig(
+            metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image=IMAGE),
+            command=command, log_path=f"{name}.log", linux=pb.LinuxContainerConfig(**linux))
+        return self.rt.CreateContainer(pb.CreateContainerRequest(
+            pod_sandbox_id=pod, config=config, sandbox_config=sandbox),
+            timeout=60).container_id
+
+    def start(self, cid):
+        self.rt.StartContainer(self.pb.StartContainerRequest(container_id=cid), timeout=60)
+
+    def status(self, cid):
+        return self.rt.ContainerStatus(self.pb.ContainerStatusRequest(container_id=cid),
+                                       timeout=30).status
+
+    def exec(self, cid, *cmd, timeout=10):
+        return self.rt.ExecSync(self.pb.ExecSyncRequest(container_id=cid, cmd=list(cmd),
+                                                        timeout=timeout), timeout=timeout + 30)
+
+    def stop(self, cid, timeout=2):
+        self.rt.StopContainer(self.pb.StopContainerRequest(container_id=cid, timeout=timeout),
+                              timeout=timeout + 30)
+
+    def remove(self, cid):
+        self.rt.RemoveContainer(self.pb.RemoveContainerRequest(container_id=cid), timeout=30)
+
+    def remove_pod(self, pod):
+        self.rt.StopPodSandbox(self.pb.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=60)
+        self.rt.RemovePodSandbox(self.pb.RemovePodSandboxRequest(pod_sandbox_id=pod),
+                                 timeout=60)
+        self.d.pods.remove(pod)
+
+    def teardown(self):
+        pods = self.d.remove_pods()
+        problems = check_clean(os.path.join(self.d.base, "state"), [], CRI_CGROUP_PARENT,
+                               roots=[os.path.join(self.d.base, f"root-{self.name}", "k8s.io")])
+        # The runtime removes its containers' cgroups; the pods' own (their parents) are
+        # kubelet's to remove, so the test removes them, and fails on a container's left.
+        for parent in cgroups_named(CRI_CGROUP_PARENT):
+            if parent in self.d.cgroups_before:
+                continue
+            for pod in os.listdir(parent):
+                pod = os.path.join(parent, pod)
+                if not os.path.isdir(pod):
+                    continue
+                kids = [e for e in os.listdir(pod) if os.path.isdir(os.path.join(pod, e))]
+                if kids:
+                    problems.append(f"container cgroups left behind in {pod}: {kids}")
+                else:
+                    os.rmdir(pod)
+        if pods:
+            problems.append(f"pods the test did not remove: {pods}")
+        return problems
+
+
+@pytest.fixture(scope="module")
+def cri_containerd(session_dir, rootfs_template, client_image):
+    base = os.path.join(session_dir, "cri")
+    os.makedirs(base)
+    d = CriContainerd(base)
+    try:
+        d.start(rootfs_template, client_image[0])
+        yield d
+    finally:
+        problems = d.close()
+        assert not problems, "\n".join(problems)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=RUNTIMES, ids=RUNTIME_IDS)
+def cri(request, cri_containerd):
+    name, binary = request.param
+    c = Cri(cri_containerd, name, binary)
+    yield c
+    problems = c.teardown()
+    assert not problems, "\n".join(problems)
