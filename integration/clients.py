@@ -607,3 +607,573 @@ def ctr(request, containerd, session_dir):
     problems = c.teardown()
     assert not problems, "\n".join(problems)
     shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- Docker
+
+
+DOCKER = "/usr/bin/docker"  # Debian's docker.io 20.10 client (another `docker` may come first)
+DOCKER_IMAGE = "kilntest/busybox:latest"
+DOCKER_BRIDGE = "kilntest-dk0"
+DOCKER_SUBNET_PREFIX = "10.231.9."
+DOCKER_CGROUP_PARENT = "kilntest-docker"  # below the root of each hierarchy: --cgroup-parent /kilntest-docker
+
+
+def docker_runtime_name(name):
+    return f"kilntest-{name}"
+
+
+class DockerSession:
+    """A private dockerd (Debian's docker.io 20.10, with the containerd it starts itself): its
+    own data-root, exec-root, socket, pidfile and config file, a bridge of its own, and no
+    iptables rules at all (published ports go through docker-proxy), so it shares nothing with
+    the host's Podman or another dockerd. Each runtime is registered with --add-runtime.
+    `remap`: a user made for this daemon, with a subordinate id range, for --userns-remap
+    (that daemon has no bridge: `--bridge none`)."""
+
+    def __init__(self, base, remap=None):
+        self.base = base
+        self.remap = remap
+        self.sock = os.path.join(base, "d.sock")
+        self.pidfile = os.path.join(base, "d.pid")
+        self.cgroups_before = set(cgroups_named(DOCKER_CGROUP_PARENT))
+        self.proc = None
+        self.log = None
+
+    def start(self, rootfs):
+        base = self.base
+        conf = os.path.join(base, "daemon.json")
+        with open(conf, "w") as f:
+            f.write("{}\n")  # not /etc/docker/daemon.json
+        if self.remap:
+            network = ["--bridge", "none", "--userns-remap", f"{self.remap}:{self.remap}"]
+        else:
+            network = ["--bridge", DOCKER_BRIDGE]
+            if os.path.exists(f"/sys/class/net/{DOCKER_BRIDGE}"):  # ours, from a killed run
+                subprocess.run(["ip", "link", "del", DOCKER_BRIDGE], timeout=20)
+            subprocess.run(["ip", "link", "add", DOCKER_BRIDGE, "type", "bridge"], check=True,
+                           timeout=20)
+            subprocess.run(["ip", "addr", "add", DOCKER_SUBNET_PREFIX + "1/24", "dev",
+                            DOCKER_BRIDGE], check=True, timeout=20)
+            subprocess.run(["ip", "link", "set", DOCKER_BRIDGE, "up"], check=True, timeout=20)
+        cmd = ["dockerd", "--config-file", conf, "--data-root", f"{base}/data",
+               "--exec-root", f"{base}/exec", "-H", f"unix://{self.sock}",
+               "--pidfile", self.pidfile, *network, "--iptables=false",
+               "--ip-masq=false", "--ip-forward=false", "--storage-driver", "overlay2",
+               "--exec-opt", "native.cgroupdriver=cgroupfs",
+               "--cgroup-parent", "/" + DOCKER_CGROUP_PARENT, "--log-level", "warn"]
+        # (once each: with RUNTIME=runc both parameters are the same runtime)
+        for name, binary in dict(RUNTIMES).items():
+            cmd += ["--add-runtime", f"{docker_runtime_name(name)}={binary}"]
+        self.log = open(os.path.join(base, "dockerd.log"), "wb")
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=self.log, cwd=base, env=env)
+        if not wait_for(lambda: self.docker("version").rc == 0 if os.path.exists(self.sock)
+                        else self.proc.poll() is not None, timeout=60, interval=0.1) \
+                or self.proc.poll() is not None:
+            raise RuntimeError(f"dockerd did not start: {self.logtail()}")
+        tarball = os.path.join(base, "rootfs.tar")
+        subprocess.run(["tar", "-C", rootfs, "--numeric-owner", "-cf", tarball, "."],
+                       check=True, timeout=120)
+        r = self.docker("import", "-c", f"ENV {PATH_ENV}", "-c", 'CMD ["sh"]', tarball,
+                        DOCKER_IMAGE, timeout=120)
+        assert r.rc == 0, r
+        os.unlink(tarball)
+
+    def runtime_root(self):
+        """The shim's --root for every runtime (dockerd 20.10 names it after runc)."""
+        return os.path.join(self.base, "exec", "runtime-runc", "moby")
+
+    def containers_left(self, ids):
+        """What the containers `ids` left: their shims and processes (running in the task
+        directories and the overlay mounts), mounts, cgroups and runtime state."""
+        tasks = os.path.join(self.base, "exec", "containerd", "daemon",
+                             "io.containerd.runtime.v2.task")
+        overlay = self.own_mounts()[-1]
+        problems = check_clean(overlay, ids, DOCKER_CGROUP_PARENT, roots=[self.runtime_root()],
+                               allowed_mounts=[overlay])
+        procs = kill_leftover_processes([tasks], ids, timeout=5)
+        if procs:
+            problems.append(f"shims left behind: {procs}")
+        return problems
+
+    def own_mounts(self):
+        """What dockerd itself keeps mounted while it runs, and leaves behind when it stops:
+        its default network namespace and its data-root (and the overlay2 home within),
+        which it makes private mounts of their own."""
+        data = os.path.join(self.base, "data")
+        if self.remap:  # the remapped daemon's storage is data-root/UID.GID
+            data = os.path.join(data, f"{self.remap_start()}.{self.remap_start('/etc/subgid')}")
+        return [os.path.join(self.base, "exec", "netns", "default"),
+                os.path.join(self.base, "data"), data, os.path.join(data, "overlay2")]
+
+    def remap_start(self, path="/etc/subuid"):
+        """Where the remapped root's ids start on the host: the user's first range."""
+        with open(path) as f:
+            for line in f:
+                name, start, _ = line.strip().split(":")
+                if name == self.remap:
+                    return int(start)
+        raise AssertionError(f"{self.remap} has no range in {path}")
+
+    def logtail(self):
+        with open(os.path.join(self.base, "dockerd.log"), errors="replace") as f:
+            return f.read()[-3000:]
+
+    def docker(self, *args, **kw):
+        return call([DOCKER, "-H", f"unix://{self.sock}", *[str(a) for a in args]],
+                    cwd=self.base, **kw)
+
+    def ids(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        r = self.docker("ps", "-aq", "--no-trunc")
+        return r.out.split() if r.rc == 0 else []
+
+    def remove_all(self):
+        ids = self.ids()
+        if ids:
+            self.docker("rm", "-f", *ids, timeout=120)
+        return ids
+
+    def shims(self):
+        """containerd shims (and docker-proxy, containerd) that name this daemon's dirs."""
+        found = []
+        for ent in os.listdir("/proc"):
+            if not ent.isdigit():
+                continue
+            try:
+                with open(f"/proc/{ent}/cmdline", "rb") as f:
+                    cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if self.base in cmdline and int(ent) != (self.proc.pid if self.proc else -1):
+                found.append(f"{ent} {cmdline.strip()}")
+        return found
+
+    def close(self):
+        problems = []
+        ids = self.remove_all()
+        if ids:
+            problems.append(f"containers left at the end: {ids}")
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                problems.append("dockerd did not stop on SIGTERM")
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            self.log.close()
+        left = wait_for(lambda: not self.shims(), timeout=10, interval=0.1) or self.shims()
+        if left is not True and left:
+            problems.append(f"processes of dockerd left behind: {left}")
+            for p in left:
+                try:
+                    os.kill(int(p.split()[0]), signal.SIGKILL)
+                except (OSError, ValueError):
+                    pass
+        problems += check_clean(self.base, ids, DOCKER_CGROUP_PARENT,
+                                roots=[self.runtime_root()], allowed_mounts=self.own_mounts())
+        unmount_all(self.base)
+        rmdir_empty_cgroups(DOCKER_CGROUP_PARENT, self.cgroups_before)
+        left = [d for d in cgroups_named(DOCKER_CGROUP_PARENT) if d not in self.cgroups_before]
+        if left:
+            problems.append(f"cgroups left behind: {left}")
+        if not self.remap and os.path.exists(f"/sys/class/net/{DOCKER_BRIDGE}"):
+            ifaces = os.listdir(f"/sys/class/net/{DOCKER_BRIDGE}/brif")
+            if ifaces:
+                problems.append(f"veths left on {DOCKER_BRIDGE}: {ifaces}")
+            subprocess.run(["ip", "link", "del", DOCKER_BRIDGE], timeout=20)
+        rules = iptables_rules_for(DOCKER_SUBNET_PREFIX)
+        if rules:
+            problems.append(f"iptables rules left behind: {rules}")
+        return problems
+
+
+class Docker:
+    """`docker` with `--runtime` one of the registered runtimes, for one test."""
+
+    def __init__(self, session, name, binary):
+        self.s = session
+        self.name = name
+        self.binary = binary
+        self.runtime = docker_runtime_name(name)
+
+    def __call__(self, *args, **kw):
+        return self.s.docker(*args, **kw)
+
+    def run(self, *args, **kw):
+        """`docker run --runtime R ARGS`."""
+        return self("run", "--runtime", self.runtime, *args, **kw)
+
+    def out(self, *args, **kw):
+        r = self.run("--rm", *args, **kw)
+        assert r.rc == 0, r
+        return r.out
+
+    def start_bg(self, *args):
+        r = self.run("-d", *args)
+        assert r.rc == 0 and r.out.strip(), r
+        cid = r.out.strip()
+        assert self.wait_status(cid, "running"), self("inspect", cid)
+        return cid
+
+    def inspect(self, cid, fmt):
+        r = self("inspect", "-f", fmt, cid)
+        assert r.rc == 0, r
+        return r.out.strip()
+
+    def wait_status(self, cid, status, timeout=10):
+        return wait_for(lambda: self("inspect", "-f", "{{.State.Status}}", cid).out.strip()
+                        == status, timeout, 0.1)
+
+    def pty(self, *args, **kw):
+        return call_pty([DOCKER, "-H", f"unix://{self.s.sock}", "run", "--runtime",
+                         self.runtime, *map(str, args)], cwd=self.s.base, **kw)
+
+    def teardown(self):
+        return self.s.containers_left(self.s.remove_all())
+
+
+@pytest.fixture(scope="module")
+def docker_session(session_dir, rootfs_template):
+    base = os.path.join(session_dir, "docker")
+    os.makedirs(base)
+    s = DockerSession(base)
+    try:
+        s.start(rootfs_template)
+        yield s
+    finally:
+        problems = s.close()
+        assert not problems, "\n".join(problems)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def docker_remap_session(session_dir, rootfs_template):
+    """A second private dockerd with --userns-remap, for a user made here with a subordinate
+    range (useradd's, or one far above any that useradd hands out); the user and its ranges go
+    at the end."""
+    base = os.path.join(session_dir, "docker-remap")
+    os.makedirs(base)
+    user = "kilndk" + os.urandom(4).hex()
+    subprocess.run(["useradd", "--no-create-home", "--user-group", "--shell",
+                    "/usr/sbin/nologin", user], check=True, timeout=20)
+    start = 1_100_000_000 + int.from_bytes(os.urandom(2), "big") % 1000 * 65536
+    for path in ("/etc/subuid", "/etc/subgid"):
+        with open(path) as f:
+            has = any(l.startswith(user + ":") for l in f)
+        if not has:
+            with open(path, "a") as f:
+                f.write(f"{user}:{start}:65536\n")
+    s = DockerSession(base, remap=user)
+    try:
+        s.start(rootfs_template)
+        yield s
+    finally:
+        problems = s.close()
+        subprocess.run(["userdel", user], timeout=20, stderr=subprocess.DEVNULL)
+        for path in ("/etc/subuid", "/etc/subgid"):
+            with open(path) as f:
+                lines = f.readlines()
+            with open(path, "w") as f:
+                f.writelines(l for l in lines if not l.startswith(user + ":"))
+        assert not problems, "\n".join(problems)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=RUNTIMES, ids=RUNTIME_IDS)
+def docker_remap(request, docker_remap_session):
+    name, binary = request.param
+    d = Docker(docker_remap_session, name, binary)
+    yield d
+    problems = d.teardown()
+    assert not problems, "\n".join(problems)
+
+
+@pytest.fixture(params=RUNTIMES, ids=RUNTIME_IDS)
+def docker(request, docker_session):
+    name, binary = request.param
+    d = Docker(docker_session, name, binary)
+    yield d
+    problems = d.teardown()
+    assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------- containerd's CRI
+
+
+CRI_CGROUP_PARENT = "kilntest-cri"
+CRI_PAUSE = "localhost/pause:latest"
+
+
+def build_pause_archive(workdir, rootfs):
+    """The sandbox ("pause") image: the busybox rootfs again, sleeping for ever."""
+    archive = os.path.join(workdir, "pause.tar")
+    layout = os.path.join(workdir, "pause-oci")
+    layer = os.path.join(workdir, "pause-layer.tar")
+    subprocess.run(["tar", "-C", rootfs, "--numeric-owner", "-cf", layer, "."],
+                   check=True, timeout=120)
+    for cmd in (
+        ["umoci", "init", "--layout", layout],
+        ["umoci", "new", "--image", f"{layout}:pause"],
+        ["umoci", "raw", "add-layer", "--image", f"{layout}:pause", layer],
+        ["umoci", "config", "--image", f"{layout}:pause", "--config.cmd", "sleep",
+         "--config.cmd", "2147483647", "--config.env", PATH_ENV],
+        ["skopeo", "copy", "-q", f"oci:{layout}:pause", f"oci-archive:{archive}:{CRI_PAUSE}"],
+    ):
+        r = call(cmd, timeout=120)
+        assert r.rc == 0, r
+    os.unlink(layer)
+    shutil.rmtree(layout)
+    return archive
+
+
+class CriContainerd:
+    """A private containerd with its CRI plugin on, driven as kubelet drives it (gRPC, CRI v1,
+    through the messages of integration/cri.proto): a runtime handler `kilntest-NAME` per
+    runtime (runc v2 shim with BinaryName), the cgroupfs driver, no CNI (pods use the host's
+    network), the sandbox image a local busybox that sleeps."""
+
+    def __init__(self, base):
+        self.base = base
+        self.sock = os.path.join(base, "c.sock")
+        self.cgroups_before = set(cgroups_named(CRI_CGROUP_PARENT))
+        self.proc = None
+        self.pods = []
+
+    def start(self, rootfs, layout):
+        import grpc  # python3-grpcio (hack/setup)
+        from grpc_tools import protoc  # python3-grpc-tools
+
+        base = self.base
+        gen = os.path.join(base, "gen")
+        os.makedirs(gen)
+        here = os.path.dirname(os.path.abspath(__file__))
+        assert protoc.main(["protoc", f"-I{here}", f"--python_out={gen}",
+                            f"--grpc_python_out={gen}", os.path.join(here, "cri.proto")]) == 0
+        import importlib
+        import sys
+        sys.path.insert(0, gen)
+        try:
+            self.pb = importlib.import_module("cri_pb2")
+            rpc = importlib.import_module("cri_pb2_grpc")
+        finally:
+            sys.path.remove(gen)
+        for d in ("cni-bin", "cni-conf"):
+            os.makedirs(os.path.join(base, d))
+        runtimes = "".join(f"""
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{cri_handler(name)}]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{cri_handler(name)}.options]
+        BinaryName = "{binary}"
+        Root = "{base}/root-{name}"
+""" for name, binary in dict(RUNTIMES).items())
+        conf = os.path.join(base, "config.toml")
+        with open(conf, "w") as f:
+            f.write(f"""version = 2
+root = "{base}/root"
+state = "{base}/state"
+temp = "{base}/tmp"
+[grpc]
+  address = "{self.sock}"
+[ttrpc]
+  address = "{self.sock}.ttrpc"
+[debug]
+  address = ""
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{CRI_PAUSE}"
+  disable_apparmor = true
+  # this machine's processes may not lower their oom_score_adj (the sandbox asks for -998)
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{base}/cni-bin"
+    conf_dir = "{base}/cni-conf"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "{cri_handler("runc")}"
+{runtimes}""")
+        self.log = open(os.path.join(base, "containerd.log"), "wb")
+        self.proc = subprocess.Popen(["containerd", "--config", conf], stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=self.log, cwd=base)
+        self.channel = grpc.insecure_channel(f"unix://{self.sock}")
+        self.rt = rpc.RuntimeServiceStub(self.channel)
+
+        def up():
+            if self.proc.poll() is not None:
+                return True
+            try:
+                self.rt.Version(self.pb.VersionRequest(version="v1"), timeout=2)
+                return True
+            except grpc.RpcError:
+                return False
+        if not wait_for(up, timeout=30, interval=0.1) or self.proc.poll() is not None:
+            raise RuntimeError(f"containerd did not start: {self.logtail()}")
+        pause = build_pause_archive(base, rootfs)
+        busybox = os.path.join(base, "busybox.tar")
+        r = call(["skopeo", "copy", "-q", f"oci:{layout}:busybox",
+                  f"oci-archive:{busybox}:{IMAGE}"], timeout=120)
+        assert r.rc == 0, r
+        for archive in (pause, busybox):
+            r = call(["ctr", "--address", self.sock, "--namespace", "k8s.io", "images",
+                      "import", archive], cwd=base, timeout=120)
+            assert r.rc == 0, r
+
+    def logtail(self):
+        with open(os.path.join(self.base, "containerd.log"), errors="replace") as f:
+            return f.read()[-3000:]
+
+    def remove_pods(self):
+        """Stop and remove every pod this session ran (and with it its containers)."""
+        import grpc
+        left = list(self.pods)
+        for pod in left:
+            try:
+                self.rt.StopPodSandbox(self.pb.StopPodSandboxRequest(pod_sandbox_id=pod),
+                                       timeout=60)
+                self.rt.RemovePodSandbox(self.pb.RemovePodSandboxRequest(pod_sandbox_id=pod),
+                                         timeout=60)
+            except grpc.RpcError:
+                pass
+        self.pods.clear()
+        return left
+
+    def close(self):
+        problems = []
+        if self.proc is not None:
+            self.remove_pods()
+            self.channel.close()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                problems.append("containerd did not stop on SIGTERM")
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            self.log.close()
+        problems += check_clean(self.base, [], CRI_CGROUP_PARENT)
+        unmount_all(self.base)
+        rmdir_empty_cgroups(CRI_CGROUP_PARENT, self.cgroups_before)
+        left = [d for d in cgroups_named(CRI_CGROUP_PARENT) if d not in self.cgroups_before]
+        if left:
+            problems.append(f"cgroups left behind: {left}")
+        return problems
+
+
+def cri_handler(name):
+    return f"kilntest-{name}"
+
+
+class Cri:
+    """One runtime handler of the CRI containerd, for one test: pods and containers as kubelet
+    makes them."""
+
+    def __init__(self, daemon, name, binary):
+        self.d = daemon
+        self.pb = daemon.pb
+        self.rt = daemon.rt
+        self.name = name
+        self.binary = binary
+        self.handler = cri_handler(name)
+        self.n = 0
+
+    def run_pod(self, pid="POD", ipc="POD"):
+        """A pod on the host's network (no CNI here), its own pid and ipc namespaces, its
+        cgroup /kilntest-cri/POD; returns (pod id, its config)."""
+        pb = self.pb
+        self.n += 1
+        uid = os.urandom(8).hex()
+        config = pb.PodSandboxConfig(
+            metadata=pb.PodSandboxMetadata(name=f"pod-{self.name}-{self.n}", uid=uid,
+                                           namespace="kilntest"),
+            log_directory=os.path.join(self.d.base, "logs", uid),
+            linux=pb.LinuxPodSandboxConfig(
+                cgroup_parent=f"/{CRI_CGROUP_PARENT}/pod{uid}",
+                security_context=pb.LinuxSandboxSecurityContext(
+                    namespace_options=pb.NamespaceOption(
+                        network=pb.NODE, pid=getattr(pb, pid), ipc=getattr(pb, ipc)))))
+        pod = self.rt.RunPodSandbox(pb.RunPodSandboxRequest(
+            config=config, runtime_handler=self.handler), timeout=60).pod_sandbox_id
+        self.d.pods.append(pod)
+        return pod, config
+
+    def create(self, pod, sandbox, name, command, **linux):
+        pb = self.pb
+        config = pb.ContainerConfig(
+            metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image=IMAGE),
+            command=command, log_path=f"{name}.log", linux=pb.LinuxContainerConfig(**linux))
+        return self.rt.CreateContainer(pb.CreateContainerRequest(
+            pod_sandbox_id=pod, config=config, sandbox_config=sandbox),
+            timeout=60).container_id
+
+    def start(self, cid):
+        self.rt.StartContainer(self.pb.StartContainerRequest(container_id=cid), timeout=60)
+
+    def status(self, cid):
+        return self.rt.ContainerStatus(self.pb.ContainerStatusRequest(container_id=cid),
+                                       timeout=30).status
+
+    def exec(self, cid, *cmd, timeout=10):
+        return self.rt.ExecSync(self.pb.ExecSyncRequest(container_id=cid, cmd=list(cmd),
+                                                        timeout=timeout), timeout=timeout + 30)
+
+    def stop(self, cid, timeout=2):
+        self.rt.StopContainer(self.pb.StopContainerRequest(container_id=cid, timeout=timeout),
+                              timeout=timeout + 30)
+
+    def remove(self, cid):
+        self.rt.RemoveContainer(self.pb.RemoveContainerRequest(container_id=cid), timeout=30)
+
+    def remove_pod(self, pod):
+        self.rt.StopPodSandbox(self.pb.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=60)
+        self.rt.RemovePodSandbox(self.pb.RemovePodSandboxRequest(pod_sandbox_id=pod),
+                                 timeout=60)
+        self.d.pods.remove(pod)
+
+    def teardown(self):
+        pods = self.d.remove_pods()
+        problems = check_clean(os.path.join(self.d.base, "state"), [], CRI_CGROUP_PARENT,
+                               roots=[os.path.join(self.d.base, f"root-{self.name}", "k8s.io")])
+        # The runtime removes its containers' cgroups; the pods' own (their parents) are
+        # kubelet's to remove, so the test removes them, and fails on a container's left.
+        for parent in cgroups_named(CRI_CGROUP_PARENT):
+            if parent in self.d.cgroups_before:
+                continue
+            for pod in os.listdir(parent):
+                pod = os.path.join(parent, pod)
+                if not os.path.isdir(pod):
+                    continue
+                kids = [e for e in os.listdir(pod) if os.path.isdir(os.path.join(pod, e))]
+                if kids:
+                    problems.append(f"container cgroups left behind in {pod}: {kids}")
+                else:
+                    os.rmdir(pod)
+        if pods:
+            problems.append(f"pods the test did not remove: {pods}")
+        return problems
+
+
+@pytest.fixture(scope="module")
+def cri_containerd(session_dir, rootfs_template, client_image):
+    base = os.path.join(session_dir, "cri")
+    os.makedirs(base)
+    d = CriContainerd(base)
+    try:
+        d.start(rootfs_template, client_image[0])
+        yield d
+    finally:
+        problems = d.close()
+        assert not problems, "\n".join(problems)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=RUNTIMES, ids=RUNTIME_IDS)
+def cri(request, cri_containerd):
+    name, binary = request.param
+    c = Cri(cri_containerd, name, binary)
+    yield c
+    problems = c.teardown()
+    assert not problems, "\n".join(problems)

@@ -28,6 +28,7 @@ def test_kiln_version_format(ctx):
     lines = r.out.splitlines()
     assert lines[0].startswith("kiln version "), lines
     assert any(l.startswith("spec: 1.2") for l in lines), lines
+    assert "runc: 1.1.5 (command line)" in lines, lines
 
 
 @pytest.mark.parametrize("form", ["equals", "space"])
@@ -103,9 +104,61 @@ def test_create_flags_after_id(ctx):
 @pytest.mark.parametrize("cmd", ["state", "start", "kill", "delete", "create", "run"])
 def test_missing_container_id_is_usage_error(ctx, cmd):
     r = ctx.rt(cmd, cwd=ctx.bundle)
-    assert r.rc != 0, r
+    assert r.rc == 1, r
     assert r.err.strip(), r
     assert ctx.list_ids() == []
+
+
+@pytest.mark.parametrize("args", [
+    ["list", "--bogus"],
+    ["--bogus", "list"],
+    ["start", "a", "b"],
+    ["--log-format", "xml", "list"],
+])
+def test_usage_errors_exit_1(ctx, args):
+    # runc's status for every usage error (clap's default would be 2)
+    r = ctx.rt(*args, glob=["--root", ctx.root])
+    assert r.rc == 1, r
+    assert r.err.strip(), r
+    assert ctx.list_ids() == []
+
+
+@pytest.mark.kiln_only
+@pytest.mark.parametrize("args,hint", [
+    (["list", "--bogus"], "kiln list --help"),
+    (["start"], "kiln start --help"),
+    (["--log-format", "xml", "list"], "kiln --help"),
+])
+def test_usage_error_is_one_line_with_one_hint(ctx, args, hint):
+    r = ctx.rt(*args, glob=["--root", ctx.root])
+    assert r.rc == 1, r
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].count("--help") == 1 and hint in lines[0], lines
+
+
+@pytest.mark.parametrize("args", [["help", "start"], ["start", "--help"]])
+def test_help_for_a_command(ctx, args):
+    r = ctx.rt(*args, glob=[])
+    assert r.rc == 0, r
+    # the command's own usage, on stdout, and nothing on stderr
+    assert re.search(r"^\s*(Usage: )?\S*(kiln|runc) start <", r.out, re.M), r.out
+    assert r.err == "", r
+
+
+def test_no_command_prints_help_on_stdout(ctx):
+    r = ctx.rt(glob=[])
+    assert r.rc == 0, r
+    for cmd in ("create", "start", "delete", "exec"):
+        assert re.search(rf"^\s+{cmd}\b", r.out, re.M), r.out
+
+
+def test_unopenable_log_file_is_an_error(ctx):
+    log = os.path.join(ctx.dir, "no-such-dir", "log.json")
+    r = ctx.rt("list", glob=["--root", ctx.root, "--log", log, "--log-format", "json"])
+    assert r.rc == 1, r
+    assert log in r.err and "no such file" in r.err.lower(), r
+    assert r.out == "", r
 
 
 def test_create_default_bundle_is_cwd(ctx):

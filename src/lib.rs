@@ -1,7 +1,8 @@
 //! kiln: a runc-compatible OCI container runtime. See docs/architecture.md for the map.
 //!
-//! A library only so that the fuzz target (fuzz/) reaches the code `create` runs; its one
-//! command is src/main.rs.
+//! A library only so that the fuzz target (fuzz/) reaches the code `create` runs and the man
+//! page and completion generator (examples/gendocs.rs) reads the command line's definition; its
+//! one command is src/main.rs.
 
 mod capabilities;
 mod cgroups;
@@ -30,6 +31,8 @@ pub fn main() -> i32 {
     sys::note_inherited_fds();
     cli::main()
 }
+
+pub use cli::command;
 
 /// What `create` makes of a config.json's bytes before it touches the system (parsing and
 /// every check of `spec::load`): `Err` is the line it would print, as `log` writes it.

@@ -50,25 +50,30 @@ struct Logger {
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
-/// Opens the log target once, at start-up. A log file that cannot be opened is reported on stderr
-/// and logging falls back to stderr, so the command's own error is never lost.
-pub fn init(path: Option<&std::path::Path>, format: Format, debug: bool) {
-    let file = path.and_then(|p| {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .map_err(|e| {
-                eprintln!("kiln: cannot open log file {}: {e}", crate::error::quote(p));
-            })
-            .ok()
-    });
+/// Opens the log target once, at start-up. A log file that cannot be opened is an error, as in
+/// runc: a client reading that file for the command's error would otherwise find nothing there.
+/// The error itself is then logged on stderr.
+pub fn init(path: Option<&std::path::Path>, format: Format, debug: bool) -> Result<(), String> {
+    let opened = path
+        .map(|p| {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| format!("--log: cannot open {}: {e}", crate::error::quote(p)))
+        })
+        .transpose();
+    let (file, result) = match opened {
+        Ok(file) => (file, Ok(())),
+        Err(e) => (None, Err(e)),
+    };
     let _ = LOGGER.set(Logger {
         file,
         format,
         debug,
         start: Instant::now(),
     });
+    result
 }
 
 pub fn error(msg: &str) {

@@ -381,9 +381,15 @@ fn pids(r: &LinuxResources, file: &str, out: &mut Vec<Write>) {
     }
 }
 
+/// A blkio weight of 0 is no weight, as runc reads it: the kernel's range starts at 1 (10 for
+/// `blkio.weight`), and Docker writes `"weight": 0` into every config whose user set none.
+fn nonzero(weight: Option<u16>) -> Option<u16> {
+    weight.filter(|&w| w != 0)
+}
+
 fn blkio_v1(b: &LinuxBlockIo, out: &mut Vec<Write>) {
     const F: &str = "linux.resources.blockIO";
-    if let Some(v) = b.weight() {
+    if let Some(v) = nonzero(b.weight()) {
         out.push(either(
             format!("{F}.weight"),
             "blkio",
@@ -393,7 +399,7 @@ fn blkio_v1(b: &LinuxBlockIo, out: &mut Vec<Write>) {
             ],
         ));
     }
-    if let Some(v) = b.leaf_weight() {
+    if let Some(v) = nonzero(b.leaf_weight()) {
         out.push(w(
             &format!("{F}.leafWeight"),
             "blkio",
@@ -402,7 +408,7 @@ fn blkio_v1(b: &LinuxBlockIo, out: &mut Vec<Write>) {
         ));
     }
     for (i, d) in b.weight_device().iter().flatten().enumerate() {
-        if let Some(v) = d.weight() {
+        if let Some(v) = nonzero(d.weight()) {
             let value = format!("{}:{} {v}", d.major(), d.minor());
             out.push(either(
                 format!("{F}.weightDevice[{i}]"),
@@ -413,7 +419,7 @@ fn blkio_v1(b: &LinuxBlockIo, out: &mut Vec<Write>) {
                 ],
             ));
         }
-        if let Some(v) = d.leaf_weight() {
+        if let Some(v) = nonzero(d.leaf_weight()) {
             out.push(w(
                 &format!("{F}.weightDevice[{i}].leafWeight"),
                 "blkio",
@@ -436,7 +442,7 @@ fn blkio_v1(b: &LinuxBlockIo, out: &mut Vec<Write>) {
 
 fn io_v2(b: &LinuxBlockIo, out: &mut Vec<Write>) {
     const F: &str = "linux.resources.blockIO";
-    if let Some(v) = b.weight() {
+    if let Some(v) = nonzero(b.weight()) {
         out.push(either(
             format!("{F}.weight"),
             "io",
@@ -447,7 +453,7 @@ fn io_v2(b: &LinuxBlockIo, out: &mut Vec<Write>) {
         ));
     }
     for (i, d) in b.weight_device().iter().flatten().enumerate() {
-        if let Some(v) = d.weight() {
+        if let Some(v) = nonzero(d.weight()) {
             let (maj, min) = (d.major(), d.minor());
             out.push(either(
                 format!("{F}.weightDevice[{i}]"),
@@ -653,6 +659,15 @@ mod tests {
         let weight = plan.iter().find(|w| w.field.ends_with("weight")).unwrap();
         assert_eq!(weight.choices[1], ("io.weight".into(), "4950".into()));
         assert!(v2(&res(r#"{"pids":{"limit":0}}"#)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn zero_blkio_weights_are_unset_as_docker_sends_them() {
+        let r = res(
+            r#"{"blockIO":{"weight":0,"leafWeight":0,"weightDevice":[{"major":8,"minor":0,"weight":0,"leafWeight":0}]}}"#,
+        );
+        assert!(v1(&r, &Cur(None)).unwrap().is_empty());
+        assert!(v2(&r).unwrap().is_empty());
     }
 
     #[test]

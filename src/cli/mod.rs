@@ -18,15 +18,16 @@ mod update;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::log::{self, Format};
 
 #[derive(Parser)]
 #[command(
     name = "kiln",
-    about = "kiln: an OCI container runtime, runc-compatible",
-    disable_version_flag = true
+    about = "An OCI container runtime, runc-compatible",
+    disable_version_flag = true,
+    arg_required_else_help = true
 )]
 struct Cli {
     /// Directory for the state of containers (default: /run/kiln for root,
@@ -97,32 +98,46 @@ pub struct Globals {
     pub rootless: bool,
 }
 
+/// kiln's command line as clap describes it. The man pages and shell completions are generated
+/// from it by a separate program (examples/gendocs.rs, run by hack/install), so they never drift
+/// from what kiln parses and kiln itself carries neither generator.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// runc's exit status for every usage error (clap's own is 2).
+const USAGE_EXIT: i32 = 1;
+
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
+            // Help asked for, or `kiln` alone: on stdout, as runc prints it.
             if matches!(
                 e.kind(),
                 ErrorKind::DisplayHelp
                     | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
                     | ErrorKind::DisplayVersion
             ) {
-                let _ = e.print();
+                print!("{e}");
                 return 0;
             }
             log::error(&usage_error(&e.to_string()));
-            return 2;
+            return USAGE_EXIT;
         }
     };
-    log::init(cli.log.as_deref(), cli.log_format, cli.debug);
+    if let Err(e) = log::init(cli.log.as_deref(), cli.log_format, cli.debug) {
+        log::error(&e);
+        return 1;
+    }
     if cli.version {
-        print!("{}", version());
+        print!("{}{TARGETS}", version());
         return 0;
     }
     let Some(command) = cli.command else {
         log::error("no command given: try `kiln --help`");
-        return 2;
+        return USAGE_EXIT;
     };
     // `spec` and `features` keep no state: they work without a state root.
     let root = match (cli.root, &command) {
@@ -199,12 +214,30 @@ fn rootless_auto() -> bool {
     !nix::unistd::geteuid().is_root() || crate::namespaces::in_user_namespace()
 }
 
-/// clap's multi-line usage error, as one line: the message and the argument it is about.
+/// clap's multi-line usage error, as one line: the message and the argument it is about, then
+/// where to read more (clap's own "For more information, try '--help'." names no command).
 fn usage_error(text: &str) -> String {
-    let body = text.split("\n\nUsage:").next().unwrap_or(text);
+    let mut parts = text.split("\n\n");
+    let body = parts.next().unwrap_or(text);
     let body = body.strip_prefix("error: ").unwrap_or(body);
-    body.split_whitespace().collect::<Vec<_>>().join(" ") + " (see kiln --help)"
+    let body = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    let command = parts
+        .find_map(|p| p.strip_prefix("Usage: "))
+        .and_then(|usage| {
+            let words: Vec<&str> = usage.split_whitespace().collect();
+            let end = words
+                .iter()
+                .position(|w| w.starts_with(['[', '<', '-']))
+                .unwrap_or(words.len());
+            (end > 0).then(|| words[..end].join(" "))
+        })
+        .unwrap_or_else(|| "kiln".to_owned());
+    format!("{body} (see {command} --help)")
 }
+
+/// What kiln is compatible with, besides the runtime-spec version: the command line and the
+/// behaviour of this runc release, which its integration suite runs side by side.
+const TARGETS: &str = "runc: 1.1.5 (command line)\n";
 
 fn version() -> String {
     format!(
@@ -224,7 +257,25 @@ mod tests {
         );
         assert_eq!(
             e,
-            "the following required arguments were not provided: <ID> (see kiln --help)"
+            "the following required arguments were not provided: <ID> (see kiln start --help)"
+        );
+    }
+
+    #[test]
+    fn usage_errors_give_one_hint() {
+        let e = super::usage_error(
+            "error: invalid value 'xml' for '--log-format <LOG_FORMAT>'\n  [possible values: text, json]\n\nFor more information, try '--help'.\n",
+        );
+        assert_eq!(
+            e,
+            "invalid value 'xml' for '--log-format <LOG_FORMAT>' [possible values: text, json] (see kiln --help)"
+        );
+        let e = super::usage_error(
+            "error: unexpected argument '--bogus' found\n\n  tip: to pass '--bogus' as a value, use '-- --bogus'\n\nUsage: kiln list [OPTIONS]\n\nFor more information, try '--help'.\n",
+        );
+        assert_eq!(
+            e,
+            "unexpected argument '--bogus' found (see kiln list --help)"
         );
     }
 }

@@ -299,10 +299,16 @@ fn find_program(arg0: &str, env: &[String]) -> Result<PathBuf> {
     if arg0.contains('/') {
         return match nix::unistd::access(Path::new(arg0), nix::unistd::AccessFlags::X_OK) {
             Ok(()) => Ok(PathBuf::from(arg0)),
-            Err(e) => Err(Error::os(
-                format!("process.args[0]: {arg0}"),
-                std::io::Error::from(e),
-            )),
+            // runc's (Go's) words, lower case: Docker maps "no such file or directory" to
+            // exit 127 and "permission denied" to 126, matching case.
+            Err(e) => {
+                let mut text = e.desc().to_owned();
+                text[..1].make_ascii_lowercase();
+                Err(Error::os(
+                    format!("process.args[0]: exec: {arg0:?}"),
+                    std::io::Error::new(std::io::Error::from(e).kind(), text),
+                ))
+            }
         };
     }
     let path = search_path(env);
@@ -323,6 +329,17 @@ fn find_program(arg0: &str, env: &[String]) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_program_is_named_in_runcs_words() {
+        let e = find_program("/no/such/program", &[])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "process.args[0]: exec: \"/no/such/program\": no such file or directory"
+        );
+    }
 
     #[test]
     fn lookups_that_start_from_the_cwd() {
