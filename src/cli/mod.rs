@@ -51,6 +51,10 @@ struct Cli {
     /// Print the version.
     #[arg(short = 'v', long)]
     version: bool,
+    /// Path to the criu binary, for checkpoint and restore (accepted before any command, as
+    /// runc does: older clients always pass it).
+    #[arg(long)]
+    criu: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -207,8 +211,13 @@ fn usage_error(text: &str) -> String {
 }
 
 fn version() -> String {
+    // runc's last line: the libseccomp linked at run time, which decides the filters.
+    let seccomp = match libseccomp::ScmpVersion::current() {
+        Ok(v) => format!("libseccomp: {}.{}.{}\n", v.major, v.minor, v.micro),
+        Err(_) => String::new(),
+    };
     format!(
-        "kiln version {}\ncommit: {}\nspec: {}\n",
+        "kiln version {}\ncommit: {}\nspec: {}\n{seccomp}",
         env!("CARGO_PKG_VERSION"),
         env!("KILN_COMMIT"),
         crate::spec::OCI_VERSION

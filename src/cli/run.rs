@@ -13,6 +13,11 @@ pub struct Args {
     /// Keep the container's state after it exits (it is deleted by default).
     #[arg(long)]
     pub keep: bool,
+    /// runc's flag to not become the subreaper. Accepted for its clients; kiln stays the
+    /// subreaper of a foreground container all the same, since init may be forked behind an
+    /// intermediate process that only a subreaper can wait for.
+    #[arg(long = "no-subreaper")]
+    pub no_subreaper: bool,
 }
 
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
