@@ -1,6 +1,7 @@
 """Spec 1.3 fields and runc 1.2-1.5's command line (issue 13): what kiln does with each, seen
 from the host and from inside the container."""
 
+import json
 import re
 
 from conftest import runc_deviates
@@ -69,3 +70,16 @@ def test_intel_rdt_closid_without_resctrl_is_refused_saying_why(ctx):
 def test_oci_version_1_3_0_is_accepted(ctx):
     ctx.config["ociVersion"] = "1.3.0"
     assert ctx.run_sh("echo ok").strip() == "ok"
+
+
+@runc_deviates("runc 1.1.5 does not claim intelRdt in features, yet accepts a closID it does not apply")
+def test_features_intel_rdt_claim_matches_create(ctx):
+    r = ctx.rt("features", glob=[])
+    assert r.ok, r
+    claimed = json.loads(r.out)["linux"].get("intelRdt", {}).get("enabled", False)
+    ctx.config["linux"]["intelRdt"] = {"closID": "kilntest"}
+    ctx.sh("true")
+    cid, r = ctx.create(check=False)
+    assert r.ok == claimed, (claimed, r)
+    if r.ok:
+        ctx.delete(cid, force=True)
