@@ -2,6 +2,10 @@
 from the host and from inside the container."""
 
 import json
+import os
+import signal
+import socket
+import threading
 import re
 
 import pytest
@@ -99,4 +103,73 @@ def test_unapplied_spec13_fields_are_refused_naming_them(ctx, where, field, valu
     cid, r = ctx.create(check=False)
     assert r.rc == 1 and f"{where}.{field}" in r.err, r
     assert len(r.err.strip().splitlines()) == 1, r
+    assert cid not in ctx.list_ids()
+
+
+class FdListener:
+    """A unix socket that takes one fd sent with SCM_RIGHTS, in a thread (bounded)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(1)
+        self.sock.settimeout(10)
+        self.fds = []
+        self.thread = threading.Thread(target=self._take)
+        self.thread.start()
+
+    def _take(self):
+        try:
+            conn, _ = self.sock.accept()
+            with conn:
+                conn.settimeout(10)
+                _, self.fds, _, _ = socket.recv_fds(conn, 64, 4)
+        except OSError:
+            pass
+
+    def close(self):
+        self.thread.join(15)
+        self.sock.close()
+        for fd in self.fds:
+            os.close(fd)
+
+
+def fdinfo_pid(fd):
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        return int(re.search(r"^Pid:\s*(-?\d+)", f.read(), re.M).group(1))
+
+
+@runc_deviates("runc 1.1.5 has no --pidfd-socket")
+def test_create_sends_init_pidfd(ctx):
+    listener = FdListener(os.path.join(ctx.dir, "pidfd.sock"))
+    ctx.cleanups.append(listener.close)
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create(None, "--pidfd-socket", listener.path)
+    listener.thread.join(10)
+    assert len(listener.fds) == 1, listener.fds
+    assert fdinfo_pid(listener.fds[0]) == ctx.state(cid)["pid"]
+    signal.pidfd_send_signal(listener.fds[0], signal.SIGKILL)
+    assert ctx.wait_status(cid, "stopped")
+    ctx.delete(cid)
+
+
+@runc_deviates("runc 1.1.5 has no --pidfd-socket")
+def test_run_sends_init_pidfd(ctx):
+    listener = FdListener(os.path.join(ctx.dir, "pidfd.sock"))
+    ctx.cleanups.append(listener.close)
+    ctx.sh("echo $$")
+    _, r = ctx.run("--pidfd-socket", listener.path)
+    assert r.rc == 0, r
+    listener.thread.join(10)
+    assert len(listener.fds) == 1, listener.fds
+    # The process has exited and was reaped: its pidfd says so.
+    assert fdinfo_pid(listener.fds[0]) == -1
+
+
+@runc_deviates("runc 1.1.5 has no --pidfd-socket")
+def test_pidfd_socket_missing_leaves_nothing(ctx):
+    ctx.sh("true")
+    cid, r = ctx.create(None, "--pidfd-socket", os.path.join(ctx.dir, "nosuch.sock"), check=False)
+    assert r.rc == 1 and "--pidfd-socket" in r.err, r
     assert cid not in ctx.list_ids()

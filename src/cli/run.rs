@@ -32,11 +32,16 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
             )
         })?;
     }
+    let pidfd_socket = crate::cli::create::PidfdSocket::connect(a.flags.pidfd_socket.clone())?;
     let (container, init) = lifecycle::create(&g.root, &a.id, &a.flags.options(g, !a.detach))?;
-    if let Err(e) = lifecycle::start(&container) {
+    if let Err(e) = pidfd_socket
+        .send(&init.pidfd)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| lifecycle::start(&container).map_err(Into::into))
+    {
         crate::signals::restore(&init.saved_mask);
         let _ = lifecycle::delete(container, true);
-        return Err(e.into());
+        return Err(e);
     }
     if a.detach {
         crate::signals::restore(&init.saved_mask);
