@@ -173,3 +173,23 @@ def test_pidfd_socket_missing_leaves_nothing(ctx):
     cid, r = ctx.create(None, "--pidfd-socket", os.path.join(ctx.dir, "nosuch.sock"), check=False)
     assert r.rc == 1 and "--pidfd-socket" in r.err, r
     assert cid not in ctx.list_ids()
+
+
+@runc_deviates("runc 1.1.5 has no --pidfd-socket")
+def test_exec_sends_the_process_pidfd(ctx):
+    listener = FdListener(os.path.join(ctx.dir, "pidfd.sock"))
+    ctx.cleanups.append(listener.close)
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    ctx.start(cid)
+    pidfile = os.path.join(ctx.dir, "exec.pid")
+    r = ctx.rt("exec", "-d", "--pid-file", pidfile, "--pidfd-socket", listener.path,
+               cid, "sleep", "100")
+    assert r.ok, r
+    listener.thread.join(10)
+    assert len(listener.fds) == 1, listener.fds
+    with open(pidfile) as f:
+        pid = int(f.read())
+    ctx.track(pid)
+    assert fdinfo_pid(listener.fds[0]) == pid
+    ctx.delete(cid, force=True)
