@@ -193,3 +193,27 @@ def test_exec_sends_the_process_pidfd(ctx):
     ctx.track(pid)
     assert fdinfo_pid(listener.fds[0]) == pid
     ctx.delete(cid, force=True)
+
+
+@runc_deviates("runc 1.1.5's features do not mention netDevices, which it ignores")
+def test_features_net_devices_and_memory_policy_claims_match_create(ctx):
+    r = ctx.rt("features", glob=[])
+    assert r.ok, r
+    linux = json.loads(r.out)["linux"]
+    for field, value, claimed in [
+        ("netDevices", {"kilnnosuch0": {}}, linux["netDevices"]["enabled"]),
+        ("memoryPolicy", {"mode": "MPOL_PREFERRED"},
+         "MPOL_PREFERRED" in linux["memoryPolicy"]["modes"]),
+    ]:
+        config = json.loads(json.dumps(ctx.config))
+        config["linux"][field] = value
+        config["process"]["args"] = ["true"]
+        ctx.save(config)
+        cid, r = ctx.create(None, save=False, check=False)
+        if claimed:
+            # A claimed field is applied: the missing device is then refused by name.
+            assert r.ok or "kilnnosuch0" in r.err, (field, r)
+        else:
+            assert r.rc == 1 and field in r.err, (field, r)
+        if r.ok:
+            ctx.delete(cid, force=True)
