@@ -87,9 +87,30 @@ pub fn setup_in_container(size: Option<&ConsoleSize>, uid: u32, console: bool) -
 
 /// Sends the pty master over `--console-socket` with SCM_RIGHTS, as runc does.
 pub fn send_to_console_socket(path: &Path, master: &OwnedFd) -> Result<()> {
-    let sock = UnixStream::connect(path).ctx(|| format!("--console-socket {}", path.display()))?;
-    let fds = [master.as_raw_fd()];
-    let name = b"/dev/ptmx";
+    let sock = connect("--console-socket", path)?;
+    send_fd(
+        &sock,
+        "--console-socket",
+        path,
+        b"/dev/ptmx",
+        master.as_fd(),
+    )
+}
+
+/// A unix socket named by a flag (`--console-socket`, `--pidfd-socket`).
+pub fn connect(flag: &str, path: &Path) -> Result<UnixStream> {
+    UnixStream::connect(path).ctx(|| format!("{flag} {}", path.display()))
+}
+
+/// Sends `fd` over `sock` with SCM_RIGHTS, `name` as the message's bytes.
+pub fn send_fd(
+    sock: &UnixStream,
+    flag: &str,
+    path: &Path,
+    name: &[u8],
+    fd: BorrowedFd,
+) -> Result<()> {
+    let fds = [fd.as_raw_fd()];
     sendmsg::<()>(
         sock.as_raw_fd(),
         &[IoSlice::new(name)],
@@ -97,7 +118,7 @@ pub fn send_to_console_socket(path: &Path, master: &OwnedFd) -> Result<()> {
         MsgFlags::empty(),
         None,
     )
-    .ctx(|| format!("--console-socket {}: sending the pty", path.display()))?;
+    .ctx(|| format!("{flag} {}: sending the fd", path.display()))?;
     Ok(())
 }
 

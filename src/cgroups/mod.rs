@@ -18,6 +18,7 @@ pub mod ebpf;
 mod hybrid;
 mod layout;
 mod none;
+pub mod resctrl;
 mod resources;
 pub mod stats;
 mod v1;

@@ -12,6 +12,9 @@ pub struct CreateFlags {
     /// Unix socket that receives the pty master of a terminal container.
     #[arg(long = "console-socket")]
     pub console_socket: Option<PathBuf>,
+    /// Unix socket that receives a pidfd of the container's init (SCM_RIGHTS), as runc 1.2+.
+    #[arg(long = "pidfd-socket")]
+    pub pidfd_socket: Option<PathBuf>,
     /// File to write the container init's host pid to.
     #[arg(long = "pid-file")]
     pub pid_file: Option<PathBuf>,
@@ -51,7 +54,38 @@ pub struct Args {
 
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
     crate::selfexe::ensure_unwritable()?;
-    let (_container, init) = lifecycle::create(&g.root, &a.id, &a.flags.options(g, false))?;
+    let pidfd_socket = PidfdSocket::connect(a.flags.pidfd_socket.clone())?;
+    let (container, init) = lifecycle::create(&g.root, &a.id, &a.flags.options(g, false))?;
     crate::signals::restore(&init.saved_mask);
+    if let Err(e) = pidfd_socket.send(&init.pidfd) {
+        let _ = lifecycle::delete(container, true);
+        return Err(e.into());
+    }
     Ok(0)
+}
+
+/// `--pidfd-socket`, connected before anything is made, so that a bad path leaves nothing.
+pub struct PidfdSocket(Option<(PathBuf, std::os::unix::net::UnixStream)>);
+
+impl PidfdSocket {
+    pub fn connect(path: Option<PathBuf>) -> crate::error::Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self(None));
+        };
+        let sock = crate::tty::connect("--pidfd-socket", &path)?;
+        Ok(Self(Some((path, sock))))
+    }
+
+    pub fn send(&self, pidfd: &std::os::fd::OwnedFd) -> crate::error::Result<()> {
+        match &self.0 {
+            Some((path, sock)) => crate::tty::send_fd(
+                sock,
+                "--pidfd-socket",
+                path,
+                b"pidfd",
+                std::os::fd::AsFd::as_fd(pidfd),
+            ),
+            None => Ok(()),
+        }
+    }
 }

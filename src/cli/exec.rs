@@ -21,6 +21,9 @@ pub struct Args {
     /// Unix socket that receives the pty master (with --tty).
     #[arg(long = "console-socket")]
     pub console_socket: Option<PathBuf>,
+    /// Unix socket that receives a pidfd of the process (SCM_RIGHTS), as runc 1.2+.
+    #[arg(long = "pidfd-socket")]
+    pub pidfd_socket: Option<PathBuf>,
     /// Working directory in the container.
     #[arg(long)]
     pub cwd: Option<PathBuf>,
@@ -117,8 +120,16 @@ fn exec(g: &Globals, a: Args) -> anyhow::Result<i32> {
         })?;
     }
     crate::selfexe::ensure_unwritable()?;
+    let pidfd_socket = crate::cli::create::PidfdSocket::connect(a.pidfd_socket.clone())?;
     let container = Container::load(&g.root, &a.id)?;
     let spawned = exec::exec(&container, &opts)?;
+    if let Err(e) = pidfd_socket.send(&spawned.pidfd) {
+        // The client cannot know of the process: it is not left running.
+        let _ =
+            crate::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&spawned.pidfd), libc::SIGKILL);
+        crate::signals::restore(&spawned.saved_mask);
+        return Err(e.into());
+    }
     // Other commands (kill, delete) must get through while the process runs.
     drop(container);
     if a.detach {

@@ -28,6 +28,9 @@ pub fn run() -> anyhow::Result<i32> {
             "apparmor": {"enabled": true},
             "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
+            // Refused when set (spec::unsupported) until kiln applies them.
+            "memoryPolicy": {"modes": [], "flags": []},
+            "netDevices": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": true}}
         },
         "annotations": {"io.github.kiln.version": env!("CARGO_PKG_VERSION")}

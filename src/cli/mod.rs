@@ -52,6 +52,10 @@ struct Cli {
     /// Print the version.
     #[arg(short = 'v', long)]
     version: bool,
+    /// Path to the criu binary, for checkpoint and restore (accepted before any command, as
+    /// runc does: older clients always pass it).
+    #[arg(long)]
+    criu: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -240,8 +244,13 @@ fn usage_error(text: &str) -> String {
 const TARGETS: &str = "runc: 1.1.5 (command line)\n";
 
 fn version() -> String {
+    // runc's last line: the libseccomp linked at run time, which decides the filters.
+    let seccomp = match libseccomp::ScmpVersion::current() {
+        Ok(v) => format!("libseccomp: {}.{}.{}\n", v.major, v.minor, v.micro),
+        Err(_) => String::new(),
+    };
     format!(
-        "kiln version {}\ncommit: {}\nspec: {}\n",
+        "kiln version {}\ncommit: {}\nspec: {}\n{seccomp}",
         env!("CARGO_PKG_VERSION"),
         env!("KILN_COMMIT"),
         crate::spec::OCI_VERSION

@@ -13,6 +13,11 @@ pub struct Args {
     /// Keep the container's state after it exits (it is deleted by default).
     #[arg(long)]
     pub keep: bool,
+    /// runc's flag to not become the subreaper. Accepted for its clients; kiln stays the
+    /// subreaper of a foreground container all the same, since init may be forked behind an
+    /// intermediate process that only a subreaper can wait for.
+    #[arg(long = "no-subreaper")]
+    pub no_subreaper: bool,
 }
 
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
@@ -27,11 +32,16 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
             )
         })?;
     }
+    let pidfd_socket = crate::cli::create::PidfdSocket::connect(a.flags.pidfd_socket.clone())?;
     let (container, init) = lifecycle::create(&g.root, &a.id, &a.flags.options(g, !a.detach))?;
-    if let Err(e) = lifecycle::start(&container) {
+    if let Err(e) = pidfd_socket
+        .send(&init.pidfd)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| lifecycle::start(&container).map_err(Into::into))
+    {
         crate::signals::restore(&init.saved_mask);
         let _ = lifecycle::delete(container, true);
-        return Err(e.into());
+        return Err(e);
     }
     if a.detach {
         crate::signals::restore(&init.saved_mask);

@@ -57,10 +57,16 @@ pub struct Args {
     /// Maximum number of processes (-1: none).
     #[arg(long = "pids-limit", allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
-    /// Intel RDT L3 cache schema (not supported by kiln).
+    /// CPU CFS burst in microseconds (cgroup v2 cpu.max.burst, v1 cpu.cfs_burst_us).
+    #[arg(long = "cpu-burst")]
+    pub cpu_burst: Option<u64>,
+    /// SCHED_IDLE for the cgroup: 1 on, 0 off (cpu.idle).
+    #[arg(long = "cpu-idle", allow_hyphen_values = true)]
+    pub cpu_idle: Option<i64>,
+    /// Intel RDT L3 cache schema (refused: kiln does not drive resctrl).
     #[arg(long = "l3-cache-schema")]
     pub l3_cache_schema: Option<String>,
-    /// Intel RDT memory bandwidth schema (not supported by kiln).
+    /// Intel RDT memory bandwidth schema (refused: kiln does not drive resctrl).
     #[arg(long = "mem-bw-schema")]
     pub mem_bw_schema: Option<String>,
 }
@@ -90,7 +96,7 @@ fn read_resources(path: &std::path::Path) -> Result<LinuxResources, Error> {
 fn from_flags(a: &Args) -> Result<LinuxResources, Error> {
     if a.l3_cache_schema.is_some() || a.mem_bw_schema.is_some() {
         return Err(Error::Usage(
-            "--l3-cache-schema, --mem-bw-schema: kiln does not support Intel RDT".into(),
+            "--l3-cache-schema, --mem-bw-schema: kiln does not apply Intel RDT (resctrl)".into(),
         ));
     }
     let bytes = |flag: &str, v: &Option<String>| {
@@ -110,6 +116,8 @@ fn from_flags(a: &Args) -> Result<LinuxResources, Error> {
     put("cpu", "shares", json!(a.cpu_share));
     put("cpu", "realtimePeriod", json!(a.cpu_rt_period));
     put("cpu", "realtimeRuntime", json!(a.cpu_rt_runtime));
+    put("cpu", "burst", json!(a.cpu_burst));
+    put("cpu", "idle", json!(a.cpu_idle));
     put("cpu", "cpus", json!(a.cpuset_cpus));
     put("cpu", "mems", json!(a.cpuset_mems));
     put(

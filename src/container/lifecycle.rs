@@ -88,6 +88,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
     )?;
     let seccomp = crate::seccomp::of(&bundle.spec, &bundle.config)?;
     let resources = cgroups::resources(&bundle.spec, o.rootless)?;
+    cgroups::resctrl::check(&bundle.spec, &bundle.config)?;
     let cgroups_path = bundle
         .spec
         .linux()

@@ -3,6 +3,7 @@
 //! before anything is created.
 
 pub mod mount_options;
+mod unsupported;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -92,6 +93,13 @@ pub fn load(file: &Path, bytes: &[u8]) -> Result<(Spec, PathBuf)> {
         .map(|r| r.path().clone())
         .ok_or_else(|| Error::config(file, "root", "missing: a bundle needs a root filesystem"))?;
     validate::check(&spec).map_err(|(field, msg)| Error::config(file, field, msg))?;
+    if let Some(field) = unsupported::first(&spec) {
+        return Err(Error::config(
+            file,
+            field,
+            "kiln does not apply this field yet",
+        ));
+    }
     Ok((spec, root))
 }
 
