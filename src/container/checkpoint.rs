@@ -37,6 +37,10 @@ const FIRST_FD: i32 = 3;
 struct KilnImage {
     /// The terminal's key in criu's images, when the container has one.
     tty: Option<String>,
+    /// The cgroup mounts that are binds of the container's cgroup directories: (key in the
+    /// images, the hierarchy's key in the cgroup paths), given the new container's on restore.
+    #[serde(default)]
+    cgroup_binds: Vec<(PathBuf, String)>,
 }
 
 /// Whether criu runs here: `criu check`'s verdict, or why not in one line.
@@ -91,7 +95,18 @@ pub fn checkpoint(c: Container, f: &DumpFlags) -> Result<()> {
         }
     }
     let pid = c.state.pid;
-    let facts = dump_facts(&c, &bundle.spec)?;
+    let cgroupns = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Cgroup));
+    let mounts = crate::procfs::mountinfo_of(pid).ctx(|| format!("reading /proc/{pid}/mountinfo"))?;
+    let cgroup_binds = criu::cgroup_binds(&mounts, c.state.cgroup_paths.keys(), cgroupns);
+    let mut facts = dump_facts(&c, &bundle.spec)?;
+    facts
+        .external_mounts
+        .extend(cgroup_binds.iter().map(|(dest, _)| dest.clone()));
     if !f.pre_dump {
         let fds: Vec<String> = (0..3)
             .map(|fd| {
@@ -105,6 +120,7 @@ pub fn checkpoint(c: Container, f: &DumpFlags) -> Result<()> {
             &common.image_dir.join(KILN_IMAGE),
             &KilnImage {
                 tty: facts.tty.clone(),
+                cgroup_binds,
             },
         )?;
     }
@@ -348,6 +364,17 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, 
         .map(|(dest, src)| (dest, bundle.dir.join(src)))
         .collect();
     external_mounts.extend(devices(&bundle.spec).into_iter().map(|d| (d.clone(), d)));
+    let new_paths = cgroup.paths();
+    for (dest, key) in &image.cgroup_binds {
+        let dir = new_paths.get(key).ok_or_else(|| Error::Criu {
+            op: "restore",
+            msg: format!(
+                "the checkpointed container had the cgroup hierarchy {key:?} mounted at {}; the new one has no cgroup there",
+                dest.display()
+            ),
+        })?;
+        external_mounts.push((dest.clone(), dir.clone()));
+    }
     let masks_files = bundle
         .spec
         .linux()

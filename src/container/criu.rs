@@ -124,6 +124,39 @@ pub struct RestoreFacts {
     pub cgroup_roots: Vec<(String, String)>,
 }
 
+/// The container's cgroup mounts that are binds of the host's cgroup directories (kiln's
+/// `cgroup` mount without a cgroup namespace: the container's own directory, in each hierarchy),
+/// which criu can only take as external: (mount point in the container, the hierarchy's key in
+/// the container's cgroup paths). `mounts` is the container's mountinfo, `keys` those paths'
+/// keys (`""` for cgroup2, `cpu,cpuacct`, `name=systemd`). With a cgroup namespace the mounts are
+/// fresh ones, which criu restores itself (runc's rule).
+pub fn cgroup_binds<'a>(
+    mounts: &[crate::procfs::Mount],
+    keys: impl Iterator<Item = &'a String> + Clone,
+    cgroupns: bool,
+) -> Vec<(PathBuf, String)> {
+    if cgroupns {
+        return vec![];
+    }
+    mounts
+        .iter()
+        .filter(|m| m.root != Path::new("/"))
+        .filter_map(|m| {
+            let key = match m.fstype.as_str() {
+                "cgroup2" => String::new(),
+                "cgroup" => {
+                    let opts: Vec<&str> = m.super_options.split(',').collect();
+                    keys.clone()
+                        .find(|k| !k.is_empty() && k.split(',').all(|c| opts.contains(&c)))?
+                        .clone()
+                }
+                _ => return None,
+            };
+            Some((m.mount_point.clone(), key))
+        })
+        .collect()
+}
+
 /// criu's key for a namespace kiln joined by path: runc's, so that images move between the two.
 pub fn ns_key(ns: &str) -> String {
     let mut c = ns.chars();
@@ -450,6 +483,36 @@ mod tests {
         assert!(has_pair(&a, "--join-ns", "ipc:/proc/7/ns/ipc"));
         assert!(has_pair(&a, "--cgroup-root", "/c2"));
         assert!(has_pair(&a, "--cgroup-root", "cpu,cpuacct:/kiln/c2"));
+    }
+
+    #[test]
+    fn cgroup_binds_without_a_cgroup_namespace() {
+        // /proc/PID/mountinfo of a kiln container: pure v2 (guest), then hybrid (host).
+        let v2 = crate::procfs::parse_mountinfo(
+            "60 55 0:26 /kilntest-t1 /sys/fs/cgroup ro,nosuid - cgroup2 cgroup2 rw,nsdelegate\n\
+             61 55 0:5 / /dev rw - tmpfs tmpfs rw\n",
+        );
+        let keys = [String::new()];
+        assert_eq!(
+            cgroup_binds(&v2, keys.iter(), false),
+            [(PathBuf::from("/sys/fs/cgroup"), String::new())]
+        );
+        assert!(cgroup_binds(&v2, keys.iter(), true).is_empty());
+        let hybrid = crate::procfs::parse_mountinfo(
+            "70 69 0:40 / /sys/fs/cgroup ro - tmpfs tmpfs rw,mode=755\n\
+             71 70 0:31 /process_api/c1 /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n\
+             72 70 0:32 /c1 /sys/fs/cgroup/cpu,cpuacct ro - cgroup cgroup rw,cpu,cpuacct\n\
+             73 70 0:33 /c1 /sys/fs/cgroup/unified ro - cgroup2 cgroup2 rw\n",
+        );
+        let keys = ["".to_owned(), "cpu,cpuacct".to_owned(), "memory".to_owned()];
+        assert_eq!(
+            cgroup_binds(&hybrid, keys.iter(), false),
+            [
+                (PathBuf::from("/sys/fs/cgroup/memory"), "memory".to_owned()),
+                (PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"), "cpu,cpuacct".to_owned()),
+                (PathBuf::from("/sys/fs/cgroup/unified"), String::new()),
+            ]
+        );
     }
 
     #[test]
