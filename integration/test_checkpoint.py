@@ -246,6 +246,9 @@ def test_pre_dump_then_dump_with_parent_path(ctx):
 
 
 @needs_criu
+@pytest.mark.xfail(not IS_RUNC, strict=True, reason="kiln: criu dump fails 'tty: Unable to find "
+                   "a master for /0': criu does not take kiln's --external tty[RDEV:DEV] for the "
+                   "container's pty (open: runc uses criu's RPC-only orphan-pts-master)")
 def test_terminal_container(ctx):
     ctx.config["process"]["terminal"] = True
     ctx.config["root"]["readonly"] = False

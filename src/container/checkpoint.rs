@@ -101,7 +101,8 @@ pub fn checkpoint(c: Container, f: &DumpFlags) -> Result<()> {
         .as_ref()
         .and_then(|l| l.namespaces().as_ref())
         .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Cgroup));
-    let mounts = crate::procfs::mountinfo_of(pid).ctx(|| format!("reading /proc/{pid}/mountinfo"))?;
+    let mounts =
+        crate::procfs::mountinfo_of(pid).ctx(|| format!("reading /proc/{pid}/mountinfo"))?;
     let cgroup_binds = criu::cgroup_binds(&mounts, c.state.cgroup_paths.keys(), cgroupns);
     let mut facts = dump_facts(&c, &bundle.spec)?;
     facts

@@ -509,7 +509,10 @@ mod tests {
             cgroup_binds(&hybrid, keys.iter(), false),
             [
                 (PathBuf::from("/sys/fs/cgroup/memory"), "memory".to_owned()),
-                (PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"), "cpu,cpuacct".to_owned()),
+                (
+                    PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"),
+                    "cpu,cpuacct".to_owned()
+                ),
                 (PathBuf::from("/sys/fs/cgroup/unified"), String::new()),
             ]
         );
