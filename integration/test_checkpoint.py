@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from conftest import IS_RUNC, pid_alive, runc_deviates, wait_for
+from conftest import (IS_RUNC, leftover_cgroups, pid_alive, remove_cgroup_dir, runc_deviates,
+                      wait_for)
 from test_terminal import ConsoleServer
 
 CRIU = shutil.which("criu")
@@ -181,8 +182,13 @@ def test_counter_survives_checkpoint_and_restore(ctx):
 
 
 @needs_criu
+@runc_deviates("restores init into the checkpointed container's cgroup (criu recreates it) "
+               "and leaves that cgroup behind")
 def test_restore_into_a_new_id_is_a_container_like_any_other(ctx):
     cid, pid, host = start_counter(ctx)
+    if IS_RUNC:
+        # runc's leftover cgroup (the deviation above), removed after the test's own delete.
+        ctx.cleanups.insert(0, lambda: [remove_cgroup_dir(d) for d in leftover_cgroups([cid])])
     img = image(ctx)
     assert checkpoint(ctx, cid, img).ok
     n = frozen(host)
@@ -220,10 +226,9 @@ def test_leave_running(ctx):
     ctx.delete(cid, force=True)
     # The images are good: restored, the counter goes on.
     n = frozen(host)
-    new = ctx.new_id()
-    assert restore(ctx, new, img).ok
+    assert restore(ctx, cid, img).ok
     assert counts_past(host, n)
-    ctx.delete(new, force=True)
+    ctx.delete(cid, force=True)
 
 
 @needs_criu
