@@ -66,6 +66,11 @@ pub enum Error {
     #[error("{field}: {msg}")]
     Cgroup { field: String, msg: String },
 
+    /// criu failed or cannot run; `op` is what kiln asked of it (`dump`, `restore`), `msg`
+    /// the reason criu gave (its log's errors) and where its log is.
+    #[error("criu {op}: {msg}")]
+    Criu { op: &'static str, msg: String },
+
     #[error("{stage} hook {path}: {msg}")]
     Hook {
         stage: &'static str,

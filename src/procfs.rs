@@ -112,6 +112,11 @@ pub fn mountinfo() -> io::Result<Vec<Mount>> {
     Ok(parse_mountinfo(&read("/proc/self/mountinfo")?))
 }
 
+/// The mounts process `pid` sees, mount points relative to its root.
+pub fn mountinfo_of(pid: i32) -> io::Result<Vec<Mount>> {
+    Ok(parse_mountinfo(&read(&format!("/proc/{pid}/mountinfo"))?))
+}
+
 /// A line that is not the kernel's shape (no ` - ` separator, too few fields) is left out.
 pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
     text.lines().filter_map(parse_mount).collect()

@@ -24,17 +24,7 @@ nix::ioctl_read_bad!(get_winsize, libc::TIOCGWINSZ, libc::winsize);
 /// `console`: also bind it to /dev/console (init's terminal is the container's console; an
 /// exec'd process's is not).
 pub fn setup_in_container(size: Option<&ConsoleSize>, uid: u32, console: bool) -> Result<OwnedFd> {
-    let master: PtyMaster = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-        .ctx(|| "process.terminal: opening /dev/ptmx")?;
-    grantpt(&master).ctx(|| "process.terminal: grantpt")?;
-    unlockpt(&master).ctx(|| "process.terminal: unlockpt")?;
-    let name = ptsname_r(&master).ctx(|| "process.terminal: ptsname")?;
-    let slave = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY)
-        .open(&name)
-        .ctx(|| format!("process.terminal: opening {name}"))?;
+    let (master, slave, name) = open_pair()?;
     // The process may run as another user: give it its terminal, as a login would. Only the
     // owner, as runc: the group stays what devpts gave it (gid=5, tty, under Podman and Docker).
     let _ = nix::unistd::fchown(
@@ -77,12 +67,31 @@ pub fn setup_in_container(size: Option<&ConsoleSize>, uid: u32, console: bool) -
         return Err(std::io::Error::last_os_error())
             .ctx(|| "process.terminal: setting the controlling terminal");
     }
+    Ok(master)
+}
+
+/// A new pty from this mount namespace's /dev/ptmx: its master, its slave (close-on-exec, not
+/// our controlling terminal) and the slave's name. In the container for init and exec; on the
+/// host for `restore`, whose criu gives the slave to the restored processes.
+pub fn open_pair() -> Result<(OwnedFd, std::fs::File, String)> {
+    let master: PtyMaster = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .ctx(|| "process.terminal: opening /dev/ptmx")?;
+    grantpt(&master).ctx(|| "process.terminal: grantpt")?;
+    unlockpt(&master).ctx(|| "process.terminal: unlockpt")?;
+    let name = ptsname_r(&master).ctx(|| "process.terminal: ptsname")?;
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&name)
+        .ctx(|| format!("process.terminal: opening {name}"))?;
     // SAFETY: into_raw_fd hands over ownership of the master fd.
-    Ok(unsafe {
+    let master = unsafe {
         <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(
             master,
         ))
-    })
+    };
+    Ok((master, slave, name))
 }
 
 /// Sends the pty master over `--console-socket` with SCM_RIGHTS, as runc does.

@@ -1,13 +1,27 @@
 use serde_json::json;
 
 /// The OCI features document: only what kiln really does on this host (the cgroup layouts it
-/// finds mounted, the seccomp flags its kernel accepts).
+/// finds mounted, the seccomp flags its kernel accepts, checkpoint/restore where `criu check`
+/// passes: runc's annotation, which runc sets whatever its host).
 pub fn run() -> anyhow::Result<i32> {
     let mut options: Vec<&str> = crate::spec::mount_options::known_options().collect();
     options.sort();
     let mut caps: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
     caps.sort();
     let (v1, v2) = crate::cgroups::supported();
+    let mut annotations = serde_json::Map::new();
+    annotations.insert(
+        "io.github.kiln.version".into(),
+        env!("CARGO_PKG_VERSION").into(),
+    );
+    let criu = crate::container::checkpoint::criu_check();
+    annotations.insert(
+        "org.opencontainers.runc.checkpoint.enabled".into(),
+        criu.is_ok().to_string().into(),
+    );
+    if let Err(why) = criu {
+        annotations.insert("io.github.kiln.checkpoint.unavailable".into(), why.into());
+    }
     let doc = json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": crate::spec::OCI_VERSION,
@@ -33,7 +47,7 @@ pub fn run() -> anyhow::Result<i32> {
             "netDevices": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": true}}
         },
-        "annotations": {"io.github.kiln.version": env!("CARGO_PKG_VERSION")}
+        "annotations": annotations
     });
     println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(0)

@@ -1,6 +1,7 @@
 //! runc's command line, flag for flag. Each command lives in its own file and only parses,
 //! calls into the library and prints; errors reach the user here, once, as one line.
 
+mod checkpoint;
 mod create;
 mod delete;
 mod events;
@@ -10,6 +11,7 @@ mod kill;
 mod list;
 mod pause;
 mod ps;
+mod restore;
 mod run;
 mod spec;
 mod start;
@@ -92,6 +94,10 @@ enum Command {
     Events(events::Args),
     /// Print the OCI features document of this runtime.
     Features,
+    /// Save a running container with criu (it stops, unless --leave-running or --pre-dump).
+    Checkpoint(checkpoint::Args),
+    /// Make a new container from a checkpoint's images.
+    Restore(restore::Args),
 }
 
 /// Global options every command may need.
@@ -185,6 +191,8 @@ pub fn main() -> i32 {
         Command::Update(a) => update::run(&g, a),
         Command::Events(a) => events::run(&g, a),
         Command::Features => features::run(),
+        Command::Checkpoint(a) => checkpoint::run(&g, a),
+        Command::Restore(a) => restore::run(&g, a),
     };
     match result {
         Ok(code) => code,

@@ -5,6 +5,8 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use oci_spec::runtime::LinuxResources;
+
 use crate::cgroups::{self, Manager};
 use crate::container::{Container, Found, State, Status};
 use crate::error::{Context, Error, Result};
@@ -38,15 +40,24 @@ pub struct CreateOptions {
 /// leaves nothing behind (init itself is killed by `spawn`'s own guard). Armed before the first
 /// cgroup directory is made; what the cgroup holds is killed only once a process of ours may be
 /// in it, so that a cgroup refused as someone else's is left as it was.
-struct Undo<'a> {
+pub(super) struct Undo<'a> {
     dir: Option<&'a Path>,
     cgroup: Option<&'a dyn Manager>,
-    made: cgroups::Made,
-    populated: bool,
+    pub(super) made: cgroups::Made,
+    pub(super) populated: bool,
 }
 
-impl Undo<'_> {
-    fn disarm(&mut self) {
+impl<'a> Undo<'a> {
+    pub(super) fn new(dir: &'a Path, cgroup: &'a dyn Manager) -> Undo<'a> {
+        Undo {
+            dir: Some(dir),
+            cgroup: Some(cgroup),
+            made: cgroups::Made::default(),
+            populated: false,
+        }
+    }
+
+    pub(super) fn disarm(&mut self) {
         self.dir = None;
         self.cgroup = None;
     }
@@ -70,7 +81,12 @@ impl Drop for Undo<'_> {
     }
 }
 
-pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, Init)> {
+/// What `create` and `restore` decide before anything exists: the bundle, its resources, the
+/// cgroup's manager and the state (pid 0), every check on the config passed.
+pub(super) fn prepare(
+    id: &str,
+    o: &CreateOptions,
+) -> Result<(Bundle, LinuxResources, Box<dyn Manager>, State)> {
     crate::container::id::validate(id)?;
     let bundle = Bundle::load(&o.bundle)?;
     let process = bundle
@@ -86,7 +102,6 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
         &bundle.config,
         "process.",
     )?;
-    let seccomp = crate::seccomp::of(&bundle.spec, &bundle.config)?;
     let resources = cgroups::resources(&bundle.spec, o.rootless)?;
     cgroups::resctrl::check(&bundle.spec, &bundle.config)?;
     let cgroups_path = bundle
@@ -118,17 +133,18 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         hooks: bundle.spec.hooks().clone(),
-        cgroup_paths: paths.clone(),
+        cgroup_paths: paths,
         resources: Some(resources.clone()),
     };
+    Ok((bundle, resources, cgroup, state))
+}
+
+pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, Init)> {
+    let (bundle, resources, cgroup, state) = prepare(id, o)?;
+    let seccomp = crate::seccomp::of(&bundle.spec, &bundle.config)?;
     let mut container = Container::create(root, state)?;
     let dir = container.dir.clone();
-    let mut undo = Undo {
-        dir: Some(&dir),
-        cgroup: Some(cgroup.as_ref()),
-        made: cgroups::Made::default(),
-        populated: false,
-    };
+    let mut undo = Undo::new(&dir, cgroup.as_ref());
     if let Some(filter) = &seccomp {
         filter.save(&dir)?;
     }

@@ -7,6 +7,8 @@
 //! directory without following a symlink, and every state file is read bounded (see
 //! [`read_file`]), so that a damaged state gives an error naming the file, never a hang.
 
+pub mod checkpoint;
+pub mod criu;
 pub mod exec;
 pub mod id;
 pub mod lifecycle;

@@ -22,6 +22,12 @@ const DEFAULT: &[(&str, u64, u64)] = &[
     ("/dev/tty", 5, 0),
 ];
 
+/// The default nodes' paths: a container in a user namespace has them as bind mounts of the
+/// host's, which criu must be told are the host's (`container::checkpoint`).
+pub fn default_paths() -> impl Iterator<Item = &'static str> {
+    DEFAULT.iter().map(|(path, ..)| *path)
+}
+
 struct Node<'a> {
     path: &'a Path,
     kind: SFlag,

@@ -1,0 +1,70 @@
+use std::path::PathBuf;
+
+use crate::cli::Globals;
+use crate::cli::checkpoint::CriuFlags;
+use crate::container::Container;
+use crate::container::checkpoint::{self, RestoreOptions};
+use crate::container::lifecycle::{self, CreateOptions};
+
+#[derive(clap::Args)]
+pub struct Args {
+    pub id: String,
+    #[command(flatten)]
+    pub criu: CriuFlags,
+    /// Path to the bundle (the directory holding config.json).
+    #[arg(short = 'b', long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Return once the container runs, instead of waiting for it.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// File to write the restored init's host pid to.
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master of a terminal container.
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Do not become a subreaper while waiting (runc's flag; kiln's restored init is its
+    /// child either way).
+    #[arg(long = "no-subreaper")]
+    pub no_subreaper: bool,
+    /// Accepted for runc's sake: criu, not kiln, sets up the restored root.
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+}
+
+pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
+    if !a.detach && !a.no_subreaper {
+        prctl::set_child_subreaper(true).map_err(|e| {
+            anyhow::anyhow!(
+                "PR_SET_CHILD_SUBREAPER: {}",
+                std::io::Error::from_raw_os_error(e)
+            )
+        })?;
+    }
+    let o = RestoreOptions {
+        create: CreateOptions {
+            bundle: a.bundle,
+            console_socket: a.console_socket,
+            pid_file: a.pid_file,
+            no_pivot: a.no_pivot,
+            no_new_keyring: false,
+            preserve_fds: 0,
+            foreground: !a.detach,
+            systemd_cgroup: g.systemd_cgroup,
+            rootless: g.rootless,
+        },
+        criu: a.criu.common()?,
+    };
+    let (container, init) = checkpoint::restore(&g.root, &a.id, &o)?;
+    if a.detach {
+        crate::signals::restore(&init.saved_mask);
+        return Ok(0);
+    }
+    let id = container.id().to_owned();
+    drop(container);
+    let exit = crate::process::foreground::wait(init.pid, &init.pidfd, init.pty.as_ref());
+    crate::signals::restore(&init.saved_mask);
+    let exit = exit?;
+    lifecycle::delete(Container::load(&g.root, &id)?, false)?;
+    Ok(exit.status())
+}
