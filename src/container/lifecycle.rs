@@ -86,7 +86,8 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
         &bundle.config,
         "process.",
     )?;
-    let seccomp = crate::seccomp::of(&bundle.spec, &bundle.config)?;
+    let cache = crate::seccomp::cache::Cache::new(root);
+    let seccomp = crate::seccomp::of(&bundle.spec, &bundle.config, Some(&cache))?;
     let resources = cgroups::resources(&bundle.spec, o.rootless)?;
     let cgroups_path = bundle
         .spec
