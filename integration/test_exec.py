@@ -156,6 +156,19 @@ def test_process_file_without_user_runs_as_root(ctx):
     ctx.delete(cid, force=True)
 
 
+@pytest.mark.kiln_only
+def test_process_file_without_user_errors_point_into_the_file(ctx):
+    # kiln completes the missing user itself: the error's field and position are still the file's.
+    cid, _ = running(ctx)
+    path = os.path.join(ctx.dir, "process.json")
+    with open(path, "w") as f:
+        f.write('{"args": ["id"],\n "cwd": 5}')
+    r = ex(ctx, cid, flags=["--process", path])
+    assert r.rc != 0 and "process.json: cwd: invalid type: integer `5`" in r.err, r
+    assert "at line 2 column 9" in r.err and len(r.err.strip().splitlines()) == 1, r
+    ctx.delete(cid, force=True)
+
+
 def test_rlimits_of_the_process(ctx):
     cid, _ = running(ctx)
     assert ex(ctx, cid, "sh", "-c", "ulimit -n").out == "1024\n"

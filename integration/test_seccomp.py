@@ -539,3 +539,65 @@ def test_a_profile_without_architectures_still_gets_enosys(ctx, syscall_helper):
     set_profile(ctx, rule(OLD_SYSCALLS, ALLOW), default="SCMP_ACT_ERRNO")
     seen = errnos_seen(ctx, syscall_helper, NR_UNASSIGNED, NR_CLONE3, NR_GETPRIORITY)
     assert seen == {NR_UNASSIGNED: errno.ENOSYS, NR_CLONE3: errno.ENOSYS, NR_GETPRIORITY: errno.EPERM}, seen
+
+
+# ------------------------------------------------------------- the compiled program's cache
+
+def cache_entries(ctx):
+    d = os.path.join(ctx.root, ".cache", "seccomp")
+    return {n: os.path.join(d, n) for n in os.listdir(d)} if os.path.isdir(d) else {}
+
+
+def exdev_mkdir(ctx):
+    return ctx.run_sh("mkdir /dev/shm/a 2>&1; echo rc=$?; touch /dev/shm/b && echo touched")
+
+
+@pytest.mark.kiln_only
+def test_a_cached_program_is_reused_and_a_damaged_one_never_loaded(ctx):
+    # Another profile's program, whole and sound, but for an allow-all profile.
+    set_profile(ctx, rule(["getpid"], "SCMP_ACT_ERRNO"))
+    assert "rc=0" in exdev_mkdir(ctx)
+    other = dict(cache_entries(ctx))
+    assert len(other) == 1, other
+    with open(next(iter(other.values())), "rb") as f:
+        allow_all = f.read()
+
+    set_profile(ctx, rule(MKDIRS, "SCMP_ACT_ERRNO", errnoRet=errno.EXDEV))
+    out = exdev_mkdir(ctx)
+    assert "Invalid cross-device link" in out and "touched" in out, out
+    (name, path), = [(n, p) for n, p in cache_entries(ctx).items() if n not in other]
+    with open(path, "rb") as f:
+        good = f.read()
+    assert list(cache_entries(ctx)) and not ctx.list_ids()
+    # A second run reuses the entry: the file is the same one, not rewritten.
+    ino = os.stat(path).st_ino
+    assert "Invalid cross-device link" in exdev_mkdir(ctx)
+    assert os.stat(path).st_ino == ino
+
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0x10
+    damaged = {"truncated": good[:len(good) // 2], "empty": b"", "a flipped bit": bytes(flipped),
+               "another profile's entry": allow_all, "garbage": b"\0" * 4096}
+    for why, data in damaged.items():
+        with open(path, "wb") as f:
+            f.write(data)
+        out = exdev_mkdir(ctx)
+        assert "Invalid cross-device link" in out and "rc=1" in out and "touched" in out, (why, out)
+        with open(path, "rb") as f:
+            assert f.read() == good, f"{why}: the entry was not compiled again"
+    # A symlink in its place is not followed (to the other profile's sound entry here).
+    os.remove(path)
+    os.symlink(next(iter(other.values())), path)
+    assert "Invalid cross-device link" in exdev_mkdir(ctx)
+    assert not os.path.islink(path)
+
+
+@pytest.mark.kiln_only
+def test_the_cache_is_not_a_container(ctx):
+    set_profile(ctx, rule(MKDIRS, "SCMP_ACT_ERRNO"))
+    ctx.run_sh("true")
+    assert cache_entries(ctx)
+    r = ctx.rt("list")
+    assert r.ok and ".cache" not in r.out, r
+    r = ctx.rt("state", ".cache")
+    assert r.rc != 0 and ".cache" in r.err, r

@@ -5,6 +5,7 @@
 //! the moment (`Moment`). In front of libseccomp's program goes runc's -ENOSYS stub
 //! (`enosys.rs`).
 
+pub mod cache;
 mod enosys;
 
 use std::collections::HashSet;
@@ -454,13 +455,27 @@ impl Filter {
     }
 }
 
-/// The config's filter, compiled, if it has one; errors name `file`, the config.
-pub fn of(spec: &oci_spec::runtime::Spec, file: &Path) -> Result<Option<Filter>> {
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .map(|s| compile(s, file))
-        .transpose()
+/// The config's filter, compiled, if it has one; errors name `file`, the config. With a cache, a
+/// sound entry for the same profile on the same host is used instead of compiling, and what is
+/// compiled is kept there.
+pub fn of(
+    spec: &oci_spec::runtime::Spec,
+    file: &Path,
+    cache: Option<&cache::Cache>,
+) -> Result<Option<Filter>> {
+    let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    let Some(cache) = cache else {
+        return compile(s, file).map(Some);
+    };
+    let key = cache::Key::of(s);
+    if let Some(filter) = cache.load(&key) {
+        return Ok(Some(filter));
+    }
+    let filter = compile(s, file)?;
+    cache.store(&key, &filter);
+    Ok(Some(filter))
 }
 
 /// The BPF program of `ctx`, through a memfd (a pipe could fill up with a large profile).

@@ -142,9 +142,8 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
 /// as runc's (Go's zero value).
 fn parse_process(path: &Path, bytes: &[u8]) -> Result<Process> {
     match serde_json::from_slice(bytes) {
-        Ok(serde_json::Value::Object(mut o)) if !o.contains_key("user") => {
-            o.insert("user".to_owned(), serde_json::json!({"uid": 0, "gid": 0}));
-            crate::spec::parse_value_as(path, serde_json::Value::Object(o))
+        Ok(serde_json::Value::Object(o)) if !o.contains_key("user") => {
+            crate::spec::parse_completed_as(path, bytes, r#""user":{"uid":0,"gid":0}"#)
         }
         _ => crate::spec::parse_as(path, bytes),
     }

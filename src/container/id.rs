@@ -3,11 +3,16 @@
 
 use crate::error::{Error, Result};
 
+/// The state root's directory of caches (the compiled seccomp programs), never a container's.
+pub const CACHE: &str = ".cache";
+
 pub fn validate(id: &str) -> Result<()> {
     let why = if id.is_empty() {
         Some("it is empty")
     } else if id == "." || id == ".." {
         Some("it names a directory")
+    } else if id == CACHE {
+        Some("it is the directory of kiln's caches in the state root")
     } else if !id
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c))
@@ -34,7 +39,7 @@ mod tests {
         for ok in ["a", "kiln-test_1.2+x", "ABC"] {
             assert!(super::validate(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".", "..", "../x", "a/b", "a b", "é"] {
+        for bad in ["", ".", "..", ".cache", "../x", "a/b", "a b", "é"] {
             assert!(super::validate(bad).is_err(), "{bad}");
         }
     }

@@ -141,7 +141,8 @@ pub(super) fn prepare(
 
 pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, Init)> {
     let (bundle, resources, cgroup, state) = prepare(id, o)?;
-    let seccomp = crate::seccomp::of(&bundle.spec, &bundle.config)?;
+    let cache = crate::seccomp::cache::Cache::new(root);
+    let seccomp = crate::seccomp::of(&bundle.spec, &bundle.config, Some(&cache))?;
     let mut container = Container::create(root, state)?;
     let dir = container.dir.clone();
     let mut undo = Undo::new(&dir, cgroup.as_ref());

@@ -3,6 +3,7 @@
 //! before anything is created.
 
 pub mod mount_options;
+mod position;
 mod unsupported;
 mod validate;
 
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{PosixRlimitType, Spec};
 
-use crate::error::{Context, Error, Result, bare, quote};
+use crate::error::{Context, Error, Result, quote};
 
 /// The runtime-spec version kiln implements (reported by `--version` and `features`).
 pub const OCI_VERSION: &str = "1.2.0";
@@ -103,29 +104,63 @@ pub fn load(file: &Path, bytes: &[u8]) -> Result<(Spec, PathBuf)> {
     Ok((spec, root))
 }
 
-/// Deserialises config.json, keeping the path to the field that failed (`process.user.uid`).
+/// Deserialises config.json; an error names the field that failed (`process.user.uid`) and,
+/// as serde_json does, the line and column.
 pub fn parse(file: &Path, bytes: &[u8]) -> Result<Spec> {
     parse_as(file, bytes)
 }
 
 /// Any part of the spec (`update --resources` reads a LinuxResources), with the same errors.
 pub fn parse_as<T: serde::de::DeserializeOwned>(file: &Path, bytes: &[u8]) -> Result<T> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| field_error(file, e))
+    serde_json::from_slice(bytes).map_err(|e| field_error(file, bytes, bytes, (0, 0), &e))
 }
 
-/// The same from a JSON value the caller completed (an exec's process.json without `user`):
-/// the errors name the field, without a position.
-pub fn parse_value_as<T: serde::de::DeserializeOwned>(
+/// The same for a JSON object the caller completes with `members` (an exec's process.json
+/// without `user`), placed first in it; the errors' positions are the caller's text's.
+pub fn parse_completed_as<T: serde::de::DeserializeOwned>(
     file: &Path,
-    value: serde_json::Value,
+    bytes: &[u8],
+    members: &str,
 ) -> Result<T> {
-    serde_path_to_error::deserialize(value).map_err(|e| field_error(file, e))
+    let Some(brace) = bytes.iter().position(|b| *b == b'{') else {
+        return parse_as(file, bytes);
+    };
+    let empty = bytes[brace + 1..]
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'}');
+    let added = if empty {
+        members.to_owned()
+    } else {
+        format!("{members},")
+    };
+    let text = [&bytes[..=brace], added.as_bytes(), &bytes[brace + 1..]].concat();
+    serde_json::from_slice(&text)
+        .map_err(|e| field_error(file, &text, bytes, (brace + 1, added.len()), &e))
 }
 
-fn field_error(file: &Path, e: serde_path_to_error::Error<serde_json::Error>) -> Error {
-    let field = field_path(e.path());
-    let mut msg = e.into_inner().to_string();
+/// `text` is what serde_json read, `shown` the caller's bytes, which lack the `inserted` span
+/// (offset, length) of `text`.
+fn field_error(
+    file: &Path,
+    text: &[u8],
+    shown: &[u8],
+    (at, len): (usize, usize),
+    e: &serde_json::Error,
+) -> Error {
+    let mut msg = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    if e.line() > 0
+        && let Some(code) = msg.strip_suffix(&suffix)
+    {
+        msg = code.to_owned();
+    }
+    let offset = position::offset(text, e.line(), e.column());
+    let field = if e.line() > 0 {
+        position::field_at(text, offset)
+    } else {
+        String::new()
+    };
     // oci-spec says "no variant for CAP_X (converted to X)": say what an operator can act on.
     if let Some(rest) = msg.strip_prefix("no variant for ")
         && let Some((name, tail)) = rest.split_once(" (converted to ")
@@ -133,29 +168,16 @@ fn field_error(file: &Path, e: serde_path_to_error::Error<serde_json::Error>) ->
         let at = tail.split_once(')').map_or("", |(_, at)| at);
         msg = format!("unknown capability {}{at}", quote(name));
     }
-    Error::config(file, field, msg)
-}
-
-/// serde_path_to_error's path (`process.user.uid`, `linux.sysctl.KEY`), empty for the whole
-/// document, with each key a config wrote shown short and escaped.
-fn field_path(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    let mut field = String::new();
-    for segment in path {
-        let name = match segment {
-            Segment::Seq { index } => {
-                field.push_str(&format!("[{index}]"));
-                continue;
-            }
-            Segment::Map { key } | Segment::Enum { variant: key } => bare(key).to_string(),
-            Segment::Unknown => "?".to_owned(),
+    if e.line() > 0 {
+        let offset = if offset >= at + len {
+            offset - len
+        } else {
+            offset.min(at)
         };
-        if !field.is_empty() {
-            field.push('.');
-        }
-        field.push_str(&name);
+        let (line, column) = position::line_column(shown, offset);
+        msg = format!("{msg} at line {line} column {column}");
     }
-    field
+    Error::config(file, field, msg)
 }
 
 #[cfg(test)]
