@@ -73,8 +73,7 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
         ProcessSource::File(path) => {
             let bytes = std::fs::read(path).ctx(|| format!("--process {}", path.display()))?;
             let p = parse_process(path, &bytes)?;
-            crate::spec::check_user("user", p.user())
-                .map_err(|(field, msg)| Error::config(path, field, msg))?;
+            crate::spec::check_user("user", p.user()).map_err(|e| e.in_file(path))?;
             (p, path.as_path(), "")
         }
         ProcessSource::Flags(changes) => {

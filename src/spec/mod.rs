@@ -2,6 +2,7 @@
 //! syntax, the line and column), then checked across fields so that a contradictory config fails
 //! before anything is created.
 
+mod invalid;
 pub mod mount_options;
 mod position;
 mod unsupported;
@@ -22,17 +23,16 @@ pub const OCI_VERSION: &str = "1.2.0";
 pub const MAX_ID: u32 = 2147483647;
 
 /// Checks one uid or gid read from the config or the command line.
-pub fn check_id(id: impl Into<u64>) -> std::result::Result<(), String> {
+pub fn check_id(id: impl Into<u64>) -> std::result::Result<(), Problem> {
     let id = id.into();
     if id > u64::from(MAX_ID) {
-        return Err(format!(
-            "{id} is out of range: uids and gids must be in range 0-{MAX_ID}"
-        ));
+        return Err(Problem::IdOutOfRange(id));
     }
     Ok(())
 }
 
-pub use validate::check_user;
+pub use invalid::Problem;
+pub use validate::{Host, check_user};
 
 /// The config's name for a limit (`RLIMIT_NOFILE`), for messages.
 pub fn rlimit_name(t: PosixRlimitType) -> String {
@@ -93,7 +93,7 @@ pub fn load(file: &Path, bytes: &[u8]) -> Result<(Spec, PathBuf)> {
         .as_ref()
         .map(|r| r.path().clone())
         .ok_or_else(|| Error::config(file, "root", "missing: a bundle needs a root filesystem"))?;
-    validate::check(&spec).map_err(|(field, msg)| Error::config(file, field, msg))?;
+    validate::check(&spec, &Host::current()).map_err(|e| e.in_file(file))?;
     if let Some(field) = unsupported::first(&spec) {
         return Err(Error::config(
             file,

@@ -3,6 +3,8 @@
 
 use nix::mount::MsFlags;
 
+use super::Problem;
+
 /// What a list of mount options asks for. Options that are not flags are filesystem data,
 /// passed to mount(2) as given (`size=64k`, `mode=755`).
 #[derive(Debug, PartialEq)]
@@ -32,7 +34,7 @@ pub enum Idmap {
 }
 
 impl MountOptions {
-    pub fn parse<S: AsRef<str>>(options: &[S]) -> std::result::Result<MountOptions, String> {
+    pub fn parse<S: AsRef<str>>(options: &[S]) -> std::result::Result<MountOptions, Problem> {
         let mut o = MountOptions {
             flags: MsFlags::empty(),
             clear: MsFlags::empty(),
@@ -70,15 +72,22 @@ impl MountOptions {
                     Idmap::Top
                 });
             } else if opt.is_empty() {
-                return Err("an empty option".into());
+                return Err(Problem::EmptyOption);
             } else {
                 // tmpfs, devpts and others take the owner as data: 4294967295 there would be -1.
                 if let Some(id) = opt
                     .strip_prefix("uid=")
                     .or_else(|| opt.strip_prefix("gid="))
                 {
-                    let id: u64 = id.parse().map_err(|_| format!("{opt:?}: not a number"))?;
-                    crate::spec::check_id(id).map_err(|e| format!("{}{e}", &opt[..4]))?;
+                    let id: u64 = id
+                        .parse()
+                        .map_err(|_| Problem::OptionNotANumber(opt.to_owned()))?;
+                    if super::check_id(id).is_err() {
+                        return Err(Problem::OptionIdOutOfRange {
+                            key: opt[..4].to_owned(),
+                            id,
+                        });
+                    }
                 }
                 o.data.push(opt.to_owned());
             }

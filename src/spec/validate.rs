@@ -1,66 +1,85 @@
 //! Cross-field checks on a parsed config: the contradictions runc rejects, caught before any
-//! state directory, namespace or process exists. Each failure names the field.
+//! state directory, namespace or process exists. Each failure is an [`Invalid`]: the field and
+//! the [`Problem`] with it. The checks read the spec and [`Host`] only, so that the tests decide
+//! what the host is.
 
 use std::collections::HashSet;
 
 use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec, User};
 
 use super::check_id;
-use crate::error::{bare, quote};
+use super::invalid::{Invalid, Problem};
+use crate::error::bare;
 
-type Check = std::result::Result<(), (String, String)>;
+type Check<T = ()> = std::result::Result<T, Invalid>;
 
-fn fail(field: impl Into<String>, msg: impl Into<String>) -> Check {
-    Err((field.into(), msg.into()))
+fn fail<T>(field: impl Into<String>, problem: Problem) -> Check<T> {
+    Err(Invalid::new(field, problem))
 }
 
 /// The most hooks one stage may list: each is a process, run one after the other while the
 /// caller waits (about 2 ms each at best: 100,000 would hold `create` for minutes).
 const MAX_HOOKS_PER_STAGE: usize = 1000;
 
-pub fn check(spec: &Spec) -> Check {
+/// What validation needs to know of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Host {
+    /// The caller's effective uid: other than 0, the kernel grants namespaces only inside a
+    /// user namespace.
+    pub euid: u32,
+    pub selinux: bool,
+    pub apparmor: bool,
+}
+
+impl Host {
+    pub fn current() -> Host {
+        Host {
+            euid: nix::unistd::geteuid().as_raw(),
+            selinux: crate::lsm::selinux_enabled(),
+            apparmor: crate::lsm::apparmor_enabled(),
+        }
+    }
+}
+
+pub fn check(spec: &Spec, host: &Host) -> Check {
     check_process(spec)?;
-    let namespaces = check_namespaces(spec)?;
+    let namespaces = check_namespaces(spec, host)?;
     check_uts(spec, &namespaces)?;
     check_sysctl(spec, &namespaces)?;
     check_mounts(spec)?;
     check_devices(spec)?;
     check_hooks(spec)?;
-    check_lsm(spec)?;
+    check_lsm(spec, host)?;
     Ok(())
 }
 
 fn check_process(spec: &Spec) -> Check {
     let Some(p) = spec.process() else {
-        return fail("process", "missing: nothing to run in the container");
+        return fail("process", Problem::NoProcess);
     };
     if p.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return fail("process.args", "must name the program to run");
+        return fail("process.args", Problem::NoArgs);
     }
     check_user("process.user", p.user())?;
     if !p.cwd().is_absolute() {
-        return fail(
-            "process.cwd",
-            format!("{} is not an absolute path", quote(p.cwd())),
-        );
+        return fail("process.cwd", Problem::CwdNotAbsolute(p.cwd().clone()));
     }
     let mut seen = Vec::new();
     for (i, r) in p.rlimits().iter().flatten().enumerate() {
         if seen.contains(&r.typ()) {
             return fail(
                 format!("process.rlimits[{i}].type"),
-                format!("{} appears twice", super::rlimit_name(r.typ())),
+                Problem::RlimitTwice(r.typ()),
             );
         }
         if r.soft() > r.hard() {
             return fail(
                 format!("process.rlimits[{i}].soft"),
-                format!(
-                    "{}: soft limit {} is above hard limit {}",
-                    super::rlimit_name(r.typ()),
-                    r.soft(),
-                    r.hard()
-                ),
+                Problem::SoftAboveHard {
+                    typ: r.typ(),
+                    soft: r.soft(),
+                    hard: r.hard(),
+                },
             );
         }
         seen.push(r.typ());
@@ -69,7 +88,7 @@ fn check_process(spec: &Spec) -> Check {
         if !e.contains('=') {
             return fail(
                 format!("process.env[{i}]"),
-                format!("{} is not of the form KEY=value", quote(e)),
+                Problem::EnvNotKeyValue(e.clone()),
             );
         }
     }
@@ -95,11 +114,10 @@ fn check_mappings(field: &str, maps: Option<&Vec<LinuxIdMapping>>) -> Check {
         if m.size() == 0 {
             return fail(
                 format!("{field}[{i}].size"),
-                format!(
-                    "must be greater than zero (containerID {}, hostID {})",
-                    m.container_id(),
-                    m.host_id()
-                ),
+                Problem::EmptyMapping {
+                    container_id: m.container_id(),
+                    host_id: m.host_id(),
+                },
             );
         }
         for (name, start) in [("containerID", m.container_id()), ("hostID", m.host_id())] {
@@ -108,11 +126,12 @@ fn check_mappings(field: &str, maps: Option<&Vec<LinuxIdMapping>>) -> Check {
             if check_id(last).is_err() {
                 return fail(
                     format!("{field}[{i}].size"),
-                    format!(
-                        "{name} {start} + size {} ends at {last}, out of range: uids and gids must be in range 0-{}",
-                        m.size(),
-                        super::MAX_ID
-                    ),
+                    Problem::MappingEndOutOfRange {
+                        name,
+                        start,
+                        size: m.size(),
+                        last,
+                    },
                 );
             }
         }
@@ -121,9 +140,7 @@ fn check_mappings(field: &str, maps: Option<&Vec<LinuxIdMapping>>) -> Check {
 }
 
 /// The namespaces the container gets (new or joined), after checking for duplicates.
-fn check_namespaces(
-    spec: &Spec,
-) -> std::result::Result<HashSet<LinuxNamespaceType>, (String, String)> {
+fn check_namespaces(spec: &Spec, host: &Host) -> Check<HashSet<LinuxNamespaceType>> {
     let mut set = HashSet::new();
     let linux = spec.linux().as_ref();
     for (i, ns) in linux
@@ -133,18 +150,18 @@ fn check_namespaces(
         .enumerate()
     {
         if !set.insert(ns.typ()) {
-            return Err((
+            return fail(
                 format!("linux.namespaces[{i}]"),
-                format!("{:?} namespace listed twice", ns.typ()),
-            ));
+                Problem::NamespaceTwice(ns.typ()),
+            );
         }
         if let Some(path) = ns.path()
             && !path.is_absolute()
         {
-            return Err((
+            return fail(
                 format!("linux.namespaces[{i}].path"),
-                format!("{} is not absolute", quote(path)),
-            ));
+                Problem::NotAbsolute(path.clone()),
+            );
         }
     }
     if !set.contains(&LinuxNamespaceType::Mount) {
@@ -162,7 +179,7 @@ fn check_namespaces(
             ),
         ] {
             if listed {
-                return Err((field.into(), "unable to restrict sys entries without a private MNT namespace (add {\"type\": \"mount\"} to linux.namespaces)".into()));
+                return fail(field, Problem::RestrictedPathsNeedMountNamespace);
             }
         }
         if spec
@@ -170,7 +187,7 @@ fn check_namespaces(
             .as_ref()
             .is_some_and(|r| r.readonly().unwrap_or(false))
         {
-            return Err(("root.readonly".into(), "a read-only root needs a private MNT namespace (add {\"type\": \"mount\"} to linux.namespaces)".into()));
+            return fail("root.readonly", Problem::ReadonlyRootNeedsMountNamespace);
         }
     }
     let has_user = set.contains(&LinuxNamespaceType::User);
@@ -192,10 +209,7 @@ fn check_namespaces(
         linux.and_then(|l| l.gid_mappings().as_ref()),
     )?;
     if maps && !has_user {
-        return Err((
-            "linux.uidMappings".into(),
-            "mappings need a user namespace in linux.namespaces".into(),
-        ));
+        return fail("linux.uidMappings", Problem::MappingsNeedUserNamespace);
     }
     if user_is_new {
         for (field, m) in [
@@ -209,31 +223,22 @@ fn check_namespaces(
             ),
         ] {
             if m.is_none_or(|m| m.is_empty()) {
-                return Err((
-                    field.into(),
-                    "a new user namespace needs at least one mapping".into(),
-                ));
+                return fail(field, Problem::UserNamespaceNeedsMapping);
             }
         }
     }
     if linux.is_some_and(|l| l.time_offsets().as_ref().is_some_and(|t| !t.is_empty()))
         && !set.contains(&LinuxNamespaceType::Time)
     {
-        return Err((
-            "linux.timeOffsets".into(),
-            "offsets need a time namespace in linux.namespaces".into(),
-        ));
+        return fail("linux.timeOffsets", Problem::OffsetsNeedTimeNamespace);
     }
     // runc's check for an unprivileged caller: the kernel grants it the other namespaces only
     // inside a user namespace, and clone3 would fail with a bare EPERM.
-    let euid = nix::unistd::geteuid();
-    if !euid.is_root() && !has_user {
-        return Err((
-            "linux.namespaces".into(),
-            format!(
-                "rootless container requires user namespaces: uid {euid} may create the others only inside one (add {{\"type\": \"user\"}} with uidMappings and gidMappings)"
-            ),
-        ));
+    if host.euid != 0 && !has_user {
+        return fail(
+            "linux.namespaces",
+            Problem::RootlessNeedsUserNamespace { euid: host.euid },
+        );
     }
     Ok(set)
 }
@@ -250,26 +255,22 @@ fn check_uts(spec: &Spec, ns: &HashSet<LinuxNamespaceType>) -> Check {
             if let Some(name) = name.as_ref().filter(|n| n.len() > MAX) {
                 return fail(
                     field,
-                    format!(
-                        "{} is longer than the kernel's limit of {MAX} bytes",
-                        quote(name)
-                    ),
+                    Problem::NameTooLong {
+                        name: name.clone(),
+                        max: MAX,
+                    },
                 );
             }
         }
         return Ok(());
     }
-    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) {
-        return fail(
-            "hostname",
-            "setting a hostname needs a private UTS namespace (add {\"type\": \"uts\"} to linux.namespaces)",
-        );
-    }
-    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) {
-        return fail(
-            "domainname",
-            "setting a domainname needs a private UTS namespace (add {\"type\": \"uts\"} to linux.namespaces)",
-        );
+    for (field, name) in [
+        ("hostname", spec.hostname()),
+        ("domainname", spec.domainname()),
+    ] {
+        if name.as_ref().is_some_and(|h| !h.is_empty()) {
+            return fail(field, Problem::NeedsUtsNamespace(field));
+        }
     }
     Ok(())
 }
@@ -296,13 +297,10 @@ fn check_sysctl(spec: &Spec, ns: &HashSet<LinuxNamespaceType>) -> Check {
         } else if key == "kernel.hostname" || key == "kernel.domainname" {
             (LinuxNamespaceType::Uts, "uts")
         } else {
-            return fail(
-                field,
-                "not a namespaced sysctl: setting it would change the host",
-            );
+            return fail(field, Problem::HostSysctl);
         };
         if !ns.contains(&needs.0) {
-            return fail(field, format!("needs a private {} namespace", needs.1));
+            return fail(field, Problem::SysctlNeedsNamespace(needs.1));
         }
     }
     Ok(())
@@ -312,7 +310,7 @@ fn check_mounts(spec: &Spec) -> Check {
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         let dest = m.destination();
         if dest.as_os_str().is_empty() {
-            return fail(format!("mounts[{i}].destination"), "must not be empty");
+            return fail(format!("mounts[{i}].destination"), Problem::Empty);
         }
         if let Err(e) =
             super::mount_options::MountOptions::parse(m.options().as_deref().unwrap_or_default())
@@ -343,7 +341,7 @@ fn check_devices(spec: &Spec) -> Check {
         if !d.path().is_absolute() {
             return fail(
                 format!("linux.devices[{i}].path"),
-                format!("{} is not absolute", quote(d.path())),
+                Problem::NotAbsolute(d.path().clone()),
             );
         }
         for (name, id) in [("uid", d.uid()), ("gid", d.gid())] {
@@ -372,24 +370,21 @@ fn check_hooks(spec: &Spec) -> Check {
         if count > MAX_HOOKS_PER_STAGE {
             return fail(
                 format!("hooks.{stage}"),
-                format!(
-                    "{count} hooks, more than kiln's limit of {} in one stage (each runs as a process, one after the other)",
-                    MAX_HOOKS_PER_STAGE
-                ),
+                Problem::TooManyHooks {
+                    count,
+                    max: MAX_HOOKS_PER_STAGE,
+                },
             );
         }
         for (i, h) in list.iter().flatten().enumerate() {
             if !h.path().is_absolute() {
                 return fail(
                     format!("hooks.{stage}[{i}].path"),
-                    format!("{} is not absolute", quote(h.path())),
+                    Problem::NotAbsolute(h.path().clone()),
                 );
             }
             if h.timeout().is_some_and(|t| t <= 0) {
-                return fail(
-                    format!("hooks.{stage}[{i}].timeout"),
-                    "must be greater than zero",
-                );
+                return fail(format!("hooks.{stage}[{i}].timeout"), Problem::NotPositive);
             }
         }
     }
@@ -398,22 +393,17 @@ fn check_hooks(spec: &Spec) -> Check {
 
 /// A label for an LSM the kernel does not have cannot be honoured: say so instead of running the
 /// container less confined than its author asked.
-fn check_lsm(spec: &Spec) -> Check {
+fn check_lsm(spec: &Spec, host: &Host) -> Check {
     let Some(p) = spec.process() else {
         return Ok(());
     };
-    if p.selinux_label().as_ref().is_some_and(|l| !l.is_empty()) && !crate::lsm::selinux_enabled() {
-        return fail(
-            "process.selinuxLabel",
-            "SELinux is not enabled on this host",
-        );
+    if p.selinux_label().as_ref().is_some_and(|l| !l.is_empty()) && !host.selinux {
+        return fail("process.selinuxLabel", Problem::LsmNotEnabled("SELinux"));
     }
-    if p.apparmor_profile().as_ref().is_some_and(|l| !l.is_empty())
-        && !crate::lsm::apparmor_enabled()
-    {
+    if p.apparmor_profile().as_ref().is_some_and(|l| !l.is_empty()) && !host.apparmor {
         return fail(
             "process.apparmorProfile",
-            "AppArmor is not enabled on this host",
+            Problem::LsmNotEnabled("AppArmor"),
         );
     }
     Ok(())
@@ -423,11 +413,45 @@ fn check_lsm(spec: &Spec) -> Check {
 mod tests {
     use super::*;
 
+    /// A root caller on a host without LSMs: the tests say what else they need.
+    const ROOT: Host = Host {
+        euid: 0,
+        selinux: false,
+        apparmor: false,
+    };
+
+    fn spec(json: &str) -> Spec {
+        serde_json::from_str(json).unwrap()
+    }
+
     fn without_mount_namespace(root: &str, linux_extra: &str) -> Check {
         let json = format!(
             r#"{{"ociVersion":"1.0.2","process":{{"cwd":"/","args":["sh"],"user":{{"uid":0,"gid":0}}}},"root":{root},"linux":{{"namespaces":[{{"type":"pid"}}]{linux_extra}}}}}"#
         );
-        check(&serde_json::from_str(&json).unwrap())
+        check(&spec(&json), &ROOT)
+    }
+
+    fn base_json(process_extra: &str, extra: &str) -> String {
+        format!(
+            r#"{{"ociVersion":"1.0.2","process":{{"cwd":"/","args":["sh"],"user":{{"uid":0,"gid":0}}{process_extra}}},"root":{{"path":"rootfs"}},"linux":{{"namespaces":[{{"type":"pid"}},{{"type":"mount"}},{{"type":"uts"}}]}}{extra}}}"#
+        )
+    }
+
+    fn base_with(process_extra: &str, extra: &str) -> Check {
+        check(&spec(&base_json(process_extra, extra)), &ROOT)
+    }
+
+    /// The refusal of a config whose `linux` object is `linux` (namespaces included).
+    fn with_linux(linux: &str) -> Check {
+        let json = format!(
+            r#"{{"ociVersion":"1.0.2","process":{{"cwd":"/","args":["sh"],"user":{{"uid":0,"gid":0}}}},"root":{{"path":"rootfs"}},"linux":{linux}}}"#
+        );
+        check(&spec(&json), &ROOT)
+    }
+
+    fn refused(c: Check) -> (String, String) {
+        let e = c.expect_err("should be refused");
+        (e.field.clone(), e.problem.to_string())
     }
 
     #[test]
@@ -439,18 +463,15 @@ mod tests {
             .unwrap()
         };
         assert!(check_mappings("m", Some(&map(0, 0, super::super::MAX_ID + 1))).is_ok());
+        let e = check_mappings("m", Some(&map(1, 0, super::super::MAX_ID + 1))).unwrap_err();
+        assert_eq!(e.field, "m[0].size");
         assert_eq!(
-            check_mappings("m", Some(&map(1, 0, super::super::MAX_ID + 1)))
-                .unwrap_err()
-                .0,
-            "m[0].size"
+            e.problem.to_string(),
+            "containerID 1 + size 2147483648 ends at 2147483648, out of range: uids and gids must be in range 0-2147483647"
         );
-        assert_eq!(
-            check_mappings("m", Some(&map(0, u32::MAX, 1)))
-                .unwrap_err()
-                .0,
-            "m[0].hostID"
-        );
+        let e = check_mappings("m", Some(&map(0, u32::MAX, 1))).unwrap_err();
+        assert_eq!(e.field, "m[0].hostID");
+        assert_eq!(e.problem, Problem::IdOutOfRange(u64::from(u32::MAX)));
         assert!(
             check_mappings(
                 "m",
@@ -464,43 +485,71 @@ mod tests {
     fn no_mount_namespace_runs_unless_it_would_change_the_hosts_mounts() {
         let root = r#"{"path":"rootfs"}"#;
         assert!(without_mount_namespace(root, "").is_ok());
+        let e = without_mount_namespace(root, r#","maskedPaths":["/proc/kcore"]"#).unwrap_err();
         assert_eq!(
-            without_mount_namespace(root, r#","maskedPaths":["/proc/kcore"]"#)
-                .unwrap_err()
-                .0,
-            "linux.maskedPaths"
+            e,
+            Invalid::new(
+                "linux.maskedPaths",
+                Problem::RestrictedPathsNeedMountNamespace
+            )
+        );
+        assert_eq!(
+            e.to_string(),
+            r#"linux.maskedPaths: unable to restrict sys entries without a private MNT namespace (add {"type": "mount"} to linux.namespaces)"#
         );
         assert_eq!(
             without_mount_namespace(root, r#","readonlyPaths":["/proc/sys"]"#)
                 .unwrap_err()
-                .0,
+                .field,
             "linux.readonlyPaths"
         );
         assert_eq!(
-            without_mount_namespace(r#"{"path":"rootfs","readonly":true}"#, "")
-                .unwrap_err()
-                .0,
-            "root.readonly"
+            refused(without_mount_namespace(
+                r#"{"path":"rootfs","readonly":true}"#,
+                ""
+            )),
+            (
+                "root.readonly".into(),
+                r#"a read-only root needs a private MNT namespace (add {"type": "mount"} to linux.namespaces)"#.into()
+            )
         );
     }
 
-    fn base_with(process_extra: &str, extra: &str) -> Check {
-        let json = format!(
-            r#"{{"ociVersion":"1.0.2","process":{{"cwd":"/","args":["sh"],"user":{{"uid":0,"gid":0}}{process_extra}}},"root":{{"path":"rootfs"}},"linux":{{"namespaces":[{{"type":"pid"}},{{"type":"mount"}},{{"type":"uts"}}]}}{extra}}}"#
+    #[test]
+    fn an_unprivileged_caller_needs_a_user_namespace() {
+        let rootless = Host { euid: 1000, ..ROOT };
+        let plain = spec(&base_json("", ""));
+        assert!(check(&plain, &ROOT).is_ok());
+        let e = check(&plain, &rootless).unwrap_err();
+        assert_eq!(e.field, "linux.namespaces");
+        assert_eq!(
+            e.problem.to_string(),
+            r#"rootless container requires user namespaces: uid 1000 may create the others only inside one (add {"type": "user"} with uidMappings and gidMappings)"#
         );
-        check(&serde_json::from_str(&json).unwrap())
+        let with_user = spec(
+            r#"{"ociVersion":"1.0.2","process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}},"root":{"path":"rootfs"},"linux":{"namespaces":[{"type":"user"},{"type":"mount"}],"uidMappings":[{"containerID":0,"hostID":1000,"size":1}],"gidMappings":[{"containerID":0,"hostID":1000,"size":1}]}}"#,
+        );
+        assert!(check(&with_user, &rootless).is_ok());
     }
 
     #[test]
     fn a_hostname_longer_than_the_kernels_limit_is_named() {
         assert!(base_with("", &format!(r#","hostname":"{}""#, "h".repeat(64))).is_ok());
-        let (field, msg) =
-            base_with("", &format!(r#","hostname":"{}""#, "h".repeat(1 << 20))).unwrap_err();
+        let (field, msg) = refused(base_with(
+            "",
+            &format!(r#","hostname":"{}""#, "h".repeat(1 << 20)),
+        ));
         assert_eq!(field, "hostname");
         assert!(msg.len() < 200 && msg.contains("(1048576 bytes)"), "{msg}");
-        let (field, _) =
-            base_with("", &format!(r#","domainname":"{}""#, "d".repeat(65))).unwrap_err();
+        let (field, msg) = refused(base_with(
+            "",
+            &format!(r#","domainname":"{}""#, "d".repeat(65)),
+        ));
         assert_eq!(field, "domainname");
+        assert!(
+            msg.ends_with("is longer than the kernel's limit of 64 bytes"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -510,24 +559,25 @@ mod tests {
             let rlimits = format!(r#","rlimits":[{{"type":"RLIMIT_CORE","hard":0{soft}}}]"#);
             assert!(base_with(&rlimits, "").is_ok(), "{rlimits}");
         }
-        let (field, msg) = base_with(
+        let (field, msg) = refused(base_with(
             r#","rlimits":[{"type":"RLIMIT_NOFILE","hard":1,"soft":2}]"#,
             "",
-        )
-        .unwrap_err();
+        ));
         assert_eq!(field, "process.rlimits[0].soft");
-        assert!(msg.starts_with("RLIMIT_NOFILE: soft limit 2"), "{msg}");
+        assert_eq!(msg, "RLIMIT_NOFILE: soft limit 2 is above hard limit 1");
         let twice = r#","rlimits":[{"type":"RLIMIT_CPU","hard":1},{"type":"RLIMIT_CPU","hard":1}]"#;
-        let (field, msg) = base_with(twice, "").unwrap_err();
         assert_eq!(
-            (field.as_str(), msg.as_str()),
-            ("process.rlimits[1].type", "RLIMIT_CPU appears twice")
+            refused(base_with(twice, "")),
+            (
+                "process.rlimits[1].type".into(),
+                "RLIMIT_CPU appears twice".into()
+            )
         );
     }
 
     #[test]
     fn values_in_messages_are_escaped() {
-        let (field, msg) = base_with(r#","env":["\u001b[2J\nX"]"#, "").unwrap_err();
+        let (field, msg) = refused(base_with(r#","env":["\u001b[2J\nX"]"#, ""));
         assert_eq!(field, "process.env[0]");
         assert_eq!(msg, r#""\x1b[2J\nX" is not of the form KEY=value"#);
     }
@@ -535,8 +585,340 @@ mod tests {
     #[test]
     fn an_id_map_of_size_zero_is_named() {
         let maps: Vec<LinuxIdMapping> = serde_json::from_str(r#"[{"containerID":0,"hostID":1000,"size":1},{"containerID":1,"hostID":5000,"size":0}]"#).unwrap();
-        let (field, msg) = check_mappings("linux.gidMappings", Some(&maps)).unwrap_err();
-        assert_eq!(field, "linux.gidMappings[1].size");
-        assert!(msg.contains("greater than zero"), "{msg}");
+        let e = check_mappings("linux.gidMappings", Some(&maps)).unwrap_err();
+        assert_eq!(e.field, "linux.gidMappings[1].size");
+        assert_eq!(
+            e.problem.to_string(),
+            "must be greater than zero (containerID 1, hostID 5000)"
+        );
+    }
+
+    #[test]
+    fn the_base_config_passes() {
+        assert_eq!(base_with("", ""), Ok(()));
+    }
+
+    #[test]
+    fn each_refusal_of_the_process_names_its_field() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                r#","args":[]"#,
+                "process.args",
+                "must name the program to run",
+            ),
+            (
+                r#","cwd":"rel""#,
+                "process.cwd",
+                r#""rel" is not an absolute path"#,
+            ),
+            (
+                r#","env":["A=1","B"]"#,
+                "process.env[1]",
+                r#""B" is not of the form KEY=value"#,
+            ),
+            (
+                r#","user":{"uid":4294967295,"gid":0}"#,
+                "process.user.uid",
+                "4294967295 is out of range: uids and gids must be in range 0-2147483647",
+            ),
+            (
+                r#","user":{"uid":0,"gid":2147483648}"#,
+                "process.user.gid",
+                "2147483648 is out of range: uids and gids must be in range 0-2147483647",
+            ),
+            (
+                r#","user":{"uid":0,"gid":0,"additionalGids":[1,4294967295]}"#,
+                "process.user.additionalGids[1]",
+                "4294967295 is out of range: uids and gids must be in range 0-2147483647",
+            ),
+        ];
+        for (extra, field, msg) in cases {
+            let mut json: serde_json::Value = serde_json::from_str(&base_json("", "")).unwrap();
+            let patch: serde_json::Value =
+                serde_json::from_str(&format!("{{{}}}", &extra[1..])).unwrap();
+            for (k, v) in patch.as_object().unwrap() {
+                json["process"][k] = v.clone();
+            }
+            let spec: Spec = serde_json::from_value(json).unwrap();
+            assert_eq!(
+                refused(check(&spec, &ROOT)),
+                (field.to_string(), msg.to_string()),
+                "{extra}"
+            );
+        }
+        let none = spec(r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"}}"#);
+        let e = check(&none, &ROOT).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "process: missing: nothing to run in the container"
+        );
+    }
+
+    #[test]
+    fn each_refusal_of_the_namespaces_names_its_field() {
+        let map = r#"[{"containerID":0,"hostID":1000,"size":1}]"#;
+        let cases = [
+            (
+                r#"{"namespaces":[{"type":"mount"},{"type":"pid"},{"type":"mount"}]}"#.to_owned(),
+                "linux.namespaces[2]",
+                "Mount namespace listed twice",
+            ),
+            (
+                r#"{"namespaces":[{"type":"mount"},{"type":"network","path":"run/netns/x"}]}"#
+                    .to_owned(),
+                "linux.namespaces[1].path",
+                r#""run/netns/x" is not absolute"#,
+            ),
+            (
+                format!(r#"{{"namespaces":[{{"type":"mount"}}],"gidMappings":{map}}}"#),
+                "linux.uidMappings",
+                "mappings need a user namespace in linux.namespaces",
+            ),
+            (
+                format!(
+                    r#"{{"namespaces":[{{"type":"mount"}},{{"type":"user"}}],"uidMappings":{map}}}"#
+                ),
+                "linux.gidMappings",
+                "a new user namespace needs at least one mapping",
+            ),
+            (
+                r#"{"namespaces":[{"type":"mount"},{"type":"user"}]}"#.to_owned(),
+                "linux.uidMappings",
+                "a new user namespace needs at least one mapping",
+            ),
+            (
+                r#"{"namespaces":[{"type":"mount"}],"timeOffsets":{"monotonic":{"secs":1}}}"#
+                    .to_owned(),
+                "linux.timeOffsets",
+                "offsets need a time namespace in linux.namespaces",
+            ),
+            (
+                r#"{"namespaces":[{"type":"mount"}],"uidMappings":[{"containerID":0,"hostID":0,"size":0}]}"#
+                    .to_owned(),
+                "linux.uidMappings[0].size",
+                "must be greater than zero (containerID 0, hostID 0)",
+            ),
+        ];
+        for (linux, field, msg) in &cases {
+            assert_eq!(
+                refused(with_linux(linux)),
+                (field.to_string(), msg.to_string()),
+                "{linux}"
+            );
+        }
+        // A joined user namespace brings its own mappings.
+        assert!(
+            with_linux(
+                r#"{"namespaces":[{"type":"mount"},{"type":"user","path":"/proc/1/ns/user"}]}"#
+            )
+            .is_ok()
+        );
+        assert!(
+            with_linux(r#"{"namespaces":[{"type":"mount"},{"type":"time"}],"timeOffsets":{"monotonic":{"secs":1}}}"#)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_name_without_a_uts_namespace_is_refused() {
+        for field in ["hostname", "domainname"] {
+            let json = format!(
+                r#"{{"ociVersion":"1.0.2","process":{{"cwd":"/","args":["sh"],"user":{{"uid":0,"gid":0}}}},"root":{{"path":"rootfs"}},"{field}":"x","linux":{{"namespaces":[{{"type":"mount"}}]}}}}"#
+            );
+            assert_eq!(
+                refused(check(&spec(&json), &ROOT)),
+                (
+                    field.to_owned(),
+                    format!(
+                        r#"setting a {field} needs a private UTS namespace (add {{"type": "uts"}} to linux.namespaces)"#
+                    )
+                )
+            );
+            // An empty name sets nothing.
+            let empty = json.replace(r#""x""#, r#""""#);
+            assert!(check(&spec(&empty), &ROOT).is_ok(), "{empty}");
+        }
+    }
+
+    #[test]
+    fn a_sysctl_must_belong_to_a_namespace_the_container_owns() {
+        let sysctl = |ns: &str, key: &str| {
+            with_linux(&format!(
+                r#"{{"namespaces":[{{"type":"mount"}}{ns}],"sysctl":{{"{key}":"1"}}}}"#
+            ))
+        };
+        let cases = [
+            ("kernel.shmmax", "ipc", r#",{"type":"ipc"}"#),
+            ("fs.mqueue.msg_max", "ipc", r#",{"type":"ipc"}"#),
+            ("net.ipv4.ip_forward", "network", r#",{"type":"network"}"#),
+            ("kernel.hostname", "uts", r#",{"type":"uts"}"#),
+            ("kernel.domainname", "uts", r#",{"type":"uts"}"#),
+        ];
+        for (key, name, ns) in cases {
+            assert!(sysctl(ns, key).is_ok(), "{key}");
+            assert_eq!(
+                refused(sysctl("", key)),
+                (
+                    format!("linux.sysctl.{key}"),
+                    format!("needs a private {name} namespace")
+                )
+            );
+        }
+        assert_eq!(
+            refused(sysctl(
+                r#",{"type":"ipc"},{"type":"network"}"#,
+                "vm.swappiness"
+            )),
+            (
+                "linux.sysctl.vm.swappiness".into(),
+                "not a namespaced sysctl: setting it would change the host".into()
+            )
+        );
+    }
+
+    #[test]
+    fn each_refusal_of_a_mount_names_its_field() {
+        let mounts =
+            |m: &str| base_with("", &format!(r#","mounts":[{{"destination":"/ok"}},{m}]"#));
+        let cases = [
+            (
+                r#"{"destination":""}"#,
+                "mounts[1].destination",
+                "must not be empty",
+            ),
+            (
+                r#"{"destination":"/m","options":["ro",""]}"#,
+                "mounts[1].options",
+                "an empty option",
+            ),
+            (
+                r#"{"destination":"/m","options":["uid=x"]}"#,
+                "mounts[1].options",
+                r#""uid=x": not a number"#,
+            ),
+            (
+                r#"{"destination":"/m","options":["gid=4294967295"]}"#,
+                "mounts[1].options",
+                "gid=4294967295 is out of range: uids and gids must be in range 0-2147483647",
+            ),
+            (
+                r#"{"destination":"/m","uidMappings":[{"containerID":0,"hostID":0,"size":0}]}"#,
+                "mounts[1].uidMappings[0].size",
+                "must be greater than zero (containerID 0, hostID 0)",
+            ),
+            (
+                r#"{"destination":"/m","gidMappings":[{"containerID":4294967295,"hostID":0,"size":1}]}"#,
+                "mounts[1].gidMappings[0].containerID",
+                "4294967295 is out of range: uids and gids must be in range 0-2147483647",
+            ),
+        ];
+        for (m, field, msg) in cases {
+            assert_eq!(
+                refused(mounts(m)),
+                (field.to_owned(), msg.to_owned()),
+                "{m}"
+            );
+        }
+        assert!(mounts(r#"{"destination":"/m","options":["uid=0","rbind","rro"]}"#).is_ok());
+    }
+
+    #[test]
+    fn each_refusal_of_a_device_names_its_field() {
+        let dev = |d: &str| {
+            with_linux(&format!(
+                r#"{{"namespaces":[{{"type":"mount"}}],"devices":[{{"path":"/dev/ok","type":"c","major":1,"minor":3}},{d}]}}"#
+            ))
+        };
+        assert_eq!(
+            refused(dev(r#"{"path":"dev/null","type":"c","major":1,"minor":3}"#)),
+            (
+                "linux.devices[1].path".into(),
+                r#""dev/null" is not absolute"#.into()
+            )
+        );
+        for name in ["uid", "gid"] {
+            assert_eq!(
+                refused(dev(&format!(
+                    r#"{{"path":"/dev/x","type":"c","major":1,"minor":3,"{name}":4294967295}}"#
+                ))),
+                (
+                    format!("linux.devices[1].{name}"),
+                    "4294967295 is out of range: uids and gids must be in range 0-2147483647"
+                        .into()
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn each_refusal_of_a_hook_names_its_field() {
+        let hooks =
+            |stage: &str, h: &str| base_with("", &format!(r#","hooks":{{"{stage}":[{h}]}}"#));
+        for stage in [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop",
+        ] {
+            assert!(hooks(stage, r#"{"path":"/bin/true","timeout":1}"#).is_ok());
+            assert_eq!(
+                refused(hooks(stage, r#"{"path":"/bin/true"},{"path":"true"}"#)),
+                (
+                    format!("hooks.{stage}[1].path"),
+                    r#""true" is not absolute"#.into()
+                )
+            );
+            assert_eq!(
+                refused(hooks(stage, r#"{"path":"/bin/true","timeout":0}"#)),
+                (
+                    format!("hooks.{stage}[0].timeout"),
+                    "must be greater than zero".into()
+                )
+            );
+        }
+        let many = vec![r#"{"path":"/bin/true"}"#; MAX_HOOKS_PER_STAGE + 1].join(",");
+        assert_eq!(
+            refused(hooks("poststop", &many)),
+            (
+                "hooks.poststop".into(),
+                "1001 hooks, more than kiln's limit of 1000 in one stage (each runs as a process, one after the other)".into()
+            )
+        );
+        let limit = vec![r#"{"path":"/bin/true"}"#; MAX_HOOKS_PER_STAGE].join(",");
+        assert!(hooks("poststop", &limit).is_ok());
+    }
+
+    #[test]
+    fn a_label_needs_its_lsm_on_the_host() {
+        let selinux = spec(&base_json(
+            r#","selinuxLabel":"system_u:system_r:container_t:s0""#,
+            "",
+        ));
+        let apparmor = spec(&base_json(r#","apparmorProfile":"docker-default""#, ""));
+        assert_eq!(
+            refused(check(&selinux, &ROOT)),
+            (
+                "process.selinuxLabel".into(),
+                "SELinux is not enabled on this host".into()
+            )
+        );
+        assert_eq!(
+            refused(check(&apparmor, &ROOT)),
+            (
+                "process.apparmorProfile".into(),
+                "AppArmor is not enabled on this host".into()
+            )
+        );
+        let both = Host {
+            selinux: true,
+            apparmor: true,
+            ..ROOT
+        };
+        assert!(check(&selinux, &both).is_ok());
+        assert!(check(&apparmor, &both).is_ok());
+        // An empty label asks for nothing.
+        assert!(check(&spec(&base_json(r#","apparmorProfile":"""#, "")), &ROOT).is_ok());
     }
 }
