@@ -43,6 +43,19 @@ SUBNET_PREFIX = "10.231.7."
 EMPTY_RETRIES = []
 
 
+
+def stop_daemon(proc, name, timeout):
+    """SIGTERM to a daemon the tests started, a bounded wait, then SIGKILL; the problem seen,
+    if any."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+        return []
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+        return [f"{name} did not stop on SIGTERM"]
+
 class Out:
     """The result of a client command: rc, stdout, stderr."""
 
@@ -509,13 +522,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         if ids:
             problems.append(f"containers left at the end: {ids}")
         if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                problems.append("containerd did not stop on SIGTERM")
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+            problems += stop_daemon(self.proc, "containerd", 20)
             self.log.close()
         problems += check_clean(self.base, ids, self.NAMESPACE)
         unmount_all(self.base)
@@ -759,13 +766,7 @@ class DockerSession:
         if ids:
             problems.append(f"containers left at the end: {ids}")
         if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                problems.append("dockerd did not stop on SIGTERM")
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+            problems += stop_daemon(self.proc, "dockerd", 30)
             self.log.close()
         left = wait_for(lambda: not self.shims(), timeout=10, interval=0.1) or self.shims()
         if left is not True and left:

@@ -2,9 +2,8 @@ use std::path::PathBuf;
 
 use crate::cli::Globals;
 use crate::cli::checkpoint::CriuFlags;
-use crate::container::Container;
 use crate::container::checkpoint::{self, RestoreOptions};
-use crate::container::lifecycle::{self, CreateOptions};
+use crate::container::lifecycle::CreateOptions;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -56,15 +55,5 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
         criu: a.criu.common()?,
     };
     let (container, init) = checkpoint::restore(&g.root, &a.id, &o)?;
-    if a.detach {
-        crate::signals::restore(&init.saved_mask);
-        return Ok(0);
-    }
-    let id = container.id().to_owned();
-    drop(container);
-    let exit = crate::process::foreground::wait(init.pid, &init.pidfd, init.pty.as_ref());
-    crate::signals::restore(&init.saved_mask);
-    let exit = exit?;
-    lifecycle::delete(Container::load(&g.root, &id)?, false)?;
-    Ok(exit.status())
+    crate::cli::run::finish(g, container, init, a.detach, false)
 }

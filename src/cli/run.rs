@@ -43,7 +43,19 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
         let _ = lifecycle::delete(container, true);
         return Err(e);
     }
-    if a.detach {
+    finish(g, container, init, a.detach, a.keep)
+}
+
+/// The end of `run` and `restore`: return at once (`detach`), or wait for the container's
+/// init, relaying signals and its pty, then delete the container unless `keep`.
+pub(super) fn finish(
+    g: &Globals,
+    container: Container,
+    init: crate::process::spawn::Init,
+    detach: bool,
+    keep: bool,
+) -> anyhow::Result<i32> {
+    if detach {
         crate::signals::restore(&init.saved_mask);
         return Ok(0);
     }
@@ -54,7 +66,7 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
     let exit = crate::process::foreground::wait(init.pid, &init.pidfd, init.pty.as_ref());
     crate::signals::restore(&init.saved_mask);
     let exit = exit?;
-    if !a.keep {
+    if !keep {
         lifecycle::delete(Container::load(&g.root, &id)?, false)?;
     }
     Ok(exit.status())
