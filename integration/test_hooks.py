@@ -270,6 +270,26 @@ def test_failing_start_container_hook_fails_start(ctx):
     ctx.delete(cid)
 
 
+@runc_deviates("1.1.5 runs poststart hooks during create and only warns when one fails")
+def test_failing_poststart_hook_fails_start_and_stops_the_container(ctx):
+    """Runtime spec 1.3, as runc 1.2: a failing poststart hook fails `start`, naming the hook,
+    and the container is stopped; `delete` then runs its poststop hooks."""
+    out = ctx.hostdir("hooks")
+    ctx.config["hooks"] = {
+        "poststart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo poststart-failed >&2; exit 5"]}],
+        "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", f"touch {out}/poststop-ran"]}],
+    }
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    r = ctx.start(cid, check=False)
+    assert r.rc != 0, r
+    assert "poststart" in r.err, r
+    assert len(r.err.strip().splitlines()) == 1, r
+    assert ctx.wait_status(cid, "stopped")
+    ctx.delete(cid)
+    assert os.path.exists(os.path.join(out, "poststop-ran"))
+
+
 def env_names(path):
     with open(path) as f:
         return {l.split("=", 1)[0] for l in f.read().splitlines() if "=" in l}

@@ -155,7 +155,7 @@ pub fn run(
     Ok(())
 }
 
-/// poststart and poststop: a failure is logged and the rest still run (runtime spec).
+/// poststop: a failure is logged and the rest still run (runtime spec).
 pub fn run_warn(stage: Stage, hooks: &Option<oci_spec::runtime::Hooks>, state: &str) {
     for hook in stage.hooks(hooks) {
         if let Err(msg) = run_one(stage, hook, state, None) {

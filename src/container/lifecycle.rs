@@ -259,11 +259,13 @@ pub fn start(c: &Container) -> Result<()> {
     }
     while read_fifo(c, &fifo, &pidfd, deadline)? != 0 {}
     std::fs::remove_file(c.fifo()).ctx(|| format!("removing {}", c.fifo().display()))?;
-    hooks::run_warn(
-        Stage::Poststart,
-        &c.state.hooks,
-        &c.state.for_hooks(Status::Running, c.state.pid),
-    );
+    // Runtime spec 1.3 (and runc 1.2): a failing poststart hook is an error, and the container
+    // is stopped; its poststop hooks run at `delete`, as for any stopped container.
+    let state = c.state.for_hooks(Status::Running, c.state.pid);
+    if let Err(e) = hooks::run(Stage::Poststart, &c.state.hooks, &state, None) {
+        let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+        return Err(e);
+    }
     Ok(())
 }
 
