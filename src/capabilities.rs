@@ -22,12 +22,8 @@ fn convert(set: Option<&Capabilities>) -> HashSet<Capability> {
 /// The error names `file` and the field, below `at` (the process object's path in that file).
 pub fn check_grantable(c: Option<&LinuxCapabilities>, file: &Path, at: &str) -> Result<()> {
     let Some(c) = c else { return Ok(()) };
-    let ours = caps::read(None, CapSet::Bounding).map_err(|e| {
-        Error::os(
-            "reading kiln's bounding set",
-            std::io::Error::other(e.to_string()),
-        )
-    })?;
+    let ours = caps::read(None, CapSet::Bounding)
+        .map_err(|e| Error::refused("reading kiln's bounding set", e.to_string()))?;
     for (name, set) in [
         ("effective", c.effective()),
         ("permitted", c.permitted()),
@@ -87,9 +83,9 @@ impl Plan {
         for &cap in &self.unbound {
             if caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
                 caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
-                    Error::os(
+                    Error::refused(
                         format!("process.capabilities.bounding: dropping {cap}"),
-                        std::io::Error::other(e.to_string()),
+                        e.to_string(),
                     )
                 })?;
             }
@@ -108,18 +104,11 @@ impl Plan {
         ];
         for (set, wanted, name) in sets {
             caps::set(None, set, wanted).map_err(|e| {
-                Error::os(
-                    format!("process.capabilities.{name}"),
-                    std::io::Error::other(e.to_string()),
-                )
+                Error::refused(format!("process.capabilities.{name}"), e.to_string())
             })?;
         }
-        caps::clear(None, CapSet::Ambient).map_err(|e| {
-            Error::os(
-                "process.capabilities.ambient",
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
+        caps::clear(None, CapSet::Ambient)
+            .map_err(|e| Error::refused("process.capabilities.ambient", e.to_string()))?;
         // The kernel only raises an ambient capability that is also permitted and inheritable.
         // runc's own default config lists ambient ones without inheritable, and runc says
         // nothing: only --debug tells.

@@ -57,6 +57,12 @@ pub enum Error {
     #[error("{what}: {err}")]
     Os { what: String, err: std::io::Error },
 
+    /// A step kiln refuses, or finds it cannot take, with no system call's errno behind it
+    /// (a mount the spec cannot have, a kernel limit reached, a helper's answer); `what` as
+    /// in `Os`.
+    #[error("{what}: {why}")]
+    Refused { what: String, why: String },
+
     /// The container's init reported a failure during setup.
     #[error("container {}: {msg}", quote(.id))]
     Init { id: String, msg: String },
@@ -94,6 +100,13 @@ impl Error {
         Error::Os {
             what: what.into(),
             err: source.into(),
+        }
+    }
+
+    pub fn refused(what: impl Into<String>, why: impl fmt::Display) -> Self {
+        Error::Refused {
+            what: what.into(),
+            why: why.to_string(),
         }
     }
 

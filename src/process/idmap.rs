@@ -120,12 +120,9 @@ fn run_helper(pid: i32, kind: Kind, maps: &[LinuxIdMapping]) -> Result<()> {
     if !crate::sys::wait_readable(pidfd.as_fd(), Some(HELPER_WAIT)) {
         let _ = child.kill();
         let _ = child.wait();
-        return Err(Error::os(
+        return Err(Error::refused(
             what(),
-            std::io::Error::other(format!(
-                "still running after {}s, killed",
-                HELPER_WAIT.as_secs()
-            )),
+            format!("still running after {}s, killed", HELPER_WAIT.as_secs()),
         ));
     }
     let status = child.wait().ctx(what)?;
@@ -143,12 +140,12 @@ fn run_helper(pid: i32, kind: Kind, maps: &[LinuxIdMapping]) -> Result<()> {
     } else {
         said
     };
-    Err(Error::os(
+    Err(Error::refused(
         what(),
-        std::io::Error::other(format!(
+        format!(
             "{said} (are these ranges this user's in {}?)",
             kind.subids()
-        )),
+        ),
     ))
 }
 

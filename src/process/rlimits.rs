@@ -53,14 +53,14 @@ pub fn apply(limits: &[PosixRlimit]) -> Result<()> {
         } else {
             err.to_string()
         };
-        return Err(Error::os(
+        return Err(Error::refused(
             format!(
                 "process.rlimits[{i}]: {} soft {} hard {}",
                 rlimit_name(r.typ()),
                 r.soft(),
                 r.hard()
             ),
-            std::io::Error::other(why),
+            why,
         ));
     }
     Ok(())
@@ -77,12 +77,12 @@ pub fn blame(limits: &[PosixRlimit], e: Error) -> Error {
         .enumerate()
         .find(|(_, r)| r.typ() == PosixRlimitType::RlimitNofile);
     match nofile {
-        Some((i, r)) if err.raw_os_error() == Some(libc::EMFILE) => Error::os(
+        Some((i, r)) if err.raw_os_error() == Some(libc::EMFILE) => Error::refused(
             format!("process.rlimits[{i}].soft"),
-            std::io::Error::other(format!(
+            format!(
                 "RLIMIT_NOFILE soft limit {} is too low to set up the container: {e}",
                 r.soft()
-            )),
+            ),
         ),
         _ => e,
     }

@@ -219,29 +219,21 @@ fn check_cwd(cwd: &Path) -> Result<()> {
     if nix::unistd::getcwd().is_ok_and(|c| c.is_absolute()) {
         return Ok(());
     }
-    Err(Error::os(
+    Err(Error::refused(
         "process.cwd",
-        std::io::Error::other(format!("{} is outside the container's root", cwd.display())),
+        format!("{} is outside the container's root", cwd.display()),
     ))
 }
 
 impl Program {
     fn resolve(process: &Process, env: &[String]) -> Result<Program> {
         let args = process.args().as_deref().unwrap_or_default();
-        let arg0 = args.first().ok_or_else(|| {
-            Error::os(
-                "process.args",
-                std::io::Error::other("empty: there is no program to run"),
-            )
-        })?;
+        let arg0 = args
+            .first()
+            .ok_or_else(|| Error::refused("process.args", "empty: there is no program to run"))?;
         let path = find_program(arg0, env)?;
         let cstr = |what: &str, s: &[u8]| {
-            CString::new(s).map_err(|_| {
-                Error::os(
-                    what.to_owned(),
-                    std::io::Error::other("contains a NUL byte"),
-                )
-            })
+            CString::new(s).map_err(|_| Error::refused(what.to_owned(), "contains a NUL byte"))
         };
         Ok(Program {
             c_path: cstr("process.args[0]", path.as_os_str().as_bytes())?,

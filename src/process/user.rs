@@ -27,11 +27,9 @@ impl Switch {
             .collect();
         if setgroups_denied && !gids.is_empty() {
             // Dropping them silently would leave the process without access the config grants.
-            return Err(crate::error::Error::os(
+            return Err(crate::error::Error::refused(
                 "process.user.additionalGids",
-                std::io::Error::other(
-                    "this user namespace denies setgroups (rootless with a single own-id mapping): map the groups through newgidmap (/etc/subgid) or drop them",
-                ),
+                "this user namespace denies setgroups (rootless with a single own-id mapping): map the groups through newgidmap (/etc/subgid) or drop them",
             ));
         }
         Ok(Switch {

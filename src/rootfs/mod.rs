@@ -45,9 +45,9 @@ pub(crate) fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
             .and_then(|o| o.propagation.first().copied())
         {
             Some(flag) => Ok(Some(flag)),
-            None => Err(Error::os(
+            None => Err(Error::refused(
                 "linux.rootfsPropagation",
-                std::io::Error::other(format!("{p:?} is not a propagation mode")),
+                format!("{p:?} is not a propagation mode"),
             )),
         },
     }

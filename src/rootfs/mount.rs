@@ -61,18 +61,18 @@ pub fn check_count(entries: usize) -> Result<()> {
         .map_err(what)?
         .trim()
         .parse()
-        .map_err(|e| what(std::io::Error::other(e)))?;
+        .map_err(|e| Error::refused(format!("mounts: counting them against {MOUNT_MAX}"), e))?;
     let held = std::fs::read("/proc/self/mountinfo")
         .map_err(what)?
         .iter()
         .filter(|&&b| b == b'\n')
         .count();
     if entries + held > max {
-        return Err(Error::os(
+        return Err(Error::refused(
             "mounts",
-            std::io::Error::other(format!(
+            format!(
                 "{entries} entries, beside the {held} mounts the container's mount namespace starts with, exceed the kernel's limit of {max} mounts in one namespace ({MOUNT_MAX})"
-            )),
+            ),
         ));
     }
     Ok(())
@@ -174,7 +174,7 @@ pub fn mount_entry(
 ) -> Result<()> {
     let field = || format!("mounts[{index}] ({})", m.destination().display());
     let opts = MountOptions::parse(m.options().as_deref().unwrap_or_default())
-        .map_err(|e| Error::os(field(), std::io::Error::other(e)))?;
+        .map_err(|e| Error::refused(field(), e))?;
     let typ = m.typ().as_deref().unwrap_or("");
     let bind = opts.is_bind() || typ == "bind";
     let source = m.source().as_ref().map(|s| {
@@ -211,10 +211,7 @@ pub fn mount_entry(
             "{typ} must be mounted on a directory, and {} is not one",
             m.destination().display()
         );
-        return Err(Error::os(
-            format!("mounts[{index}].destination"),
-            std::io::Error::other(why),
-        ));
+        return Err(Error::refused(format!("mounts[{index}].destination"), why));
     }
 
     // runc gives a tmpfs over an existing directory that directory's mode (Podman's --read-only
@@ -244,12 +241,8 @@ pub fn mount_entry(
     if !matches!(typ, "proc" | "sysfs") {
         let resolved =
             in_root(root, &dest).map_err(|e| Error::os(format!("{}: resolving", field()), e))?;
-        check_proc_destination(&resolved, source.as_deref()).map_err(|why| {
-            Error::os(
-                format!("mounts[{index}].destination"),
-                std::io::Error::other(why),
-            )
-        })?;
+        check_proc_destination(&resolved, source.as_deref())
+            .map_err(|why| Error::refused(format!("mounts[{index}].destination"), why))?;
     }
     let target = fd_path(&dest);
 
@@ -277,12 +270,9 @@ pub fn mount_entry(
                 )
             })?;
     } else if bind {
-        let src = source.as_ref().ok_or_else(|| {
-            Error::os(
-                field(),
-                std::io::Error::other("a bind mount needs a source"),
-            )
-        })?;
+        let src = source
+            .as_ref()
+            .ok_or_else(|| Error::refused(field(), "a bind mount needs a source"))?;
         let rec = opts.flags & MsFlags::MS_REC;
         mount(
             Some(src),
