@@ -11,7 +11,8 @@ from conftest import RUNTIME
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = ["create", "start", "run", "state", "exec", "kill", "delete", "list", "spec",
-            "pause", "resume", "ps", "update", "events", "features"]
+            "pause", "resume", "ps", "update", "events", "features",
+            "checkpoint", "restore"]
 
 
 @pytest.fixture(scope="module")
