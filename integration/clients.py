@@ -160,17 +160,33 @@ def cgroups_named(name):
     return found
 
 
-def rmdir_empty_cgroups(name, existed):
-    """Remove the parent cgroups called `name` that this session created (they are shared by
-    every container of the client, so they outlive the containers), if empty."""
-    for d in cgroups_named(name):
-        if d in existed:
-            continue
-        for dirpath, _, _ in sorted(os.walk(d), key=lambda t: -len(t[0])):
-            try:
-                os.rmdir(dirpath)
-            except OSError:
-                pass
+def cgroup_pids(d):
+    """The pids in cgroup `d` and below it."""
+    pids = []
+    for root, _dirs, _files in os.walk(d):
+        try:
+            with open(os.path.join(root, "cgroup.procs")) as f:
+                pids += [int(p) for p in f.read().split()]
+        except OSError:
+            pass
+    return pids
+
+
+def remove_session_cgroups(name, existed):
+    """Removes the parent cgroups called `name` that this session created (they are shared by
+    every container of the client, so they outlive the containers), even where a failed test
+    left processes in them: those are reported, then killed. Returns the problems seen."""
+    problems = []
+    made = [d for d in cgroups_named(name) if d not in existed]
+    busy = {d: pids for d in made if (pids := cgroup_pids(d))}
+    if busy:
+        problems.append(f"processes left in cgroups: {busy}")
+    for d in made:
+        remove_cgroup_dir(d)
+    left = [d for d in cgroups_named(name) if d not in existed]
+    if left:
+        problems.append(f"cgroups left behind: {left}")
+    return problems
 
 
 def runtime_state_left(ids):
@@ -351,10 +367,7 @@ network_config_dir = "{cni}"
             problems.append(f"podman system reset: {r}")
         problems += check_clean(self.base, ids, "libpod_parent")
         unmount_all(self.base)
-        rmdir_empty_cgroups("libpod_parent", self.cgroups_before)
-        left = [d for d in cgroups_named("libpod_parent") if d not in self.cgroups_before]
-        if left:
-            problems.append(f"cgroups left behind: {left}")
+        problems += remove_session_cgroups("libpod_parent", self.cgroups_before)
         # The CNI bridge outlives its containers; the portmap chains empty themselves.
         if os.path.exists(f"/sys/class/net/{BRIDGE}"):
             ifaces = os.listdir(f"/sys/class/net/{BRIDGE}/brif")
@@ -526,10 +539,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             self.log.close()
         problems += check_clean(self.base, ids, self.NAMESPACE)
         unmount_all(self.base)
-        rmdir_empty_cgroups(self.NAMESPACE, self.cgroups_before)
-        left = [d for d in cgroups_named(self.NAMESPACE) if d not in self.cgroups_before]
-        if left:
-            problems.append(f"cgroups left behind: {left}")
+        problems += remove_session_cgroups(self.NAMESPACE, self.cgroups_before)
         return problems
 
 
@@ -779,10 +789,7 @@ class DockerSession:
         problems += check_clean(self.base, ids, DOCKER_CGROUP_PARENT,
                                 roots=[self.runtime_root()], allowed_mounts=self.own_mounts())
         unmount_all(self.base)
-        rmdir_empty_cgroups(DOCKER_CGROUP_PARENT, self.cgroups_before)
-        left = [d for d in cgroups_named(DOCKER_CGROUP_PARENT) if d not in self.cgroups_before]
-        if left:
-            problems.append(f"cgroups left behind: {left}")
+        problems += remove_session_cgroups(DOCKER_CGROUP_PARENT, self.cgroups_before)
         if not self.remap and os.path.exists(f"/sys/class/net/{DOCKER_BRIDGE}"):
             ifaces = os.listdir(f"/sys/class/net/{DOCKER_BRIDGE}/brif")
             if ifaces:
@@ -1057,10 +1064,7 @@ temp = "{base}/tmp"
             self.log.close()
         problems += check_clean(self.base, [], CRI_CGROUP_PARENT)
         unmount_all(self.base)
-        rmdir_empty_cgroups(CRI_CGROUP_PARENT, self.cgroups_before)
-        left = [d for d in cgroups_named(CRI_CGROUP_PARENT) if d not in self.cgroups_before]
-        if left:
-            problems.append(f"cgroups left behind: {left}")
+        problems += remove_session_cgroups(CRI_CGROUP_PARENT, self.cgroups_before)
         return problems
 
 
