@@ -455,19 +455,15 @@ impl Filter {
     }
 }
 
-/// The config's filter, compiled, if it has one; errors name `file`, the config. With a cache, a
-/// sound entry for the same profile on the same host is used instead of compiling, and what is
-/// compiled is kept there.
+/// The config's filter, if it has one: a sound entry of `cache` for the same profile on the same
+/// host, or compiled and kept there; errors name `file`, the config.
 pub fn of(
     spec: &oci_spec::runtime::Spec,
     file: &Path,
-    cache: Option<&cache::Cache>,
+    cache: &cache::Cache,
 ) -> Result<Option<Filter>> {
     let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
         return Ok(None);
-    };
-    let Some(cache) = cache else {
-        return compile(s, file).map(Some);
     };
     let key = cache::Key::of(s);
     if let Some(filter) = cache.load(&key) {

@@ -142,7 +142,7 @@ pub(super) fn prepare(
 pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, Init)> {
     let (bundle, resources, cgroup, state) = prepare(id, o)?;
     let cache = crate::seccomp::cache::Cache::new(root);
-    let seccomp = crate::seccomp::of(&bundle.spec, &bundle.config, Some(&cache))?;
+    let seccomp = crate::seccomp::of(&bundle.spec, &bundle.config, &cache)?;
     let mut container = Container::create(root, state)?;
     let dir = container.dir.clone();
     let mut undo = Undo::new(&dir, cgroup.as_ref());
@@ -161,7 +161,10 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
 
     let idmapped = crate::rootfs::idmapped::prepare(&bundle)?;
     let listen_fds = listen_fds();
-    let on_pid = |pid| container.record_init(pid);
+    // The start time read for the record is the state's too: spawn tells every pid that
+    // becomes init's, the last one is init's.
+    let recorded = std::cell::Cell::new(0);
+    let on_pid = |pid| container.record_init(pid).map(|t| recorded.set(t));
     let opts = InitOptions {
         bundle: &bundle,
         state: container.state.hook_state(),
@@ -182,10 +185,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
     let init = spawn::spawn(&opts)?;
     let saved = (|| {
         container.state.pid = init.pid;
-        container.state.start_time = crate::procfs::stat(init.pid)
-            .ctx(|| format!("reading /proc/{}/stat", init.pid))?
-            .start_time;
-        // recovery.json has init already (`on_pid`).
+        container.state.start_time = recorded.get();
         container.save()?;
         if let Some(path) = &o.pid_file {
             write_pid_file(path, init.pid)?;

@@ -251,23 +251,27 @@ impl Container {
 
     /// The record `delete --force` falls back on; see [`Record`].
     pub fn save_record(&self) -> Result<()> {
-        let data = serde_json::to_vec(&self.state.record()).expect("record serialises");
-        self.write_atomic(RECORD_FILE, &data)
+        self.write_record(&self.state.record())
     }
 
-    /// The record with `pid` as init, written the moment spawn knows it, long before
-    /// `state.json` has it: a `create` killed during init's setup or hooks leaves a container
-    /// whose init `delete --force` finds even where no cgroup holds it.
-    pub fn record_init(&self, pid: i32) -> Result<()> {
+    /// The record with `pid` as init, written the moment its pid is known (by `spawn`, long
+    /// before `state.json` has it): a `create` killed during init's setup or hooks leaves a
+    /// container whose init `delete --force` finds even where no cgroup holds it. Returns init's
+    /// start time, for the state.
+    pub fn record_init(&self, pid: i32) -> Result<u64> {
         let start_time = crate::procfs::stat(pid)
             .ctx(|| format!("reading /proc/{pid}/stat"))?
             .start_time;
-        let record = crate::container::state::Record {
+        self.write_record(&crate::container::state::Record {
             pid,
             start_time,
             ..self.state.record()
-        };
-        let data = serde_json::to_vec(&record).expect("record serialises");
+        })?;
+        Ok(start_time)
+    }
+
+    fn write_record(&self, record: &crate::container::state::Record) -> Result<()> {
+        let data = serde_json::to_vec(record).expect("record serialises");
         self.write_atomic(RECORD_FILE, &data)
     }
 
