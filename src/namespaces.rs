@@ -117,25 +117,31 @@ impl Plan {
     }
 }
 
+/// The name of a namespace's link in /proc/PID/ns (criu's name for it too).
+pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Time => "time",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Cgroup => "cgroup",
+    }
+}
+
 /// The namespaces of process `pid` that are not the caller's: what `exec` must join.
 pub fn of_other(pid: i32) -> Result<CloneFlags> {
-    let kinds = [
-        ("user", CloneFlags::CLONE_NEWUSER),
-        ("mnt", CloneFlags::CLONE_NEWNS),
-        ("pid", CloneFlags::CLONE_NEWPID),
-        ("net", CloneFlags::CLONE_NEWNET),
-        ("ipc", CloneFlags::CLONE_NEWIPC),
-        ("uts", CloneFlags::CLONE_NEWUTS),
-        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
-        ("time", CLONE_NEWTIME),
-    ];
+    use LinuxNamespaceType::*;
     let mut flags = CloneFlags::empty();
-    for (name, flag) in kinds {
+    for t in [User, Mount, Pid, Network, Ipc, Uts, Cgroup, Time] {
+        let name = proc_name(t);
         let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{name}"))
             .ctx(|| format!("reading /proc/{pid}/ns/{name}"))?;
         // A kernel without this namespace type has no link for us either: nothing to join.
         if std::fs::read_link(format!("/proc/self/ns/{name}")).is_ok_and(|ours| ours != theirs) {
-            flags |= flag;
+            flags |= flag(t);
         }
     }
     Ok(flags)

@@ -33,12 +33,7 @@ pub struct Args {
 
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
     if !a.detach && !a.no_subreaper {
-        prctl::set_child_subreaper(true).map_err(|e| {
-            anyhow::anyhow!(
-                "PR_SET_CHILD_SUBREAPER: {}",
-                std::io::Error::from_raw_os_error(e)
-            )
-        })?;
+        crate::cli::run::become_subreaper()?;
     }
     let o = RestoreOptions {
         create: CreateOptions {

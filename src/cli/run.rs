@@ -23,14 +23,7 @@ pub struct Args {
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
     crate::selfexe::ensure_unwritable()?;
     if !a.detach {
-        // Init may be forked behind an intermediate process: as subreaper, kiln inherits it and
-        // can wait for it.
-        prctl::set_child_subreaper(true).map_err(|e| {
-            anyhow::anyhow!(
-                "PR_SET_CHILD_SUBREAPER: {}",
-                std::io::Error::from_raw_os_error(e)
-            )
-        })?;
+        become_subreaper()?;
     }
     let pidfd_socket = crate::cli::create::PidfdSocket::connect(a.flags.pidfd_socket.clone())?;
     let (container, init) = lifecycle::create(&g.root, &a.id, &a.flags.options(g, !a.detach))?;
@@ -44,6 +37,17 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
         return Err(e);
     }
     finish(g, container, init, a.detach, a.keep)
+}
+
+/// For a foreground container: init may be forked behind an intermediate process, and as
+/// subreaper kiln inherits it and can wait for it.
+pub(super) fn become_subreaper() -> anyhow::Result<()> {
+    prctl::set_child_subreaper(true).map_err(|e| {
+        anyhow::anyhow!(
+            "PR_SET_CHILD_SUBREAPER: {}",
+            std::io::Error::from_raw_os_error(e)
+        )
+    })
 }
 
 /// The end of `run` and `restore`: return at once (`detach`), or wait for the container's

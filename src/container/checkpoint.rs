@@ -45,7 +45,7 @@ struct KilnImage {
 
 /// Whether criu runs here: `criu check`'s verdict, or why not in one line.
 pub fn criu_check() -> std::result::Result<(), String> {
-    let out = Command::new(CRIU)
+    let out = crate::sys::without_inherited_fds(&mut Command::new(CRIU))
         .arg("check")
         .stdin(Stdio::null())
         .output()
@@ -95,12 +95,8 @@ pub fn checkpoint(c: Container, f: &DumpFlags) -> Result<()> {
         }
     }
     let pid = c.state.pid;
-    let cgroupns = bundle
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Cgroup));
+    let cgroupns =
+        crate::namespaces::Plan::new(&bundle.spec).has(nix::sched::CloneFlags::CLONE_NEWCGROUP);
     let mounts =
         crate::procfs::mountinfo_of(pid).ctx(|| format!("reading /proc/{pid}/mountinfo"))?;
     let cgroup_binds = criu::cgroup_binds(&mounts, c.state.cgroup_paths.keys(), cgroupns);
@@ -152,10 +148,8 @@ fn dump_facts(c: &Container, spec: &Spec) -> Result<DumpFacts> {
         .map(PathBuf::from)
         .collect();
     let mut external_ns = vec![];
-    for (ns, name) in [
-        (LinuxNamespaceType::Network, "net"),
-        (LinuxNamespaceType::Pid, "pid"),
-    ] {
+    for ns in [LinuxNamespaceType::Network, LinuxNamespaceType::Pid] {
+        let name = crate::namespaces::proc_name(ns);
         if let Some(path) = ns_path(spec, ns) {
             let inode = std::fs::metadata(&path)
                 .ctx(|| format!("linux.namespaces: {}", path.display()))?
@@ -250,13 +244,12 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, 
     let (bundle, resources, cgroup, state) = lifecycle::prepare(id, &o.create)?;
     let image_dir = &o.criu.image_dir;
     let descriptors: Vec<String> = read_json(&image_dir.join(DESCRIPTORS))?;
-    let image: KilnImage = match std::fs::read(image_dir.join(KILN_IMAGE)) {
-        Ok(_) => read_json(&image_dir.join(KILN_IMAGE))?,
+    let kiln_image = image_dir.join(KILN_IMAGE);
+    let image: KilnImage = match kiln_image.try_exists() {
+        Ok(true) => read_json(&kiln_image)?,
         // An image runc made: its terminal (if any) was an orphan pts kiln cannot take over.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => KilnImage::default(),
-        Err(e) => {
-            return Err(e).ctx(|| format!("reading {}", image_dir.join(KILN_IMAGE).display()));
-        }
+        Ok(false) => KilnImage::default(),
+        Err(e) => return Err(e).ctx(|| format!("reading {}", kiln_image.display())),
     };
     let terminal = bundle
         .spec
@@ -301,13 +294,11 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, 
         let field = || format!("linux.namespaces: {}", path.display());
         match n.typ() {
             LinuxNamespaceType::Network | LinuxNamespaceType::Pid => {
-                let name = if n.typ() == LinuxNamespaceType::Network {
-                    "net"
-                } else {
-                    "pid"
-                };
                 let f = std::fs::File::open(path).ctx(field)?;
-                extra.push((criu::ns_key(name), f.into()));
+                extra.push((
+                    criu::ns_key(crate::namespaces::proc_name(n.typ())),
+                    f.into(),
+                ));
             }
             LinuxNamespaceType::Cgroup => {
                 return Err(Error::config(
@@ -316,7 +307,7 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, 
                     "criu cannot restore into a cgroup namespace joined by path",
                 ));
             }
-            t => join_ns.push((criu_ns_name(t), path.clone())),
+            t => join_ns.push((crate::namespaces::proc_name(t), path.clone())),
         }
     }
     let pty = match &image.tty {
@@ -399,7 +390,7 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, 
             "restore",
             &criu::restore_args(&o.criu, &facts),
             &o.criu,
-            "restore.log",
+            criu::RESTORE_LOG,
             Some(&fds),
         )?;
         let text = std::fs::read_to_string(&pid_file)
@@ -414,22 +405,25 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, 
         })?;
         let _ = std::fs::remove_file(&pid_file);
         let pidfd = crate::sys::pidfd_open(pid).ctx(|| format!("pidfd_open({pid})"))?;
-        container.state.pid = pid;
-        container.state.start_time = crate::procfs::stat(pid)
-            .ctx(|| format!("reading /proc/{pid}/stat"))?
-            .start_time;
-        container.save()?;
-        container.save_record()?;
-        if let Some(path) = &o.create.pid_file {
-            lifecycle::write_pid_file(path, pid)?;
-        }
-        let pty = match (pty, &o.create.console_socket) {
-            (Some(master), Some(sock)) => {
-                crate::tty::send_to_console_socket(sock, &master)?;
-                None
+        let adopted = (|| {
+            container.state.start_time = container.record_init(pid)?;
+            container.state.pid = pid;
+            container.save()?;
+            if let Some(path) = &o.create.pid_file {
+                lifecycle::write_pid_file(path, pid)?;
             }
-            (pty, _) => pty,
-        };
+            match (pty, &o.create.console_socket) {
+                (Some(master), Some(sock)) => {
+                    crate::tty::send_to_console_socket(sock, &master).map(|()| None)
+                }
+                (pty, _) => Ok(pty),
+            }
+        })();
+        // As `create`: the restored init is killed by its pidfd, for a container without a
+        // cgroup whose processes Undo could kill.
+        let pty = adopted.inspect_err(|_| {
+            let _ = crate::sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+        })?;
         Ok(Init {
             pid,
             pidfd,
@@ -446,19 +440,6 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, 
             crate::signals::restore(&saved_mask);
             Err(e)
         }
-    }
-}
-
-fn criu_ns_name(t: LinuxNamespaceType) -> &'static str {
-    match t {
-        LinuxNamespaceType::Mount => "mnt",
-        LinuxNamespaceType::Uts => "uts",
-        LinuxNamespaceType::Ipc => "ipc",
-        LinuxNamespaceType::User => "user",
-        LinuxNamespaceType::Time => "time",
-        LinuxNamespaceType::Network => "net",
-        LinuxNamespaceType::Pid => "pid",
-        LinuxNamespaceType::Cgroup => "cgroup",
     }
 }
 
@@ -483,15 +464,16 @@ fn run_criu(
     });
     let mut cmd = Command::new(CRIU);
     cmd.args(args).stdin(Stdio::inherit());
+    // Above every target, so that no dup2 overwrites a source not yet moved; closed once
+    // criu has its copies.
+    let mut high: Vec<OwnedFd> = vec![];
     if let Some(fds) = fds {
-        let raw: Vec<i32> = fds.iter().map(|f| f.as_fd().as_raw_fd()).collect();
-        // Above every target, so that no dup2 overwrites a source not yet moved.
-        let high: Vec<OwnedFd> = fds
+        high = fds
             .iter()
             .map(|f| {
                 nix::fcntl::fcntl(
                     f.as_raw_fd(),
-                    nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(FIRST_FD + 64 + raw.len() as i32),
+                    nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(FIRST_FD + 64 + fds.len() as i32),
                 )
                 .map(|fd| {
                     // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
@@ -514,11 +496,9 @@ fn run_criu(
                 Ok(())
             });
         }
-        let status = spawn_wait(&mut cmd, op)?;
-        drop(high);
-        return criu_status(op, status, c, log);
     }
     let status = spawn_wait(&mut cmd, op)?;
+    drop(high);
     criu_status(op, status, c, log)
 }
 

@@ -27,6 +27,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// criu's logs, in the work directory (or the image directory): kiln reads their errors.
+pub const DUMP_LOG: &str = "dump.log";
+pub const RESTORE_LOG: &str = "restore.log";
+
 /// runc's `--manage-cgroups-mode` values; criu's default when none is given.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum CgroupMode {
@@ -222,7 +226,7 @@ pub fn dump_args(f: &DumpFlags, facts: &DumpFacts) -> Vec<OsString> {
     let mut a = Args(vec![if f.pre_dump { "pre-dump" } else { "dump" }.into()]);
     a.opt("--tree", facts.pid.to_string());
     a.opt("--root", &facts.rootfs);
-    common(&mut a, &f.common, "dump.log");
+    common(&mut a, &f.common, DUMP_LOG);
     a.flag(f.leave_running, "--leave-running");
     if let Some(parent) = &f.parent {
         a.opt("--prev-images-dir", parent);
@@ -268,7 +272,7 @@ pub fn restore_args(c: &Common, facts: &RestoreFacts) -> Vec<OsString> {
     // The container's device nodes are made anew by kiln's create: any path to the same
     // device will do.
     a.0.push("--evasive-devices".into());
-    common(&mut a, c, "restore.log");
+    common(&mut a, c, RESTORE_LOG);
     for (ctrl, path) in &facts.cgroup_roots {
         a.opt(
             "--cgroup-root",
