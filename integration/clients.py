@@ -870,27 +870,31 @@ def docker_remap_session(session_dir, rootfs_template):
     user = "kilndk" + os.urandom(4).hex()
     subprocess.run(["useradd", "--no-create-home", "--user-group", "--shell",
                     "/usr/sbin/nologin", user], check=True, timeout=20)
-    start = 1_100_000_000 + int.from_bytes(os.urandom(2), "big") % 1000 * 65536
-    for path in ("/etc/subuid", "/etc/subgid"):
-        with open(path) as f:
-            has = any(l.startswith(user + ":") for l in f)
-        if not has:
-            with open(path, "a") as f:
-                f.write(f"{user}:{start}:65536\n")
-    s = DockerSession(base, remap=user)
+    problems = []
     try:
-        s.start(rootfs_template)
-        yield s
+        start = 1_100_000_000 + int.from_bytes(os.urandom(2), "big") % 1000 * 65536
+        for path in ("/etc/subuid", "/etc/subgid"):
+            with open(path) as f:
+                has = any(l.startswith(user + ":") for l in f)
+            if not has:
+                with open(path, "a") as f:
+                    f.write(f"{user}:{start}:65536\n")
+        s = DockerSession(base, remap=user)
+        try:
+            s.start(rootfs_template)
+            yield s
+        finally:
+            problems = s.close()
     finally:
-        problems = s.close()
+        # The user and its ranges go whatever the daemon did.
         subprocess.run(["userdel", user], timeout=20, stderr=subprocess.DEVNULL)
         for path in ("/etc/subuid", "/etc/subgid"):
             with open(path) as f:
                 lines = f.readlines()
             with open(path, "w") as f:
                 f.writelines(l for l in lines if not l.startswith(user + ":"))
-        assert not problems, "\n".join(problems)
-        shutil.rmtree(base, ignore_errors=True)
+    assert not problems, "\n".join(problems)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(params=RUNTIMES, ids=RUNTIME_IDS)
@@ -1054,13 +1058,7 @@ temp = "{base}/tmp"
         if self.proc is not None:
             self.remove_pods()
             self.channel.close()
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                problems.append("containerd did not stop on SIGTERM")
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+            problems += stop_daemon(self.proc, "containerd", 20)
             self.log.close()
         problems += check_clean(self.base, [], CRI_CGROUP_PARENT)
         unmount_all(self.base)
@@ -1154,8 +1152,11 @@ class Cri:
                 kids = [e for e in os.listdir(pod) if os.path.isdir(os.path.join(pod, e))]
                 if kids:
                     problems.append(f"container cgroups left behind in {pod}: {kids}")
-                else:
-                    os.rmdir(pod)
+                if pids := cgroup_pids(pod):
+                    problems.append(f"processes left in {pod}: {pids}")
+                remove_cgroup_dir(pod)
+                if os.path.exists(pod):
+                    problems.append(f"pod cgroup left behind: {pod}")
         if pods:
             problems.append(f"pods the test did not remove: {pods}")
         return problems

@@ -117,7 +117,7 @@ def test_missing_container_id_is_usage_error(ctx, cmd):
 ])
 def test_usage_errors_exit_1(ctx, args):
     # runc's status for every usage error (clap's default would be 2)
-    r = ctx.rt(*args, glob=["--root", ctx.root])
+    r = ctx.rt(*args)
     assert r.rc == 1, r
     assert r.err.strip(), r
     assert ctx.list_ids() == []
@@ -130,7 +130,7 @@ def test_usage_errors_exit_1(ctx, args):
     (["--log-format", "xml", "list"], "kiln --help"),
 ])
 def test_usage_error_is_one_line_with_one_hint(ctx, args, hint):
-    r = ctx.rt(*args, glob=["--root", ctx.root])
+    r = ctx.rt(*args)
     assert r.rc == 1, r
     lines = r.err.strip().splitlines()
     assert len(lines) == 1, lines
@@ -648,7 +648,7 @@ def test_debug_lines_are_logrus_text_lines(ctx):
         {"names": ["kiln_no_such_syscall", "mkdir"], "action": "SCMP_ACT_ERRNO"}]}
     ctx.sh("true")
     ctx.save()
-    r = ctx.rt("--debug", "run", "--bundle", ctx.bundle, ctx.new_id(), glob=["--root", ctx.root])
+    r = ctx.rt("--debug", "run", "--bundle", ctx.bundle, ctx.new_id())
     assert r.rc == 0, r
     lines = [l for l in r.err.splitlines() if l]
     assert lines and all(LOGRUS_TEXT.match(l) for l in lines), r

@@ -22,6 +22,7 @@ import uuid
 import pytest
 
 from conftest import CALL_TIMEOUT, IS_KILN, RUNTIME, Result, pid_alive, run_to_files, wait_for
+from test_faults import SEED as FAULT_SEED
 
 ROOT_MAPS = [
     {"containerID": 0, "hostID": 100000, "size": 1000},
@@ -337,8 +338,8 @@ def test_rootless_create_killed_at_any_moment_leaves_no_process(user):
     hooks, or before it saved init's pid in state.json) still leaves init findable: `delete
     --force` ends every process of the container."""
     user.spec(["sleep", "100"])
-    seed = random.SystemRandom().randrange(2**32)
-    rng = random.Random(seed)
+    seed = FAULT_SEED
+    rng = random.Random(f"{seed}-rootless-create")
     times = []
     for i in range(3):
         t0 = time.monotonic()
