@@ -168,7 +168,7 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
     // On an error, child's drop kills it.
     (opts.on_pid)(child.pid)?;
     let phases = Phases::new(Kind::Create, plan.needs_second_fork(), !in_cgroup);
-    let talked = talk(&peer, &chan, child, phases, |msg, pid| {
+    let talked = talk(&peer, &chan, child, phases, opts.on_pid, |msg, pid| {
         create_request(opts, msg, pid)
     })
     .and_then(|(child, pty, _)| {
@@ -226,8 +226,6 @@ fn create_request(opts: &InitOptions, msg: &Msg, pid: i32) -> Result<bool> {
             std::fs::write(format!("/proc/{pid}/timens_offsets"), text)
                 .ctx(|| "linux.timeOffsets")?;
         }
-        // Not a request: talk tells us of init's new pid, and answers the intermediate itself.
-        Msg::InitPid(_) => (opts.on_pid)(pid)?,
         Msg::RunHooks => {
             let state = opts.state.json(Status::Creating, pid);
             // runc runs `create`'s hooks in the bundle, where it chdirs first.
@@ -258,7 +256,7 @@ pub fn spawn_exec(o: &crate::process::exec::ExecOptions) -> Result<Init> {
         msg,
     };
     let phases = Phases::new(Kind::Exec, o.forks_again(), !o.join_cgroup_last);
-    let talked = talk(&o.peer, &chan, child, phases, |_, _| Ok(false)).and_then(
+    let talked = talk(&o.peer, &chan, child, phases, &|_| Ok(()), |_, _| Ok(false)).and_then(
         |(child, pty, mut phases)| {
             if o.join_cgroup_last {
                 // Into the frozen cgroup: the process reads Continue, and execs, once thawed.
@@ -284,12 +282,13 @@ pub fn spawn_exec(o: &crate::process::exec::ExecOptions) -> Result<Init> {
 
 /// Answers the child's requests until it is ready (see the diagrams in `sync`), each checked
 /// against `phases` first; requests that only one kind of child makes go to `request`, which
-/// answers Continue for them.
+/// answers Continue for them. `on_pid` is told init's pid once an intermediate hands it over.
 fn talk(
     p: &Peer,
     chan: &Channel,
     mut child: Child,
     mut phases: Phases,
+    on_pid: &dyn Fn(i32) -> Result<()>,
     mut request: impl FnMut(&Msg, i32) -> Result<bool>,
 ) -> Result<(Child, Option<OwnedFd>, Phases)> {
     let protocol = |msg: String| Error::Init {
@@ -320,7 +319,7 @@ fn talk(
                     },
                 )
                 .disarm();
-                request(&Msg::InitPid(pid), pid)?;
+                on_pid(pid)?;
                 // The intermediate is gone: the one process left behind it may write now.
                 chan.send(&Msg::Continue).ctx(|| "sync: continue")?;
             }
