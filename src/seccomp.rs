@@ -455,6 +455,13 @@ impl Filter {
     }
 }
 
+/// The version of the libseccomp linked at run time, which decides the filters.
+pub fn libseccomp_version() -> Option<String> {
+    libseccomp::ScmpVersion::current()
+        .ok()
+        .map(|v| v.to_string())
+}
+
 /// The config's filter, if it has one: a sound entry of `cache` for the same profile on the same
 /// host, or compiled and kept there; errors name `file`, the config.
 pub fn of(

@@ -9,15 +9,13 @@ use oci_spec::runtime::Spec;
 
 use crate::error::Error;
 
-/// Why `linux.intelRdt` cannot be honoured, given whether resctrl is mounted; None when the
-/// config does not ask for RDT.
-pub fn refusal(spec: &Spec, resctrl_mounted: bool) -> Option<&'static str> {
-    spec.linux().as_ref()?.intel_rdt().as_ref()?;
-    Some(if resctrl_mounted {
+/// Why a config's `linux.intelRdt` cannot be honoured, given whether resctrl is mounted.
+pub fn refusal(resctrl_mounted: bool) -> &'static str {
+    if resctrl_mounted {
         "kiln does not apply Intel RDT (closID, schemata, l3CacheSchema, memBwSchema, enableMonitoring)"
     } else {
         "resctrl is not mounted on this host: Intel RDT is unavailable"
-    })
+    }
 }
 
 /// Refuses a config asking for RDT (see the module's comment), naming the field.
@@ -32,15 +30,12 @@ pub fn check(spec: &Spec, config: &Path) -> Result<(), Error> {
     let mounted = crate::procfs::mountinfo()
         .map(|m| m.iter().any(|m| m.fstype == "resctrl"))
         .unwrap_or(false);
-    match refusal(spec, mounted) {
-        Some(why) => Err(Error::config(config, "linux.intelRdt", why)),
-        None => Ok(()),
-    }
+    Err(Error::config(config, "linux.intelRdt", refusal(mounted)))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::refusal;
+    use super::{check, refusal};
 
     fn spec(linux: &str) -> oci_spec::runtime::Spec {
         serde_json::from_str(&format!(r#"{{"ociVersion":"1.3.0","linux":{linux}}}"#)).unwrap()
@@ -48,13 +43,12 @@ mod tests {
 
     #[test]
     fn rdt_is_refused_with_the_reason() {
+        assert!(refusal(false).contains("resctrl is not mounted"));
+        assert!(refusal(true).contains("does not apply"));
+        let config = std::path::Path::new("/b/config.json");
         let rdt = spec(r#"{"intelRdt":{"closID":"g1","l3CacheSchema":"L3:0=f"}}"#);
-        assert!(
-            refusal(&rdt, false)
-                .unwrap()
-                .contains("resctrl is not mounted")
-        );
-        assert!(refusal(&rdt, true).unwrap().contains("does not apply"));
-        assert_eq!(refusal(&spec("{}"), false), None);
+        let e = check(&rdt, config).unwrap_err().to_string();
+        assert!(e.starts_with("/b/config.json: linux.intelRdt: "), "{e}");
+        assert!(check(&spec("{}"), config).is_ok());
     }
 }

@@ -253,10 +253,9 @@ const TARGETS: &str = "runc: 1.1.5 (command line)\n";
 
 fn version() -> String {
     // runc's last line: the libseccomp linked at run time, which decides the filters.
-    let seccomp = match libseccomp::ScmpVersion::current() {
-        Ok(v) => format!("libseccomp: {}.{}.{}\n", v.major, v.minor, v.micro),
-        Err(_) => String::new(),
-    };
+    let seccomp = crate::seccomp::libseccomp_version()
+        .map(|v| format!("libseccomp: {v}\n"))
+        .unwrap_or_default();
     format!(
         "kiln version {}\ncommit: {}\nspec: {}\n{seccomp}",
         env!("CARGO_PKG_VERSION"),

@@ -2,16 +2,14 @@
 //! is a directory name under the state root).
 
 use crate::error::{Error, Result};
-
-/// The state root's directory of caches (the compiled seccomp programs), never a container's.
-pub const CACHE: &str = ".cache";
+use crate::seccomp::cache::CACHE_DIR;
 
 pub fn validate(id: &str) -> Result<()> {
     let why = if id.is_empty() {
         Some("it is empty")
     } else if id == "." || id == ".." {
         Some("it names a directory")
-    } else if id == CACHE {
+    } else if id == CACHE_DIR {
         Some("it is the directory of kiln's caches in the state root")
     } else if !id
         .chars()

@@ -18,9 +18,9 @@ use oci_spec::runtime::LinuxSeccomp;
 
 use super::Filter;
 
-/// Under the state root; `container::id` refuses `.cache` as an ID, so no container's state
-/// directory can be this one, and `list` never shows it.
-pub const DIR: &str = ".cache/seccomp";
+/// The state root's directory of caches: `container::id` refuses it as an ID, so no
+/// container's state directory can be this one, and `list` never shows it.
+pub const CACHE_DIR: &str = ".cache";
 
 /// The entries kept; more are pruned, oldest first, when one is written.
 const KEEP: usize = 64;
@@ -58,9 +58,7 @@ impl Key {
     /// The key of `s` on this host, for this build.
     pub fn of(s: &LinuxSeccomp) -> Key {
         let section = serde_json::to_vec(s).expect("the seccomp section serialises");
-        let libseccomp = libseccomp::ScmpVersion::current()
-            .map(|v| v.to_string())
-            .unwrap_or_default();
+        let libseccomp = super::libseccomp_version().unwrap_or_default();
         let kernel = nix::sys::utsname::uname()
             .map(|u| u.release().to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -132,7 +130,7 @@ pub struct Cache {
 impl Cache {
     pub fn new(root: &Path) -> Cache {
         Cache {
-            dir: root.join(DIR),
+            dir: root.join(CACHE_DIR).join("seccomp"),
         }
     }
 
@@ -313,7 +311,7 @@ mod tests {
         cache.store(&k, &filter());
         assert_eq!(cache.load(&k).unwrap().program, filter().program);
         // A damaged file is not loaded.
-        let path = root.join(DIR).join(&k.name);
+        let path = cache.dir.join(&k.name);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[20] ^= 1;
         std::fs::write(&path, bytes).unwrap();
@@ -321,7 +319,7 @@ mod tests {
         for i in 0..KEEP + 5 {
             cache.store(&key(&format!("{{\"n\":{i}}}")), &filter());
         }
-        assert_eq!(std::fs::read_dir(root.join(DIR)).unwrap().count(), KEEP);
+        assert_eq!(std::fs::read_dir(&cache.dir).unwrap().count(), KEEP);
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

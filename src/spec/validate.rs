@@ -22,21 +22,23 @@ fn fail<T>(field: impl Into<String>, problem: Problem) -> Check<T> {
 const MAX_HOOKS_PER_STAGE: usize = 1000;
 
 /// What validation needs to know of the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Host {
     /// The caller's effective uid: other than 0, the kernel grants namespaces only inside a
     /// user namespace.
     pub euid: u32,
-    pub selinux: bool,
-    pub apparmor: bool,
+    /// Whether SELinux, AppArmor is on: each reads a file, so it is asked only of a config
+    /// that sets a label.
+    pub selinux: fn() -> bool,
+    pub apparmor: fn() -> bool,
 }
 
 impl Host {
     pub fn current() -> Host {
         Host {
             euid: nix::unistd::geteuid().as_raw(),
-            selinux: crate::lsm::selinux_enabled(),
-            apparmor: crate::lsm::apparmor_enabled(),
+            selinux: crate::lsm::selinux_enabled,
+            apparmor: crate::lsm::apparmor_enabled,
         }
     }
 }
@@ -397,10 +399,10 @@ fn check_lsm(spec: &Spec, host: &Host) -> Check {
     let Some(p) = spec.process() else {
         return Ok(());
     };
-    if p.selinux_label().as_ref().is_some_and(|l| !l.is_empty()) && !host.selinux {
+    if p.selinux_label().as_ref().is_some_and(|l| !l.is_empty()) && !(host.selinux)() {
         return fail("process.selinuxLabel", Problem::LsmNotEnabled("SELinux"));
     }
-    if p.apparmor_profile().as_ref().is_some_and(|l| !l.is_empty()) && !host.apparmor {
+    if p.apparmor_profile().as_ref().is_some_and(|l| !l.is_empty()) && !(host.apparmor)() {
         return fail(
             "process.apparmorProfile",
             Problem::LsmNotEnabled("AppArmor"),
@@ -416,8 +418,8 @@ mod tests {
     /// A root caller on a host without LSMs: the tests say what else they need.
     const ROOT: Host = Host {
         euid: 0,
-        selinux: false,
-        apparmor: false,
+        selinux: || false,
+        apparmor: || false,
     };
 
     fn spec(json: &str) -> Spec {
@@ -912,8 +914,8 @@ mod tests {
             )
         );
         let both = Host {
-            selinux: true,
-            apparmor: true,
+            selinux: || true,
+            apparmor: || true,
             ..ROOT
         };
         assert!(check(&selinux, &both).is_ok());
