@@ -475,6 +475,9 @@ class Ctx:
         self.tracked = []
         self.cleanups = []
         self.runtime = RUNTIME
+        # Global flags every call passes after --root, as a client configured for them does
+        # (containerd's SystemdCgroup passes --systemd-cgroup to every runc call).
+        self.flags = []
 
     # -- identifiers and config
 
@@ -514,8 +517,8 @@ class Ctx:
            pass_fds=(), env=None, stdin=None):
         """Run `RUNTIME [--root R] args...` and return a Result.
 
-        glob: the global flags; default ["--root", root]."""
-        g = ["--root", self.root] if glob is None else list(glob)
+        glob: the global flags; default ["--root", root] and self.flags."""
+        g = ["--root", self.root, *self.flags] if glob is None else list(glob)
         cmd = [self.runtime] + g + [str(a) for a in args]
         return Result(run_to_files(cmd, timeout, cwd=cwd or self.dir, input=input,
                                    stdin=stdin, pass_fds=pass_fds, env=env, tmp=self.dir))
