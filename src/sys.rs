@@ -1,9 +1,10 @@
 //! Raw system calls that neither std nor nix wrap: every `libc::syscall` of kiln is here, each
 //! behind a safe function where its arguments allow one (clone3 and bpf stay `unsafe fn`s: what
-//! makes them sound is the caller's). `unsafe` elsewhere is not a system call of its own: the
-//! forks (`process::spawn`, `process::init`, `rootfs::idmapped`: a single thread copied),
-//! fds taken over from a call that returned them, ioctls and signal dispositions through nix,
-//! and `_exit` in a child; each block says why it is sound.
+//! makes them sound is the caller's promise). `unsafe` elsewhere calls no `libc::syscall`: it is
+//! forks of a single thread (`process::spawn`, `process::init`, `rootfs::idmapped`), fds taken
+//! over from a call that just returned them, libc's wrappers where nix's do not fit (the
+//! terminal's TIOCSCTTY, `dup2` in criu's `pre_exec`), signal dispositions, `_exit` in a child,
+//! and the eBPF tests' own forks; each block says why it is sound.
 
 use std::ffi::CString;
 use std::io;
