@@ -367,4 +367,208 @@ pub(crate) mod tests {
             "0 100000 1000\n1000 200000 1000\n"
         );
     }
+
+    #[test]
+    fn no_linux_section_is_no_namespaces() {
+        let spec: Spec =
+            serde_json::from_value(serde_json::json!({"ociVersion": "1.0.2"})).unwrap();
+        let p = Plan::new(&spec);
+        assert_eq!((p.new, p.join.len()), (F::empty(), 0));
+        let spec: Spec =
+            serde_json::from_value(serde_json::json!({"ociVersion": "1.0.2", "linux": {}}))
+                .unwrap();
+        assert_eq!(Plan::new(&spec), p);
+    }
+
+    #[test]
+    fn has_sees_new_and_joined_namespaces() {
+        let p = plan(serde_json::json!([{"type": "pid"}, {"type": "network", "path": "/n"}]));
+        assert!(p.has(F::CLONE_NEWPID));
+        assert!(p.has(F::CLONE_NEWNET));
+        assert!(!p.has(F::CLONE_NEWNS));
+        assert!(!p.has(CLONE_NEWTIME));
+    }
+
+    /// A joined pid namespace alone: the child joins it, unshares nothing, and forks init.
+    #[test]
+    fn joined_pid_namespace_forks_again() {
+        let p = plan(serde_json::json!([{"type": "pid", "path": "/proc/9/ns/pid"}]));
+        assert_eq!(joined(&p), [("pid", "/proc/9/ns/pid")]);
+        assert!(!p.single_clone());
+        assert_eq!(p.clone_flags(), F::empty());
+        assert_eq!(p.to_unshare(), F::empty());
+        assert!(p.needs_second_fork());
+    }
+
+    #[test]
+    fn joined_time_namespace_forks_again() {
+        let p = plan(
+            serde_json::json!([{"type": "time", "path": "/proc/9/ns/time"}, {"type": "mount"}]),
+        );
+        assert_eq!(joined(&p), [("time", "/proc/9/ns/time")]);
+        assert_eq!(p.to_unshare(), F::CLONE_NEWNS);
+        assert!(p.needs_second_fork());
+    }
+
+    /// Joined namespaces without a pid or time namespace: the child itself is init.
+    #[test]
+    fn joined_mount_namespace_needs_no_second_fork() {
+        let p = plan(serde_json::json!([{"type": "mount", "path": "/m"}, {"type": "uts"}]));
+        assert!(!p.single_clone());
+        assert_eq!(p.to_unshare(), F::CLONE_NEWUTS);
+        assert!(!p.needs_second_fork());
+    }
+
+    /// A new pid namespace off the fast path is unshared, which applies to children only.
+    #[test]
+    fn new_pid_namespace_beside_a_join_forks_again() {
+        let p = plan(serde_json::json!([
+            {"type": "pid"}, {"type": "network"}, {"type": "mount", "path": "/m"}
+        ]));
+        assert_eq!(p.to_unshare(), F::CLONE_NEWPID | F::CLONE_NEWNET);
+        assert!(p.needs_second_fork());
+    }
+
+    /// Joining only a user namespace: nothing to unshare, and the child is init.
+    #[test]
+    fn joined_user_namespace_alone() {
+        let p = plan(serde_json::json!([{"type": "user", "path": "/u"}]));
+        assert_eq!(p.new, F::empty());
+        assert_eq!(p.to_unshare(), F::empty());
+        assert_eq!(p.after_root(), F::empty());
+        assert!(!p.needs_second_fork());
+    }
+
+    /// The user namespace is unshared on its own, first (its maps are written before the rest
+    /// is made in it): never among the flags unshared after the joins.
+    #[test]
+    fn new_user_namespace_beside_a_join_is_not_unshared_with_the_rest() {
+        let p = plan(serde_json::json!([
+            {"type": "user"}, {"type": "pid"}, {"type": "network", "path": "/n"}
+        ]));
+        assert!(p.new.contains(F::CLONE_NEWUSER));
+        assert_eq!(p.to_unshare(), F::CLONE_NEWPID);
+        assert_eq!(p.after_root(), F::empty());
+        assert!(p.needs_second_fork());
+    }
+
+    /// A new user and time namespace: time is unshared after the joins, ipc after root.
+    #[test]
+    fn new_user_time_and_ipc_namespaces() {
+        let p = plan(serde_json::json!([{"type": "user"}, {"type": "ipc"}, {"type": "time"}]));
+        assert!(!p.single_clone());
+        assert_eq!(p.clone_flags(), F::empty());
+        assert_eq!(p.to_unshare(), CLONE_NEWTIME);
+        assert_eq!(p.after_root(), F::CLONE_NEWIPC);
+        assert!(p.needs_second_fork());
+    }
+
+    /// Without a user namespace the ipc namespace is no different: made with the others.
+    #[test]
+    fn ipc_without_user_namespace_is_made_at_once() {
+        let p = plan(serde_json::json!([{"type": "ipc"}]));
+        assert_eq!(p.after_root(), F::empty());
+        assert_eq!(p.clone_flags(), F::CLONE_NEWIPC);
+        let p = plan(serde_json::json!([{"type": "ipc"}, {"type": "network", "path": "/n"}]));
+        assert_eq!(p.to_unshare(), F::CLONE_NEWIPC);
+    }
+
+    /// A new user namespace without ipc: nothing waits for root.
+    #[test]
+    fn user_namespace_without_ipc_waits_for_nothing() {
+        let p = plan(serde_json::json!([{"type": "user"}, {"type": "mount"}]));
+        assert_eq!(p.after_root(), F::empty());
+        assert_eq!(p.clone_flags(), F::CLONE_NEWUSER | F::CLONE_NEWNS);
+    }
+
+    /// Every namespace type at once, new: time keeps it off the fast path.
+    #[test]
+    fn every_namespace_new() {
+        let p = plan(serde_json::json!([
+            {"type": "user"}, {"type": "pid"}, {"type": "network"}, {"type": "mount"},
+            {"type": "ipc"}, {"type": "uts"}, {"type": "cgroup"}, {"type": "time"}
+        ]));
+        assert!(!p.single_clone());
+        assert_eq!(
+            p.to_unshare(),
+            F::CLONE_NEWPID
+                | F::CLONE_NEWNET
+                | F::CLONE_NEWNS
+                | F::CLONE_NEWUTS
+                | F::CLONE_NEWCGROUP
+                | CLONE_NEWTIME
+        );
+        assert_eq!(p.after_root(), F::CLONE_NEWIPC);
+        assert!(p.needs_second_fork());
+    }
+
+    #[test]
+    fn flags_are_the_kernels() {
+        use LinuxNamespaceType::*;
+        let want = [
+            (User, libc::CLONE_NEWUSER),
+            (Pid, libc::CLONE_NEWPID),
+            (Network, libc::CLONE_NEWNET),
+            (Mount, libc::CLONE_NEWNS),
+            (Ipc, libc::CLONE_NEWIPC),
+            (Uts, libc::CLONE_NEWUTS),
+            (Cgroup, libc::CLONE_NEWCGROUP),
+            (Time, libc::CLONE_NEWTIME),
+        ];
+        for (t, bits) in want {
+            assert_eq!(flag(t).bits(), bits, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn names_of_each_flag() {
+        use LinuxNamespaceType::*;
+        let want = [
+            (User, "user", "user"),
+            (Pid, "pid", "pid"),
+            (Network, "network", "net"),
+            (Mount, "mount", "mnt"),
+            (Ipc, "ipc", "ipc"),
+            (Uts, "uts", "uts"),
+            (Cgroup, "cgroup", "cgroup"),
+            (Time, "time", "time"),
+        ];
+        for (t, message, proc) in want {
+            assert_eq!(name(flag(t)), message);
+            assert_eq!(proc_name(t), proc);
+        }
+        // Not one namespace.
+        assert_eq!(name(F::CLONE_NEWPID | F::CLONE_NEWNET), "unknown");
+        assert_eq!(name(F::empty()), "unknown");
+    }
+
+    #[test]
+    fn map_text_of_no_ranges_is_empty() {
+        assert_eq!(id_map_text(&[]), "");
+        assert_eq!(id_map_text(&[map(0, 0, 4294967295)]), "0 0 4294967295\n");
+    }
+
+    /// The namespaces to join are opened before any is joined; a missing one names its path.
+    #[test]
+    fn open_joins_names_a_missing_path() {
+        let p = plan(serde_json::json!([
+            {"type": "network", "path": "/proc/self/ns/net"},
+            {"type": "uts", "path": "/nonexistent/kiln/uts"}
+        ]));
+        let e = p.open_joins().unwrap_err().to_string();
+        assert!(
+            e.starts_with("linux.namespaces: opening /nonexistent/kiln/uts: "),
+            "{e}"
+        );
+        let p = plan(serde_json::json!([{"type": "network", "path": "/proc/self/ns/net"}]));
+        let fds = p.open_joins().unwrap();
+        assert_eq!(fds.len(), 1);
+        assert_eq!(fds[0].0, F::CLONE_NEWNET);
+    }
+
+    #[test]
+    fn nothing_to_unshare_is_no_call() {
+        assert!(unshare_flags(F::empty()).is_ok());
+        assert!(join(vec![]).is_ok());
+    }
 }

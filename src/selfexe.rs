@@ -29,9 +29,9 @@ pub fn ensure_unwritable() -> Result<()> {
         // execveat(fd, "") names the process after the fd number: give `ps` its name back.
         if let Some(name) = std::env::args_os()
             .next()
-            .and_then(|a| Some(Path::new(&a).file_name()?.to_str()?.to_owned()))
+            .and_then(|a| std::ffi::CString::new(Path::new(&a).file_name()?.to_str()?).ok())
         {
-            let _ = prctl::set_name(&name);
+            let _ = nix::sys::prctl::set_name(&name);
         }
         return Ok(());
     }

@@ -1,5 +1,10 @@
-//! Raw system calls that neither std nor nix wrap. This is one of the two places with `unsafe`
-//! (the other is the fork in `process::spawn`); each block says why it is sound.
+//! Raw system calls that neither std nor nix wrap: every `libc::syscall` of kiln is here, each
+//! behind a safe function where its arguments allow one (clone3 and bpf stay `unsafe fn`s: what
+//! makes them sound is the caller's promise). `unsafe` elsewhere calls no `libc::syscall`: it is
+//! forks of a single thread (`process::spawn`, `process::init`, `rootfs::idmapped`), fds taken
+//! over from a call that just returned them, libc's wrappers where nix's do not fit (the
+//! terminal's TIOCSCTTY, `dup2` in criu's `pre_exec`), signal dispositions, `_exit` in a child,
+//! and the eBPF tests' own forks; each block says why it is sound.
 
 use std::ffi::CString;
 use std::io;
@@ -178,37 +183,19 @@ pub fn openat2_in_root(
     flags: i32,
     mode: u32,
 ) -> io::Result<OwnedFd> {
-    let c = cstring(path)?;
-    // SAFETY: open_how is plain data; zero is the valid "no flags" value of every field.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.mode = if flags & libc::O_CREAT != 0 {
-        mode as u64
-    } else {
-        0
-    };
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    let how = OpenHow::new()
+        .flags(OFlag::from_bits_retain(flags | libc::O_CLOEXEC))
+        .mode(nix::sys::stat::Mode::from_bits_retain(
+            if flags & libc::O_CREAT != 0 { mode } else { 0 },
+        ))
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     loop {
-        // SAFETY: `c` and `how` are valid for the call; the result is a new fd we own.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                root.as_raw_fd(),
-                c.as_ptr(),
-                &how as *const libc::open_how,
-                size_of::<libc::open_how>(),
-            )
-        };
-        match check(r) {
-            // SAFETY: the syscall just returned this fd: it is new and nothing else owns it.
-            Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
-            Err(e)
-                if e.raw_os_error() == Some(libc::EAGAIN)
-                    || e.raw_os_error() == Some(libc::EINTR) =>
-            {
-                continue;
-            }
-            Err(e) => return Err(e),
+        match nix::fcntl::openat2(root.as_raw_fd(), path, how) {
+            // SAFETY: openat2 just returned this fd: it is new and nothing else owns it.
+            Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -481,6 +468,60 @@ pub fn seccomp_flag_known(flag: u32) -> bool {
         )
     };
     r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT)
+}
+
+/// ioprio_set(IOPRIO_WHO_PROCESS, 0 = this process, prio): `prio` is the class in bits 13 and
+/// up, the level below.
+pub fn ioprio_set_self(prio: i64) -> io::Result<()> {
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    // SAFETY: ioprio_set takes integers only.
+    check(unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio) }).map(drop)
+}
+
+/// The kernel's `struct sched_attr` (sched_setattr(2)); `size` must be its size.
+#[repr(C)]
+pub struct SchedAttr {
+    pub size: u32,
+    pub policy: u32,
+    pub flags: u64,
+    pub nice: i32,
+    pub priority: u32,
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
+}
+
+/// sched_setattr(0 = this thread, attr, 0).
+pub fn sched_setattr_self(attr: &SchedAttr) -> io::Result<()> {
+    // SAFETY: `attr` is a live sched_attr; the kernel reads as many bytes as its size field
+    // says, which the caller sets to the struct's size.
+    check(unsafe { libc::syscall(libc::SYS_sched_setattr, 0, attr as *const SchedAttr, 0) })
+        .map(drop)
+}
+
+/// keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a new session keyring named `name` for this
+/// process (or the existing one of that name).
+pub fn join_session_keyring(name: &std::ffi::CStr) -> io::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: keyctl(JOIN_SESSION_KEYRING, name) reads one NUL-terminated string, which `name`
+    // is for the duration of the call.
+    check(unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) })
+        .map(drop)
+}
+
+/// bpf(2): `cmd` with `attr` as its `union bpf_attr`, `size_of::<T>()` bytes of it.
+///
+/// # Safety
+///
+/// `T` must be a `repr(C)` plain-data layout of `union bpf_attr` for `cmd`, fully initialised,
+/// and every pointer in it that `cmd` reads or writes through must be valid for the lengths
+/// given with it, for the duration of the call.
+pub unsafe fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> io::Result<libc::c_long> {
+    let size = libc::c_uint::try_from(size_of::<T>())
+        .map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
+    // SAFETY: `attr` is live and `size` bytes long; the kernel reads and writes it only within
+    // that size, and what it points to is the caller's promise.
+    check(unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, size) })
 }
 
 /// Waits (bounded) until the process of `pidfd`, pid `pid`, has finished (`procfs::Stat::finished`): its pidfd

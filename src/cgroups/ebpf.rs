@@ -454,21 +454,9 @@ impl Attr {
 /// Every pointer in `attr` that `cmd` reads or writes through must be valid for the lengths
 /// that `attr` gives with it, for the duration of the call.
 unsafe fn bpf(cmd: libc::c_int, attr: &mut Attr) -> io::Result<c_long> {
-    // SAFETY: `attr` is a live, fully initialized union bpf_attr of the size passed, which the
-    // kernel reads and writes only within that size; what it points to is the caller's promise.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut Attr,
-            size_of::<Attr>() as libc::c_uint,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
+    // SAFETY: `Attr` is union bpf_attr's layout (repr(C), 512 bytes, the size passed), fully
+    // initialised (`Attr::zeroed`, then its fields); what it points to is the caller's promise.
+    unsafe { crate::sys::bpf(cmd, attr) }
 }
 
 /// Wraps an fd that a successful bpf(2) call just returned.

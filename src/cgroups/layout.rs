@@ -371,4 +371,374 @@ mod tests {
         assert_eq!(below(Path::new("..")), None);
         assert_eq!(below(Path::new("a/../../b")), None);
     }
+
+    const ROOTLESS_OWN: &str =
+        "/user.slice/user-1000.slice/user@1000.service/app.slice/kiln-shell.scope";
+
+    fn rootless() -> Vec<Hierarchy> {
+        host!("v2.mountinfo", "v2-rootless.cgroup")
+    }
+
+    #[test]
+    fn each_host_has_its_count_of_hierarchies() {
+        assert_eq!(layout("hybrid").len(), 10);
+        assert_eq!(layout("v1").len(), 9);
+        assert_eq!(layout("v2").len(), 1);
+        assert_eq!(rootless().len(), 1);
+        assert_eq!(host!("hybrid-shadowed.mountinfo", "hybrid.cgroup").len(), 9);
+        assert_eq!(host!("hybrid-escaped.mountinfo", "hybrid.cgroup").len(), 10);
+        assert_eq!(host!("hybrid-twice.mountinfo", "hybrid.cgroup").len(), 10);
+    }
+
+    #[test]
+    fn only_the_unified_hierarchy_is_v2() {
+        for h in layout("hybrid") {
+            assert_eq!(
+                h.is_v2(),
+                h.mount_point == Path::new("/sys/fs/cgroup/unified")
+            );
+        }
+        assert!(layout("v1").iter().all(|h| !h.is_v2()));
+    }
+
+    #[test]
+    fn v1_default_path_is_below_our_own_cgroup() {
+        let p = paths(&layout("v1"), None, "ctr");
+        assert_eq!(p.len(), 9);
+        assert!(!p.contains_key(""));
+        assert_eq!(p["devices"], Path::new("/sys/fs/cgroup/devices/ctr"));
+        assert_eq!(
+            p["memory"],
+            Path::new("/sys/fs/cgroup/memory")
+                .join(&OWN_MEMORY[1..])
+                .join("ctr")
+        );
+    }
+
+    #[test]
+    fn v1_nested_relative_path() {
+        let p = paths(&layout("v1"), Some(Path::new("a/b/c")), "ctr");
+        assert_eq!(p["freezer"], Path::new("/sys/fs/cgroup/freezer/a/b/c"));
+        assert_eq!(
+            p["memory"],
+            Path::new("/sys/fs/cgroup/memory")
+                .join(&OWN_MEMORY[1..])
+                .join("a/b/c")
+        );
+    }
+
+    #[test]
+    fn v2_relative_path_at_the_root() {
+        let p = paths(&layout("v2"), Some(Path::new("pod/ctr")), "ctr");
+        assert_eq!(p[""], Path::new("/sys/fs/cgroup/pod/ctr"));
+    }
+
+    #[test]
+    fn v2_absolute_nested_path() {
+        let p = paths(
+            &layout("v2"),
+            Some(Path::new("/kubepods/burstable/pod1/ctr")),
+            "ctr",
+        );
+        assert_eq!(
+            p[""],
+            Path::new("/sys/fs/cgroup/kubepods/burstable/pod1/ctr")
+        );
+    }
+
+    #[test]
+    fn v2_empty_path_is_the_id() {
+        assert_eq!(
+            paths(&layout("v2"), Some(Path::new("")), "my-ctr")[""],
+            Path::new("/sys/fs/cgroup/my-ctr")
+        );
+    }
+
+    /// Rootless, a relative path stays in the delegated subtree, beside kiln's own scope.
+    #[test]
+    fn rootless_relative_path_stays_delegated() {
+        let p = paths(&rootless(), Some(Path::new("kiln/ctr")), "ctr");
+        assert_eq!(
+            p[""],
+            Path::new(
+                "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice/kiln/ctr"
+            )
+        );
+    }
+
+    /// `..` cannot climb out of the delegated subtree either: it is dropped at the start.
+    #[test]
+    fn rootless_relative_path_cannot_climb() {
+        let p = paths(&rootless(), Some(Path::new("../../ctr")), "ctr");
+        assert_eq!(
+            p[""],
+            Path::new("/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice/ctr")
+        );
+        let p = paths(&rootless(), Some(Path::new("a/../../b")), "ctr");
+        assert!(p[""].ends_with("app.slice/b"), "{}", p[""].display());
+    }
+
+    /// An absolute path is the hierarchy's root's, delegated or not (create then says whether
+    /// the user may make it).
+    #[test]
+    fn rootless_absolute_path_is_below_the_root() {
+        let p = paths(
+            &rootless(),
+            Some(Path::new(
+                "/user.slice/user-1000.slice/user@1000.service/ctr",
+            )),
+            "ctr",
+        );
+        assert_eq!(
+            p[""],
+            Path::new("/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/ctr")
+        );
+    }
+
+    #[test]
+    fn rootless_own_cgroup_is_the_scope() {
+        assert_eq!(rootless()[0].own, ROOTLESS_OWN);
+    }
+
+    /// A shadowed hierarchy has no path; the others are as on the plain host.
+    #[test]
+    fn shadowed_host_paths_leave_memory_out() {
+        let p = paths(
+            &host!("hybrid-shadowed.mountinfo", "hybrid.cgroup"),
+            None,
+            "ctr",
+        );
+        assert_eq!(p.len(), 9);
+        assert!(!p.contains_key("memory"));
+        let plain = paths(&layout("hybrid"), None, "ctr");
+        for (k, v) in &p {
+            assert_eq!(&plain[k], v, "{k}");
+        }
+    }
+
+    /// The memory hierarchy's path is below its other mount point, escapes and all.
+    #[test]
+    fn escaped_host_paths_use_the_mount_found() {
+        let p = paths(
+            &host!("hybrid-escaped.mountinfo", "hybrid.cgroup"),
+            Some(Path::new("/k")),
+            "ctr",
+        );
+        assert_eq!(p["memory"], Path::new("/tmp/kiln cg\tmem\nory\\x/k"));
+        assert_eq!(p["cpu"], Path::new("/sys/fs/cgroup/cpu/k"));
+    }
+
+    #[test]
+    fn twice_mounted_host_has_one_path_per_hierarchy() {
+        let p = paths(
+            &host!("hybrid-twice.mountinfo", "hybrid.cgroup"),
+            None,
+            "ctr",
+        );
+        assert_eq!(p.len(), 10);
+        assert_eq!(p["pids"], Path::new("/sys/fs/cgroup/pids/ctr"));
+    }
+
+    #[test]
+    fn no_hierarchies_no_paths() {
+        assert!(paths(&[], None, "ctr").is_empty());
+        assert!(hierarchies(&[], &parse_cgroup("0::/\n")).is_empty());
+    }
+
+    /// A later mount below a hierarchy's mount point hides nothing of it (only one on it or
+    /// above it does), and a sibling whose name merely begins the same is no parent.
+    #[test]
+    fn only_mounts_on_or_above_hide_a_hierarchy() {
+        let mounts = parse_mountinfo(
+            "32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
+             33 31 0:30 / /sys/fs/cgroup/cpuset rw - cgroup cgroup rw,cpuset\n\
+             34 32 0:31 / /sys/fs/cgroup/cpu/sub rw - tmpfs tmpfs rw\n",
+        );
+        let own = parse_cgroup("2:cpu:/\n3:cpuset:/\n");
+        let got: Vec<String> = hierarchies(&mounts, &own)
+            .into_iter()
+            .map(|h| h.controllers)
+            .collect();
+        assert_eq!(got, ["cpu", "cpuset"]);
+    }
+
+    /// A tmpfs over the whole /sys/fs/cgroup (a private namespace's) hides every hierarchy
+    /// below it; a cgroup2 mounted on it after that is the one.
+    #[test]
+    fn a_mount_over_the_cgroup_root_hides_everything_before_it() {
+        let mounts = parse_mountinfo(
+            "32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
+             41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+             50 22 0:50 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n",
+        );
+        let own = parse_cgroup("2:cpu:/\n0::/\n");
+        assert!(hierarchies(&mounts, &own).is_empty());
+        let mut more = mounts.clone();
+        more.extend(parse_mountinfo(
+            "51 50 0:51 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+        ));
+        assert_eq!(
+            summary(&hierarchies(&more, &own)),
+            [("", Path::new("/sys/fs/cgroup"), "/")]
+        );
+    }
+
+    /// name=systemd is a hierarchy like the others, its own cgroup from its line.
+    #[test]
+    fn a_named_hierarchy_takes_its_line() {
+        let mounts = parse_mountinfo(
+            "35 31 0:33 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n",
+        );
+        let all = hierarchies(
+            &mounts,
+            &parse_cgroup("1:name=systemd:/user.slice/x.scope\n"),
+        );
+        assert_eq!(
+            summary(&all),
+            [(
+                "name=systemd",
+                Path::new("/sys/fs/cgroup/systemd"),
+                "/user.slice/x.scope"
+            )]
+        );
+        assert_eq!(
+            paths(&all, None, "c")["name=systemd"],
+            Path::new("/sys/fs/cgroup/systemd/user.slice/x.scope/c")
+        );
+    }
+
+    /// A bind of part of a hierarchy (a container's view) is used at its mount point.
+    #[test]
+    fn a_v2_hierarchy_in_a_cgroup_namespace() {
+        let mounts = parse_mountinfo(
+            "1200 1100 0:26 /kiln/ctr /sys/fs/cgroup ro,nosuid - cgroup2 cgroup2 rw,nsdelegate\n",
+        );
+        let all = hierarchies(&mounts, &parse_cgroup("0::/\n"));
+        assert_eq!(summary(&all), [("", Path::new("/sys/fs/cgroup"), "/")]);
+    }
+
+    #[test]
+    fn v2_own_cgroup_parents() {
+        let v2 = |own: &str| Hierarchy {
+            mount_point: "/sys/fs/cgroup".into(),
+            controllers: String::new(),
+            own: own.into(),
+        };
+        let at = |own| paths(&[v2(own)], None, "c")[""].clone();
+        assert_eq!(at("/"), Path::new("/sys/fs/cgroup/c"));
+        assert_eq!(at(""), Path::new("/sys/fs/cgroup/c"));
+        assert_eq!(at("/a/b"), Path::new("/sys/fs/cgroup/a/c"));
+    }
+
+    #[test]
+    fn inner_path_keeps_dots_in_names() {
+        assert_eq!(
+            inner_path(Some(Path::new("a.b/..c")), "x"),
+            Path::new("a.b/..c")
+        );
+        assert_eq!(inner_path(None, "my.ctr"), Path::new("my.ctr"));
+        assert_eq!(inner_path(Some(Path::new("/")), "x"), Path::new("/"));
+        assert_eq!(
+            inner_path(Some(Path::new("//a//b/")), "x"),
+            Path::new("/a/b")
+        );
+    }
+
+    #[test]
+    fn below_drops_roots_and_dots() {
+        assert_eq!(below(Path::new("/")), Some(PathBuf::new()));
+        assert_eq!(below(Path::new("a/b/..")), Some(PathBuf::from("a")));
+        assert_eq!(below(Path::new("./a/./b/")), Some(PathBuf::from("a/b")));
+    }
+
+    // ---------------------------------------------------------------- exec --cgroup
+
+    /// A container's cgroup directories in two v1 hierarchies and v2, each with a sub-cgroup
+    /// `sub` (and `sub/deeper` in memory).
+    fn container_paths(test: &str) -> (PathBuf, Paths) {
+        let root = std::env::temp_dir().join(format!("kiln-layout-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut paths = Paths::new();
+        for key in ["memory", "pids", ""] {
+            let dir = root
+                .join(if key.is_empty() { "unified" } else { key })
+                .join("ctr");
+            std::fs::create_dir_all(dir.join("sub")).unwrap();
+            paths.insert(key.to_owned(), dir);
+        }
+        std::fs::create_dir_all(paths["memory"].join("sub/deeper")).unwrap();
+        (root, paths)
+    }
+
+    fn sub(paths: &Paths, specs: &[&str]) -> crate::error::Result<Paths> {
+        let specs: Vec<String> = specs.iter().map(|s| s.to_string()).collect();
+        super::super::sub_paths(paths.clone(), &specs)
+    }
+
+    #[test]
+    fn exec_cgroup_for_every_hierarchy() {
+        let (root, paths) = container_paths("sub-all");
+        let p = sub(&paths, &["sub"]).unwrap();
+        for (k, v) in &p {
+            assert_eq!(v, &paths[k].join("sub"), "{k}");
+        }
+        assert_eq!(sub(&paths, &["/sub/"]).unwrap(), p);
+        assert_eq!(sub(&paths, &[]).unwrap(), paths);
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn exec_cgroup_for_named_controllers() {
+        let (root, paths) = container_paths("sub-named");
+        let p = sub(&paths, &["memory,unified:sub"]).unwrap();
+        assert_eq!(p["memory"], paths["memory"].join("sub"));
+        assert_eq!(p[""], paths[""].join("sub"));
+        assert_eq!(p["pids"], paths["pids"]);
+        // Repeated: each names its own.
+        let p = sub(&paths, &["memory:sub/deeper", "pids:sub"]).unwrap();
+        assert_eq!(p["memory"], paths["memory"].join("sub/deeper"));
+        assert_eq!(p["pids"], paths["pids"].join("sub"));
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    fn sub_error(paths: &Paths, spec: &str) -> String {
+        sub(paths, &[spec]).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn exec_cgroup_that_climbs_is_refused() {
+        let (root, paths) = container_paths("sub-climb");
+        assert_eq!(
+            sub_error(&paths, "../other"),
+            r#"--cgroup "../other": "../other" is not a sub cgroup path: it leaves the container's cgroup"#
+        );
+        assert!(sub_error(&paths, "memory:sub/../..").contains("leaves the container's cgroup"));
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn exec_cgroup_of_a_hierarchy_the_container_lacks_is_refused() {
+        let (root, paths) = container_paths("sub-lacks");
+        assert_eq!(
+            sub_error(&paths, "cpu:sub"),
+            r#"--cgroup "cpu:sub": the container has no "cpu" cgroup"#
+        );
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn exec_cgroup_that_does_not_exist_is_refused() {
+        let (root, paths) = container_paths("sub-missing");
+        let e = sub_error(&paths, "pids:nope");
+        assert_eq!(
+            e,
+            format!(
+                r#"--cgroup "pids:nope": {} does not exist (exec runs in an existing sub-cgroup)"#,
+                paths["pids"].join("nope").display()
+            )
+        );
+        // For every hierarchy: the first without it is named.
+        assert!(sub_error(&paths, "sub/deeper").contains("does not exist"));
+        std::fs::remove_dir_all(root).unwrap();
+    }
 }

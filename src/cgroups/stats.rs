@@ -406,9 +406,10 @@ pub fn hugetlb(d: &Path, v2: bool) -> BTreeMap<String, Hugetlb> {
 }
 
 fn clock_ticks() -> u64 {
-    // SAFETY: sysconf only reads a configuration value.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as u64 } else { 100 }
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(t)) if t > 0 => t as u64,
+        _ => 100,
+    }
 }
 
 #[cfg(test)]
@@ -623,5 +624,382 @@ mod tests {
         let two = &h["2MB"];
         assert_eq!((two.usage, two.max, two.failcnt), (2097152, 0, 1));
         assert!(hugetlb(&fixture("no-such-cgroup"), true).is_empty());
+    }
+
+    /// A scratch cgroup directory holding `files`, for the readers' edge cases.
+    fn cgroup_dir(test: &str, files: &[(&str, &str)]) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("kiln-stats-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir(&d).unwrap();
+        for (name, text) in files {
+            std::fs::write(d.join(name), text).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn num_takes_surrounding_white_space() {
+        assert_eq!(parse_num("  42 \n"), 42);
+        assert_eq!(parse_num(" max \n"), u64::MAX);
+    }
+
+    #[test]
+    fn num_at_the_edges_of_u64() {
+        assert_eq!(parse_num("18446744073709551615\n"), u64::MAX);
+        // One more does not fit: no count.
+        assert_eq!(parse_num("18446744073709551616\n"), 0);
+        // v1's "unlimited" is a number.
+        assert_eq!(parse_num("9223372036854771712\n"), 9223372036854771712);
+    }
+
+    #[test]
+    fn num_refuses_what_is_no_count() {
+        for bad in ["Max\n", "1.5\n", "1 2\n", "0x10\n", "+-1\n"] {
+            assert_eq!(parse_num(bad), 0, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn keyed_real_v1_memory_stat_lines() {
+        let k = parse_keyed(
+            "cache 0\nrss 221184\nhierarchical_memory_limit 67108864\nhierarchical_memsw_limit 134217728\ntotal_rss 221184\n",
+        );
+        assert_eq!(k.len(), 5);
+        assert_eq!(k["hierarchical_memsw_limit"], 134217728);
+        assert_eq!(k["cache"], 0);
+    }
+
+    #[test]
+    fn keyed_real_v2_cpu_stat() {
+        let k = parse_keyed(&read(&fixture("v2"), "cpu.stat"));
+        assert_eq!(k.len(), 8);
+        assert_eq!(k["nr_bursts"], 0);
+        assert_eq!(k["usage_usec"], 15415218);
+    }
+
+    #[test]
+    fn keyed_leaves_out_a_key_without_a_number() {
+        let k = parse_keyed("a\nb \nc x\nd 1 2\ne -1\n\nf 3\n");
+        assert_eq!(k, BTreeMap::from([("f".into(), 3)]));
+    }
+
+    /// More than one space before the value, or one after, as some kernels' files have.
+    #[test]
+    fn keyed_trims_the_value() {
+        let k = parse_keyed("a  1\nb 2 \n");
+        assert_eq!(k, BTreeMap::from([("a".into(), 1), ("b".into(), 2)]));
+    }
+
+    #[test]
+    fn keyed_key_given_twice_keeps_the_last() {
+        assert_eq!(parse_keyed("a 1\na 2\n")["a"], 2);
+    }
+
+    #[test]
+    fn keyed_missing_file_is_empty() {
+        assert!(keyed(&fixture("v2"), "no.such.file").is_empty());
+    }
+
+    #[test]
+    fn list_skips_what_is_no_number() {
+        assert_eq!(parse_list(""), Vec::<u64>::new());
+        assert_eq!(parse_list("1 x 3\n4\t5\n"), [1, 3, 4, 5]);
+    }
+
+    #[test]
+    fn ranges_single_and_degenerate() {
+        assert_eq!(parse_ranges("0\n"), [0]);
+        assert_eq!(parse_ranges("7-7\n"), [7]);
+        // A range written backwards holds nothing.
+        assert_eq!(parse_ranges("3-1\n"), Vec::<u16>::new());
+    }
+
+    #[test]
+    fn ranges_overlapping_and_trailing_commas() {
+        assert_eq!(parse_ranges("0-2,1-3\n"), [0, 1, 2, 1, 2, 3]);
+        assert_eq!(parse_ranges(",1,,2,\n"), [1, 2]);
+    }
+
+    #[test]
+    fn ranges_beyond_u16_are_left_out() {
+        assert_eq!(parse_ranges("65535,65536,1-70000\n"), [65535]);
+    }
+
+    #[test]
+    fn cpuset_of_a_missing_directory_is_empty() {
+        let c = cpuset(&fixture("no-such-cgroup"));
+        assert!(c.cpus.is_empty() && c.mems.is_empty());
+        assert_eq!((c.sched_load_balance, c.sched_relax_domain_level), (0, 0));
+    }
+
+    #[test]
+    fn cpuset_relax_domain_level_not_a_number_is_zero() {
+        let d = cgroup_dir("relax", &[("cpuset.sched_relax_domain_level", "x\n")]);
+        assert_eq!(cpuset(&d).sched_relax_domain_level, 0);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn cpu_v1_without_either_hierarchy_is_zero() {
+        let c = cpu_v1(None, None);
+        assert_eq!(
+            (c.usage.total, c.usage.user, c.throttling.periods),
+            (0, 0, 0)
+        );
+        assert!(c.usage.percpu.is_empty());
+    }
+
+    /// cpuacct.stat counts clock ticks: user and system converted to nanoseconds.
+    #[test]
+    fn cpu_v1_ticks_are_nanoseconds() {
+        let d = cgroup_dir("ticks", &[("cpuacct.stat", "user 100\nsystem 0\n")]);
+        let c = cpu_v1(None, Some(&d));
+        assert_eq!(c.usage.user, 100 * 1_000_000_000 / clock_ticks());
+        assert_eq!(c.usage.kernel, 0);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn cpu_v2_of_a_missing_directory_is_zero() {
+        let c = cpu_v2(&fixture("no-such-cgroup"));
+        assert_eq!((c.usage.total, c.throttling.throttled_time), (0, 0));
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"usage":{"kernel":0,"user":0},"throttling":{}}"#
+        );
+    }
+
+    /// A cpu.stat without the cpu controller enabled has the usage lines only.
+    #[test]
+    fn cpu_v2_without_throttling_lines() {
+        let d = cgroup_dir(
+            "cpu-usage",
+            &[("cpu.stat", "usage_usec 10\nuser_usec 6\nsystem_usec 4\n")],
+        );
+        let c = cpu_v2(&d);
+        assert_eq!(
+            (c.usage.total, c.usage.user, c.usage.kernel),
+            (10000, 6000, 4000)
+        );
+        assert_eq!(c.throttling.periods, 0);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn cpu_v1_serialises_as_runc() {
+        let c = cpu_v1(Some(&fixture("v1/cpu")), Some(&fixture("v1/cpuacct")));
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["usage"]["total"], 578512988);
+        assert_eq!(
+            v["usage"]["percpu"],
+            serde_json::json!([96426727, 482086261])
+        );
+        assert_eq!(v["throttling"]["throttled_periods"], 28);
+    }
+
+    #[test]
+    fn memory_v1_of_a_missing_directory_is_empty() {
+        let m = memory_v1(&fixture("no-such-cgroup"));
+        assert!(m.raw.is_empty());
+        assert_eq!((m.usage.limit, m.swap.limit, m.kernel.limit), (0, 0, 0));
+    }
+
+    /// v1 without swap accounting has no memsw files: swap stays zero.
+    #[test]
+    fn memory_v1_without_swap_accounting() {
+        let d = cgroup_dir(
+            "no-memsw",
+            &[
+                ("memory.limit_in_bytes", "1048576\n"),
+                ("memory.usage_in_bytes", "4096\n"),
+                ("memory.failcnt", "3\n"),
+                ("memory.stat", "cache 8192\nrss 4096\n"),
+            ],
+        );
+        let m = memory_v1(&d);
+        assert_eq!(
+            (m.usage.limit, m.usage.usage, m.usage.failcnt),
+            (1048576, 4096, 3)
+        );
+        assert_eq!((m.swap.limit, m.swap.usage), (0, 0));
+        assert_eq!(m.cache, 8192);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn memory_v2_counts_swap_with_memory() {
+        let d = cgroup_dir(
+            "swap",
+            &[
+                ("memory.current", "1000\n"),
+                ("memory.swap.current", "24\n"),
+                ("memory.swap.max", "max\n"),
+                ("memory.max", "4096\n"),
+            ],
+        );
+        let m = memory_v2(&d);
+        assert_eq!((m.swap.usage, m.swap.limit), (1024, u64::MAX));
+        assert_eq!(m.usage.limit, 4096);
+        // No memory.peak (kernels before 5.19): no max.
+        assert_eq!(m.usage.max, 0);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn memory_v2_without_events_has_no_failcnt() {
+        let d = cgroup_dir("no-events", &[("memory.current", "1\n")]);
+        assert_eq!(memory_v2(&d).usage.failcnt, 0);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    /// runc's omitempty: limit and failcnt always, usage and max only when non-zero.
+    #[test]
+    fn memory_entry_serialises_as_runc() {
+        let e = MemoryEntry::default();
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"limit":0,"failcnt":0}"#
+        );
+        let m = memory_v2(&fixture("v2"));
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["usage"]["max"], 16777216);
+        assert_eq!(v["kernelTCP"], serde_json::json!({"limit":0,"failcnt":0}));
+        assert_eq!(v["cache"], 8032256);
+    }
+
+    #[test]
+    fn pids_missing_files_are_zero() {
+        let p = pids(&fixture("no-such-cgroup"));
+        assert_eq!((p.current, p.limit), (0, 0));
+    }
+
+    #[test]
+    fn pids_malformed_limit_is_zero() {
+        let d = cgroup_dir(
+            "pids-bad",
+            &[("pids.max", "lots\n"), ("pids.current", "3\n")],
+        );
+        let p = pids(&d);
+        assert_eq!((p.current, p.limit), (3, 0));
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn blkio_v1_several_devices_in_order() {
+        let b = parse_blkio_v1("8:0 Read 10\n8:16 Read 20\n8:0 Write 30\nTotal 60\n");
+        assert_eq!(
+            entries(&b),
+            [
+                entry(8, 0, "Read", 10),
+                entry(8, 16, "Read", 20),
+                entry(8, 0, "Write", 30)
+            ]
+        );
+    }
+
+    #[test]
+    fn blkio_v1_empty_files() {
+        assert!(parse_blkio_v1("").is_empty());
+        // An empty cgroup's file: only the total.
+        assert!(parse_blkio_v1("Total 0\n").is_empty());
+        let b = blkio_v1(&fixture("no-such-cgroup"));
+        assert!(b.io_service_bytes.is_empty() && b.io_serviced.is_empty());
+    }
+
+    #[test]
+    fn blkio_v1_extra_fields_are_ignored() {
+        assert_eq!(
+            entries(&parse_blkio_v1("8:0 Read 10 extra\n")),
+            [entry(8, 0, "Read", 10)]
+        );
+    }
+
+    /// runc's omitempty drops a zero minor and value: 254:0's entries have no minor.
+    #[test]
+    fn blkio_entry_serialises_as_runc() {
+        let b = blkio_v1(&fixture("v1/blkio"));
+        assert_eq!(
+            serde_json::to_string(&b.io_serviced[3]).unwrap(),
+            r#"{"major":254,"op":"Async"}"#
+        );
+        let v = serde_json::to_value(&b).unwrap();
+        assert_eq!(
+            v["ioServiceBytesRecursive"][0],
+            serde_json::json!({"major":254,"op":"Read","value":4194304})
+        );
+        assert!(v["ioServicedRecursive"].is_array());
+    }
+
+    #[test]
+    fn io_stat_several_devices() {
+        let b = parse_io_stat(
+            "259:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0\n7:0 rbytes=5 wbytes=6 rios=7 wios=8 dbytes=9 dios=1\n",
+        );
+        assert_eq!(
+            entries(&b.io_service_bytes),
+            [
+                entry(259, 0, "Read", 1),
+                entry(259, 0, "Write", 2),
+                entry(7, 0, "Read", 5),
+                entry(7, 0, "Write", 6)
+            ]
+        );
+        assert_eq!(entries(&b.io_serviced).len(), 4);
+    }
+
+    #[test]
+    fn io_stat_empty_and_device_only_lines() {
+        let b = parse_io_stat("\n8:0\n");
+        assert!(b.io_service_bytes.is_empty() && b.io_serviced.is_empty());
+        let b = io_v2(&fixture("no-such-cgroup"));
+        assert_eq!(serde_json::to_string(&b).unwrap(), "{}");
+    }
+
+    #[test]
+    fn hugetlb_v1_ignores_the_reservation_files() {
+        let h = hugetlb(&fixture("v1-hugetlb"), false);
+        assert!(h.keys().all(|k| !k.contains("rsvd")));
+        assert_eq!(h.len(), 2);
+    }
+
+    /// v1's file names are not v2's: read as the other layout, nothing is found.
+    #[test]
+    fn hugetlb_layouts_do_not_mix() {
+        assert!(hugetlb(&fixture("v1-hugetlb"), true).is_empty());
+        assert!(hugetlb(&fixture("v2"), false).is_empty());
+    }
+
+    #[test]
+    fn hugetlb_v2_without_events_has_no_failcnt() {
+        let d = cgroup_dir("huge", &[("hugetlb.64KB.current", "65536\n")]);
+        let h = hugetlb(&d, true);
+        let k = &h["64KB"];
+        assert_eq!((k.usage, k.max, k.failcnt), (65536, 0, 0));
+        assert_eq!(
+            serde_json::to_string(k).unwrap(),
+            r#"{"usage":65536,"failcnt":0}"#
+        );
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn stats_of_the_v2_fixture_serialise_whole() {
+        let d = fixture("v2");
+        let s = Stats {
+            cpu: cpu_v2(&d),
+            memory: memory_v2(&d),
+            pids: pids(&d),
+            blkio: io_v2(&d),
+            hugetlb: hugetlb(&d, true),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["pids"], serde_json::json!({"current":2,"limit":100}));
+        assert_eq!(
+            v["hugetlb"]["2MB"],
+            serde_json::json!({"usage":2097152,"failcnt":1})
+        );
+        assert_eq!(v["network_interfaces"], serde_json::Value::Null);
+        assert_eq!(v["intel_rdt"], serde_json::json!({}));
     }
 }

@@ -112,12 +112,7 @@ fn exec(g: &Globals, a: Args) -> anyhow::Result<i32> {
     if !a.detach {
         // The process is forked behind an intermediate when it joins a pid namespace: as
         // subreaper, kiln inherits it and can wait for it.
-        prctl::set_child_subreaper(true).map_err(|e| {
-            anyhow::anyhow!(
-                "PR_SET_CHILD_SUBREAPER: {}",
-                std::io::Error::from_raw_os_error(e)
-            )
-        })?;
+        super::run::become_subreaper()?;
     }
     crate::selfexe::ensure_unwritable()?;
     let pidfd_socket = crate::cli::create::PidfdSocket::connect(a.pidfd_socket.clone())?;

@@ -42,12 +42,8 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
 /// For a foreground container: init may be forked behind an intermediate process, and as
 /// subreaper kiln inherits it and can wait for it.
 pub(super) fn become_subreaper() -> anyhow::Result<()> {
-    prctl::set_child_subreaper(true).map_err(|e| {
-        anyhow::anyhow!(
-            "PR_SET_CHILD_SUBREAPER: {}",
-            std::io::Error::from_raw_os_error(e)
-        )
-    })
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| anyhow::anyhow!("PR_SET_CHILD_SUBREAPER: {}", std::io::Error::from(e)))
 }
 
 /// The end of `run` and `restore`: return at once (`detach`), or wait for the container's

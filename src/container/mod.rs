@@ -294,24 +294,34 @@ impl Container {
     }
 
     pub fn status(&self) -> Status {
-        if self.state.pid == 0 {
-            // Init not yet ready: creating while `create` holds the lock, otherwise that create
-            // died half-way and nothing runs.
-            return match lock(&self.dir, FlockArg::LockSharedNonblock) {
-                Err(_) if self._lock.is_none() => Status::Creating,
-                _ => Status::Stopped,
+        self.facts().status()
+    }
+
+    /// What [`Facts::status`] decides from, each read once, in the order the decision asks:
+    /// init's /proc/PID/stat before the freezer, the freezer before the exec fifo (`start`
+    /// removes the fifo only after init exec'd).
+    fn facts(&self) -> Facts {
+        let (pid, start_time) = (self.state.pid, self.state.start_time);
+        if pid == 0 {
+            // Our own lock would refuse the shared one: only another command's counts.
+            let locked_by_create =
+                self._lock.is_none() && lock(&self.dir, FlockArg::LockSharedNonblock).is_err();
+            return Facts {
+                pid,
+                start_time,
+                locked_by_create,
+                init: None,
+                frozen: false,
+                fifo: false,
             };
         }
-        // Frozen comes before created, as in runc: a paused created container says paused, and
-        // `resume` brings it back to created.
-        if !self.init_alive() {
-            Status::Stopped
-        } else if self.cgroup().is_ok_and(|c| c.frozen()) {
-            Status::Paused
-        } else if self.fifo().exists() {
-            Status::Created
-        } else {
-            Status::Running
+        Facts {
+            pid,
+            start_time,
+            locked_by_create: false,
+            init: crate::procfs::stat(pid).ok(),
+            frozen: self.cgroup().is_ok_and(|c| c.frozen()),
+            fifo: self.fifo().exists(),
         }
     }
 
@@ -331,8 +341,10 @@ impl Container {
 
     /// Init still runs, and is still the process we started (not a reuse of its pid).
     pub fn init_alive(&self) -> bool {
-        crate::procfs::stat(self.state.pid)
-            .is_ok_and(|s| s.start_time == self.state.start_time && !s.finished())
+        alive(
+            crate::procfs::stat(self.state.pid).ok().as_ref(),
+            self.state.start_time,
+        )
     }
 
     /// A pidfd for init, checked against its start time after opening, so a signal through it
@@ -351,6 +363,55 @@ impl Container {
     pub fn remove(self) -> Result<()> {
         std::fs::remove_dir_all(&self.dir).ctx(|| format!("removing {}", self.dir.display()))
     }
+}
+
+/// What a container's status is derived from (see [`Container::status`]): the state's init, and
+/// what was read of the system about it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Facts {
+    /// Init's pid as the state has it: 0 until `create` saved it.
+    pid: i32,
+    /// Init's start time as the state has it.
+    start_time: u64,
+    /// With pid 0: another command (a live `create`) holds the directory's lock.
+    locked_by_create: bool,
+    /// /proc/PID/stat, None when it could not be read or parsed (the pid is gone).
+    init: Option<crate::procfs::Stat>,
+    /// The container's cgroup is frozen.
+    frozen: bool,
+    /// The exec fifo exists: `start` has not run yet.
+    fifo: bool,
+}
+
+impl Facts {
+    fn status(&self) -> Status {
+        if self.pid == 0 {
+            // Init not yet ready: creating while `create` holds the lock, otherwise that create
+            // died half-way and nothing runs.
+            return if self.locked_by_create {
+                Status::Creating
+            } else {
+                Status::Stopped
+            };
+        }
+        // Frozen comes before created, as in runc: a paused created container says paused, and
+        // `resume` brings it back to created.
+        if !alive(self.init.as_ref(), self.start_time) {
+            Status::Stopped
+        } else if self.frozen {
+            Status::Paused
+        } else if self.fifo {
+            Status::Created
+        } else {
+            Status::Running
+        }
+    }
+}
+
+/// Init, as its /proc/PID/stat shows it (None: unreadable), still runs and is the process the
+/// state recorded (same start time, not a reuse of its pid).
+fn alive(init: Option<&crate::procfs::Stat>, start_time: u64) -> bool {
+    init.is_some_and(|s| s.start_time == start_time && !s.finished())
 }
 
 /// The owner of `ROOT/ID` whatever it is (a damaged container's directory, a symlink), as
@@ -732,5 +793,265 @@ mod tests {
             };
             assert!(plausible(dir, "c", r).is_ok());
         }
+    }
+
+    // ---------------------------------------------------------------- status
+
+    /// /proc/PID/stat of a process as the kernel writes it (a python3 on kernel 6.18, from
+    /// procfs's tests): sleeping, flags 4194560, started at tick 122424; `state` and `flags`
+    /// replace its third and ninth fields.
+    fn stat_line(state: &str, flags: u64) -> String {
+        format!(
+            "17984 (python3) {state} 17927 17925 6875 0 -1 {flags} 229 0 0 0 0 0 0 0 20 0 1 0 122424 0 0 18446744073709551615 0 0 0 0 0 0 0 16781312 2 1 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+        )
+    }
+
+    const STARTED: u64 = 122424;
+
+    /// A started container whose init's stat reads `stat` (None: unreadable).
+    fn started(stat: Option<&str>, frozen: bool, fifo: bool) -> Facts {
+        Facts {
+            pid: 17984,
+            start_time: STARTED,
+            locked_by_create: false,
+            init: stat.and_then(crate::procfs::parse_stat),
+            frozen,
+            fifo,
+        }
+    }
+
+    fn unstarted(locked_by_create: bool) -> Facts {
+        Facts {
+            pid: 0,
+            start_time: 0,
+            locked_by_create,
+            init: None,
+            frozen: false,
+            fifo: false,
+        }
+    }
+
+    #[test]
+    fn status_pid_zero_locked_by_a_live_create_is_creating() {
+        assert_eq!(unstarted(true).status(), Status::Creating);
+    }
+
+    #[test]
+    fn status_pid_zero_unlocked_is_a_dead_create() {
+        assert_eq!(unstarted(false).status(), Status::Stopped);
+    }
+
+    /// Pid 0 decides alone: whatever else was read (nothing is, by `facts`), no init runs.
+    #[test]
+    fn status_pid_zero_ignores_the_other_facts() {
+        let sleeping = stat_line("S", 4194560);
+        let f = Facts {
+            init: crate::procfs::parse_stat(&sleeping),
+            frozen: true,
+            fifo: true,
+            ..unstarted(false)
+        };
+        assert_eq!(f.status(), Status::Stopped);
+    }
+
+    #[test]
+    fn status_running_init_without_fifo_is_running() {
+        for state in ["R", "S", "D", "T", "t", "I"] {
+            let line = stat_line(state, 4194560);
+            assert_eq!(
+                started(Some(&line), false, false).status(),
+                Status::Running,
+                "{state}"
+            );
+        }
+    }
+
+    #[test]
+    fn status_init_before_start_is_created() {
+        let line = stat_line("S", 4194560);
+        assert_eq!(started(Some(&line), false, true).status(), Status::Created);
+    }
+
+    #[test]
+    fn status_frozen_is_paused() {
+        let line = stat_line("S", 4194560);
+        assert_eq!(started(Some(&line), true, false).status(), Status::Paused);
+    }
+
+    /// runc's order: a created container that is paused says paused.
+    #[test]
+    fn status_frozen_before_start_is_paused() {
+        let line = stat_line("S", 4194560);
+        assert_eq!(started(Some(&line), true, true).status(), Status::Paused);
+    }
+
+    #[test]
+    fn status_unreadable_stat_is_stopped() {
+        assert_eq!(started(None, false, false).status(), Status::Stopped);
+        // Even with the fifo there and the cgroup frozen: nothing runs.
+        assert_eq!(started(None, true, true).status(), Status::Stopped);
+    }
+
+    /// A stat line that is not the kernel's shape reads as no process.
+    #[test]
+    fn status_malformed_stat_is_stopped() {
+        for bad in [
+            "",
+            "17984 (python3",
+            "17984 (python3) S 1 2 3",
+            "17984 (python3) S 1 1 1 0 -1 x 0 0 0 0 0 0 0 0 20 0 1 0 122424",
+        ] {
+            assert_eq!(
+                started(Some(bad), false, true).status(),
+                Status::Stopped,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn status_zombie_init_is_stopped() {
+        for state in ["Z", "X"] {
+            let line = stat_line(state, 4227148);
+            assert_eq!(
+                started(Some(&line), false, true).status(),
+                Status::Stopped,
+                "{state}"
+            );
+        }
+    }
+
+    /// A pid namespace's init in its exit (PF_EXITING), waiting for the namespace's zombies.
+    #[test]
+    fn status_exiting_init_is_stopped() {
+        let line = stat_line("S", 4194564);
+        assert_eq!(started(Some(&line), true, false).status(), Status::Stopped);
+    }
+
+    /// The pid now belongs to another process: not our init, whatever its state.
+    #[test]
+    fn status_reused_pid_is_stopped() {
+        let line = stat_line("S", 4194560);
+        let f = Facts {
+            start_time: STARTED + 1,
+            ..started(Some(&line), false, false)
+        };
+        assert_eq!(f.status(), Status::Stopped);
+        let f = Facts {
+            start_time: 0,
+            ..started(Some(&line), false, true)
+        };
+        assert_eq!(f.status(), Status::Stopped);
+    }
+
+    #[test]
+    fn alive_needs_a_readable_unfinished_init_of_the_same_start() {
+        let run = crate::procfs::parse_stat(&stat_line("R", 4194560)).unwrap();
+        assert!(alive(Some(&run), STARTED));
+        assert!(!alive(Some(&run), STARTED - 1));
+        assert!(!alive(None, STARTED));
+        let zombie = crate::procfs::parse_stat(&stat_line("Z", 4227148)).unwrap();
+        assert!(!alive(Some(&zombie), STARTED));
+    }
+
+    /// A container with `pid` as init, made in a scratch root (the lock held by `create`).
+    fn container(test: &str, pid: i32, start_time: u64) -> (PathBuf, Container) {
+        let (root, _) = scratch(test);
+        let record = Record {
+            pid,
+            start_time,
+            ..Record::default()
+        };
+        let c = Container::create(&root, State::recovered("c", record)).unwrap();
+        (root, c)
+    }
+
+    fn own_start_time() -> u64 {
+        crate::procfs::stat(std::process::id() as i32)
+            .unwrap()
+            .start_time
+    }
+
+    /// The reading: this test process as init, its real stat, the fifo made and removed.
+    #[test]
+    fn facts_of_a_live_init() {
+        let me = std::process::id() as i32;
+        let (root, c) = container("facts-live", me, own_start_time());
+        let f = c.facts();
+        assert_eq!((f.pid, f.start_time), (me, own_start_time()));
+        assert!(f.init.is_some_and(|s| !s.finished()));
+        assert!(!f.frozen && !f.fifo && !f.locked_by_create);
+        assert_eq!(c.status(), Status::Running);
+        assert!(c.init_alive());
+        nix::unistd::mkfifo(&c.fifo(), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(c.facts().fifo);
+        assert_eq!(c.status(), Status::Created);
+        std::fs::remove_file(c.fifo()).unwrap();
+        assert_eq!(c.status(), Status::Running);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn facts_of_a_pid_reused_by_another_process() {
+        let me = std::process::id() as i32;
+        let (root, c) = container("facts-reused", me, own_start_time() + 1);
+        assert!(c.facts().init.is_some());
+        assert_eq!(c.status(), Status::Stopped);
+        assert!(!c.init_alive());
+        assert!(c.init_pidfd().is_none());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Pid 0: `create` (this container, holding the lock) or a reader while it runs sees
+    /// creating; once the lock is gone, a create that died.
+    #[test]
+    fn facts_of_a_container_without_init() {
+        let (root, c) = container("facts-unstarted", 0, 0);
+        // The command holding the lock is not another create.
+        assert!(!c.facts().locked_by_create);
+        assert_eq!(c.status(), Status::Stopped);
+        let reader = Container::peek(&root, "c").unwrap();
+        assert!(reader.facts().locked_by_create);
+        assert_eq!(reader.status(), Status::Creating);
+        assert_eq!(reader.facts().init, None);
+        drop(c);
+        assert!(!reader.facts().locked_by_create);
+        assert_eq!(reader.status(), Status::Stopped);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// The freezer as `facts` reads it: v1's freezer.state (FREEZING counts as frozen: its
+    /// processes are stopping), v2's cgroup.freeze or an ancestor's freeze in cgroup.events;
+    /// a file missing or unreadable is not frozen.
+    #[test]
+    fn facts_read_the_freezer_of_each_layout() {
+        let me = std::process::id() as i32;
+        let (root, mut c) = container("facts-freezer", me, own_start_time());
+        let cg = root.join("cg");
+        std::fs::create_dir(&cg).unwrap();
+        c.state.cgroup_paths = [("freezer".to_owned(), cg.clone())].into();
+        assert_eq!(c.status(), Status::Running);
+        for (text, want) in [
+            ("THAWED\n", Status::Running),
+            ("FROZEN\n", Status::Paused),
+            ("FREEZING\n", Status::Paused),
+        ] {
+            std::fs::write(cg.join("freezer.state"), text).unwrap();
+            assert_eq!(c.status(), want, "{text:?}");
+        }
+        std::fs::remove_file(cg.join("freezer.state")).unwrap();
+        c.state.cgroup_paths = [(String::new(), cg.clone())].into();
+        assert_eq!(c.status(), Status::Running);
+        for (file, text, want) in [
+            ("cgroup.freeze", "0\n", Status::Running),
+            ("cgroup.freeze", "1\n", Status::Paused),
+            ("cgroup.freeze", "0\n", Status::Running),
+            ("cgroup.events", "populated 1\nfrozen 0\n", Status::Running),
+            ("cgroup.events", "populated 1\nfrozen 1\n", Status::Paused),
+        ] {
+            std::fs::write(cg.join(file), text).unwrap();
+            assert_eq!(c.status(), want, "{file}: {text:?}");
+        }
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -236,10 +236,7 @@ pub(super) fn request(chan: &Channel, msg: Msg) -> Result<()> {
 
 pub(super) fn join_session_keyring(id: &str) -> Result<()> {
     let name = CString::new(id).expect("validated ids have no NUL");
-    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
-    // SAFETY: keyctl(JOIN_SESSION_KEYRING, name) reads one NUL-terminated string.
-    if unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) } < 0 {
-        let e = std::io::Error::last_os_error();
+    if let Err(e) = crate::sys::join_session_keyring(&name) {
         // Kernels without keys, or where a user namespace may not have one: nothing to isolate.
         if !matches!(
             e.raw_os_error(),

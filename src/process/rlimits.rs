@@ -1,54 +1,44 @@
 //! `process.rlimits`, set by init while it still has the privilege to raise them.
 
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use oci_spec::runtime::{PosixRlimit, PosixRlimitType};
 
 use crate::error::{Error, Result};
 use crate::spec::rlimit_name;
 
-fn resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
+fn resource(t: PosixRlimitType) -> Resource {
     use PosixRlimitType as T;
     match t {
-        T::RlimitCpu => libc::RLIMIT_CPU,
-        T::RlimitFsize => libc::RLIMIT_FSIZE,
-        T::RlimitData => libc::RLIMIT_DATA,
-        T::RlimitStack => libc::RLIMIT_STACK,
-        T::RlimitCore => libc::RLIMIT_CORE,
-        T::RlimitRss => libc::RLIMIT_RSS,
-        T::RlimitNproc => libc::RLIMIT_NPROC,
-        T::RlimitNofile => libc::RLIMIT_NOFILE,
-        T::RlimitMemlock => libc::RLIMIT_MEMLOCK,
-        T::RlimitAs => libc::RLIMIT_AS,
-        T::RlimitLocks => libc::RLIMIT_LOCKS,
-        T::RlimitSigpending => libc::RLIMIT_SIGPENDING,
-        T::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
-        T::RlimitNice => libc::RLIMIT_NICE,
-        T::RlimitRtprio => libc::RLIMIT_RTPRIO,
-        T::RlimitRttime => libc::RLIMIT_RTTIME,
+        T::RlimitCpu => Resource::RLIMIT_CPU,
+        T::RlimitFsize => Resource::RLIMIT_FSIZE,
+        T::RlimitData => Resource::RLIMIT_DATA,
+        T::RlimitStack => Resource::RLIMIT_STACK,
+        T::RlimitCore => Resource::RLIMIT_CORE,
+        T::RlimitRss => Resource::RLIMIT_RSS,
+        T::RlimitNproc => Resource::RLIMIT_NPROC,
+        T::RlimitNofile => Resource::RLIMIT_NOFILE,
+        T::RlimitMemlock => Resource::RLIMIT_MEMLOCK,
+        T::RlimitAs => Resource::RLIMIT_AS,
+        T::RlimitLocks => Resource::RLIMIT_LOCKS,
+        T::RlimitSigpending => Resource::RLIMIT_SIGPENDING,
+        T::RlimitMsgqueue => Resource::RLIMIT_MSGQUEUE,
+        T::RlimitNice => Resource::RLIMIT_NICE,
+        T::RlimitRtprio => Resource::RLIMIT_RTPRIO,
+        T::RlimitRttime => Resource::RLIMIT_RTTIME,
     }
 }
 
 pub fn apply(limits: &[PosixRlimit]) -> Result<()> {
     for (i, r) in limits.iter().enumerate() {
         let res = resource(r.typ());
-        let new = libc::rlimit {
-            rlim_cur: r.soft(),
-            rlim_max: r.hard(),
-        };
-        // SAFETY: setrlimit reads one valid rlimit struct.
-        if unsafe { libc::setrlimit(res, &new) } == 0 {
+        let Err(err) = setrlimit(res, r.soft(), r.hard()) else {
             continue;
-        }
-        let err = std::io::Error::last_os_error();
-        let mut cur = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
         };
-        // SAFETY: getrlimit writes one rlimit struct into a valid pointer.
-        unsafe { libc::getrlimit(res, &mut cur) };
-        let why = if err.raw_os_error() == Some(libc::EPERM) && r.hard() > cur.rlim_max {
+        let err = std::io::Error::from(err);
+        let hard_now = getrlimit(res).map_or(0, |(_, hard)| hard);
+        let why = if err.raw_os_error() == Some(libc::EPERM) && r.hard() > hard_now {
             format!(
-                "cannot raise the hard limit above kiln's own ({}) without CAP_SYS_RESOURCE",
-                cur.rlim_max
+                "cannot raise the hard limit above kiln's own ({hard_now}) without CAP_SYS_RESOURCE"
             )
         } else {
             err.to_string()

@@ -31,10 +31,8 @@ pub fn apply(p: &Process, personality: Option<&LinuxPersonality>) -> Result<()> 
             LinuxPersonalityDomain::PerLinux => 0x0000,
             LinuxPersonalityDomain::PerLinux32 => 0x0008,
         };
-        // SAFETY: personality(2) takes a plain integer.
-        if unsafe { libc::personality(persona) } < 0 {
-            return Err(std::io::Error::last_os_error()).ctx(|| "linux.personality");
-        }
+        nix::sys::personality::set(nix::sys::personality::Persona::from_bits_retain(persona))
+            .ctx(|| "linux.personality")?;
     }
     if let Some(s) = p.scheduler() {
         scheduler(s)?;
@@ -46,26 +44,10 @@ pub fn apply(p: &Process, personality: Option<&LinuxPersonality>) -> Result<()> 
             IOPriorityClass::IoprioClassIdle => 3,
         };
         let prio = (class << 13) | io.priority();
-        // SAFETY: ioprio_set(IOPRIO_WHO_PROCESS, 0 = self, prio) takes integers only.
-        if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) } < 0 {
-            return Err(std::io::Error::last_os_error())
-                .ctx(|| format!("process.ioPriority: {:?} {}", io.class(), io.priority()));
-        }
+        crate::sys::ioprio_set_self(prio)
+            .ctx(|| format!("process.ioPriority: {:?} {}", io.class(), io.priority()))?;
     }
     Ok(())
-}
-
-/// The kernel's `struct sched_attr` (sched_setattr(2)).
-#[repr(C)]
-struct SchedAttr {
-    size: u32,
-    policy: u32,
-    flags: u64,
-    nice: i32,
-    priority: u32,
-    runtime: u64,
-    deadline: u64,
-    period: u64,
 }
 
 fn scheduler(s: &Scheduler) -> Result<()> {
@@ -90,8 +72,8 @@ fn scheduler(s: &Scheduler) -> Result<()> {
             LinuxSchedulerFlag::SchedFlagUtilClampMax => 0x40,
         }
     });
-    let attr = SchedAttr {
-        size: size_of::<SchedAttr>() as u32,
+    let attr = crate::sys::SchedAttr {
+        size: size_of::<crate::sys::SchedAttr>() as u32,
         policy,
         flags,
         nice: s.nice().unwrap_or(0),
@@ -100,12 +82,6 @@ fn scheduler(s: &Scheduler) -> Result<()> {
         deadline: s.deadline().unwrap_or(0),
         period: s.period().unwrap_or(0),
     };
-    // SAFETY: `attr` is a valid sched_attr whose size field tells the kernel its layout.
-    if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) } < 0 {
-        return Err(Error::os(
-            format!("process.scheduler: {:?}", s.policy()),
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
+    crate::sys::sched_setattr_self(&attr)
+        .map_err(|e| Error::os(format!("process.scheduler: {:?}", s.policy()), e))
 }

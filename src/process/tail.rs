@@ -114,12 +114,7 @@ fn set_up_limited<'a>(s: &Steps<'a>, chan: &Channel) -> Result<Prepared<'a>> {
     let caps = capabilities::Plan::new(p.capabilities().as_ref());
     let nnp = p.no_new_privileges().unwrap_or(false);
     if nnp {
-        prctl::set_no_new_privileges(true).map_err(|e| {
-            Error::os(
-                "process.noNewPrivileges",
-                std::io::Error::from_raw_os_error(e),
-            )
-        })?;
+        nix::sys::prctl::set_no_new_privs().ctx(|| "process.noNewPrivileges")?;
     }
     // They apply at the next execve: the program's, and the startContainer hooks' before it,
     // as in runc.

@@ -42,9 +42,7 @@ impl Switch {
     /// Switches to the user, keeping the permitted set through the uid change so that
     /// `capabilities::Plan::apply` can then set exactly the configured sets.
     pub fn switch(&self) -> Result<()> {
-        prctl::set_keep_capabilities(true).map_err(|e| {
-            crate::error::Error::os("PR_SET_KEEPCAPS", std::io::Error::from_raw_os_error(e))
-        })?;
+        nix::sys::prctl::set_keepcaps(true).ctx(|| "PR_SET_KEEPCAPS")?;
         if let Some(groups) = &self.groups {
             setgroups(groups).ctx(|| "process.user.additionalGids: setgroups")?;
         }
@@ -52,7 +50,7 @@ impl Switch {
             .ctx(|| format!("process.user.gid: setgid {}", self.gid))?;
         setresuid(self.uid, self.uid, self.uid)
             .ctx(|| format!("process.user.uid: setuid {}", self.uid))?;
-        let _ = prctl::set_keep_capabilities(false);
+        let _ = nix::sys::prctl::set_keepcaps(false);
         Ok(())
     }
 }

@@ -923,4 +923,418 @@ mod tests {
         // An empty label asks for nothing.
         assert!(check(&spec(&base_json(r#","apparmorProfile":"""#, "")), &ROOT).is_ok());
     }
+
+    /// A host whose LSM probes must not be asked: a config without labels never reads them.
+    const UNASKED: Host = Host {
+        euid: 0,
+        selinux: || panic!("SELinux probed"),
+        apparmor: || panic!("AppArmor probed"),
+    };
+
+    #[test]
+    fn a_config_without_labels_never_probes_the_lsms() {
+        assert!(check(&spec(&base_json("", "")), &UNASKED).is_ok());
+        // An empty label is none.
+        let empty = base_json(r#","selinuxLabel":"","apparmorProfile":"""#, "");
+        assert!(check(&spec(&empty), &UNASKED).is_ok());
+    }
+
+    #[test]
+    fn process_without_args_is_refused() {
+        let json = r#"{"ociVersion":"1.0.2","process":{"cwd":"/","user":{"uid":0,"gid":0}},"root":{"path":"rootfs"}}"#;
+        assert_eq!(
+            refused(check(&spec(json), &ROOT)),
+            ("process.args".into(), "must name the program to run".into())
+        );
+    }
+
+    /// The process is checked first: its error is the one named when the namespaces are wrong
+    /// too.
+    #[test]
+    fn process_errors_come_first() {
+        let json = r#"{"ociVersion":"1.0.2","process":{"cwd":"rel","args":["sh"],"user":{"uid":0,"gid":0}},"root":{"path":"rootfs"},"linux":{"namespaces":[{"type":"pid"},{"type":"pid"}]}}"#;
+        assert_eq!(refused(check(&spec(json), &ROOT)).0, "process.cwd");
+    }
+
+    #[test]
+    fn rlimit_soft_equal_to_hard_passes() {
+        let r = r#","rlimits":[{"type":"RLIMIT_NOFILE","hard":1024,"soft":1024},{"type":"RLIMIT_NPROC","hard":18446744073709551615,"soft":18446744073709551615}]"#;
+        assert!(base_with(r, "").is_ok());
+    }
+
+    /// The first of the duplicates is fine, the second is named, even after other limits.
+    #[test]
+    fn rlimit_twice_names_the_second() {
+        let r = r#","rlimits":[{"type":"RLIMIT_CPU","hard":1},{"type":"RLIMIT_AS","hard":1},{"type":"RLIMIT_CPU","hard":2}]"#;
+        assert_eq!(refused(base_with(r, "")).0, "process.rlimits[2].type");
+    }
+
+    #[test]
+    fn env_with_empty_value_or_equals_in_value_passes() {
+        assert!(base_with(r#","env":["A=","B=c=d","=x"]"#, "").is_ok());
+    }
+
+    #[test]
+    fn cwd_must_be_absolute_even_when_empty() {
+        let json = base_json("", "").replace(r#""cwd":"/""#, r#""cwd":"""#);
+        assert_eq!(
+            refused(check(&spec(&json), &ROOT)),
+            ("process.cwd".into(), r#""" is not an absolute path"#.into())
+        );
+    }
+
+    #[test]
+    fn user_at_the_largest_id_passes() {
+        let mut json: serde_json::Value = serde_json::from_str(&base_json("", "")).unwrap();
+        json["process"]["user"] = serde_json::json!({"uid": 2147483647u32, "gid": 2147483647u32, "additionalGids": [0, 2147483647u32]});
+        assert!(check(&serde_json::from_value(json).unwrap(), &ROOT).is_ok());
+    }
+
+    #[test]
+    fn check_user_names_the_prefix_given() {
+        let u: User =
+            serde_json::from_str(r#"{"uid":0,"gid":0,"additionalGids":[0,1,2147483648]}"#).unwrap();
+        let e = check_user("user", &u).unwrap_err();
+        assert_eq!(e.field, "user.additionalGids[2]");
+        let u: User = serde_json::from_str(r#"{"uid":2147483648,"gid":2147483648}"#).unwrap();
+        // The uid first.
+        assert_eq!(
+            check_user("process.user", &u).unwrap_err().field,
+            "process.user.uid"
+        );
+    }
+
+    fn maps(json: serde_json::Value) -> Vec<LinuxIdMapping> {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn mapping_host_end_out_of_range_names_the_host_id() {
+        let m =
+            maps(serde_json::json!([{"containerID": 0, "hostID": 2147483000u32, "size": 1000}]));
+        let e = check_mappings("linux.uidMappings", Some(&m)).unwrap_err();
+        assert_eq!(e.field, "linux.uidMappings[0].size");
+        assert_eq!(
+            e.problem.to_string(),
+            "hostID 2147483000 + size 1000 ends at 2147483999, out of range: uids and gids must be in range 0-2147483647"
+        );
+    }
+
+    #[test]
+    fn mapping_container_start_out_of_range_names_it() {
+        let m = maps(serde_json::json!([{"containerID": 2147483648u32, "hostID": 0, "size": 1}]));
+        let e = check_mappings("m", Some(&m)).unwrap_err();
+        assert_eq!(e.field, "m[0].containerID");
+    }
+
+    /// The second of several ranges is named by its index.
+    #[test]
+    fn mapping_errors_name_the_range() {
+        let m = maps(serde_json::json!([
+            {"containerID": 0, "hostID": 1000, "size": 1},
+            {"containerID": 1, "hostID": 100000, "size": 65536},
+            {"containerID": 65537, "hostID": 4294967295u32, "size": 1}
+        ]));
+        assert_eq!(
+            check_mappings("m", Some(&m)).unwrap_err().field,
+            "m[2].hostID"
+        );
+        assert!(check_mappings("m", Some(&m[..2].to_vec())).is_ok());
+        assert!(check_mappings("m", None).is_ok());
+        assert!(check_mappings("m", Some(&vec![])).is_ok());
+    }
+
+    #[test]
+    fn a_namespace_new_and_joined_is_listed_twice() {
+        assert_eq!(
+            refused(with_linux(
+                r#"{"namespaces":[{"type":"mount"},{"type":"network"},{"type":"network","path":"/run/netns/x"}]}"#
+            )),
+            (
+                "linux.namespaces[2]".into(),
+                "Network namespace listed twice".into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_relative_user_namespace_path_is_refused() {
+        assert_eq!(
+            refused(with_linux(
+                r#"{"namespaces":[{"type":"mount"},{"type":"user","path":"ns/user"}]}"#
+            ))
+            .0,
+            "linux.namespaces[1].path"
+        );
+    }
+
+    /// Empty lists and a writable root change nothing of the host's mounts.
+    #[test]
+    fn no_mount_namespace_with_empty_lists_passes() {
+        let root = r#"{"path":"rootfs","readonly":false}"#;
+        assert!(without_mount_namespace(root, r#","maskedPaths":[],"readonlyPaths":[]"#).is_ok());
+    }
+
+    /// Masked paths are named before readonly ones, and both before the root.
+    #[test]
+    fn no_mount_namespace_names_the_first_change() {
+        let root = r#"{"path":"rootfs","readonly":true}"#;
+        assert_eq!(
+            without_mount_namespace(root, r#","maskedPaths":["/a"],"readonlyPaths":["/b"]"#)
+                .unwrap_err()
+                .field,
+            "linux.maskedPaths"
+        );
+        assert_eq!(
+            without_mount_namespace(root, r#","readonlyPaths":["/b"]"#)
+                .unwrap_err()
+                .field,
+            "linux.readonlyPaths"
+        );
+    }
+
+    #[test]
+    fn a_new_user_namespace_with_both_mappings_passes() {
+        let map = r#"[{"containerID":0,"hostID":100000,"size":65536}]"#;
+        assert!(with_linux(&format!(r#"{{"namespaces":[{{"type":"mount"}},{{"type":"user"}}],"uidMappings":{map},"gidMappings":{map}}}"#)).is_ok());
+    }
+
+    /// A new user namespace with empty lists is one without mappings.
+    #[test]
+    fn a_new_user_namespace_with_empty_mappings_is_refused() {
+        assert_eq!(
+            refused(with_linux(
+                r#"{"namespaces":[{"type":"mount"},{"type":"user"}],"uidMappings":[],"gidMappings":[]}"#
+            )),
+            (
+                "linux.uidMappings".into(),
+                "a new user namespace needs at least one mapping".into()
+            )
+        );
+    }
+
+    /// Mappings beside a joined user namespace are accepted (the namespace has its own).
+    #[test]
+    fn mappings_beside_a_joined_user_namespace_pass() {
+        let map = r#"[{"containerID":0,"hostID":1000,"size":1}]"#;
+        assert!(with_linux(&format!(r#"{{"namespaces":[{{"type":"mount"}},{{"type":"user","path":"/proc/1/ns/user"}}],"uidMappings":{map}}}"#)).is_ok());
+    }
+
+    /// A bad range is named before the missing user namespace.
+    #[test]
+    fn a_bad_range_is_named_before_the_missing_user_namespace() {
+        assert_eq!(
+            refused(with_linux(r#"{"namespaces":[{"type":"mount"}],"gidMappings":[{"containerID":0,"hostID":0,"size":0}]}"#)).0,
+            "linux.gidMappings[0].size"
+        );
+    }
+
+    #[test]
+    fn empty_time_offsets_need_no_time_namespace() {
+        assert!(with_linux(r#"{"namespaces":[{"type":"mount"}],"timeOffsets":{}}"#).is_ok());
+    }
+
+    /// An unprivileged caller joining a user namespace has one.
+    #[test]
+    fn an_unprivileged_caller_in_a_joined_user_namespace_passes() {
+        let rootless = Host { euid: 1000, ..ROOT };
+        let json = r#"{"ociVersion":"1.0.2","process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}},"root":{"path":"rootfs"},"linux":{"namespaces":[{"type":"mount"},{"type":"user","path":"/proc/1/ns/user"}]}}"#;
+        assert!(check(&spec(json), &rootless).is_ok());
+        // No namespaces at all is still none of its own.
+        let bare = r#"{"ociVersion":"1.0.2","process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}},"root":{"path":"rootfs"}}"#;
+        assert_eq!(refused(check(&spec(bare), &rootless)).0, "linux.namespaces");
+    }
+
+    #[test]
+    fn names_within_the_limit_with_a_uts_namespace_pass() {
+        let names = format!(
+            r#","hostname":"{}","domainname":"{}""#,
+            "h".repeat(64),
+            "d".repeat(64)
+        );
+        assert!(base_with("", &names).is_ok());
+    }
+
+    /// The hostname is named before the domainname.
+    #[test]
+    fn hostname_is_checked_before_domainname() {
+        let names = format!(
+            r#","hostname":"{}","domainname":"{}""#,
+            "h".repeat(65),
+            "d".repeat(65)
+        );
+        assert_eq!(refused(base_with("", &names)).0, "hostname");
+    }
+
+    #[test]
+    fn every_ipc_sysctl_needs_the_ipc_namespace() {
+        for key in [
+            "kernel.msgmax",
+            "kernel.msgmnb",
+            "kernel.msgmni",
+            "kernel.sem",
+            "kernel.shmall",
+            "kernel.shmmax",
+            "kernel.shmmni",
+            "kernel.shm_rmid_forced",
+            "fs.mqueue.queues_max",
+        ] {
+            let json = |ns: &str| {
+                with_linux(&format!(
+                    r#"{{"namespaces":[{{"type":"mount"}}{ns}],"sysctl":{{"{key}":"1"}}}}"#
+                ))
+            };
+            assert!(json(r#",{"type":"ipc"}"#).is_ok(), "{key}");
+            assert_eq!(
+                refused(json(r#",{"type":"network"},{"type":"uts"}"#)).1,
+                "needs a private ipc namespace",
+                "{key}"
+            );
+        }
+    }
+
+    /// Near misses of the namespaced names are the host's.
+    #[test]
+    fn host_sysctls_are_refused() {
+        for key in [
+            "kernel.pid_max",
+            "kernel.shm",
+            "fs.mqueue",
+            "net",
+            "netx.a",
+            "kernel.hostnamex",
+            "fs.file-max",
+        ] {
+            let r = with_linux(&format!(
+                r#"{{"namespaces":[{{"type":"mount"}},{{"type":"ipc"}},{{"type":"network"}},{{"type":"uts"}}],"sysctl":{{"{key}":"1"}}}}"#
+            ));
+            assert_eq!(
+                refused(r),
+                (
+                    format!("linux.sysctl.{key}"),
+                    "not a namespaced sysctl: setting it would change the host".into()
+                )
+            );
+        }
+    }
+
+    /// A joined namespace is the container's too.
+    #[test]
+    fn a_sysctl_of_a_joined_namespace_passes() {
+        assert!(with_linux(r#"{"namespaces":[{"type":"mount"},{"type":"network","path":"/run/netns/pod"}],"sysctl":{"net.ipv4.ip_forward":"1"}}"#).is_ok());
+    }
+
+    /// A key is shown escaped in the field's name.
+    #[test]
+    fn a_sysctl_key_is_escaped_in_the_field() {
+        let (field, _) = refused(with_linux(
+            r#"{"namespaces":[{"type":"mount"}],"sysctl":{"vm.\u001b[2J":"1"}}"#,
+        ));
+        assert!(!field.contains('\u{1b}'), "{field:?}");
+        assert!(field.starts_with("linux.sysctl."), "{field}");
+    }
+
+    #[test]
+    fn a_mount_without_options_or_mappings_passes() {
+        assert!(
+            base_with(
+                "",
+                r#","mounts":[{"destination":"/a"},{"destination":"relative"}]"#
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_first_bad_mount_is_named() {
+        assert_eq!(
+            refused(base_with(
+                "",
+                r#","mounts":[{"destination":""},{"destination":""}]"#
+            ))
+            .0,
+            "mounts[0].destination"
+        );
+    }
+
+    #[test]
+    fn devices_with_ids_in_range_pass() {
+        assert!(with_linux(r#"{"namespaces":[{"type":"mount"}],"devices":[{"path":"/dev/x","type":"c","major":1,"minor":3,"uid":2147483647,"gid":0}]}"#).is_ok());
+    }
+
+    #[test]
+    fn hooks_without_stages_or_timeouts_pass() {
+        assert!(base_with("", r#","hooks":{}"#).is_ok());
+        assert!(base_with("", r#","hooks":{"prestart":[]}"#).is_ok());
+        assert!(
+            base_with(
+                "",
+                r#","hooks":{"poststop":[{"path":"/bin/true","args":["true"],"env":["A=1"]}]}"#
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_negative_hook_timeout_is_refused() {
+        assert_eq!(
+            refused(base_with(
+                "",
+                r#","hooks":{"createRuntime":[{"path":"/bin/true","timeout":-5}]}"#
+            )),
+            (
+                "hooks.createRuntime[0].timeout".into(),
+                "must be greater than zero".into()
+            )
+        );
+    }
+
+    /// The stages are checked in their order of running.
+    #[test]
+    fn hooks_are_checked_stage_by_stage() {
+        let hooks = r#","hooks":{"poststop":[{"path":"p"}],"prestart":[{"path":"q"}]}"#;
+        assert_eq!(refused(base_with("", hooks)).0, "hooks.prestart[0].path");
+    }
+
+    /// Only the LSM asked for must be on; SELinux is checked first.
+    #[test]
+    fn each_label_asks_its_own_lsm() {
+        let both = spec(&base_json(
+            r#","selinuxLabel":"system_u:system_r:container_t:s0","apparmorProfile":"p""#,
+            "",
+        ));
+        let selinux_only = Host {
+            selinux: || true,
+            ..ROOT
+        };
+        let apparmor_only = Host {
+            apparmor: || true,
+            ..ROOT
+        };
+        assert_eq!(
+            refused(check(&both, &selinux_only)).0,
+            "process.apparmorProfile"
+        );
+        assert_eq!(
+            refused(check(&both, &apparmor_only)).0,
+            "process.selinuxLabel"
+        );
+        assert_eq!(refused(check(&both, &ROOT)).0, "process.selinuxLabel");
+        let apparmor = spec(&base_json(r#","apparmorProfile":"p""#, ""));
+        assert!(
+            check(
+                &apparmor,
+                &Host {
+                    apparmor: || true,
+                    ..UNASKED
+                }
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn host_current_is_the_callers_euid() {
+        assert_eq!(Host::current().euid, nix::unistd::geteuid().as_raw());
+    }
 }
