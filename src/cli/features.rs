@@ -42,8 +42,11 @@ pub fn run() -> anyhow::Result<i32> {
             "apparmor": {"enabled": true},
             "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
-            // Refused when set (spec::unsupported) until kiln applies them.
-            "memoryPolicy": {"modes": [], "flags": []},
+            "memoryPolicy": {
+                "modes": crate::spec::mempolicy::MODES,
+                "flags": crate::spec::mempolicy::FLAGS
+            },
+            // Refused when set (spec::unsupported) until kiln applies it.
             "netDevices": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": true}}
         },

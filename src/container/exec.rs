@@ -99,6 +99,7 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
         at,
     )?;
     let seccomp = c.read_json::<crate::seccomp::Filter>(crate::seccomp::SAVED)?;
+    let linux = bundle.spec.linux().as_ref();
     let cgroup = crate::cgroups::from_paths(crate::cgroups::sub_paths(
         c.state.cgroup_paths.clone(),
         &o.sub_cgroups,
@@ -115,11 +116,9 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
         },
         process: &process,
         init: init.as_fd(),
-        personality: bundle
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.personality().as_ref()),
+        personality: linux.and_then(|l| l.personality().as_ref()),
+        memory_policy: linux.and_then(|l| l.memory_policy().as_ref()),
+        affinity: crate::spec::cpulist::affinity(at, &process).map_err(|e| e.in_file(file))?,
         namespaces: namespaces::of_other(c.state.pid)?,
         extra_fds: o.preserve_fds,
         join_cgroup_last: status == Status::Paused,
