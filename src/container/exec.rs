@@ -124,11 +124,18 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
         join_cgroup_last: status == Status::Paused,
     };
     let spawned = spawn::spawn_exec(&opts)?;
-    if let Some(Err(e)) = o
-        .pid_file
+    // Into the container's resctrl group too (runc: after the cgroup, as here).
+    let placed = c
+        .state
+        .intel_rdt
         .as_ref()
-        .map(|path| crate::container::lifecycle::write_pid_file(path, spawned.pid))
-    {
+        .map_or(Ok(()), |g| crate::cgroups::resctrl::join(g, spawned.pid))
+        .and_then(|()| {
+            o.pid_file.as_ref().map_or(Ok(()), |path| {
+                crate::container::lifecycle::write_pid_file(path, spawned.pid)
+            })
+        });
+    if let Err(e) = placed {
         let _ = crate::sys::pidfd_send_signal(spawned.pidfd.as_fd(), libc::SIGKILL);
         crate::signals::restore(&spawned.saved_mask);
         return Err(e);
