@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from conftest import CALL_TIMEOUT, Result, run_to_files, runc_deviates
+from conftest import CALL_TIMEOUT, Result, run_to_files, runc_deviates, wait_for
 
 
 def cpus_of(status_text):
@@ -76,6 +76,31 @@ def test_exec_process_file_affinity_is_its_own(ctx):
             assert r.ok, r
             assert cpus_of(r.out) == final, r
             assert f"affinity: {mask}" in r.err, r
+    finally:
+        ctx.delete(cid, force=True)
+
+
+@needs_two_cpus
+@pytest.mark.needs_cgroups
+@runc_deviates("runc 1.1.5 ignores execCPUAffinity (and its exec --ignore-paused hangs)")
+def test_exec_into_a_paused_container_gets_final_once_resumed(ctx):
+    ctx.config["process"]["execCPUAffinity"] = {"final": "1"}
+    cid = start(ctx)
+    try:
+        assert ctx.rt("pause", cid).ok
+        pid_file = os.path.join(ctx.dir, "exec.pid")
+        r = ctx.rt("exec", "-d", "--ignore-paused", "--pid-file", pid_file, cid, "sleep", "100")
+        assert r.ok, r
+        with open(pid_file) as f:
+            pid = int(f.read())
+        ctx.track(pid)
+        assert ctx.rt("resume", cid).ok
+
+        def ran_pinned():
+            with open(f"/proc/{pid}/status") as f:
+                text = f.read()
+            return "\tsleep\n" in text and cpus_of(text) == "1"
+        assert wait_for(ran_pinned, 5)
     finally:
         ctx.delete(cid, force=True)
 
