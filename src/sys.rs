@@ -566,3 +566,50 @@ pub fn wait_readable(fd: BorrowedFd, timeout: Option<Duration>) -> bool {
         }
     }
 }
+
+/// sched_setaffinity(2) of thread `tid` (0: the caller) to the CPUs of `mask`, id `n` at bit
+/// `n % 64` of word `n / 64`. The kernel ignores bits past its CPUs and, for a task in a
+/// cpuset, keeps only the cpuset's: a mask of all ones means "every CPU allowed here".
+pub fn sched_setaffinity(tid: i32, mask: &[u64]) -> io::Result<()> {
+    // SAFETY: the kernel reads `size_of_val(mask)` bytes from `mask`, which holds them.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_sched_setaffinity,
+            tid,
+            std::mem::size_of_val(mask),
+            mask.as_ptr(),
+        )
+    })
+    .map(drop)
+}
+
+/// The caller's CPU affinity, the first 64 CPUs of it.
+pub fn sched_getaffinity_low() -> io::Result<u64> {
+    // The kernel refuses a buffer shorter than its cpumask (up to 8192 CPUs).
+    let mut mask = [0u64; 128];
+    // SAFETY: the kernel writes at most `size_of_val(&mask)` bytes into `mask`.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_sched_getaffinity,
+            0,
+            std::mem::size_of_val(&mask),
+            mask.as_mut_ptr(),
+        )
+    })?;
+    Ok(mask[0])
+}
+
+/// set_mempolicy(2): `mode` (with its flags) over the nodes of `mask`, laid out as
+/// [`sched_setaffinity`]'s.
+pub fn set_mempolicy(mode: i32, mask: &[u64]) -> io::Result<()> {
+    // The kernel reads `maxnode - 1` bits (a historical off-by-one that glibc's numa(3) and
+    // runc's wrapper both add back).
+    let maxnode = mask.len() * 64 + 1;
+    let nodes = if mask.is_empty() {
+        std::ptr::null()
+    } else {
+        mask.as_ptr()
+    };
+    // SAFETY: the kernel reads `maxnode - 1` bits, all within `mask`, or nothing from NULL.
+    check(unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, nodes, maxnode) }).map(drop)
+}

@@ -22,6 +22,8 @@ pub fn run() -> anyhow::Result<i32> {
     if let Err(why) = criu {
         annotations.insert("io.github.kiln.checkpoint.unavailable".into(), why.into());
     }
+    // What kiln applies of linux.intelRdt wherever resctrl is mounted (runc claims it anyway).
+    let rdt = crate::cgroups::resctrl::mounted().is_some();
     let doc = json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": crate::spec::OCI_VERSION,
@@ -41,9 +43,12 @@ pub fn run() -> anyhow::Result<i32> {
             },
             "apparmor": {"enabled": true},
             "selinux": {"enabled": true},
-            "intelRdt": {"enabled": false},
-            // Refused when set (spec::unsupported) until kiln applies them.
-            "memoryPolicy": {"modes": [], "flags": []},
+            "intelRdt": {"enabled": rdt, "schemata": rdt, "monitoring": rdt},
+            "memoryPolicy": {
+                "modes": crate::spec::mempolicy::MODES,
+                "flags": crate::spec::mempolicy::FLAGS
+            },
+            // Refused when set (spec::unsupported) until kiln applies it.
             "netDevices": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": true}}
         },

@@ -63,16 +63,24 @@ pub struct Args {
     /// SCHED_IDLE for the cgroup: 1 on, 0 off (cpu.idle).
     #[arg(long = "cpu-idle", allow_hyphen_values = true)]
     pub cpu_idle: Option<i64>,
-    /// Intel RDT L3 cache schema (refused: kiln does not drive resctrl).
+    /// Intel RDT L3 cache schema, into the container's resctrl group (linux.intelRdt).
     #[arg(long = "l3-cache-schema")]
     pub l3_cache_schema: Option<String>,
-    /// Intel RDT memory bandwidth schema (refused: kiln does not drive resctrl).
+    /// Intel RDT memory bandwidth schema, into the container's resctrl group.
     #[arg(long = "mem-bw-schema")]
     pub mem_bw_schema: Option<String>,
 }
 
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
     let mut c = Container::load(&g.root, &a.id)?;
+    let schemata: Vec<&str> = [&a.l3_cache_schema, &a.mem_bw_schema]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    if a.resources.is_none() && !schemata.is_empty() {
+        crate::container::update::schemata(&c, &schemata)?;
+    }
     let request = match &a.resources {
         Some(path) => read_resources(path)?,
         None => from_flags(&a)?,
@@ -94,11 +102,6 @@ fn read_resources(path: &std::path::Path) -> Result<LinuxResources, Error> {
 }
 
 fn from_flags(a: &Args) -> Result<LinuxResources, Error> {
-    if a.l3_cache_schema.is_some() || a.mem_bw_schema.is_some() {
-        return Err(Error::Usage(
-            "--l3-cache-schema, --mem-bw-schema: kiln does not apply Intel RDT (resctrl)".into(),
-        ));
-    }
     let bytes = |flag: &str, v: &Option<String>| {
         v.as_deref()
             .map(|v| parse_bytes(v).map_err(|e| Error::Usage(format!("--{flag} {v:?}: {e}"))))

@@ -241,7 +241,14 @@ pub struct RestoreOptions {
 /// A new container `id` from the images: made as `create` makes one up to its cgroup, then
 /// criu restores the tree into it instead of kiln spawning init.
 pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, Init)> {
-    let (bundle, resources, cgroup, state) = lifecycle::prepare(id, &o.create)?;
+    let (bundle, resources, cgroup, state, rdt) = lifecycle::prepare(id, &o.create)?;
+    if rdt.is_some() {
+        return Err(Error::config(
+            &bundle.config,
+            "linux.intelRdt",
+            "restore does not put a restored container in its resctrl group yet",
+        ));
+    }
     let image_dir = &o.criu.image_dir;
     let descriptors: Vec<String> = read_json(&image_dir.join(DESCRIPTORS))?;
     let kiln_image = image_dir.join(KILN_IMAGE);

@@ -67,6 +67,7 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
         at,
     )?;
     let seccomp = c.read_json::<crate::seccomp::Filter>(crate::seccomp::SAVED)?;
+    let linux = bundle.spec.linux().as_ref();
     let cgroup = crate::cgroups::from_paths(crate::cgroups::sub_paths(
         c.state.cgroup_paths.clone(),
         &o.sub_cgroups,
@@ -83,21 +84,26 @@ pub fn exec(c: &Container, o: &Options) -> Result<Init> {
         },
         process: &process,
         init: init.as_fd(),
-        personality: bundle
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.personality().as_ref()),
+        personality: linux.and_then(|l| l.personality().as_ref()),
+        memory_policy: linux.and_then(|l| l.memory_policy().as_ref()),
+        affinity: crate::spec::cpulist::affinity(at, &process).map_err(|e| e.in_file(file))?,
         namespaces: namespaces::of_other(c.state.pid)?,
         extra_fds: o.preserve_fds,
         join_cgroup_last: status == Status::Paused,
     };
     let spawned = spawn::spawn_exec(&opts)?;
-    if let Some(Err(e)) = o
-        .pid_file
+    // Into the container's resctrl group too (runc: after the cgroup, as here).
+    let placed = c
+        .state
+        .intel_rdt
         .as_ref()
-        .map(|path| crate::container::lifecycle::write_pid_file(path, spawned.pid))
-    {
+        .map_or(Ok(()), |g| crate::cgroups::resctrl::join(g, spawned.pid))
+        .and_then(|()| {
+            o.pid_file.as_ref().map_or(Ok(()), |path| {
+                crate::container::lifecycle::write_pid_file(path, spawned.pid)
+            })
+        });
+    if let Err(e) = placed {
         let _ = crate::sys::pidfd_send_signal(spawned.pidfd.as_fd(), libc::SIGKILL);
         crate::signals::restore(&spawned.saved_mask);
         return Err(e);

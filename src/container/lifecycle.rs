@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use oci_spec::runtime::LinuxResources;
 
-use crate::cgroups::{self, Manager};
+use crate::cgroups::{self, Manager, resctrl};
 use crate::container::{Container, Found, State, Status};
 use crate::error::{Context, Error, Result};
 use crate::hooks::{self, Stage};
@@ -82,11 +82,16 @@ impl Drop for Undo<'_> {
 }
 
 /// What `create` and `restore` decide before anything exists: the bundle, its resources, the
-/// cgroup's manager and the state (pid 0), every check on the config passed.
-pub(super) fn prepare(
-    id: &str,
-    o: &CreateOptions,
-) -> Result<(Bundle, LinuxResources, Box<dyn Manager>, State)> {
+/// cgroup's manager, the state (pid 0) and the resctrl plan, every check on the config passed.
+pub(super) type Prepared = (
+    Bundle,
+    LinuxResources,
+    Box<dyn Manager>,
+    State,
+    Option<resctrl::Plan>,
+);
+
+pub(super) fn prepare(id: &str, o: &CreateOptions) -> Result<Prepared> {
     crate::container::id::validate(id)?;
     let bundle = Bundle::load(&o.bundle)?;
     let process = bundle
@@ -103,7 +108,7 @@ pub(super) fn prepare(
         "process.",
     )?;
     let resources = cgroups::resources(&bundle.spec, o.rootless)?;
-    cgroups::resctrl::check(&bundle.spec, &bundle.config)?;
+    let rdt = resctrl::of(&bundle.spec, &bundle.config, id)?;
     let cgroups_path = bundle
         .spec
         .linux()
@@ -135,12 +140,13 @@ pub(super) fn prepare(
         hooks: bundle.spec.hooks().clone(),
         cgroup_paths: paths,
         resources: Some(resources.clone()),
+        intel_rdt: None,
     };
-    Ok((bundle, resources, cgroup, state))
+    Ok((bundle, resources, cgroup, state, rdt))
 }
 
 pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, Init)> {
-    let (bundle, resources, cgroup, state) = prepare(id, o)?;
+    let (bundle, resources, cgroup, state, rdt) = prepare(id, o)?;
     let cache = crate::seccomp::cache::Cache::new(root);
     let seccomp = crate::seccomp::of(&bundle.spec, &bundle.config, &cache)?;
     let mut container = Container::create(root, state)?;
@@ -184,6 +190,9 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
     undo.populated = true;
     let init = spawn::spawn(&opts)?;
     let saved = (|| {
+        if let Some(plan) = &rdt {
+            container.state.intel_rdt = Some(resctrl::apply(plan, init.pid)?);
+        }
         container.state.pid = init.pid;
         container.state.start_time = recorded.get();
         container.save()?;
@@ -193,6 +202,9 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
         Ok(())
     })();
     if let Err(e) = saved {
+        if let Some(group) = &container.state.intel_rdt {
+            let _ = resctrl::destroy(group);
+        }
         let _ = sys::pidfd_send_signal(init.pidfd.as_fd(), libc::SIGKILL);
         crate::signals::restore(&init.saved_mask);
         return Err(e);
@@ -343,6 +355,9 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
     let cgroup = c.cgroup()?;
     stop(&c, cgroup.as_ref())?;
     cgroup.remove()?;
+    if let Some(group) = &c.state.intel_rdt {
+        resctrl::destroy(group)?;
+    }
     let state = c.state.clone();
     c.remove()?;
     hooks::run_warn(

@@ -33,6 +33,9 @@ pub struct State {
     /// into these, since some values only make sense together (memory and swap).
     #[serde(default)]
     pub resources: Option<oci_spec::runtime::LinuxResources>,
+    /// The container's resctrl group (linux.intelRdt), once init is in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intel_rdt: Option<crate::cgroups::resctrl::Group>,
 }
 
 /// What `delete --force` needs when `state.json` is lost or damaged: where the container's
@@ -82,6 +85,7 @@ impl State {
             hooks: None,
             cgroup_paths: r.cgroup_paths,
             resources: None,
+            intel_rdt: None,
         }
     }
 

@@ -55,6 +55,21 @@ pub fn update(c: &mut Container, request: &LinuxResources) -> Result<()> {
     c.save()
 }
 
+/// `update --l3-cache-schema/--mem-bw-schema`: the lines into the container's resctrl group.
+/// A container created without linux.intelRdt has none, and update makes none (runc's rule).
+pub fn schemata(c: &Container, lines: &[&str]) -> Result<()> {
+    let status = c.status();
+    if matches!(status, Status::Stopped | Status::Creating) {
+        return Err(c.wrong_state(status, "only a live container can be updated"));
+    }
+    let group = c.state.intel_rdt.as_ref().ok_or_else(|| {
+        Error::Usage(
+            "--l3-cache-schema, --mem-bw-schema: the container has no Intel RDT group (its config sets no linux.intelRdt), and update makes none".into(),
+        )
+    })?;
+    crate::cgroups::resctrl::update(group, lines)
+}
+
 fn to_value(r: &LinuxResources) -> Value {
     serde_json::to_value(r).expect("resources serialise")
 }

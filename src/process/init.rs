@@ -34,12 +34,15 @@ pub fn run(
     // 0. The cgroup, before anything that allocates memory or forks, so that all of it is
     //    charged to the container; and before the cgroup namespace, which is rooted wherever
     //    its creator stands.
+    //    Then the affinity kiln was started with is dropped (`affinity`).
+    crate::process::affinity::log();
     if !in_cgroup {
         request(chan, Msg::JoinCgroup)?;
         if plan.single_clone() && plan.new.contains(CloneFlags::CLONE_NEWCGROUP) {
             namespaces::unshare_flags(CloneFlags::CLONE_NEWCGROUP)?;
         }
     }
+    crate::process::affinity::reset();
 
     // 1. Namespaces, before anything else, so that all that follows happens inside them. On the
     //    fast path clone3 already made them all; otherwise join the `path` ones first (a new user
@@ -165,6 +168,7 @@ pub fn run(
     let steps = tail::Steps {
         process,
         personality: linux.and_then(|l| l.personality().as_ref()),
+        memory_policy: linux.and_then(|l| l.memory_policy().as_ref()),
         seccomp: o.seccomp,
         extra_fds: o.extra_fds,
         listen_fds: o.listen_fds,

@@ -1,6 +1,7 @@
 //! The container's init process: how it is forked (`spawn`, the parent's side), what it does
 //! before running the user's program (`init`, the child's side), and how the two talk (`sync`).
 
+mod affinity;
 pub mod exec;
 pub mod foreground;
 pub mod idmap;

@@ -24,7 +24,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use oci_spec::runtime::{LinuxPersonality, Process};
+use oci_spec::runtime::{LinuxMemoryPolicy, LinuxPersonality, Process};
 
 use crate::capabilities;
 use crate::error::{Context, Error, Result};
@@ -40,6 +40,8 @@ pub(super) struct Steps<'a> {
     pub process: &'a Process,
     /// linux.personality: the container's, for init and every exec'd process alike.
     pub personality: Option<&'a LinuxPersonality>,
+    /// linux.memoryPolicy: the container's too.
+    pub memory_policy: Option<&'a LinuxMemoryPolicy>,
     pub seccomp: Option<&'a Filter>,
     /// fds 3.. that pass into the process.
     pub extra_fds: u32,
@@ -87,6 +89,9 @@ pub fn send_pty_master(process: &Process, chan: &Channel, console: bool) -> Resu
 fn set_up_limited<'a>(s: &Steps<'a>, chan: &Channel) -> Result<Prepared<'a>> {
     let p = s.process;
     sched::apply(p, s.personality)?;
+    if let Some(policy) = s.memory_policy {
+        memory_policy(policy)?;
+    }
 
     // No host directory may be open when the cwd is entered (a cwd of /proc/self/fd/N would
     // escape: CVE-2024-21626), and only stdio and the preserved fds reach the program; every
@@ -311,6 +316,25 @@ fn find_program(arg0: &str, env: &[String]) -> Result<PathBuf> {
                 std::io::Error::from_raw_os_error(libc::ENOENT),
             )
         })
+}
+
+/// set_mempolicy(2), inherited across fork and execve, as runc's init sets it. Whether the
+/// nodes exist only the kernel says (EINVAL): the error names the field and the nodes.
+fn memory_policy(policy: &LinuxMemoryPolicy) -> Result<()> {
+    let plan = crate::spec::mempolicy::plan(policy).map_err(|e| Error::Refused {
+        what: e.field,
+        why: e.problem.to_string(),
+    })?;
+    crate::sys::set_mempolicy(plan.mode, &plan.nodes.0).map_err(|e| {
+        Error::os(
+            format!(
+                "linux.memoryPolicy: set_mempolicy {} nodes {:?}",
+                plan.name,
+                policy.nodes().as_deref().unwrap_or("")
+            ),
+            e,
+        )
+    })
 }
 
 #[cfg(test)]

@@ -116,4 +116,16 @@ pub enum Problem {
     /// A label for an LSM (`SELinux`, `AppArmor`) the host does not enable.
     #[error("{0} is not enabled on this host")]
     LsmNotEnabled(&'static str),
+    /// A CPU or node list (`process.execCPUAffinity.initial`, `linux.memoryPolicy.nodes`).
+    #[error("{0}")]
+    BadList(super::cpulist::ListError),
+    /// A memory policy mode given nodes it takes none of, or none where it needs some.
+    #[error("{mode} {needs}")]
+    PolicyNodes {
+        mode: &'static str,
+        needs: &'static str,
+    },
+    /// Memory policy flags the kernel refuses together, or with this mode.
+    #[error("{0}")]
+    PolicyFlags(&'static str),
 }

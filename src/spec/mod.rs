@@ -2,7 +2,9 @@
 //! syntax, the line and column), then checked across fields so that a contradictory config fails
 //! before anything is created.
 
+pub mod cpulist;
 mod invalid;
+pub mod mempolicy;
 pub mod mount_options;
 mod position;
 mod unsupported;

@@ -52,6 +52,13 @@ pub fn check(spec: &Spec, host: &Host) -> Check {
     check_devices(spec)?;
     check_hooks(spec)?;
     check_lsm(spec, host)?;
+    if let Some(policy) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.memory_policy().as_ref())
+    {
+        super::mempolicy::plan(policy)?;
+    }
     Ok(())
 }
 
@@ -63,6 +70,7 @@ fn check_process(spec: &Spec) -> Check {
         return fail("process.args", Problem::NoArgs);
     }
     check_user("process.user", p.user())?;
+    super::cpulist::affinity("process.", p)?;
     if !p.cwd().is_absolute() {
         return fail("process.cwd", Problem::CwdNotAbsolute(p.cwd().clone()));
     }
