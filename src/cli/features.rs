@@ -44,7 +44,7 @@ pub fn run() -> anyhow::Result<i32> {
             "intelRdt": {"enabled": false},
             // Refused when set (spec::unsupported) until kiln applies them.
             "memoryPolicy": {"modes": [], "flags": []},
-            "netDevices": {"enabled": false},
+            "netDevices": {"enabled": true},
             "mountExtensions": {"idmap": {"enabled": true}}
         },
         "annotations": annotations

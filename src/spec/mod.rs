@@ -4,6 +4,7 @@
 
 mod invalid;
 pub mod mount_options;
+pub mod net_devices;
 mod position;
 mod unsupported;
 mod validate;

@@ -1,6 +1,6 @@
 //! Spec 1.2.1-1.3 fields kiln does not apply yet. A config that sets one is refused, naming
-//! it, rather than run without the CPU placement, memory policy or network device it asked
-//! for (runc 1.1 ignored them silently; runc 1.2+ applies them).
+//! it, rather than run without the CPU placement or memory policy it asked for (runc 1.1
+//! ignored them silently; runc 1.2+ applies them).
 
 use oci_spec::runtime::Spec;
 
@@ -13,9 +13,6 @@ pub fn first(spec: &Spec) -> Option<&'static str> {
     let linux = spec.linux().as_ref()?;
     if linux.memory_policy().is_some() {
         return Some("linux.memoryPolicy");
-    }
-    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Some("linux.netDevices");
     }
     None
 }
@@ -46,10 +43,5 @@ mod tests {
             linux(r#"{"memoryPolicy":{"mode":"MPOL_BIND","nodes":"0"}}"#),
             Some("linux.memoryPolicy")
         );
-        assert_eq!(
-            linux(r#"{"netDevices":{"eth9":{}}}"#),
-            Some("linux.netDevices")
-        );
-        assert_eq!(linux(r#"{"netDevices":{}}"#), None);
     }
 }
