@@ -232,3 +232,15 @@ def test_rootless_is_refused(ctx, veth):
     assert r.rc == 1 and "linux.netDevices" in r.err and "rootless" in r.err, r
     assert cid not in ctx.list_ids()
     assert on_host(veth.a)
+
+
+@runc_deviates(MOVES)
+def test_restore_refuses_devices(ctx, veth, bare_dir):
+    ctx.config["linux"]["netDevices"] = {veth.a: {}}
+    ctx.sh("true")
+    ctx.save()
+    cid = ctx.new_id()
+    r = ctx.rt("restore", "--image-path", bare_dir, "--bundle", ctx.bundle, cid)
+    assert r.rc == 1 and "linux.netDevices" in r.err, r
+    assert cid not in ctx.list_ids()
+    assert on_host(veth.a)
