@@ -6,6 +6,7 @@ is destroyed with the container's namespace, as the runtime spec says of virtual
 does not move it out on delete: the spec forbids it); its peer on the host goes with it.
 """
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -42,6 +43,9 @@ class Veth:
         n = int(tag[:4], 16)
         self.addr = f"10.{100 + n % 100}.{n // 100 % 250}.1/24"
         ip("addr", "add", self.addr, "dev", self.a)
+        # As `ip` prints it (no leading zeros).
+        self.addr6 = str(ipaddress.ip_interface(f"fd00:{tag[:4]}:{tag[4:]}::1/64"))
+        ip("-6", "addr", "add", self.addr6, "dev", self.a, "nodad")
         ip("link", "set", self.a, "up")
         self.mac = read(f"/sys/class/net/{self.a}/address")
 
@@ -95,6 +99,9 @@ def test_device_is_moved_in_renamed_with_its_address_and_up(ctx, veth):
     assert on_host(veth.b)
     ctx.start(cid)
     assert seen(exec_out(ctx, cid, inspect("kt-eth7"))) == (veth.mac, True, [veth.addr])
+    # Every family's permanent global addresses come along.
+    v6 = exec_out(ctx, cid, "ip -o -6 addr show dev kt-eth7 | awk '{print $4}'").split()
+    assert v6 == [veth.addr6], v6
     names = exec_out(ctx, cid, "ls /sys/class/net").split()
     assert sorted(names) == ["kt-eth7", "lo"], names
     ctx.delete(cid, force=True)
