@@ -251,3 +251,16 @@ def test_restore_refuses_devices(ctx, veth, bare_dir):
     assert r.rc == 1 and "linux.netDevices" in r.err, r
     assert cid not in ctx.list_ids()
     assert on_host(veth.a)
+
+
+@runc_deviates(MOVES)
+def test_a_device_reaches_a_namespace_of_a_new_user_namespace(ctx, veth):
+    # The container's network namespace belongs to its user namespace: kiln, root on the host,
+    # moves the device there and sets it up all the same.
+    maps = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    ctx.config["linux"]["namespaces"].append({"type": "user"})
+    ctx.config["linux"]["uidMappings"] = maps
+    ctx.config["linux"]["gidMappings"] = maps
+    ctx.config["linux"]["netDevices"] = {veth.a: {"name": "kt-eth3"}}
+    out = ctx.run_sh(inspect("kt-eth3"))
+    assert seen(out) == (veth.mac, True, [veth.addr])
