@@ -13,6 +13,8 @@ mod hooks;
 mod log;
 mod lsm;
 mod namespaces;
+mod netdev;
+mod netlink;
 mod process;
 mod procfs;
 mod rootfs;

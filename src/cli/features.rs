@@ -48,8 +48,7 @@ pub fn run() -> anyhow::Result<i32> {
                 "modes": crate::spec::mempolicy::MODES,
                 "flags": crate::spec::mempolicy::FLAGS
             },
-            // Refused when set (spec::unsupported) until kiln applies it.
-            "netDevices": {"enabled": false},
+            "netDevices": {"enabled": true},
             "mountExtensions": {"idmap": {"enabled": true}}
         },
         "annotations": annotations

@@ -249,6 +249,15 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, 
             "restore does not put a restored container in its resctrl group yet",
         ));
     }
+    // criu makes the restored network namespace itself; the devices, still in the checkpointed
+    // container's namespace or gone with it, are not kiln's to move there.
+    if !crate::spec::net_devices::plan(&bundle.spec).is_empty() {
+        return Err(Error::config(
+            &bundle.config,
+            "linux.netDevices",
+            "restore does not move network devices into the restored container",
+        ));
+    }
     let image_dir = &o.criu.image_dir;
     let descriptors: Vec<String> = read_json(&image_dir.join(DESCRIPTORS))?;
     let kiln_image = image_dir.join(KILN_IMAGE);

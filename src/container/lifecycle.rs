@@ -147,6 +147,8 @@ pub(super) fn prepare(id: &str, o: &CreateOptions) -> Result<Prepared> {
 
 pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, Init)> {
     let (bundle, resources, cgroup, state, rdt) = prepare(id, o)?;
+    // Declared first, dropped last: on an error the devices go back to the host after all else.
+    let net_devices = crate::netdev::NetDevices::new(&bundle, o.rootless)?;
     let cache = crate::seccomp::cache::Cache::new(root);
     let seccomp = crate::seccomp::of(&bundle.spec, &bundle.config, &cache)?;
     let mut container = Container::create(root, state)?;
@@ -185,6 +187,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
         resources: &resources,
         seccomp: seccomp.as_ref(),
         idmapped: &idmapped,
+        net_devices: &net_devices,
         on_pid: &on_pid,
     };
     undo.populated = true;
@@ -210,6 +213,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
         return Err(e);
     }
     undo.disarm();
+    net_devices.keep();
     Ok((container, init))
 }
 

@@ -45,6 +45,8 @@ pub struct InitOptions<'a> {
     /// Idmapped mounts and, in a new user namespace, bind sources: made by `create` where the
     /// host's privileges are (see `idmapped`).
     pub idmapped: &'a crate::rootfs::idmapped::Trees,
+    /// linux.netDevices: moved in once init is in its network namespace, before the hooks.
+    pub net_devices: &'a crate::netdev::NetDevices,
     /// Told each pid that is init's as soon as it is known (the child of clone3, then init
     /// behind an intermediate), before init's setup and hooks: `delete --force` of a `create`
     /// killed meanwhile finds init through it where no cgroup holds it (rootless).

@@ -168,9 +168,14 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
     // On an error, child's drop kills it.
     (opts.on_pid)(child.pid)?;
     let phases = Phases::new(Kind::Create, plan.needs_second_fork(), !in_cgroup);
-    let talked = talk(&peer, &chan, child, phases, opts.on_pid, |msg, pid| {
-        create_request(opts, msg, pid)
-    })
+    let talked = talk(
+        &peer,
+        &chan,
+        child,
+        phases,
+        opts.on_pid,
+        |msg, pid, pidfd| create_request(opts, msg, pid, pidfd),
+    )
     .and_then(|(child, pty, _)| {
         // Limits last: device rules would have refused init's mknods, a pids limit its forks.
         opts.cgroup.set(opts.resources)?;
@@ -200,7 +205,12 @@ fn ready(talked: Result<(Child, Option<OwnedFd>)>, saved_mask: SigSet) -> Result
 }
 
 /// The requests only `create`'s init makes; true once handled.
-fn create_request(opts: &InitOptions, msg: &Msg, pid: i32) -> Result<bool> {
+fn create_request(
+    opts: &InitOptions,
+    msg: &Msg,
+    pid: i32,
+    pidfd: std::os::fd::BorrowedFd,
+) -> Result<bool> {
     let spec = &opts.bundle.spec;
     let linux = spec.linux().as_ref();
     match msg {
@@ -227,6 +237,9 @@ fn create_request(opts: &InitOptions, msg: &Msg, pid: i32) -> Result<bool> {
                 .ctx(|| "linux.timeOffsets")?;
         }
         Msg::RunHooks => {
+            // Init is in its network namespace for good: the devices are there for the hooks
+            // and for init's net.* sysctls (runc moves them at this point too).
+            opts.net_devices.move_in(pidfd)?;
             let state = opts.state.json(Status::Creating, pid);
             // runc runs `create`'s hooks in the bundle, where it chdirs first.
             let bundle = Some(opts.bundle.dir.as_path());
@@ -256,27 +269,28 @@ pub fn spawn_exec(o: &crate::process::exec::ExecOptions) -> Result<Init> {
         msg,
     };
     let phases = Phases::new(Kind::Exec, o.forks_again(), !o.join_cgroup_last);
-    let talked = talk(&o.peer, &chan, child, phases, &|_| Ok(()), |_, _| Ok(false)).and_then(
-        |(child, pty, mut phases)| {
-            if o.join_cgroup_last {
-                // Into the frozen cgroup: the process reads Continue, and execs, once thawed.
-                o.peer.cgroup.join(child.pid)?;
-                chan.send(&Msg::Continue).ctx(|| "sync: continue")?;
-                return Ok((child, pty));
+    let talked = talk(&o.peer, &chan, child, phases, &|_| Ok(()), |_, _, _| {
+        Ok(false)
+    })
+    .and_then(|(child, pty, mut phases)| {
+        if o.join_cgroup_last {
+            // Into the frozen cgroup: the process reads Continue, and execs, once thawed.
+            o.peer.cgroup.join(child.pid)?;
+            chan.send(&Msg::Continue).ctx(|| "sync: continue")?;
+            return Ok((child, pty));
+        }
+        match chan.recv() {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok((child, pty)),
+            Err(e) => Err(protocol(e.to_string())),
+            Ok((Msg::Error(msg), _)) => Err(protocol(msg)),
+            // Past Ready only an Error may come: the phase names what came instead.
+            Ok((other, _)) => {
+                Err(protocol(phases.accept(&other).err().unwrap_or_else(|| {
+                    format!("protocol error: {other:?} after Ready")
+                })))
             }
-            match chan.recv() {
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok((child, pty)),
-                Err(e) => Err(protocol(e.to_string())),
-                Ok((Msg::Error(msg), _)) => Err(protocol(msg)),
-                // Past Ready only an Error may come: the phase names what came instead.
-                Ok((other, _)) => {
-                    Err(protocol(phases.accept(&other).err().unwrap_or_else(|| {
-                        format!("protocol error: {other:?} after Ready")
-                    })))
-                }
-            }
-        },
-    );
+        }
+    });
     ready(talked, saved_mask)
 }
 
@@ -289,7 +303,7 @@ fn talk(
     mut child: Child,
     mut phases: Phases,
     on_pid: &dyn Fn(i32) -> Result<()>,
-    mut request: impl FnMut(&Msg, i32) -> Result<bool>,
+    mut request: impl FnMut(&Msg, i32, std::os::fd::BorrowedFd) -> Result<bool>,
 ) -> Result<(Child, Option<OwnedFd>, Phases)> {
     let protocol = |msg: String| Error::Init {
         id: p.state.id.to_owned(),
@@ -345,7 +359,7 @@ fn talk(
             Msg::Ready => return Ok((child, pty, phases)),
             Msg::Error(msg) => return Err(protocol(msg)),
             other => {
-                if !request(&other, child.pid)? {
+                if !request(&other, child.pid, child.pidfd())? {
                     return Err(protocol(format!("protocol error: unexpected {other:?}")));
                 }
                 chan.send(&Msg::Continue).ctx(|| "sync: continue")?;

@@ -23,6 +23,7 @@
 //!   reap intermediate,          + init's pidfd    namespace, then exits; init waits
 //!   keep init's pidfd      ─── Continue ────────▶ init may write from here on
 //!                          ◀── RunHooks ───────── mounts ready (before pivot_root)
+//!   linux.netDevices moved in,
 //!   prestart + createRuntime
 //!   hooks                  ─── Continue ────────▶ createContainer hooks, pivot_root, ...
 //!                          ◀── PtyMaster + fd ─── (process.terminal) pty allocated

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType};
 
 use super::{MAX_ID, rlimit_name};
-use crate::error::{Error, quote};
+use crate::error::{Error, bare, quote};
 
 /// One refused field: `field` is its path (`process.rlimits[1].type`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,4 +128,16 @@ pub enum Problem {
     /// Memory policy flags the kernel refuses together, or with this mode.
     #[error("{0}")]
     PolicyFlags(&'static str),
+    #[error(
+        "unable to move network devices without a private NET namespace (add {{\"type\": \"network\"}} to linux.namespaces)"
+    )]
+    NetDevicesNeedNetworkNamespace,
+    #[error("network devices are not supported for rootless containers (uid {euid})")]
+    NetDevicesRootless { euid: u32 },
+    /// An interface name the kernel would refuse (dev_valid_name), and why.
+    #[error("{} is not a valid interface name: {why}", quote(.name))]
+    BadInterfaceName { name: String, why: &'static str },
+    /// Two devices given the same name in the container; `other` is the other's key.
+    #[error("{} is also the name of linux.netDevices.{} in the container", quote(.name), bare(.other))]
+    InterfaceNameTwice { name: String, other: String },
 }

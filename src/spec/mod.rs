@@ -6,8 +6,8 @@ pub mod cpulist;
 mod invalid;
 pub mod mempolicy;
 pub mod mount_options;
+pub mod net_devices;
 mod position;
-mod unsupported;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -96,13 +96,6 @@ pub fn load(file: &Path, bytes: &[u8]) -> Result<(Spec, PathBuf)> {
         .map(|r| r.path().clone())
         .ok_or_else(|| Error::config(file, "root", "missing: a bundle needs a root filesystem"))?;
     validate::check(&spec, &Host::current()).map_err(|e| e.in_file(file))?;
-    if let Some(field) = unsupported::first(&spec) {
-        return Err(Error::config(
-            file,
-            field,
-            "kiln does not apply this field yet",
-        ));
-    }
     Ok((spec, root))
 }
 

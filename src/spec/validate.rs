@@ -59,6 +59,7 @@ pub fn check(spec: &Spec, host: &Host) -> Check {
     {
         super::mempolicy::plan(policy)?;
     }
+    check_net_devices(spec, &namespaces, host)?;
     Ok(())
 }
 
@@ -401,6 +402,25 @@ fn check_hooks(spec: &Spec) -> Check {
     Ok(())
 }
 
+/// runc's rules: devices need a network namespace of the container's own (new or joined) to go
+/// to, and privileges over the host's.
+fn check_net_devices(spec: &Spec, ns: &HashSet<LinuxNamespaceType>, host: &Host) -> Check {
+    let devices = super::net_devices::plan(spec);
+    if devices.is_empty() {
+        return Ok(());
+    }
+    if !ns.contains(&LinuxNamespaceType::Network) {
+        return fail("linux.netDevices", Problem::NetDevicesNeedNetworkNamespace);
+    }
+    if host.euid != 0 {
+        return fail(
+            "linux.netDevices",
+            Problem::NetDevicesRootless { euid: host.euid },
+        );
+    }
+    super::net_devices::check(&devices)
+}
+
 /// A label for an LSM the kernel does not have cannot be honoured: say so instead of running the
 /// container less confined than its author asked.
 fn check_lsm(spec: &Spec, host: &Host) -> Check {
@@ -540,6 +560,38 @@ mod tests {
             r#"{"ociVersion":"1.0.2","process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}},"root":{"path":"rootfs"},"linux":{"namespaces":[{"type":"user"},{"type":"mount"}],"uidMappings":[{"containerID":0,"hostID":1000,"size":1}],"gidMappings":[{"containerID":0,"hostID":1000,"size":1}]}}"#,
         );
         assert!(check(&with_user, &rootless).is_ok());
+    }
+
+    #[test]
+    fn net_devices_need_a_network_namespace_and_root() {
+        let devices = r#","netDevices":{"kt-a":{"name":"eth1"}}}"#;
+        let linux = |ns: &str| format!(r#"{{"namespaces":[{ns}]{devices}"#);
+        assert!(with_linux(&linux(r#"{"type":"network"}"#)).is_ok());
+        let joined = linux(r#"{"type":"network","path":"/run/netns/x"}"#);
+        assert!(with_linux(&joined).is_ok());
+        assert_eq!(
+            refused(with_linux(&linux(r#"{"type":"mount"}"#))),
+            (
+                "linux.netDevices".into(),
+                r#"unable to move network devices without a private NET namespace (add {"type": "network"} to linux.namespaces)"#.into()
+            )
+        );
+        let json = format!(
+            r#"{{"ociVersion":"1.3.0","process":{{"cwd":"/","args":["sh"],"user":{{"uid":0,"gid":0}}}},"root":{{"path":"rootfs"}},"linux":{{"namespaces":[{{"type":"user"}},{{"type":"network"}}],"uidMappings":[{{"containerID":0,"hostID":1000,"size":1}}],"gidMappings":[{{"containerID":0,"hostID":1000,"size":1}}]{devices}}}"#
+        );
+        let rootless = Host { euid: 1000, ..ROOT };
+        let e = check(&spec(&json), &rootless).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.problem.to_string().as_str()),
+            (
+                "linux.netDevices",
+                "network devices are not supported for rootless containers (uid 1000)"
+            )
+        );
+        assert!(check(&spec(&json), &ROOT).is_ok());
+        // The names are checked too (spec::net_devices has the cases).
+        let bad = r#"{"namespaces":[{"type":"network"}],"netDevices":{"kt-a":{"name":"a/b"}}}"#;
+        assert_eq!(refused(with_linux(bad)).0, "linux.netDevices.kt-a.name");
     }
 
     #[test]
