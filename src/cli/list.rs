@@ -1,5 +1,5 @@
 use crate::cli::Globals;
-use crate::container::{Container, State, Status, entry_owner, list_ids};
+use crate::container::{Container, State, Status, UserNames, entry_owner, list_ids};
 use crate::error::Error;
 
 #[derive(clap::Args)]
@@ -22,12 +22,13 @@ struct Row {
 }
 
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
+    let mut names = UserNames::default();
     let rows: Vec<Row> = list_ids(&g.root)?
         .into_iter()
         .filter_map(|id| match Container::peek(&g.root, &id) {
             Ok(c) => Some(Row {
                 status: c.status(),
-                owner: c.owner(),
+                owner: names.of(c.owner()),
                 state: c.state,
             }),
             // Deleted since the root was read.
@@ -36,7 +37,7 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
                 crate::log::warn(&format!("list: {e}"));
                 Some(Row {
                     status: Status::Unknown,
-                    owner: entry_owner(&g.root, &id),
+                    owner: names.of(entry_owner(&g.root, &id)),
                     state: State::recovered(&id, Default::default()),
                 })
             }

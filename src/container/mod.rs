@@ -355,8 +355,9 @@ impl Container {
     }
 
     /// The user owning the state directory, as `list` shows it.
-    pub fn owner(&self) -> String {
-        user_name(self.handle.metadata().map(|m| m.uid()).unwrap_or(0))
+    /// The uid owning the state directory: `list`'s OWNER.
+    pub fn owner(&self) -> u32 {
+        self.handle.metadata().map(|m| m.uid()).unwrap_or(0)
     }
 
     /// Removes the state directory; the container is gone for every later command.
@@ -416,19 +417,30 @@ fn alive(init: Option<&crate::procfs::Stat>, start_time: u64) -> bool {
 
 /// The owner of `ROOT/ID` whatever it is (a damaged container's directory, a symlink), as
 /// `list` shows it.
-pub fn entry_owner(root: &Path, id: &str) -> String {
-    user_name(
-        std::fs::symlink_metadata(root.join(id))
-            .map(|m| m.uid())
-            .unwrap_or(0),
-    )
+pub fn entry_owner(root: &Path, id: &str) -> u32 {
+    std::fs::symlink_metadata(root.join(id))
+        .map(|m| m.uid())
+        .unwrap_or(0)
 }
 
-fn user_name(uid: u32) -> String {
-    nix::unistd::User::from_uid(uid.into())
-        .ok()
-        .flatten()
-        .map_or_else(|| format!("#{uid}"), |u| u.name)
+/// Owners' names, each looked up once: a `list` of many containers of one user would otherwise
+/// read the passwd database once per container.
+#[derive(Default)]
+pub struct UserNames(std::collections::HashMap<u32, String>);
+
+impl UserNames {
+    /// The user's name, or `#UID` (runc's form) for a uid without one.
+    pub fn of(&mut self, uid: u32) -> String {
+        self.0
+            .entry(uid)
+            .or_insert_with(|| {
+                nix::unistd::User::from_uid(uid.into())
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| format!("#{uid}"), |u| u.name)
+            })
+            .clone()
+    }
 }
 
 /// `ROOT/ID`, opened as a directory only: a symlink there is refused, never followed (it could
@@ -704,6 +716,16 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owners_are_named_once_per_uid_and_unknown_ones_as_runc_does() {
+        let mut names = UserNames::default();
+        assert_eq!(names.of(0), "root");
+        assert_eq!(names.of(4_294_967_294), "#4294967294");
+        assert_eq!(names.0.len(), 2);
+        assert_eq!(names.of(0), "root");
+        assert_eq!(names.0.len(), 2);
+    }
 
     /// A fresh directory of its own for each test (they run in parallel).
     fn scratch(test: &str) -> (PathBuf, File) {
