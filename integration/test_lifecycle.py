@@ -343,7 +343,11 @@ def test_init_waiting_for_an_unreaped_exec_process_is_stopped(ctx, how):
         r = ctx.rt("kill", cid, "KILL")
         assert r.ok, r
         assert ctx.wait_status(cid, "stopped"), ctx.rt("state", cid)
-        assert stat_fields(init)[:1] == ["S"] and stat_fields(process)[:1] == ["Z"]
+        # Stopped as soon as init is exiting; the SIGKILL its exit sends the exec'd process
+        # may not have run yet on a loaded machine.
+        assert wait_for(
+            lambda: stat_fields(init)[:1] == ["S"] and stat_fields(process)[:1] == ["Z"], 10
+        ), (stat_fields(init), stat_fields(process))
     r = ctx.rt("delete", "--force", cid)
     assert r.ok, r
     assert stat_fields(process)[:1] == ["Z"]
