@@ -22,7 +22,7 @@ use crate::container::lifecycle::{self, CreateOptions, Undo};
 use crate::container::{Container, Status};
 use crate::error::{Context, Error, Result};
 use crate::process::spawn::Init;
-use crate::spec::Bundle;
+use crate::spec::{Bundle, lexically_clean};
 
 const CRIU: &str = "criu";
 /// runc's name for init's stdio at dump time.
@@ -30,6 +30,8 @@ const DESCRIPTORS: &str = "descriptors.json";
 const KILN_IMAGE: &str = "kiln-criu.json";
 /// Where the restored init's pid comes back, in the new container's directory.
 const PID_FILE: &str = "criu.pid";
+/// Where init's terminal is bound in the container (`tty::setup_in_container`).
+const CONSOLE: &str = "/dev/console";
 /// The first fd criu inherits beyond stdio (namespaces, the pty's slave).
 const FIRST_FD: i32 = 3;
 
@@ -168,6 +170,9 @@ fn dump_facts(c: &Container, spec: &Spec) -> Result<DumpFacts> {
         // stat follows the fd to the pty's slave in the container's devpts.
         let m = std::fs::metadata(format!("/proc/{pid}/fd/0"))
             .ctx(|| format!("reading init's terminal /proc/{pid}/fd/0"))?;
+        // The slave is also bound to /dev/console, a devpts bind whose master criu would look
+        // for in the tree: external, given the new pty's slave on restore.
+        external_mounts.push(PathBuf::from(CONSOLE));
         Some(criu::tty_key(m.rdev(), m.dev()))
     } else {
         None
@@ -192,7 +197,7 @@ fn binds(spec: &Spec) -> impl Iterator<Item = (PathBuf, PathBuf)> + '_ {
             .flatten()
             .any(|o| o == "bind" || o == "rbind");
         let source = m.source().clone()?;
-        bind.then(|| (clean(m.destination()), source))
+        bind.then(|| (lexically_clean(m.destination()), source))
     })
 }
 
@@ -205,21 +210,12 @@ fn devices(spec: &Spec) -> Vec<PathBuf> {
                 .iter()
                 .filter_map(|l| l.devices().as_ref())
                 .flatten()
-                .map(|d| clean(d.path())),
+                .map(|d| lexically_clean(d.path())),
         )
         .collect();
     all.sort();
     all.dedup();
     all
-}
-
-/// A destination as criu sees it in the container: absolute, without `.` or `//`.
-fn clean(p: &Path) -> PathBuf {
-    Path::new("/").join(
-        p.components()
-            .filter(|c| matches!(c, std::path::Component::Normal(_)))
-            .collect::<PathBuf>(),
-    )
 }
 
 fn ns_path(spec: &Spec, t: LinuxNamespaceType) -> Option<PathBuf> {
@@ -241,7 +237,13 @@ pub struct RestoreOptions {
 /// A new container `id` from the images: made as `create` makes one up to its cgroup, then
 /// criu restores the tree into it instead of kiln spawning init.
 pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, Init)> {
-    let (bundle, resources, cgroup, state) = lifecycle::prepare(id, &o.create)?;
+    let lifecycle::Prepared {
+        bundle,
+        resources,
+        cgroup,
+        state,
+        hierarchies,
+    } = lifecycle::prepare(id, &o.create)?;
     let image_dir = &o.criu.image_dir;
     let descriptors: Vec<String> = read_json(&image_dir.join(DESCRIPTORS))?;
     let kiln_image = image_dir.join(KILN_IMAGE);
@@ -310,10 +312,12 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, 
             t => join_ns.push((crate::namespaces::proc_name(t), path.clone())),
         }
     }
+    let mut console = None;
     let pty = match &image.tty {
         Some(key) => {
-            let (master, slave, _) = crate::tty::open_pair()?;
+            let (master, slave, name) = crate::tty::open_pair()?;
             extra.push((key.clone(), slave.into()));
+            console = Some((PathBuf::from(CONSOLE), PathBuf::from(name)));
             Some(master)
         }
         None => None,
@@ -331,17 +335,8 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, 
             .map(|(i, (key, _))| (key.clone(), FIRST_FD + i as i32)),
     );
 
-    let all =
-        cgroups::hierarchies().ctx(|| "reading /proc/self/mountinfo and /proc/self/cgroup")?;
-    let cgroup_roots = cgroup
-        .paths()
-        .iter()
-        .filter_map(|(ctrl, dir)| {
-            let h = all.iter().find(|h| &h.controllers == ctrl)?;
-            let rel = dir.strip_prefix(&h.mount_point).ok()?;
-            Some((ctrl.clone(), format!("/{}", rel.display())))
-        })
-        .collect();
+    let new_paths = cgroup.paths();
+    let cgroup_roots = cgroups::roots(&hierarchies, &new_paths);
 
     // criu wants its root a mount point whose parent is not overmounted: runc's bind of the
     // rootfs under the container's directory.
@@ -356,7 +351,7 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, 
         .map(|(dest, src)| (dest, bundle.dir.join(src)))
         .collect();
     external_mounts.extend(devices(&bundle.spec).into_iter().map(|d| (d.clone(), d)));
-    let new_paths = cgroup.paths();
+    external_mounts.extend(console);
     for (dest, key) in &image.cgroup_binds {
         let dir = new_paths.get(key).ok_or_else(|| Error::Criu {
             op: "restore",

@@ -81,12 +81,18 @@ impl Drop for Undo<'_> {
     }
 }
 
-/// What `create` and `restore` decide before anything exists: the bundle, its resources, the
-/// cgroup's manager and the state (pid 0), every check on the config passed.
-pub(super) fn prepare(
-    id: &str,
-    o: &CreateOptions,
-) -> Result<(Bundle, LinuxResources, Box<dyn Manager>, State)> {
+/// What `create` and `restore` decide before anything exists, every check on the config passed.
+pub(super) struct Prepared {
+    pub bundle: Bundle,
+    pub resources: LinuxResources,
+    pub cgroup: Box<dyn Manager>,
+    /// The state, pid 0.
+    pub state: State,
+    /// The host's cgroup hierarchies the cgroup was placed in.
+    pub hierarchies: Vec<cgroups::Hierarchy>,
+}
+
+pub(super) fn prepare(id: &str, o: &CreateOptions) -> Result<Prepared> {
     crate::container::id::validate(id)?;
     let bundle = Bundle::load(&o.bundle)?;
     let process = bundle
@@ -109,13 +115,18 @@ pub(super) fn prepare(
         .linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().as_deref());
-    let cgroup = cgroups::new(&cgroups::Request {
-        id,
-        cgroups_path,
-        systemd: o.systemd_cgroup,
-        rootless: o.rootless,
-        resources: &resources,
-    })?;
+    let hierarchies =
+        cgroups::hierarchies().ctx(|| "reading /proc/self/mountinfo and /proc/self/cgroup")?;
+    let cgroup = cgroups::new(
+        &cgroups::Request {
+            id,
+            cgroups_path,
+            systemd: o.systemd_cgroup,
+            rootless: o.rootless,
+            resources: &resources,
+        },
+        &hierarchies,
+    )?;
     let paths = cgroup.paths();
     let state = State {
         oci_version: bundle.spec.version().clone(),
@@ -136,11 +147,23 @@ pub(super) fn prepare(
         cgroup_paths: paths,
         resources: Some(resources.clone()),
     };
-    Ok((bundle, resources, cgroup, state))
+    Ok(Prepared {
+        bundle,
+        resources,
+        cgroup,
+        state,
+        hierarchies,
+    })
 }
 
 pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, Init)> {
-    let (bundle, resources, cgroup, state) = prepare(id, o)?;
+    let Prepared {
+        bundle,
+        resources,
+        cgroup,
+        state,
+        ..
+    } = prepare(id, o)?;
     let cache = crate::seccomp::cache::Cache::new(root);
     let seccomp = crate::seccomp::of(&bundle.spec, &bundle.config, &cache)?;
     let mut container = Container::create(root, state)?;
