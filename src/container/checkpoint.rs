@@ -28,6 +28,8 @@ const CRIU: &str = "criu";
 /// runc's name for init's stdio at dump time.
 const DESCRIPTORS: &str = "descriptors.json";
 const KILN_IMAGE: &str = "kiln-criu.json";
+/// `criu check`'s verdict, in the state root's cache directory.
+const CHECK_RECORD: &str = "criu-check";
 /// Where the restored init's pid comes back, in the new container's directory.
 const PID_FILE: &str = "criu.pid";
 /// Where init's terminal is bound in the container (`tty::setup_in_container`).
@@ -45,8 +47,50 @@ struct KilnImage {
     cgroup_binds: Vec<(PathBuf, String)>,
 }
 
-/// Whether criu runs here: `criu check`'s verdict, or why not in one line.
-pub fn criu_check() -> std::result::Result<(), String> {
+/// Whether criu runs here: `criu check`'s verdict, or why not in one line. The verdict is kept
+/// under the state root `root`, when that exists, for as long as it holds (`criu::check_key`):
+/// `criu check` takes seconds on a slow machine, and `features` may be asked often.
+pub fn criu_check(root: &Path) -> std::result::Result<(), String> {
+    let key = check_key().filter(|_| !root.as_os_str().is_empty() && root.is_dir());
+    let Some(key) = key else {
+        return run_criu_check();
+    };
+    let dir = root.join(crate::seccomp::cache::CACHE_DIR);
+    let record = dir.join(CHECK_RECORD);
+    let cached = std::fs::read_to_string(&record)
+        .ok()
+        .and_then(|r| criu::checked(&r, &key));
+    if let Some(verdict) = cached {
+        return verdict;
+    }
+    let verdict = run_criu_check();
+    let text = criu::check_record(&key, &verdict);
+    if let Err(e) = crate::seccomp::cache::write_entry(&dir, CHECK_RECORD, text.as_bytes()) {
+        crate::log::debug(|| format!("{}: not kept: {e}", record.display()));
+    }
+    verdict
+}
+
+/// The key of `criu check`'s verdict here, None when criu is not in PATH (or the boot is
+/// unknown): then nothing is kept.
+fn check_key() -> Option<String> {
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let path = std::env::var_os("PATH")?;
+    let (criu, meta) = std::env::split_paths(&path)
+        .map(|dir| dir.join(CRIU))
+        .find_map(|p| {
+            let m = std::fs::metadata(&p).ok()?;
+            (m.is_file() && m.mode() & 0o111 != 0).then_some((p, m))
+        })?;
+    Some(criu::check_key(
+        &boot_id,
+        nix::unistd::geteuid().as_raw(),
+        &criu,
+        &meta,
+    ))
+}
+
+fn run_criu_check() -> std::result::Result<(), String> {
     let out = crate::sys::without_inherited_fds(&mut Command::new(CRIU))
         .arg("check")
         .stdin(Stdio::null())
