@@ -234,15 +234,20 @@ fn dump_facts(c: &Container, spec: &Spec) -> Result<DumpFacts> {
 
 /// runc's bind mounts (a `bind` or `rbind` option): destination, and source against the bundle.
 fn binds(spec: &Spec) -> impl Iterator<Item = (PathBuf, PathBuf)> + '_ {
-    spec.mounts().iter().flatten().filter_map(|m| {
-        let bind = m
-            .options()
-            .iter()
-            .flatten()
-            .any(|o| o == "bind" || o == "rbind");
-        let source = m.source().clone()?;
-        bind.then(|| (lexically_clean(m.destination()), source))
-    })
+    spec.mounts()
+        .iter()
+        .flatten()
+        .filter_map(|m| Some((lexically_clean(m.destination()), binds_source(m)?.clone())))
+}
+
+/// The source of a bind mount (a `bind` or `rbind` option), as the config has it.
+fn binds_source(m: &oci_spec::runtime::Mount) -> Option<&PathBuf> {
+    let bind = m
+        .options()
+        .iter()
+        .flatten()
+        .any(|o| o == "bind" || o == "rbind");
+    m.source().as_ref().filter(|_| bind)
 }
 
 /// Every device node the container gets (runc's list: the defaults and linux.devices).
@@ -390,6 +395,7 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, 
         .create(&criu_root)
         .ctx(|| format!("creating {}", criu_root.display()))?;
     let _root_mount = BindMount::new(&bundle.rootfs, &criu_root)?;
+    make_mount_points(&bundle)?;
     let pid_file = dir.join(PID_FILE);
     let mut external_mounts: Vec<(PathBuf, PathBuf)> = binds(&bundle.spec)
         .map(|(dest, src)| (dest, bundle.dir.join(src)))
@@ -570,6 +576,81 @@ fn criu_status(
         op,
         msg: format!("{why} (criu {status}, log {})", log.display()),
     })
+}
+
+/// criu mounts onto the mount points it finds in the rootfs, and a fresh rootfs (containerd's
+/// new snapshot) lacks those `create` made: each is made again, inside the rootfs, as runc's
+/// prepareCriuRestoreMounts does. Binds are mounted meanwhile, so that the points of mounts
+/// inside them can be made too, and detached before criu runs. cgroup mounts need none (criu
+/// has /sys/fs/cgroup's tmpfs, or cgroup2 is /sys's), nor mounts on a tmpfs (criu restores it
+/// whole).
+fn make_mount_points(bundle: &Bundle) -> Result<()> {
+    let root: OwnedFd = std::fs::File::open(&bundle.rootfs)
+        .ctx(|| format!("opening the rootfs {}", bundle.rootfs.display()))?
+        .into();
+    let mounts = bundle.spec.mounts().as_deref().unwrap_or_default();
+    let on_tmpfs = |dest: &Path| {
+        mounts.iter().any(|t| {
+            t.typ().as_deref() == Some("tmpfs")
+                && dest.starts_with(lexically_clean(t.destination()))
+                && dest != lexically_clean(t.destination())
+        })
+    };
+    let mut binds = TempBinds {
+        root: &root,
+        dests: vec![],
+    };
+    for m in mounts {
+        let dest = lexically_clean(m.destination());
+        if m.typ().as_deref() == Some("cgroup") || on_tmpfs(&dest) {
+            continue;
+        }
+        let source = binds_source(m).map(|s| bundle.dir.join(s));
+        let field = || {
+            format!(
+                "mounts: {}: making its mount point for criu",
+                dest.display()
+            )
+        };
+        let point = match &source {
+            Some(s) if !s.is_dir() => crate::rootfs::resolve::create_file(&root, &dest),
+            _ => crate::rootfs::resolve::mkdir_all(&root, &dest),
+        }
+        .ctx(field)?;
+        if let Some(s) = source {
+            let target = crate::rootfs::resolve::fd_path(&point);
+            nix::mount::mount(
+                Some(&s),
+                &target,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .ctx(|| format!("bind {} to {} for criu", s.display(), dest.display()))?;
+            binds.dests.push(dest);
+        }
+    }
+    Ok(())
+}
+
+/// The binds `make_mount_points` made in the rootfs, detached (last first) on drop: each found
+/// again inside the rootfs, where it is now the mount's root.
+struct TempBinds<'a> {
+    root: &'a OwnedFd,
+    dests: Vec<PathBuf>,
+}
+
+impl Drop for TempBinds<'_> {
+    fn drop(&mut self) {
+        for dest in self.dests.iter().rev() {
+            if let Ok(fd) = crate::rootfs::resolve::open(self.root, dest, libc::O_PATH) {
+                let _ = nix::mount::umount2(
+                    &crate::rootfs::resolve::fd_path(&fd),
+                    nix::mount::MntFlags::MNT_DETACH,
+                );
+            }
+        }
+    }
 }
 
 /// A recursive bind mount, detached again on drop.
