@@ -19,6 +19,9 @@
 //! - A terminal's master is outside the container: on dump its slave is an external tty
 //!   (`tty[RDEV:DEV]`), on restore kiln gives criu a new pty's slave in its place
 //!   (`--inherit-fd fd[N]:tty[RDEV:DEV]`) and keeps the master (console socket or relay).
+//!   The slave's bind on /dev/console is an external mount too (criu would look for its master
+//!   in the tree, and runc's way around that, orphan-pts-master, is RPC only), given the new
+//!   slave on restore.
 //! - Stdio pipes of the caller (runc's descriptors.json) are inherited by restore's own stdio
 //!   (`--inherit-fd fd[0]:pipe:[INODE]`).
 
