@@ -170,6 +170,32 @@ def test_features_report_checkpoint_as_criu_check_says(ctx):
         assert CRIU_WHY in ann.get("io.github.kiln.checkpoint.unavailable", ""), ann
 
 
+def features_checkpoint(ctx):
+    r = ctx.rt("features")
+    assert r.ok, r
+    return json.loads(r.out)["annotations"]["org.opencontainers.runc.checkpoint.enabled"]
+
+
+@pytest.mark.skipif(IS_RUNC, reason="runc runs no criu check for features, so keeps no verdict")
+@pytest.mark.skipif(CRIU is None, reason="criu is not installed")
+def test_features_keeps_criu_checks_verdict_for_its_key_only(ctx):
+    os.makedirs(ctx.root, exist_ok=True)
+    assert features_checkpoint(ctx) == str(CRIU_OK).lower()
+    record = os.path.join(ctx.root, ".cache", "criu-check")
+    with open(record) as f:
+        header, key, verdict = f.read().splitlines()
+    assert (verdict == "ok") if CRIU_OK else verdict.startswith("unavailable "), verdict
+    # The record is what features reads: a forged opposite verdict under the same key shows...
+    forged = "unavailable forged" if CRIU_OK else "ok"
+    with open(record, "w") as f:
+        f.write(f"{header}\n{key}\n{forged}\n")
+    assert features_checkpoint(ctx) == str(not CRIU_OK).lower()
+    # ...and under another boot's key is not trusted: criu check runs again.
+    with open(record, "w") as f:
+        f.write(f"{header}\n{key.replace('boot ', 'boot x', 1)}\n{forged}\n")
+    assert features_checkpoint(ctx) == str(CRIU_OK).lower()
+
+
 def test_checkpoint_flags_are_checked_before_criu_runs(ctx):
     cid, pid, host = start_counter(ctx)
     for extra, words in [(["--manage-cgroups-mode", "hard"], "manage cgroups mode"),
