@@ -100,6 +100,20 @@ pub fn paths(all: &[Hierarchy], cgroups_path: Option<&Path>, id: &str) -> Paths 
     paths
 }
 
+/// Each of `paths` relative to its hierarchy's root, as /proc/PID/cgroup and criu's
+/// `--cgroup-root` write it: (controllers, `/dir`). Paths outside every hierarchy of `all` are
+/// left out.
+pub fn roots(all: &[Hierarchy], paths: &Paths) -> Vec<(String, String)> {
+    paths
+        .iter()
+        .filter_map(|(ctrl, dir)| {
+            let h = all.iter().find(|h| &h.controllers == ctrl)?;
+            let rel = dir.strip_prefix(&h.mount_point).ok()?;
+            Some((ctrl.clone(), format!("/{}", rel.display())))
+        })
+        .collect()
+}
+
 /// cgroupsPath made safe, as runc's CleanPath does: `..` cannot climb above the hierarchy's
 /// root. Empty means a path named after the container, under kiln's own cgroup.
 fn inner_path(path: Option<&Path>, id: &str) -> PathBuf {
@@ -327,6 +341,32 @@ mod tests {
             paths(&v2, Some(Path::new("/kiln/ctr")), "ctr")[""],
             Path::new("/sys/fs/cgroup/kiln/ctr")
         );
+    }
+
+    #[test]
+    fn roots_are_relative_to_each_hierarchy() {
+        let all = layout("hybrid");
+        let r = roots(&all, &paths(&all, Some(Path::new("/kiln/ctr")), "ctr"));
+        assert_eq!(r.len(), 10);
+        assert!(
+            r.contains(&("cpu".to_owned(), "/kiln/ctr".to_owned())),
+            "{r:?}"
+        );
+        assert!(
+            r.contains(&(String::new(), "/kiln/ctr".to_owned())),
+            "{r:?}"
+        );
+        let p = Paths::from([
+            (
+                "memory".to_owned(),
+                PathBuf::from("/sys/fs/cgroup/memory/a"),
+            ),
+            (
+                "nosuch".to_owned(),
+                PathBuf::from("/sys/fs/cgroup/nosuch/a"),
+            ),
+        ]);
+        assert_eq!(roots(&all, &p), [("memory".to_owned(), "/a".to_owned())]);
     }
 
     #[test]

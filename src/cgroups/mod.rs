@@ -33,7 +33,7 @@ use oci_spec::runtime::LinuxResources;
 
 use crate::error::{Context, Error, Result};
 
-pub use layout::Hierarchy;
+pub use layout::{Hierarchy, roots};
 pub use stats::Stats;
 
 /// Each hierarchy's directory for one container, keyed by the hierarchy's controllers as
@@ -102,12 +102,11 @@ pub struct Request<'a> {
 }
 
 /// The manager for a new container, on whatever layout this host has.
-pub fn new(req: &Request) -> Result<Box<dyn Manager>> {
+pub fn new(req: &Request, all: &[Hierarchy]) -> Result<Box<dyn Manager>> {
     if req.systemd {
         return Err(systemd_unavailable(req));
     }
-    let all = hierarchies().ctx(|| "reading /proc/self/mountinfo and /proc/self/cgroup")?;
-    let mut paths = layout::paths(&all, req.cgroups_path, req.id);
+    let mut paths = layout::paths(all, req.cgroups_path, req.id);
     if paths.is_empty() {
         return Err(Error::Cgroup {
             field: "linux.cgroupsPath".into(),

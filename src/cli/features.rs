@@ -2,8 +2,9 @@ use serde_json::json;
 
 /// The OCI features document: only what kiln really does on this host (the cgroup layouts it
 /// finds mounted, the seccomp flags its kernel accepts, checkpoint/restore where `criu check`
-/// passes: runc's annotation, which runc sets whatever its host).
-pub fn run() -> anyhow::Result<i32> {
+/// passes: runc's annotation, which runc sets whatever its host; the verdict is kept under the
+/// state root).
+pub fn run(g: &crate::cli::Globals) -> anyhow::Result<i32> {
     let mut options: Vec<&str> = crate::spec::mount_options::known_options().collect();
     options.sort();
     let mut caps: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
@@ -14,7 +15,7 @@ pub fn run() -> anyhow::Result<i32> {
         "io.github.kiln.version".into(),
         env!("CARGO_PKG_VERSION").into(),
     );
-    let criu = crate::container::checkpoint::criu_check();
+    let criu = crate::container::checkpoint::criu_check(&g.root);
     annotations.insert(
         "org.opencontainers.runc.checkpoint.enabled".into(),
         criu.is_ok().to_string().into(),

@@ -118,8 +118,36 @@ pub fn command() -> clap::Command {
 /// runc's exit status for every usage error (clap's own is 2).
 const USAGE_EXIT: i32 = 1;
 
+/// runc's flag parser (Go's) takes a long flag after one dash as well as two, and containerd's
+/// go-runc spells one so: `restore -no-subreaper`. clap does not: for the commands whose only
+/// positional argument is the container ID (no command line of the container's own to leave
+/// alone), a single-dash long flag of theirs is given its second dash.
+fn go_spellings(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let cmd = Cli::command();
+    let Some(at) = args
+        .iter()
+        .position(|a| a == "checkpoint" || a == "restore")
+    else {
+        return args;
+    };
+    let sub = cmd
+        .find_subcommand(args[at].to_str().unwrap_or_default())
+        .expect("checkpoint and restore are kiln's commands");
+    let longs: Vec<&str> = sub.get_arguments().filter_map(|a| a.get_long()).collect();
+    for arg in &mut args[at + 1..] {
+        let Some(flag) = arg.to_str().and_then(|a| a.strip_prefix('-')) else {
+            continue;
+        };
+        let name = flag.split_once('=').map_or(flag, |(n, _)| n);
+        if name.len() > 1 && longs.contains(&name) {
+            *arg = format!("-{}", arg.to_string_lossy()).into();
+        }
+    }
+    args
+}
+
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(go_spellings(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -149,10 +177,12 @@ pub fn main() -> i32 {
         log::error("no command given: try `kiln --help`");
         return USAGE_EXIT;
     };
-    // `spec` and `features` keep no state: they work without a state root.
+    // `spec` and `features` keep no state: they work without a state root (`features` keeps
+    // criu's verdict in one that exists).
     let root = match (cli.root, &command) {
         (Some(root), _) => root,
-        (None, Command::Spec(_) | Command::Features) => PathBuf::new(),
+        (None, Command::Spec(_)) => PathBuf::new(),
+        (None, Command::Features) => default_root().unwrap_or_default(),
         (None, _) => match default_root() {
             Ok(root) => root,
             Err(e) => {
@@ -190,7 +220,7 @@ pub fn main() -> i32 {
         Command::Ps(a) => ps::run(&g, a),
         Command::Update(a) => update::run(&g, a),
         Command::Events(a) => events::run(&g, a),
-        Command::Features => features::run(),
+        Command::Features => features::run(&g),
         Command::Checkpoint(a) => checkpoint::run(&g, a),
         Command::Restore(a) => restore::run(&g, a),
     };
@@ -277,6 +307,40 @@ mod tests {
         );
     }
 
+    #[test]
+    fn go_spellings_of_restore_flags() {
+        let v = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        let args = v(&[
+            "kiln",
+            "--root",
+            "/r",
+            "restore",
+            "--detach",
+            "-no-subreaper",
+            "-image-path=/i",
+            "-d",
+            "id",
+        ]);
+        assert_eq!(
+            super::go_spellings(args),
+            v(&[
+                "kiln",
+                "--root",
+                "/r",
+                "restore",
+                "--detach",
+                "--no-subreaper",
+                "--image-path=/i",
+                "-d",
+                "id"
+            ])
+        );
+        // Other commands, and what is no flag of restore's, are left as they are.
+        let exec = v(&["kiln", "exec", "id", "ls", "-no-subreaper"]);
+        assert_eq!(super::go_spellings(exec.clone()), exec);
+        let odd = v(&["kiln", "restore", "-nosuch", "id"]);
+        assert_eq!(super::go_spellings(odd.clone()), odd);
+    }
     #[test]
     fn usage_errors_give_one_hint() {
         let e = super::usage_error(

@@ -22,14 +22,18 @@ use crate::container::lifecycle::{self, CreateOptions, Undo};
 use crate::container::{Container, Status};
 use crate::error::{Context, Error, Result};
 use crate::process::spawn::Init;
-use crate::spec::Bundle;
+use crate::spec::{Bundle, lexically_clean};
 
 const CRIU: &str = "criu";
 /// runc's name for init's stdio at dump time.
 const DESCRIPTORS: &str = "descriptors.json";
 const KILN_IMAGE: &str = "kiln-criu.json";
+/// `criu check`'s verdict, in the state root's cache directory.
+const CHECK_RECORD: &str = "criu-check";
 /// Where the restored init's pid comes back, in the new container's directory.
 const PID_FILE: &str = "criu.pid";
+/// Where init's terminal is bound in the container (`tty::setup_in_container`).
+const CONSOLE: &str = "/dev/console";
 /// The first fd criu inherits beyond stdio (namespaces, the pty's slave).
 const FIRST_FD: i32 = 3;
 
@@ -43,8 +47,50 @@ struct KilnImage {
     cgroup_binds: Vec<(PathBuf, String)>,
 }
 
-/// Whether criu runs here: `criu check`'s verdict, or why not in one line.
-pub fn criu_check() -> std::result::Result<(), String> {
+/// Whether criu runs here: `criu check`'s verdict, or why not in one line. The verdict is kept
+/// under the state root `root`, when that exists, for as long as it holds (`criu::check_key`):
+/// `criu check` takes seconds on a slow machine, and `features` may be asked often.
+pub fn criu_check(root: &Path) -> std::result::Result<(), String> {
+    let key = check_key().filter(|_| !root.as_os_str().is_empty() && root.is_dir());
+    let Some(key) = key else {
+        return run_criu_check();
+    };
+    let dir = root.join(crate::seccomp::cache::CACHE_DIR);
+    let record = dir.join(CHECK_RECORD);
+    let cached = std::fs::read_to_string(&record)
+        .ok()
+        .and_then(|r| criu::checked(&r, &key));
+    if let Some(verdict) = cached {
+        return verdict;
+    }
+    let verdict = run_criu_check();
+    let text = criu::check_record(&key, &verdict);
+    if let Err(e) = crate::seccomp::cache::write_entry(&dir, CHECK_RECORD, text.as_bytes()) {
+        crate::log::debug(|| format!("{}: not kept: {e}", record.display()));
+    }
+    verdict
+}
+
+/// The key of `criu check`'s verdict here, None when criu is not in PATH (or the boot is
+/// unknown): then nothing is kept.
+fn check_key() -> Option<String> {
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let path = std::env::var_os("PATH")?;
+    let (criu, meta) = std::env::split_paths(&path)
+        .map(|dir| dir.join(CRIU))
+        .find_map(|p| {
+            let m = std::fs::metadata(&p).ok()?;
+            (m.is_file() && m.mode() & 0o111 != 0).then_some((p, m))
+        })?;
+    Some(criu::check_key(
+        &boot_id,
+        nix::unistd::geteuid().as_raw(),
+        &criu,
+        &meta,
+    ))
+}
+
+fn run_criu_check() -> std::result::Result<(), String> {
     let out = crate::sys::without_inherited_fds(&mut Command::new(CRIU))
         .arg("check")
         .stdin(Stdio::null())
@@ -168,6 +214,9 @@ fn dump_facts(c: &Container, spec: &Spec) -> Result<DumpFacts> {
         // stat follows the fd to the pty's slave in the container's devpts.
         let m = std::fs::metadata(format!("/proc/{pid}/fd/0"))
             .ctx(|| format!("reading init's terminal /proc/{pid}/fd/0"))?;
+        // The slave is also bound to /dev/console, a devpts bind whose master criu would look
+        // for in the tree: external, given the new pty's slave on restore.
+        external_mounts.push(PathBuf::from(CONSOLE));
         Some(criu::tty_key(m.rdev(), m.dev()))
     } else {
         None
@@ -185,15 +234,20 @@ fn dump_facts(c: &Container, spec: &Spec) -> Result<DumpFacts> {
 
 /// runc's bind mounts (a `bind` or `rbind` option): destination, and source against the bundle.
 fn binds(spec: &Spec) -> impl Iterator<Item = (PathBuf, PathBuf)> + '_ {
-    spec.mounts().iter().flatten().filter_map(|m| {
-        let bind = m
-            .options()
-            .iter()
-            .flatten()
-            .any(|o| o == "bind" || o == "rbind");
-        let source = m.source().clone()?;
-        bind.then(|| (clean(m.destination()), source))
-    })
+    spec.mounts()
+        .iter()
+        .flatten()
+        .filter_map(|m| Some((lexically_clean(m.destination()), binds_source(m)?.clone())))
+}
+
+/// The source of a bind mount (a `bind` or `rbind` option), as the config has it.
+fn binds_source(m: &oci_spec::runtime::Mount) -> Option<&PathBuf> {
+    let bind = m
+        .options()
+        .iter()
+        .flatten()
+        .any(|o| o == "bind" || o == "rbind");
+    m.source().as_ref().filter(|_| bind)
 }
 
 /// Every device node the container gets (runc's list: the defaults and linux.devices).
@@ -205,21 +259,12 @@ fn devices(spec: &Spec) -> Vec<PathBuf> {
                 .iter()
                 .filter_map(|l| l.devices().as_ref())
                 .flatten()
-                .map(|d| clean(d.path())),
+                .map(|d| lexically_clean(d.path())),
         )
         .collect();
     all.sort();
     all.dedup();
     all
-}
-
-/// A destination as criu sees it in the container: absolute, without `.` or `//`.
-fn clean(p: &Path) -> PathBuf {
-    Path::new("/").join(
-        p.components()
-            .filter(|c| matches!(c, std::path::Component::Normal(_)))
-            .collect::<PathBuf>(),
-    )
 }
 
 fn ns_path(spec: &Spec, t: LinuxNamespaceType) -> Option<PathBuf> {
@@ -241,7 +286,14 @@ pub struct RestoreOptions {
 /// A new container `id` from the images: made as `create` makes one up to its cgroup, then
 /// criu restores the tree into it instead of kiln spawning init.
 pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, Init)> {
-    let (bundle, resources, cgroup, state, rdt) = lifecycle::prepare(id, &o.create)?;
+    let lifecycle::Prepared {
+        bundle,
+        resources,
+        cgroup,
+        state,
+        hierarchies,
+        rdt,
+    } = lifecycle::prepare(id, &o.create)?;
     if rdt.is_some() {
         return Err(Error::config(
             &bundle.config,
@@ -326,10 +378,12 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, 
             t => join_ns.push((crate::namespaces::proc_name(t), path.clone())),
         }
     }
+    let mut console = None;
     let pty = match &image.tty {
         Some(key) => {
-            let (master, slave, _) = crate::tty::open_pair()?;
+            let (master, slave, name) = crate::tty::open_pair()?;
             extra.push((key.clone(), slave.into()));
+            console = Some((PathBuf::from(CONSOLE), PathBuf::from(name)));
             Some(master)
         }
         None => None,
@@ -347,17 +401,8 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, 
             .map(|(i, (key, _))| (key.clone(), FIRST_FD + i as i32)),
     );
 
-    let all =
-        cgroups::hierarchies().ctx(|| "reading /proc/self/mountinfo and /proc/self/cgroup")?;
-    let cgroup_roots = cgroup
-        .paths()
-        .iter()
-        .filter_map(|(ctrl, dir)| {
-            let h = all.iter().find(|h| &h.controllers == ctrl)?;
-            let rel = dir.strip_prefix(&h.mount_point).ok()?;
-            Some((ctrl.clone(), format!("/{}", rel.display())))
-        })
-        .collect();
+    let new_paths = cgroup.paths();
+    let cgroup_roots = cgroups::roots(&hierarchies, &new_paths);
 
     // criu wants its root a mount point whose parent is not overmounted: runc's bind of the
     // rootfs under the container's directory.
@@ -367,12 +412,13 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, 
         .create(&criu_root)
         .ctx(|| format!("creating {}", criu_root.display()))?;
     let _root_mount = BindMount::new(&bundle.rootfs, &criu_root)?;
+    make_mount_points(&bundle)?;
     let pid_file = dir.join(PID_FILE);
     let mut external_mounts: Vec<(PathBuf, PathBuf)> = binds(&bundle.spec)
         .map(|(dest, src)| (dest, bundle.dir.join(src)))
         .collect();
     external_mounts.extend(devices(&bundle.spec).into_iter().map(|d| (d.clone(), d)));
-    let new_paths = cgroup.paths();
+    external_mounts.extend(console);
     for (dest, key) in &image.cgroup_binds {
         let dir = new_paths.get(key).ok_or_else(|| Error::Criu {
             op: "restore",
@@ -547,6 +593,81 @@ fn criu_status(
         op,
         msg: format!("{why} (criu {status}, log {})", log.display()),
     })
+}
+
+/// criu mounts onto the mount points it finds in the rootfs, and a fresh rootfs (containerd's
+/// new snapshot) lacks those `create` made: each is made again, inside the rootfs, as runc's
+/// prepareCriuRestoreMounts does. Binds are mounted meanwhile, so that the points of mounts
+/// inside them can be made too, and detached before criu runs. cgroup mounts need none (criu
+/// has /sys/fs/cgroup's tmpfs, or cgroup2 is /sys's), nor mounts on a tmpfs (criu restores it
+/// whole).
+fn make_mount_points(bundle: &Bundle) -> Result<()> {
+    let root: OwnedFd = std::fs::File::open(&bundle.rootfs)
+        .ctx(|| format!("opening the rootfs {}", bundle.rootfs.display()))?
+        .into();
+    let mounts = bundle.spec.mounts().as_deref().unwrap_or_default();
+    let on_tmpfs = |dest: &Path| {
+        mounts.iter().any(|t| {
+            t.typ().as_deref() == Some("tmpfs")
+                && dest.starts_with(lexically_clean(t.destination()))
+                && dest != lexically_clean(t.destination())
+        })
+    };
+    let mut binds = TempBinds {
+        root: &root,
+        dests: vec![],
+    };
+    for m in mounts {
+        let dest = lexically_clean(m.destination());
+        if m.typ().as_deref() == Some("cgroup") || on_tmpfs(&dest) {
+            continue;
+        }
+        let source = binds_source(m).map(|s| bundle.dir.join(s));
+        let field = || {
+            format!(
+                "mounts: {}: making its mount point for criu",
+                dest.display()
+            )
+        };
+        let point = match &source {
+            Some(s) if !s.is_dir() => crate::rootfs::resolve::create_file(&root, &dest),
+            _ => crate::rootfs::resolve::mkdir_all(&root, &dest),
+        }
+        .ctx(field)?;
+        if let Some(s) = source {
+            let target = crate::rootfs::resolve::fd_path(&point);
+            nix::mount::mount(
+                Some(&s),
+                &target,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .ctx(|| format!("bind {} to {} for criu", s.display(), dest.display()))?;
+            binds.dests.push(dest);
+        }
+    }
+    Ok(())
+}
+
+/// The binds `make_mount_points` made in the rootfs, detached (last first) on drop: each found
+/// again inside the rootfs, where it is now the mount's root.
+struct TempBinds<'a> {
+    root: &'a OwnedFd,
+    dests: Vec<PathBuf>,
+}
+
+impl Drop for TempBinds<'_> {
+    fn drop(&mut self) {
+        for dest in self.dests.iter().rev() {
+            if let Ok(fd) = crate::rootfs::resolve::open(self.root, dest, libc::O_PATH) {
+                let _ = nix::mount::umount2(
+                    &crate::rootfs::resolve::fd_path(&fd),
+                    nix::mount::MntFlags::MNT_DETACH,
+                );
+            }
+        }
+    }
 }
 
 /// A recursive bind mount, detached again on drop.

@@ -19,6 +19,9 @@
 //! - A terminal's master is outside the container: on dump its slave is an external tty
 //!   (`tty[RDEV:DEV]`), on restore kiln gives criu a new pty's slave in its place
 //!   (`--inherit-fd fd[N]:tty[RDEV:DEV]`) and keeps the master (console socket or relay).
+//!   The slave's bind on /dev/console is an external mount too (criu would look for its master
+//!   in the tree, and runc's way around that, orphan-pts-master, is RPC only), given the new
+//!   slave on restore.
 //! - Stdio pipes of the caller (runc's descriptors.json) are inherited by restore's own stdio
 //!   (`--inherit-fd fd[0]:pipe:[INODE]`).
 
@@ -300,6 +303,51 @@ pub fn restore_args(c: &Common, facts: &RestoreFacts) -> Vec<OsString> {
     a.0
 }
 
+/// The first line of `features`' record of `criu check` (its format's version).
+const CHECK_HEADER: &str = "kiln criu check 1\n";
+
+/// What `criu check`'s verdict holds for: the boot (the kernel and its state since), the user
+/// (criu needs root) and the criu binary (its path and file identity: a reinstalled or updated
+/// criu is another).
+pub fn check_key(boot_id: &str, euid: u32, criu: &Path, m: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!(
+        "boot {} euid {euid} criu {:?} {}:{} {} {}.{} {}.{}",
+        boot_id.trim(),
+        criu,
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    )
+}
+
+/// The record of `criu check`'s verdict under `key`.
+pub fn check_record(key: &str, verdict: &std::result::Result<(), String>) -> String {
+    let verdict = match verdict {
+        Ok(()) => "ok".to_owned(),
+        Err(why) => format!("unavailable {}", why.replace('\n', " ")),
+    };
+    format!("{CHECK_HEADER}{key}\n{verdict}\n")
+}
+
+/// The verdict in `record`, if it is whole and for `key`.
+pub fn checked(record: &str, key: &str) -> Option<std::result::Result<(), String>> {
+    let rest = record.strip_prefix(CHECK_HEADER)?;
+    let (k, rest) = rest.split_once('\n')?;
+    let verdict = rest
+        .strip_suffix('\n')
+        .filter(|v| k == key && !v.contains('\n'))?;
+    match verdict.split_once(' ') {
+        None if verdict == "ok" => Some(Ok(())),
+        Some(("unavailable", why)) => Some(Err(why.to_owned())),
+        _ => None,
+    }
+}
+
 /// The errors criu wrote in its log, one line: each `Error (file:line): msg` as its message,
 /// the first few and the last (what failed in the end), so that the user sees why.
 pub fn log_errors(log: &str) -> Option<String> {
@@ -535,6 +583,29 @@ mod tests {
         assert_eq!(CgroupMode::parse("full").unwrap(), Some(CgroupMode::Full));
         let e = CgroupMode::parse("hard").unwrap_err().to_string();
         assert!(e.starts_with("--manage-cgroups-mode \"hard\""), "{e}");
+    }
+
+    #[test]
+    fn check_records_hold_for_their_key_only() {
+        let m = std::fs::metadata("/").unwrap();
+        let key = check_key("b0\n", 0, Path::new("/usr/sbin/criu"), &m);
+        assert!(
+            key.starts_with("boot b0 euid 0 criu \"/usr/sbin/criu\" "),
+            "{key}"
+        );
+        assert_ne!(key, check_key("b1", 0, Path::new("/usr/sbin/criu"), &m));
+        assert_ne!(key, check_key("b0", 1000, Path::new("/usr/sbin/criu"), &m));
+        assert_ne!(key, check_key("b0", 0, Path::new("/usr/bin/criu"), &m));
+        let ok = check_record(&key, &Ok(()));
+        assert_eq!(checked(&ok, &key), Some(Ok(())));
+        let no = check_record(&key, &Err("vdso: Failed\nagain".into()));
+        assert_eq!(checked(&no, &key), Some(Err("vdso: Failed again".into())));
+        // Another key, a damaged or cut record: none.
+        assert_eq!(checked(&ok, "boot b1"), None);
+        assert_eq!(checked(&ok[..ok.len() - 1], &key), None);
+        assert_eq!(checked(&ok.replace("ok", "maybe"), &key), None);
+        assert_eq!(checked(&format!("{ok}more\n"), &key), None);
+        assert_eq!(checked("", &key), None);
     }
 
     #[test]

@@ -81,15 +81,18 @@ impl Drop for Undo<'_> {
     }
 }
 
-/// What `create` and `restore` decide before anything exists: the bundle, its resources, the
-/// cgroup's manager, the state (pid 0) and the resctrl plan, every check on the config passed.
-pub(super) type Prepared = (
-    Bundle,
-    LinuxResources,
-    Box<dyn Manager>,
-    State,
-    Option<resctrl::Plan>,
-);
+/// What `create` and `restore` decide before anything exists, every check on the config passed.
+pub(super) struct Prepared {
+    pub bundle: Bundle,
+    pub resources: LinuxResources,
+    pub cgroup: Box<dyn Manager>,
+    /// The state, pid 0.
+    pub state: State,
+    /// The host's cgroup hierarchies the cgroup was placed in.
+    pub hierarchies: Vec<cgroups::Hierarchy>,
+    /// Where resctrl is mounted and the config asks for RDT: the resctrl plan.
+    pub rdt: Option<resctrl::Plan>,
+}
 
 pub(super) fn prepare(id: &str, o: &CreateOptions) -> Result<Prepared> {
     crate::container::id::validate(id)?;
@@ -114,13 +117,18 @@ pub(super) fn prepare(id: &str, o: &CreateOptions) -> Result<Prepared> {
         .linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().as_deref());
-    let cgroup = cgroups::new(&cgroups::Request {
-        id,
-        cgroups_path,
-        systemd: o.systemd_cgroup,
-        rootless: o.rootless,
-        resources: &resources,
-    })?;
+    let hierarchies =
+        cgroups::hierarchies().ctx(|| "reading /proc/self/mountinfo and /proc/self/cgroup")?;
+    let cgroup = cgroups::new(
+        &cgroups::Request {
+            id,
+            cgroups_path,
+            systemd: o.systemd_cgroup,
+            rootless: o.rootless,
+            resources: &resources,
+        },
+        &hierarchies,
+    )?;
     let paths = cgroup.paths();
     let state = State {
         oci_version: bundle.spec.version().clone(),
@@ -142,11 +150,25 @@ pub(super) fn prepare(id: &str, o: &CreateOptions) -> Result<Prepared> {
         resources: Some(resources.clone()),
         intel_rdt: None,
     };
-    Ok((bundle, resources, cgroup, state, rdt))
+    Ok(Prepared {
+        bundle,
+        resources,
+        cgroup,
+        state,
+        hierarchies,
+        rdt,
+    })
 }
 
 pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, Init)> {
-    let (bundle, resources, cgroup, state, rdt) = prepare(id, o)?;
+    let Prepared {
+        bundle,
+        resources,
+        cgroup,
+        state,
+        rdt,
+        ..
+    } = prepare(id, o)?;
     // Declared first, dropped last: on an error the devices go back to the host after all else.
     let net_devices = crate::netdev::NetDevices::new(&bundle, o.rootless)?;
     let cache = crate::seccomp::cache::Cache::new(root);

@@ -9,6 +9,7 @@ use oci_spec::runtime::Mount;
 
 use crate::error::{Context, Error, Result};
 use crate::rootfs::resolve::{self, fd_path};
+use crate::spec::lexically_clean;
 use crate::spec::mount_options::MountOptions;
 use crate::sys;
 
@@ -144,21 +145,6 @@ pub fn readonly_deferred(m: &Mount) -> bool {
         && !opts.is_bind()
         && typ != "bind"
         && (typ == "tmpfs" || lexically_clean(m.destination()) == Path::new("/dev"))
-}
-
-/// `path` as an absolute path without `.`, `..` or repeated separators, read as text only.
-fn lexically_clean(path: &Path) -> PathBuf {
-    let mut clean = PathBuf::from("/");
-    for c in path.components() {
-        match c {
-            std::path::Component::Normal(n) => clean.push(n),
-            std::path::Component::ParentDir => {
-                clean.pop();
-            }
-            _ => {}
-        }
-    }
-    clean
 }
 
 /// Mounts one `mounts` entry inside the rootfs open at `root`.

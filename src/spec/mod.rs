@@ -36,6 +36,22 @@ pub fn check_id(id: impl Into<u64>) -> std::result::Result<(), Problem> {
 pub use invalid::Problem;
 pub use validate::{Host, check_user};
 
+/// `path` as an absolute path without `.`, `..` or repeated separators, read as text only: a
+/// mount destination or device path as it is in the container (`..` stops at its root).
+pub fn lexically_clean(path: &Path) -> PathBuf {
+    let mut clean = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            std::path::Component::Normal(n) => clean.push(n),
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            _ => {}
+        }
+    }
+    clean
+}
+
 /// The config's name for a limit (`RLIMIT_NOFILE`), for messages.
 pub fn rlimit_name(t: PosixRlimitType) -> String {
     serde_json::to_value(t)
@@ -183,6 +199,19 @@ mod tests {
         parse(Path::new("config.json"), json.as_bytes())
             .expect_err("should fail")
             .to_string()
+    }
+
+    #[test]
+    fn lexically_clean_paths() {
+        for (path, clean) in [
+            ("/data", "/data"),
+            ("data//x/./y/", "/data/x/y"),
+            ("/a/../b", "/b"),
+            ("/../../etc", "/etc"),
+            ("", "/"),
+        ] {
+            assert_eq!(lexically_clean(Path::new(path)), Path::new(clean), "{path}");
+        }
     }
 
     #[test]
