@@ -2249,4 +2249,104 @@ mod tests {
         assert!(!has_mount_namespace(&s));
         assert!(!has_mount_namespace(&spec(serde_json::json!({}))));
     }
+
+    // whole configs: what `kiln spec` writes
+
+    fn entries(json: &str) -> Vec<Entry> {
+        let s: Spec = serde_json::from_str(json).unwrap();
+        s.mounts()
+            .iter()
+            .flatten()
+            .map(|m| entry(m, Path::new(BUNDLE), DIR).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn runcs_default_config_mounts_as_runc() {
+        let e = entries(include_str!("../spec/runc-spec.json"));
+        let fstypes: Vec<&str> = e
+            .iter()
+            .map(|e| match &e.action {
+                Action::Mount { fstype, .. } => fstype.as_str(),
+                Action::Cgroup { .. } => "cgroup",
+                a => panic!("{a:?}"),
+            })
+            .collect();
+        assert_eq!(
+            fstypes,
+            [
+                "proc", "tmpfs", "devpts", "tmpfs", "mqueue", "sysfs", "cgroup"
+            ]
+        );
+        let dirs: Vec<bool> = e.iter().map(|e| e.require_directory).collect();
+        assert_eq!(dirs, [true, false, false, false, false, true, false]);
+        // /dev and /dev/shm say mode=, so neither takes the covered directory's.
+        assert!(e.iter().all(|e| !e.keep_mode && e.mount_point == Kind::Dir));
+        assert!(e.iter().take(6).all(|e| e.after.as_deref() == Some(&[])));
+        assert_eq!(
+            e[6].action,
+            Action::Cgroup {
+                flags: MsFlags::MS_NOSUID
+                    | MsFlags::MS_NOEXEC
+                    | MsFlags::MS_NODEV
+                    | MsFlags::MS_RELATIME
+                    | MsFlags::MS_RDONLY
+            }
+        );
+    }
+
+    #[test]
+    fn runcs_default_config_finalizes_as_runc() {
+        let s: Spec = serde_json::from_str(include_str!("../spec/runc-spec.json")).unwrap();
+        let f = finalize(&s);
+        assert_eq!(f.remount_readonly, []);
+        assert_eq!(f.readonly.len(), 5);
+        assert_eq!(f.masked.len(), 10);
+        assert!(f.readonly_root);
+        assert_eq!(
+            root(&s).unwrap().unwrap().root,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC
+        );
+        assert_eq!(enter(&s, false).unwrap().how, How::Pivot);
+        assert_eq!(dev(&s, false, true).unwrap().nodes.len(), 6);
+    }
+
+    #[test]
+    fn runcs_rootless_config_binds_sys_and_has_host_nodes() {
+        let json = include_str!("../spec/runc-spec-rootless.json");
+        let e = entries(json);
+        let sys = e
+            .iter()
+            .find(
+                |e| matches!(&e.action, Action::Bind { source, .. } if source == Path::new("/sys")),
+            )
+            .expect("/sys bound");
+        assert_eq!(
+            sys.action,
+            Action::Bind {
+                source: "/sys".into(),
+                flags: MsFlags::MS_BIND | MsFlags::MS_REC
+            }
+        );
+        assert_eq!(
+            sys.after.as_deref(),
+            Some(
+                &[After::Remount {
+                    flags: MsFlags::MS_NOSUID
+                        | MsFlags::MS_NOEXEC
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_RDONLY,
+                    clear: F
+                }][..]
+            )
+        );
+        let s: Spec = serde_json::from_str(json).unwrap();
+        assert!(
+            dev(&s, true, false)
+                .unwrap()
+                .nodes
+                .iter()
+                .all(|n| n.bind_host)
+        );
+    }
 }
