@@ -508,8 +508,8 @@ pub const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[
     ("/dev/tty", 5, 0),
 ];
 
-/// The container's /dev: nodes first, then the symlinks (which point into them and into
-/// /proc, and /dev/ptmx into the container's own devpts).
+/// The container's /dev: nodes first, then the symlinks into /proc, then (always, replacing
+/// any node there) /dev/ptmx into the container's own devpts.
 #[derive(Debug, PartialEq)]
 pub struct Dev {
     pub nodes: Vec<Node>,
