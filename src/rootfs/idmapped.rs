@@ -135,7 +135,7 @@ fn bind_source(
         opts.flags.contains(nix::mount::MsFlags::MS_REC),
     )
     .ok()?;
-    let private = super::root_propagation(spec)
+    let private = super::plan::root_propagation(spec)
         .ok()
         .flatten()
         .is_some_and(|p| p.contains(nix::mount::MsFlags::MS_PRIVATE));

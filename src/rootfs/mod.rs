@@ -7,6 +7,7 @@ mod cgroupfs;
 pub mod devices;
 pub mod idmapped;
 pub mod mount;
+pub mod plan;
 mod readonly;
 pub mod resolve;
 
@@ -16,42 +17,10 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::unistd::{chdir, chroot, fchdir, pivot_root};
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::Spec;
 
-use crate::error::{Context, Error, Result};
-
-/// Whether the container has a mount namespace of its own (new or joined). Without one (the
-/// spec: a namespace not listed is the runtime's), the mounts are made in the host's and the
-/// root is entered by chroot, as runc does; nothing of the host's own mounts is changed.
-pub fn has_mount_namespace(spec: &Spec) -> bool {
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_deref())
-        .unwrap_or_default()
-        .iter()
-        .any(|n| n.typ() == LinuxNamespaceType::Mount)
-}
-
-/// `linux.rootfsPropagation` as mount flags; None when unset.
-pub(crate) fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
-    match spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.rootfs_propagation().as_deref())
-    {
-        None | Some("") => Ok(None),
-        Some(p) => match crate::spec::mount_options::MountOptions::parse(&[p])
-            .ok()
-            .and_then(|o| o.propagation.first().copied())
-        {
-            Some(flag) => Ok(Some(flag)),
-            None => Err(Error::refused(
-                "linux.rootfsPropagation",
-                format!("{p:?} is not a propagation mode"),
-            )),
-        },
-    }
-}
+use crate::error::{Context, Result};
+use crate::rootfs::plan::How;
 
 /// Mounts everything the config asks for under `rootfs`, then /dev, then the process's cwd.
 /// `cgroup2`: the container's cgroup v2 directory on the host (see `cgroupfs`).
@@ -64,30 +33,12 @@ pub fn prepare(
     cgroup2: Option<&Path>,
     trees: &idmapped::Trees,
 ) -> Result<()> {
-    let linux = spec.linux().as_ref();
     let mounts = spec.mounts().as_deref().unwrap_or_default();
     mount::check_count(mounts.len())?;
-    if has_mount_namespace(spec) {
-        // runc's prepareRoot, in its order. Nothing the container mounts may propagate back to
-        // the host: slave by default. The rootfs's parent mount must not be shared (pivot_root
-        // refuses, and the rootfs bind would propagate to the host), and must be made so before
-        // that bind: a shared or unbindable `/` would refuse it. A propagation other than
-        // private or slave is given to the new root after `enter`.
-        let propagation = root_propagation(spec)?;
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            propagation.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC),
-            None::<&str>,
-        )
-        .ctx(|| "linux.rootfsPropagation: setting / propagation")?;
-        let parent = if propagation.is_some_and(|p| p.contains(MsFlags::MS_SLAVE)) {
-            MsFlags::MS_SLAVE
-        } else {
-            MsFlags::MS_PRIVATE
-        };
-        parent_mount_propagation(rootfs, parent)?;
+    if let Some(p) = plan::root(spec)? {
+        mount(None::<&str>, "/", None::<&str>, p.root, None::<&str>)
+            .ctx(|| "linux.rootfsPropagation: setting / propagation")?;
+        parent_mount_propagation(rootfs, p.parent)?;
         mount(
             Some(rootfs),
             rootfs,
@@ -105,16 +56,8 @@ pub fn prepare(
     for (i, m) in mounts.iter().enumerate() {
         mount::mount_entry(&root, m, i, bundle, cgroupns, cgroup2, trees.get(i))?;
     }
-    // A /dev bind-mounted from the host already has its nodes; anything else needs them made.
-    let dev_is_bind = mounts
-        .iter()
-        .any(|m| m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("bind"));
-    if !dev_is_bind {
-        let devices = linux
-            .and_then(|l| l.devices().as_deref())
-            .unwrap_or_default();
-        devices::create(&root, devices, in_userns)?;
-        devices::symlinks(&root)?;
+    if let Some(dev) = plan::dev(spec, in_userns, Path::new("/proc/kcore").exists()) {
+        devices::create(&root, &dev)?;
     }
     // cwd is created now, as root, so a user without write access to its parent still gets it.
     if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd()) {
@@ -147,43 +90,41 @@ fn parent_mount_propagation(path: &Path, flags: MsFlags) -> Result<()> {
 /// roots that pivot_root cannot leave, such as a ramfs), or without a mount namespace of the
 /// container's a chroot only.
 pub fn enter(spec: &Spec, rootfs: &Path, no_pivot: bool) -> Result<()> {
+    let p = plan::enter(spec, no_pivot)?;
     chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
-    let mntns = has_mount_namespace(spec);
-    if !mntns {
-        chroot(".").ctx(|| "chroot into the rootfs")?;
-    } else if no_pivot {
-        hide_host_pseudo_filesystems(rootfs)?;
-        mount(
-            Some(rootfs),
-            "/",
-            None::<&str>,
-            MsFlags::MS_MOVE,
-            None::<&str>,
-        )
-        .ctx(|| "moving the rootfs to /")?;
-        chroot(".").ctx(|| "chroot into the rootfs")?;
-    } else {
-        // pivot_root(".", ".") stacks the old root on top of the new one: unmounting "." then
-        // removes it without needing a directory for it inside the container.
-        let old_root: OwnedFd = std::fs::File::open("/").ctx(|| "opening /")?.into();
-        pivot_root(".", ".").ctx(|| "pivot_root")?;
-        fchdir(std::os::fd::AsRawFd::as_raw_fd(&old_root)).ctx(|| "fchdir to the old root")?;
-        mount(
-            None::<&str>,
-            ".",
-            None::<&str>,
-            MsFlags::MS_SLAVE | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .ctx(|| "making the old root a slave")?;
-        umount2(".", MntFlags::MNT_DETACH).ctx(|| "unmounting the old root")?;
+    match p.how {
+        How::Chroot => chroot(".").ctx(|| "chroot into the rootfs")?,
+        How::MoveAndChroot => {
+            hide_host_pseudo_filesystems(rootfs)?;
+            mount(
+                Some(rootfs),
+                "/",
+                None::<&str>,
+                MsFlags::MS_MOVE,
+                None::<&str>,
+            )
+            .ctx(|| "moving the rootfs to /")?;
+            chroot(".").ctx(|| "chroot into the rootfs")?;
+        }
+        How::Pivot => {
+            // pivot_root(".", ".") stacks the old root on top of the new one: unmounting "."
+            // then removes it without needing a directory for it inside the container.
+            let old_root: OwnedFd = std::fs::File::open("/").ctx(|| "opening /")?.into();
+            pivot_root(".", ".").ctx(|| "pivot_root")?;
+            fchdir(std::os::fd::AsRawFd::as_raw_fd(&old_root)).ctx(|| "fchdir to the old root")?;
+            mount(
+                None::<&str>,
+                ".",
+                None::<&str>,
+                MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .ctx(|| "making the old root a slave")?;
+            umount2(".", MntFlags::MNT_DETACH).ctx(|| "unmounting the old root")?;
+        }
     }
     chdir("/").ctx(|| "chdir /")?;
-    // Applied to the new `/` only now: before, it would have reached the host's root mount.
-    if mntns
-        && let Some(p) = root_propagation(spec)?
-        && !p.intersects(MsFlags::MS_PRIVATE | MsFlags::MS_SLAVE)
-    {
+    if let Some(p) = p.propagation {
         mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
             .ctx(|| "linux.rootfsPropagation: setting the propagation of the new /")?;
     }
@@ -241,54 +182,34 @@ fn whole_pseudo_mounts(mountinfo: &str, rootfs: &Path) -> Vec<PathBuf> {
 
 /// After pivot_root: maskedPaths, readonlyPaths and `root.readonly`.
 pub fn finalize(spec: &Spec) -> Result<()> {
-    let linux = spec.linux().as_ref();
-    // tmpfs mounts and /dev were mounted writable, so that what goes under them could be made:
-    // read-only now, as asked (runc's finalizeRootfs).
+    let p = plan::finalize(spec);
     let root: OwnedFd = std::fs::File::open("/").ctx(|| "opening /")?.into();
-    for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        if mount::readonly_deferred(m) {
-            let field = || {
-                format!(
-                    "mounts[{i}] ({}): remounting read-only",
-                    m.destination().display()
-                )
-            };
-            let fd = resolve::open(&root, m.destination(), libc::O_PATH | libc::O_DIRECTORY)
-                .ctx(field)?;
-            let target = resolve::fd_path(&fd);
-            let keep = mount::locked_flags(&target)?;
-            mount(
-                None::<&str>,
-                &target,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep,
-                None::<&str>,
-            )
-            .ctx(field)?;
-        }
+    for (i, dest) in &p.remount_readonly {
+        let field = || format!("mounts[{i}] ({}): remounting read-only", dest.display());
+        let fd = resolve::open(&root, dest, libc::O_PATH | libc::O_DIRECTORY).ctx(field)?;
+        let target = resolve::fd_path(&fd);
+        let keep = mount::locked_flags(&target)?;
+        mount(
+            None::<&str>,
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep,
+            None::<&str>,
+        )
+        .ctx(field)?;
     }
-    let readonly_paths = linux
-        .and_then(|l| l.readonly_paths().as_deref())
-        .unwrap_or_default();
-    if !readonly_paths.is_empty() {
+    if !p.readonly.is_empty() {
         let mut paths = readonly::ReadonlyPaths::new()?;
-        for p in readonly_paths {
+        for path in &p.readonly {
             paths
-                .apply(Path::new(p))
-                .ctx(|| format!("linux.readonlyPaths: {p}"))?;
+                .apply(Path::new(path))
+                .ctx(|| format!("linux.readonlyPaths: {path}"))?;
         }
     }
-    for p in linux
-        .and_then(|l| l.masked_paths().as_deref())
-        .unwrap_or_default()
-    {
-        mask(Path::new(p)).ctx(|| format!("linux.maskedPaths: {p}"))?;
+    for path in &p.masked {
+        mask(Path::new(path)).ctx(|| format!("linux.maskedPaths: {path}"))?;
     }
-    if spec
-        .root()
-        .as_ref()
-        .is_some_and(|r| r.readonly().unwrap_or(false))
-    {
+    if p.readonly_root {
         let keep = mount::locked_flags(Path::new("/"))?;
         mount(
             None::<&str>,
