@@ -27,7 +27,7 @@ def test_kiln_version_format(ctx):
     assert r.rc == 0, r
     lines = r.out.splitlines()
     assert lines[0].startswith("kiln version "), lines
-    assert any(l.startswith("spec: 1.2") for l in lines), lines
+    assert any(l.startswith("spec: 1.3") for l in lines), lines
     assert "runc: 1.1.5 (command line)" in lines, lines
 
 

@@ -78,6 +78,19 @@ def test_oci_version_1_3_0_is_accepted(ctx):
     assert ctx.run_sh("echo ok").strip() == "ok"
 
 
+@runc_deviates("runc 1.1.5 implements runtime-spec 1.0.2 and says so")
+def test_features_oci_version_max_is_1_3_0_and_such_a_config_runs(ctx):
+    r = ctx.rt("features", glob=[])
+    assert r.rc == 0, r
+    f = json.loads(r.out)
+    assert f["ociVersionMax"] == "1.3.0", f["ociVersionMax"]
+    ctx.config["ociVersion"] = f["ociVersionMax"]
+    ctx.config["process"]["execCPUAffinity"] = {"initial": "0", "final": "0"}
+    ctx.config["linux"]["memoryPolicy"] = {"mode": "MPOL_PREFERRED", "nodes": "0"}
+    # The policy of init's own mappings (execCPUAffinity is for exec'd processes only).
+    assert int(ctx.run_sh("grep -c prefer:0 /proc/self/numa_maps").strip()) > 0
+
+
 @runc_deviates("runc 1.1.5 does not claim intelRdt in features, yet accepts a closID it does not apply")
 def test_features_intel_rdt_claim_matches_create(ctx):
     r = ctx.rt("features", glob=[])

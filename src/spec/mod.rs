@@ -17,7 +17,7 @@ use oci_spec::runtime::{PosixRlimitType, Spec};
 use crate::error::{Context, Error, Result, quote};
 
 /// The runtime-spec version kiln implements (reported by `--version` and `features`).
-pub const OCI_VERSION: &str = "1.2.0";
+pub const OCI_VERSION: &str = "1.3.0";
 
 /// The highest uid or gid kiln accepts anywhere, runc's (moby/sys/user's) limit. Above it lies
 /// 4294967295, which is -1 to setresuid and chown ("leave unchanged"): the process would stay
