@@ -162,7 +162,9 @@ def pytest_configure(config):
 def runtime_has_cgroups():
     """What the runtime itself claims in its OCI features document: a test of a cgroup
     feature runs as soon as the runtime says it has cgroups, and never against its word."""
-    r = subprocess.run([RUNTIME, "features"], capture_output=True, text=True, timeout=10)
+    # Bounded, but not tight: kiln's features asks `criu check` (seconds in the qemu guest when
+    # the machine is loaded, before its verdict is cached).
+    r = subprocess.run([RUNTIME, "features"], capture_output=True, text=True, timeout=60)
     if r.returncode != 0:
         return False
     cg = json.loads(r.stdout).get("linux", {}).get("cgroup", {})
