@@ -13,6 +13,7 @@ mod hooks;
 mod log;
 mod lsm;
 mod namespaces;
+mod notify;
 mod process;
 mod procfs;
 mod rootfs;
