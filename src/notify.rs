@@ -8,8 +8,8 @@
 //!   listens there until `start`: the program cannot run before it.
 //! - `start` and `run` bind `notify.sock` before the program runs; `start` and `run -d` return
 //!   once the program sent `READY=1`, or exited without, having passed `READY=1` and `MAINPID=`
-//!   (init's host pid) to the caller's socket. A foreground `run` relays while it waits, with its
-//!   own pid as `MAINPID` (kiln is the process its caller watches).
+//!   (init's host pid) to the caller's socket. A foreground `run` relays for as long as it
+//!   waits, with its own pid as `MAINPID` (kiln is the process its caller watches).
 //!
 //! Only `READY=1` and `STATUS=` lines pass, each datagram's as one datagram: the host's service
 //! manager must not take the rest of the protocol from a container (`MAINPID=` would name a

@@ -17,7 +17,7 @@ use crate::error::{Context, Result};
 use crate::sys::{self, Exit};
 
 /// Waits for init (a child of ours: `run` is a subreaper), forwarding signals and relaying what
-/// the program reports to NOTIFY_SOCKET (`notify`, until it sent READY=1); returns how it ended.
+/// the program reports to NOTIFY_SOCKET (`notify`); returns how it ended.
 pub fn wait(
     init_pid: i32,
     init_pidfd: &OwnedFd,
@@ -64,14 +64,12 @@ pub fn wait(
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
             .collect();
         if let Some(r) = notify.filter(|_| ready[1]) {
-            // runc's foreground run ignores a relay that fails; the container runs on.
-            match r.forward() {
-                Ok(false) => {}
-                Ok(true) => notify = None,
-                Err(e) => {
-                    crate::log::warn(&e.to_string());
-                    notify = None;
-                }
+            // Relayed for as long as the program runs: a socket left unread would block the
+            // program's later reports once its queue is full. runc's foreground run ignores a
+            // relay that fails; the container runs on.
+            if let Err(e) = r.forward() {
+                crate::log::warn(&e.to_string());
+                notify = None;
             }
         }
         if let (Some(m), Some(true)) = (pty, ready.get(at_pty)) {
