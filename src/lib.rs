@@ -15,6 +15,7 @@ mod lsm;
 mod namespaces;
 mod netdev;
 mod netlink;
+mod notify;
 mod process;
 mod procfs;
 mod rootfs;

@@ -41,6 +41,7 @@ impl CreateFlags {
             no_new_keyring: self.no_new_keyring,
             preserve_fds: self.preserve_fds,
             foreground,
+            notify: crate::notify::caller().is_some(),
         }
     }
 }

@@ -131,7 +131,8 @@ fn exec(g: &Globals, a: Args) -> anyhow::Result<i32> {
         crate::signals::restore(&spawned.saved_mask);
         return Ok(0);
     }
-    let exit = crate::process::foreground::wait(spawned.pid, &spawned.pidfd, spawned.pty.as_ref());
+    let exit =
+        crate::process::foreground::wait(spawned.pid, &spawned.pidfd, spawned.pty.as_ref(), None);
     crate::signals::restore(&spawned.saved_mask);
     Ok(exit?.status())
 }

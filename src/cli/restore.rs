@@ -46,9 +46,12 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
             foreground: !a.detach,
             systemd_cgroup: g.systemd_cgroup,
             rootless: g.rootless,
+            // criu restores the mounts as they were dumped, and runc never relays for a
+            // restored container either.
+            notify: false,
         },
         criu: a.criu.common()?,
     };
     let (container, init) = checkpoint::restore(&g.root, &a.id, &o)?;
-    crate::cli::run::finish(g, container, init, a.detach, false)
+    crate::cli::run::finish(g, container, init, a.detach, false, None)
 }

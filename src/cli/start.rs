@@ -1,3 +1,5 @@
+use std::os::fd::AsFd;
+
 use crate::cli::Globals;
 use crate::container::{Container, lifecycle};
 
@@ -8,6 +10,18 @@ pub struct Args {
 
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
     let c = Container::load(&g.root, &a.id)?;
-    lifecycle::start(&c)?;
+    let caller = crate::notify::caller();
+    // Opened while init is sure to be alive: it may exit at once once started.
+    let init = c.init_pidfd();
+    let listener = lifecycle::start(&c, caller.is_some())?;
+    let (Some(listener), Some(caller), Some(init)) = (listener, caller, init) else {
+        return Ok(0);
+    };
+    let pid = c.state.pid;
+    // `kill` and `state` must get through while the program gets ready.
+    drop(c);
+    listener
+        .relay(&caller, pid)?
+        .until_ready(init.as_fd(), pid)?;
     Ok(0)
 }

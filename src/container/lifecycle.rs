@@ -34,6 +34,9 @@ pub struct CreateOptions {
     pub systemd_cgroup: bool,
     /// `--rootless`: a cgroup only where one is delegated.
     pub rootless: bool,
+    /// The caller set NOTIFY_SOCKET: the container gets kiln's socket to report to
+    /// (`crate::notify`).
+    pub notify: bool,
 }
 
 /// Removes a half-made container's cgroup and directory unless disarmed: an error in `create`
@@ -162,7 +165,7 @@ pub(super) fn prepare(id: &str, o: &CreateOptions) -> Result<Prepared> {
 
 pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, Init)> {
     let Prepared {
-        bundle,
+        mut bundle,
         resources,
         cgroup,
         state,
@@ -189,6 +192,13 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
     std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
         .ctx(|| format!("chmod {}", fifo.display()))?;
 
+    if o.notify {
+        let notify = dir.join(crate::notify::DIR);
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o755)
+            .create(&notify)
+            .ctx(|| format!("creating {}", notify.display()))?;
+        crate::notify::add_to_spec(&mut bundle.spec, &dir);
+    }
     let idmapped = crate::rootfs::idmapped::prepare(&bundle)?;
     let listen_fds = listen_fds();
     // The start time read for the record is the state's too: spawn tells every pid that
@@ -268,11 +278,19 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     std::fs::rename(&tmp, &path).ctx(|| format!("--pid-file: renaming to {}", path.display()))
 }
 
-pub fn start(c: &Container) -> Result<()> {
+/// `notify`: the caller set NOTIFY_SOCKET; kiln's socket is bound before the program runs and
+/// returned, for the caller to relay what the program reports (`notify::Listener::relay`) once
+/// it let go of the container's lock.
+pub fn start(c: &Container, notify: bool) -> Result<Option<crate::notify::Listener>> {
     match c.status() {
         Status::Created => {}
         status => return Err(c.wrong_state(status, "only a created container can be started")),
     }
+    let listener = if notify {
+        Some(crate::notify::Listener::bind(&c.dir)?)
+    } else {
+        None
+    };
     let pidfd = c
         .init_pidfd()
         .ok_or_else(|| c.wrong_state(Status::Stopped, "its init exited before start"))?;
@@ -304,7 +322,7 @@ pub fn start(c: &Container) -> Result<()> {
         let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
         return Err(e);
     }
-    Ok(())
+    Ok(listener)
 }
 
 /// runc's rules: a container without a live init is "not running", an error unless `all` asks

@@ -16,9 +16,14 @@ use nix::unistd::Pid;
 use crate::error::{Context, Result};
 use crate::sys::{self, Exit};
 
-/// Waits for init (a child of ours: `run` is a subreaper), forwarding signals; returns how it
-/// ended.
-pub fn wait(init_pid: i32, init_pidfd: &OwnedFd, pty: Option<&OwnedFd>) -> Result<Exit> {
+/// Waits for init (a child of ours: `run` is a subreaper), forwarding signals and relaying what
+/// the program reports to NOTIFY_SOCKET (`notify`); returns how it ended.
+pub fn wait(
+    init_pid: i32,
+    init_pidfd: &OwnedFd,
+    pty: Option<&OwnedFd>,
+    mut notify: Option<&crate::notify::Relay>,
+) -> Result<Exit> {
     let sfd = SignalFd::with_flags(
         &SigSet::all(),
         SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
@@ -39,6 +44,10 @@ pub fn wait(init_pid: i32, init_pidfd: &OwnedFd, pty: Option<&OwnedFd>) -> Resul
     let mut stdin_open = pty.is_some();
     loop {
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        if let Some(r) = notify {
+            fds.push(PollFd::new(r.fd(), PollFlags::POLLIN));
+        }
+        let at_pty = fds.len();
         if let Some(m) = pty {
             fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
             if stdin_open {
@@ -54,10 +63,19 @@ pub fn wait(init_pid: i32, init_pidfd: &OwnedFd, pty: Option<&OwnedFd>) -> Resul
             .iter()
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
             .collect();
-        if let (Some(m), Some(true)) = (pty, ready.get(1)) {
+        if let Some(r) = notify.filter(|_| ready[1]) {
+            // Relayed for as long as the program runs: a socket left unread would block the
+            // program's later reports once its queue is full. runc's foreground run ignores a
+            // relay that fails; the container runs on.
+            if let Err(e) = r.forward() {
+                crate::log::warn(&e.to_string());
+                notify = None;
+            }
+        }
+        if let (Some(m), Some(true)) = (pty, ready.get(at_pty)) {
             copy(m.as_fd(), std::io::stdout().as_fd());
         }
-        if let (Some(m), Some(true)) = (pty, ready.get(2)) {
+        if let (Some(m), Some(true)) = (pty, ready.get(at_pty + 1)) {
             stdin_open = copy(stdin.as_fd(), m.as_fd());
         }
         if !ready[0] {
