@@ -242,6 +242,16 @@ pub struct RestoreOptions {
 /// criu restores the tree into it instead of kiln spawning init.
 pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, Init)> {
     let (bundle, resources, cgroup, state) = lifecycle::prepare(id, &o.create)?;
+    if let Some(unit) = cgroup.systemd_unit() {
+        // criu restores the processes into cgroups that must exist first, and a scope
+        // cannot be started empty.
+        return Err(Error::Cgroup {
+            field: "--systemd-cgroup".into(),
+            msg: format!(
+                "restore into systemd unit {unit}: not supported; restore without --systemd-cgroup"
+            ),
+        });
+    }
     let image_dir = &o.criu.image_dir;
     let descriptors: Vec<String> = read_json(&image_dir.join(DESCRIPTORS))?;
     let kiln_image = image_dir.join(KILN_IMAGE);
