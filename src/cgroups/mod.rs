@@ -308,7 +308,9 @@ impl Made {
 pub fn check_usable(m: &dyn Manager) -> Result<()> {
     let field = || "linux.cgroupsPath".to_owned();
     let paths = m.paths();
-    for dir in paths.values() {
+    // A systemd unit's directories come later, with the unit (systemd refuses one that
+    // exists): there is nothing to check yet.
+    for dir in paths.values().filter(|d| d.exists()) {
         let pids = pids_below(dir)?;
         if !pids.is_empty() {
             return Err(Error::Cgroup {
