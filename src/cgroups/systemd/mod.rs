@@ -201,15 +201,20 @@ impl Systemd {
     fn stop_unit(&self) -> Result<()> {
         let method = "StopUnit";
         match self.call(method, vec![Value::str(&self.unit), Value::str("replace")]) {
-            Ok(job) => {
-                let result = self.job_result(&job).map_err(|e| self.error(method, e))?;
-                if result != "done" {
-                    crate::log::warn(&format!(
-                        "systemd unit {}: stopping it ended {result:?}",
-                        self.unit
-                    ));
+            // As runc: a stop job that ends otherwise, or not in time, is a warning; the
+            // directories are removed after it all the same.
+            Ok(job) => match self.job_result(&job) {
+                Ok(result) if result == "done" => {}
+                Ok(result) => crate::log::warn(&format!(
+                    "systemd unit {}: stopping it ended {result:?}",
+                    self.unit
+                )),
+                Err(e @ DbusError::Timeout(_)) => {
+                    crate::log::warn(&self.error(method, e).to_string());
+                    return Ok(());
                 }
-            }
+                Err(e) => return Err(self.error(method, e)),
+            },
             Err(DbusError::Reply { name, .. }) if name.ends_with(".NoSuchUnit") => {}
             Err(e) => return Err(self.error(method, e)),
         }
