@@ -123,8 +123,10 @@ impl Systemd {
         }
     }
 
-    /// One connection per kiln command, made at the first call: systemd's private socket as
-    /// root (no bus daemon in between), else the system bus; subscribed to job signals.
+    /// One connection per kiln command, made at the first call: the system bus, else systemd's
+    /// private socket, as runc (go-systemd) chooses; subscribed to job signals. Through the
+    /// private socket first, about one call in four waited its whole 30 s for an answer in the
+    /// systemd guest (never under strace); through the bus, none in 8 cycles and the tests.
     fn call(&self, member: &str, args: Vec<Value>) -> std::result::Result<Vec<Value>, DbusError> {
         let mut conn = self.conn.borrow_mut();
         if conn.is_none() {
@@ -257,12 +259,8 @@ fn props_value(props: Props) -> Value {
 
 fn connect() -> std::result::Result<Conn, DbusError> {
     let deadline = Instant::now() + JOB_TIMEOUT;
-    let private = Conn::open(Path::new(PRIVATE_SOCKET), false, deadline);
-    let mut c = match private {
-        Ok(c) => c,
-        Err(e) => {
-            crate::log::debug(|| format!("{PRIVATE_SOCKET}: {e}; trying the system bus"));
-            let mut c = Conn::open(Path::new(SYSTEM_BUS), true, deadline)?;
+    let mut c = match Conn::open(Path::new(SYSTEM_BUS), true, deadline) {
+        Ok(mut c) => {
             c.call(&Call {
                 destination: "org.freedesktop.DBus",
                 path: "/org/freedesktop/DBus",
@@ -273,6 +271,10 @@ fn connect() -> std::result::Result<Conn, DbusError> {
                 ))],
             })?;
             c
+        }
+        Err(e) => {
+            crate::log::debug(|| format!("{SYSTEM_BUS}: {e}; trying {PRIVATE_SOCKET}"));
+            Conn::open(Path::new(PRIVATE_SOCKET), false, deadline)?
         }
     };
     c.call(&manager_call("Subscribe", vec![]))?;
