@@ -21,6 +21,7 @@ mod none;
 pub mod resctrl;
 mod resources;
 pub mod stats;
+mod systemd;
 mod v1;
 mod v2;
 
@@ -47,6 +48,10 @@ const SETTLE: Duration = Duration::from_secs(10);
 
 pub trait Manager {
     fn paths(&self) -> Paths;
+    /// The systemd unit that holds the cgroup (`--systemd-cgroup`), kept in the state.
+    fn systemd_unit(&self) -> Option<String> {
+        None
+    }
     /// Makes the directories (and on v2 enables the controllers on the way down), each one
     /// recorded in `made` as soon as it exists, so that a failure half-way (in a later
     /// hierarchy, a later level) can remove exactly what this create made.
@@ -67,6 +72,11 @@ pub trait Manager {
     /// Removes the directories (of every hierarchy); they must be empty.
     fn remove(&self) -> Result<()> {
         self.paths().values().try_for_each(|dir| remove_tree(dir))
+    }
+    /// Undoes a failed create: what `made` holds, and whatever else the manager started
+    /// (the systemd unit).
+    fn release(&self, made: &mut Made) -> Result<()> {
+        made.remove()
     }
     fn stats(&self) -> Result<Stats>;
     /// An fd that becomes readable (poll) when the kernel may have OOM-killed in the cgroup,
@@ -92,19 +102,21 @@ pub fn hierarchies() -> std::io::Result<Vec<Hierarchy>> {
 }
 
 /// What `create` asks for: the container, its cgroupsPath, whether systemd manages it, and
-/// whether kiln runs rootless (`--rootless`), with the resources it will set.
+/// whether kiln runs rootless (`--rootless`), with the resources it will set and the
+/// annotations (systemd unit properties among them).
 pub struct Request<'a> {
     pub id: &'a str,
     pub cgroups_path: Option<&'a Path>,
     pub systemd: bool,
     pub rootless: bool,
     pub resources: &'a LinuxResources,
+    pub annotations: &'a BTreeMap<String, String>,
 }
 
 /// The manager for a new container, on whatever layout this host has.
 pub fn new(req: &Request, all: &[Hierarchy]) -> Result<Box<dyn Manager>> {
     if req.systemd {
-        return Err(systemd_unavailable(req));
+        return systemd::new(req, all);
     }
     let mut paths = layout::paths(all, req.cgroups_path, req.id);
     if paths.is_empty() {
@@ -168,8 +180,16 @@ fn requests_limits(r: &LinuxResources) -> bool {
     r != LinuxResources::default()
 }
 
-/// The manager of a container, from the paths recorded at `create`; none recorded means a
-/// rootless container without a cgroup.
+/// The manager of an existing container, from what `create` recorded: its paths, and its
+/// systemd unit where systemd holds the cgroup.
+pub fn open(paths: Paths, systemd_unit: Option<String>) -> Box<dyn Manager> {
+    match systemd_unit {
+        Some(unit) => systemd::existing(unit, paths),
+        None => from_paths(paths),
+    }
+}
+
+/// The cgroupfs manager of `paths`; none means a rootless container without a cgroup.
 pub fn from_paths(paths: Paths) -> Box<dyn Manager> {
     let v2 = paths.get("").cloned();
     let v1: Paths = paths.into_iter().filter(|(k, _)| !k.is_empty()).collect();
@@ -226,42 +246,6 @@ pub fn sub_paths(mut paths: Paths, specs: &[String]) -> Result<Paths> {
         }
     }
     Ok(paths)
-}
-
-/// `--systemd-cgroup`: the path must be `slice:prefix:name`, and systemd must be there to ask.
-/// kiln does not talk to systemd over D-Bus; say so rather than put the container elsewhere.
-fn systemd_unavailable(req: &Request) -> Error {
-    let given = req
-        .cgroups_path
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let parts: Vec<&str> = given.split(':').collect();
-    if !given.is_empty() && parts.len() != 3 {
-        return Error::Cgroup {
-            field: "linux.cgroupsPath".into(),
-            msg: format!("{given:?}: with --systemd-cgroup it must be \"slice:prefix:name\""),
-        };
-    }
-    let unit = match parts.as_slice() {
-        [slice, prefix, name] => format!(
-            "{}/{prefix}-{name}.scope",
-            if slice.is_empty() {
-                "system.slice"
-            } else {
-                slice
-            }
-        ),
-        _ => format!("system.slice/kiln-{}.scope", req.id),
-    };
-    let why = if Path::new("/run/systemd/system").is_dir() {
-        "kiln has no systemd cgroup driver yet"
-    } else {
-        "systemd is not running on this host (no /run/systemd/system)"
-    };
-    Error::Cgroup {
-        field: "--systemd-cgroup".into(),
-        msg: format!("cannot create {unit}: {why}; run without --systemd-cgroup"),
-    }
 }
 
 /// The resources a new container's cgroup gets: config.json's, with the device rules completed
@@ -322,7 +306,9 @@ impl Made {
 pub fn check_usable(m: &dyn Manager) -> Result<()> {
     let field = || "linux.cgroupsPath".to_owned();
     let paths = m.paths();
-    for dir in paths.values() {
+    // A systemd unit's directories come later, with the unit (systemd refuses one that
+    // exists): there is nothing to check yet.
+    for dir in paths.values().filter(|d| d.exists()) {
         let pids = pids_below(dir)?;
         if !pids.is_empty() {
             return Err(Error::Cgroup {
@@ -350,6 +336,11 @@ pub fn check_usable(m: &dyn Manager) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Whether `--systemd-cgroup` can work here: systemd runs (its own test, sd_booted).
+pub fn systemd_running() -> bool {
+    systemd::running()
 }
 
 /// The layouts kiln can manage here, for `features`: (v1, v2).
@@ -573,23 +564,6 @@ fn remove_tree(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn systemd_path_shape_is_checked() {
-        let none = LinuxResources::default();
-        let message = |path: &str| {
-            let req = Request {
-                id: "c",
-                cgroups_path: Some(Path::new(path)),
-                systemd: true,
-                rootless: false,
-                resources: &none,
-            };
-            systemd_unavailable(&req).to_string()
-        };
-        assert!(message("a/b").contains("slice:prefix:name"));
-        assert!(message("machine.slice:kiln:c").contains("machine.slice/kiln-c.scope"));
-    }
 
     #[test]
     fn device_rules_are_no_limits() {

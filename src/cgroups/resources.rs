@@ -248,7 +248,7 @@ fn swappiness(m: &LinuxMemory) -> Result<Option<u64>, PlanError> {
 }
 
 /// v1's swap limit is memory+swap; v2's is swap alone. runc's conversion.
-fn swap_v2(limit: i64, swap: i64) -> Result<Option<String>, String> {
+pub fn swap_v2(limit: i64, swap: i64) -> Result<Option<String>, String> {
     if limit == -1 && swap == 0 {
         return Ok(Some("max".into()));
     }

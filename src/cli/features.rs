@@ -33,7 +33,7 @@ pub fn run(g: &crate::cli::Globals) -> anyhow::Result<i32> {
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
-            "cgroup": {"v1": v1, "v2": v2, "systemd": false, "systemdUser": false, "rdma": true},
+            "cgroup": {"v1": v1, "v2": v2, "systemd": crate::cgroups::systemd_running(), "systemdUser": false, "rdma": true},
             "seccomp": {
                 "enabled": true,
                 "actions": crate::seccomp::ACTIONS,

@@ -310,6 +310,16 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, 
             "restore does not move network devices into the restored container",
         ));
     }
+    if let Some(unit) = cgroup.systemd_unit() {
+        // criu restores the processes into cgroups that must exist first, and a scope
+        // cannot be started empty.
+        return Err(Error::Cgroup {
+            field: "--systemd-cgroup".into(),
+            msg: format!(
+                "restore into systemd unit {unit}: not supported; restore without --systemd-cgroup"
+            ),
+        });
+    }
     let image_dir = &o.criu.image_dir;
     let descriptors: Vec<String> = read_json(&image_dir.join(DESCRIPTORS))?;
     let kiln_image = image_dir.join(KILN_IMAGE);

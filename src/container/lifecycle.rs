@@ -1,6 +1,7 @@
 //! The lifecycle operations of the runtime spec (create, start, kill, delete), each checked
 //! against the container's status as runc checks them.
 
+use std::collections::BTreeMap;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -74,7 +75,7 @@ impl Drop for Undo<'_> {
             } else {
                 Ok(())
             };
-            if let Err(e) = killed.and_then(|()| self.made.remove()) {
+            if let Err(e) = killed.and_then(|()| cgroup.release(&mut self.made)) {
                 crate::log::warn(&format!("removing the cgroup of a failed create: {e}"));
             }
         }
@@ -115,6 +116,13 @@ pub(super) fn prepare(id: &str, o: &CreateOptions) -> Result<Prepared> {
     )?;
     let resources = cgroups::resources(&bundle.spec, o.rootless)?;
     let rdt = resctrl::of(&bundle.spec, &bundle.config, id)?;
+    let annotations: BTreeMap<String, String> = bundle
+        .spec
+        .annotations()
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let cgroups_path = bundle
         .spec
         .linux()
@@ -129,6 +137,7 @@ pub(super) fn prepare(id: &str, o: &CreateOptions) -> Result<Prepared> {
             systemd: o.systemd_cgroup,
             rootless: o.rootless,
             resources: &resources,
+            annotations: &annotations,
         },
         &hierarchies,
     )?;
@@ -141,15 +150,10 @@ pub(super) fn prepare(id: &str, o: &CreateOptions) -> Result<Prepared> {
         bundle: bundle.dir.clone(),
         rootfs: bundle.rootfs.clone(),
         created: crate::timefmt::rfc3339_nano(std::time::SystemTime::now()),
-        annotations: bundle
-            .spec
-            .annotations()
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        annotations,
         hooks: bundle.spec.hooks().clone(),
         cgroup_paths: paths,
+        systemd_unit: cgroup.systemd_unit(),
         resources: Some(resources.clone()),
         intel_rdt: None,
     };

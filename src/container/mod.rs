@@ -334,9 +334,12 @@ impl Container {
         }
     }
 
-    /// The manager of the container's cgroup, from the paths recorded at `create`.
+    /// The manager of the container's cgroup, from the paths (and unit) recorded at `create`.
     pub fn cgroup(&self) -> Result<Box<dyn crate::cgroups::Manager>> {
-        Ok(crate::cgroups::from_paths(self.state.cgroup_paths.clone()))
+        Ok(crate::cgroups::open(
+            self.state.cgroup_paths.clone(),
+            self.state.systemd_unit.clone(),
+        ))
     }
 
     /// Init still runs, and is still the process we started (not a reuse of its pid).

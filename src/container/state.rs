@@ -29,6 +29,10 @@ pub struct State {
     /// The container's cgroup in each hierarchy, as resolved at `create`.
     #[serde(default)]
     pub cgroup_paths: crate::cgroups::Paths,
+    /// The systemd unit holding the cgroup (`--systemd-cgroup`): `delete` stops it, `update`
+    /// sets its properties.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
     /// The resources in force (config.json's, then as `update` changed them): `update` merges
     /// into these, since some values only make sense together (memory and swap).
     #[serde(default)]
@@ -48,6 +52,10 @@ pub struct Record {
     pub pid: i32,
     pub start_time: u64,
     pub cgroup_paths: crate::cgroups::Paths,
+    /// The systemd unit holding the cgroup (`--systemd-cgroup`): `delete` stops it, `update`
+    /// sets its properties.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
 }
 
 /// runc's `state` JSON, field for field and in its order.
@@ -84,6 +92,7 @@ impl State {
             annotations: BTreeMap::new(),
             hooks: None,
             cgroup_paths: r.cgroup_paths,
+            systemd_unit: r.systemd_unit,
             resources: None,
             intel_rdt: None,
         }
@@ -94,6 +103,7 @@ impl State {
             pid: self.pid,
             start_time: self.start_time,
             cgroup_paths: self.cgroup_paths.clone(),
+            systemd_unit: self.systemd_unit.clone(),
         }
     }
 
