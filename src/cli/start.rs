@@ -11,8 +11,9 @@ pub struct Args {
 pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
     let c = Container::load(&g.root, &a.id)?;
     let caller = crate::notify::caller();
-    // Opened while init is sure to be alive: it may exit at once once started.
-    let init = c.init_pidfd();
+    // Opened while init is sure to be alive: it may exit at once once started. Only to relay:
+    // `start` itself opens its own.
+    let init = caller.as_ref().and_then(|_| c.init_pidfd());
     let listener = lifecycle::start(&c, caller.is_some())?;
     let (Some(listener), Some(caller), Some(init)) = (listener, caller, init) else {
         return Ok(0);
