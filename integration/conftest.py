@@ -382,6 +382,21 @@ def pid_alive(pid):
         return False
 
 
+def compile_static(session_dir, name, source):
+    """A static program for a container's rootfs, for what busybox cannot do (raw syscalls, a
+    datagram to a unix socket): `name`.c compiled with gcc in the session's directory. Skips
+    without gcc; returns the executable's path and gcc's result, for the caller to judge."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    src = os.path.join(session_dir, f"{name}.c")
+    exe = os.path.join(session_dir, name)
+    with open(src, "w") as f:
+        f.write(source)
+    r = subprocess.run(["gcc", "-static", "-O1", "-o", exe, src], capture_output=True,
+                       text=True, timeout=120)
+    return exe, r
+
+
 # ---------------------------------------------------------------- fixtures
 
 

@@ -6,13 +6,12 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import time
 import uuid
 
 import pytest
 
-from conftest import IS_KILN, runc_deviates
+from conftest import IS_KILN, compile_static, runc_deviates
 
 SENDER = r"""
 #include <stdio.h>
@@ -38,14 +37,7 @@ int main(int argc, char **argv) {
 
 @pytest.fixture(scope="session")
 def sender_exe(session_dir):
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is not installed")
-    src = os.path.join(session_dir, "notify-send.c")
-    exe = os.path.join(session_dir, "notify-send")
-    with open(src, "w") as f:
-        f.write(SENDER)
-    r = subprocess.run(["gcc", "-static", "-O1", "-o", exe, src], capture_output=True,
-                       text=True, timeout=120)
+    exe, r = compile_static(session_dir, "notify-send", SENDER)
     assert r.returncode == 0, r.stderr
     return exe
 

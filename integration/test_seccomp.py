@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from conftest import REPO, runc_deviates, wait_for
+from conftest import REPO, compile_static, runc_deviates, wait_for
 
 ALLOW = "SCMP_ACT_ALLOW"
 CHMODS = ["chmod", "fchmodat", "fchmodat2"]
@@ -484,13 +484,7 @@ OLD_SYSCALLS = [
 @pytest.fixture(scope="session")
 def syscall_helper(session_dir):
     """A static program that makes raw system calls, which busybox cannot."""
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is not installed")
-    src = os.path.join(session_dir, "syscall.c")
-    exe = os.path.join(session_dir, "syscall")
-    with open(src, "w") as f:
-        f.write(SYSCALL_C)
-    r = subprocess.run(["gcc", "-static", "-O1", "-o", exe, src], capture_output=True, text=True, timeout=120)
+    exe, r = compile_static(session_dir, "syscall", SYSCALL_C)
     if r.returncode != 0:
         pytest.skip(f"cannot build a static helper: {r.stderr.strip()}")
     return exe
