@@ -169,6 +169,26 @@ def test_limits_are_unit_properties_and_cgroup_files(sd):
     sd.ctx.delete(cid, force=True)
 
 
+def test_unified_keys_are_unit_properties_too(sd):
+    # runc's unifiedResToSystemdProps: the keys systemd has a property for become that property
+    # (after the typed fields, so memory.max wins over memory.limit), the rest are files only.
+    sd.resources(memory={"limit": 64 * MiB},
+                 unified={"memory.max": str(80 * MiB), "memory.high": str(72 * MiB),
+                          "pids.max": "30", "cpu.max": "20000 100000", "cpu.weight": "50",
+                          "memory.oom.group": "1"})
+    cid, _, unit, d = sd.start("sleep 100")
+    p = show(unit, "MemoryMax", "MemoryHigh", "TasksMax", "CPUQuotaPerSecUSec", "CPUWeight")
+    assert p == {"MemoryMax": str(80 * MiB), "MemoryHigh": str(72 * MiB), "TasksMax": "30",
+                 "CPUQuotaPerSecUSec": "200ms", "CPUWeight": "50"}, p
+    assert read(f"{d}/memory.max") == str(80 * MiB)
+    assert read(f"{d}/memory.high") == str(72 * MiB)
+    assert read(f"{d}/pids.max") == "30"
+    assert read(f"{d}/cpu.max") == "20000 100000"
+    assert read(f"{d}/cpu.weight") == "50"
+    assert read(f"{d}/memory.oom.group") == "1"
+    sd.ctx.delete(cid, force=True)
+
+
 def test_update_reaches_the_unit_and_the_files(sd):
     ctx = sd.ctx
     sd.resources(memory={"limit": 64 * MiB}, pids={"limit": 20})

@@ -131,6 +131,71 @@ pub fn resources(version: Version, r: &LinuxResources, devices: &[(char, u32, St
             p.push(("BlockIOWeight".into(), Value::U64(w.into())));
         }
     }
+    if version == Version::V2
+        && let Some(keys) = r.unified()
+    {
+        p.extend(unified(&keys.iter().collect()));
+    }
+    p
+}
+
+/// `linux.resources.unified` keys systemd has a property for, as runc's unifiedResToSystemdProps
+/// converts them; they come after the typed resources, so a key overrides the field it shares
+/// a property with (systemd keeps the last value). Other keys, and values that do not parse,
+/// are left to the cgroupfs manager, which writes every key to its file (and the kernel's
+/// refusal names the key). Keys in name order, so that the properties are the same each time.
+fn unified(keys: &BTreeMap<&String, &String>) -> Props {
+    let number = |v: &str| match v {
+        "max" => Some(u64::MAX),
+        v => v.parse::<u64>().ok(),
+    };
+    let mut p = Props::new();
+    for (key, value) in keys {
+        // The kernel ignores whitespace around a value, and so does runc.
+        let v = value.trim();
+        match key.as_str() {
+            "cpu.max" => {
+                let f: Vec<&str> = v.split_whitespace().collect();
+                let quota = match f.first() {
+                    Some(&"max") => Some(0),
+                    Some(q) => q.parse::<i64>().ok(),
+                    None => None,
+                };
+                let period = match f.get(1) {
+                    Some(t) => t.parse::<u64>().ok(),
+                    None => Some(DEFAULT_PERIOD),
+                };
+                if let (Some(q), Some(t), true) = (quota, period, f.len() <= 2) {
+                    p.extend(cpu_quota(q, t));
+                }
+            }
+            "cpu.weight" => p.extend(v.parse().ok().map(|w| ("CPUWeight".into(), Value::U64(w)))),
+            k @ ("cpuset.cpus" | "cpuset.mems") => {
+                let name = if k == "cpuset.cpus" {
+                    "AllowedCPUs"
+                } else {
+                    "AllowedMemoryNodes"
+                };
+                if let Some(bits) = bitmask(v) {
+                    let bytes = bits.into_iter().map(Value::Byte).collect();
+                    p.push((name.into(), Value::Array("y".into(), bytes)));
+                }
+            }
+            k @ ("memory.high" | "memory.low" | "memory.min" | "memory.max" | "memory.swap.max"
+            | "pids.max") => {
+                let name = match k {
+                    "memory.high" => "MemoryHigh",
+                    "memory.low" => "MemoryLow",
+                    "memory.min" => "MemoryMin",
+                    "memory.max" => "MemoryMax",
+                    "memory.swap.max" => "MemorySwapMax",
+                    _ => "TasksMax",
+                };
+                p.extend(number(v).map(|n| (name.into(), Value::U64(n))));
+            }
+            _ => {}
+        }
+    }
     p
 }
 
@@ -465,6 +530,55 @@ mod tests {
             &[],
         );
         assert_eq!(names(&bad), ["MemoryMax"]);
+    }
+
+    #[test]
+    fn unified_keys_become_properties_after_the_typed_fields() {
+        let r = res(
+            r#"{"memory":{"limit":1048576},"pids":{"limit":10},"unified":{
+            "memory.max":" 2097152 ","memory.high":"max","memory.min":"4096","memory.low":"8192",
+            "memory.swap.max":"0","pids.max":"max","cpu.weight":"7","cpu.max":"max 50000",
+            "cpuset.cpus":"0-1","cpuset.mems":"0","io.max":"8:0 rbps=1","memory.oom.group":"1"}}"#,
+        );
+        let p = resources(Version::V2, &r, &[]);
+        let shown: Vec<String> = p.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+        assert_eq!(
+            shown,
+            [
+                "MemoryMax=U64(1048576)",
+                "TasksMax=U64(10)",
+                "CPUQuotaPeriodUSec=U64(50000)",
+                "CPUQuotaPerSecUSec=U64(18446744073709551615)",
+                "CPUWeight=U64(7)",
+                "AllowedCPUs=Array(\"y\", [Byte(3)])",
+                "AllowedMemoryNodes=Array(\"y\", [Byte(1)])",
+                "MemoryHigh=U64(18446744073709551615)",
+                "MemoryLow=U64(8192)",
+                "MemoryMax=U64(2097152)",
+                "MemoryMin=U64(4096)",
+                "MemorySwapMax=U64(0)",
+                "TasksMax=U64(18446744073709551615)",
+            ]
+        );
+        // v1 has no unified hierarchy to speak of.
+        assert_eq!(
+            names(&resources(Version::V1, &r, &[])),
+            ["MemoryLimit", "TasksMax"]
+        );
+    }
+
+    #[test]
+    fn unified_values_that_do_not_parse_are_left_to_the_files() {
+        let r = res(
+            r#"{"unified":{"cpu.max":"1 2 3","memory.max":"-1","pids.max":"x",
+            "cpu.weight":"heavy","cpuset.cpus":"3-1","memory.high":""}}"#,
+        );
+        assert!(resources(Version::V2, &r, &[]).is_empty());
+        let quota = res(r#"{"unified":{"cpu.max":"25000"}}"#);
+        assert_eq!(
+            names(&resources(Version::V2, &quota, &[])),
+            ["CPUQuotaPeriodUSec", "CPUQuotaPerSecUSec"]
+        );
     }
 
     #[test]
