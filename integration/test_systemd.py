@@ -8,6 +8,7 @@ systemd must be PID 1: here that is hack/v2vm's systemd guest,
     V2VM_SYSTEMD=1 hack/v2vm /usr/bin/python3 -m pytest integration/test_systemd.py
 and on a host without systemd every test is skipped, saying so."""
 
+import glob
 import os
 import subprocess
 
@@ -27,6 +28,15 @@ pytestmark = [
 
 MiB = 1 << 20
 CGROOT = "/sys/fs/cgroup"
+# Pure v2 (the plain systemd guest), else v1 controllers: V2VM_CGROUP=hybrid or legacy.
+V2 = os.path.exists(f"{CGROOT}/cgroup.controllers")
+v2_only = pytest.mark.skipif(not V2, reason="cgroup v2 only (this guest's controllers are v1)")
+
+
+def cgdir(unit, controller="pids"):
+    """The unit's cgroup directory: v2's one, or on v1 the one in `controller`'s hierarchy.
+    systemd makes those of the controllers it manages, kiln (as runc) the others."""
+    return f"{CGROOT}/system.slice/{unit}" if V2 else f"{CGROOT}/{controller}/system.slice/{unit}"
 
 
 def systemctl(*args, check=True):
@@ -78,7 +88,7 @@ class Sd:
         self.ctx.start(cid)
         pid = self.ctx.state(cid)["pid"]
         unit = f"kilntest-{cid}.scope" if path is None else None
-        return cid, pid, unit, f"{CGROOT}/system.slice/{unit}"
+        return cid, pid, unit, cgdir(unit)
 
 
 @pytest.fixture(params=RUNTIMES, ids=[n for n, _ in RUNTIMES])
@@ -101,6 +111,9 @@ def sd(ctx, request):
 
 def assert_unit_gone(unit, cgroup_dir):
     assert wait_for(lambda: not os.path.exists(cgroup_dir), 5), f"{cgroup_dir} still there"
+    # On v1, the hierarchies systemd does not manage too (cpuset, freezer, ...: the runtime's).
+    left = glob.glob(f"{CGROOT}/*/system.slice/{unit}")
+    assert not left, f"left behind: {left}"
     listed = systemctl("list-units", "--all", "--plain", "--no-legend", "--full", unit).stdout
     assert unit not in listed, listed
 
@@ -128,7 +141,7 @@ def test_default_cgroups_path_is_the_runtimes_own(sd):
     ctx = sd.ctx
     cid, pid, _, _ = sd.start("sleep 100", path="")
     unit = f"{sd.name}-{cid}.scope"
-    d = f"{CGROOT}/system.slice/{unit}"
+    d = cgdir(unit)
     assert show(unit, "ActiveState")["ActiveState"] == "active"
     assert str(pid) in read(f"{d}/cgroup.procs").split()
     ctx.delete(cid, force=True)
@@ -140,13 +153,24 @@ def test_proc_self_cgroup_inside(sd):
     cid = ctx.new_id()
     sd.cgroups_path(f"system.slice:kilntest:{cid}")
     out = ctx.run_sh("cat /proc/self/cgroup", cid=cid)
-    assert out == f"0::/system.slice/kilntest-{cid}.scope\n", out
+    if V2:
+        assert out == f"0::/system.slice/kilntest-{cid}.scope\n", out
+    else:
+        # Every v1 hierarchy, systemd's and the runtime's alike (net_cls,net_prio, cpu,cpuacct
+        # and name=systemd included); hybrid's cgroup2 line too.
+        paths = {l.split(":", 2)[1]: l.split(":", 2)[2] for l in out.splitlines()}
+        for c in ["memory", "pids", "cpu,cpuacct", "blkio", "devices", "cpuset", "freezer",
+                  "net_cls,net_prio", "perf_event", "hugetlb", "name=systemd"]:
+            assert paths.get(c) == f"/system.slice/kilntest-{cid}.scope", (c, out)
     # A cgroup namespace makes the scope its root.
     ctx.config["linux"]["namespaces"].append({"type": "cgroup"})
     cid = ctx.new_id()
     sd.cgroups_path(f"system.slice:kilntest:{cid}")
     out = ctx.run_sh("cat /proc/self/cgroup", cid=cid)
-    assert out == "0::/\n", out
+    if V2:
+        assert out == "0::/\n", out
+    else:
+        assert {l.split(":", 2)[2] for l in out.splitlines()} == {"/"}, out
 
 
 # ---------------------------------------------------------------- limits
@@ -156,6 +180,20 @@ def test_limits_are_unit_properties_and_cgroup_files(sd):
     sd.resources(memory={"limit": 64 * MiB}, pids={"limit": 20},
                  cpu={"shares": 1024, "quota": 50000, "period": 100000, "cpus": "0"})
     cid, _, unit, d = sd.start("sleep 100")
+    if not V2:
+        # v1's property names, as runc's genV1ResourcesProperties sets them (no AllowedCPUs:
+        # systemd applies that on v2 only, and cpuset is the runtime's hierarchy here).
+        p = show(unit, "MemoryLimit", "TasksMax", "CPUShares", "CPUQuotaPerSecUSec")
+        assert p == {"MemoryLimit": str(64 * MiB), "TasksMax": "20", "CPUShares": "1024",
+                     "CPUQuotaPerSecUSec": "500ms"}, p
+        assert read(f"{cgdir(unit, 'memory')}/memory.limit_in_bytes") == str(64 * MiB)
+        assert read(f"{d}/pids.max") == "20"
+        assert read(f"{cgdir(unit, 'cpu')}/cpu.shares") == "1024"
+        assert read(f"{cgdir(unit, 'cpu')}/cpu.cfs_quota_us") == "50000"
+        assert read(f"{cgdir(unit, 'cpu')}/cpu.cfs_period_us") == "100000"
+        assert read(f"{cgdir(unit, 'cpuset')}/cpuset.cpus") == "0"
+        sd.ctx.delete(cid, force=True)
+        return
     p = show(unit, "MemoryMax", "TasksMax", "CPUWeight", "CPUQuotaPerSecUSec", "AllowedCPUs")
     # CPUWeight: shares 1024 on the v2 scale, 1 + (1024 - 2) * 9999 / 262142, as runc has it.
     assert p == {"MemoryMax": str(64 * MiB), "TasksMax": "20", "CPUWeight": "39",
@@ -169,6 +207,7 @@ def test_limits_are_unit_properties_and_cgroup_files(sd):
     sd.ctx.delete(cid, force=True)
 
 
+@v2_only
 def test_unified_keys_are_unit_properties_too(sd):
     # runc's unifiedResToSystemdProps: the keys systemd has a property for become that property
     # (after the typed fields, so memory.max wins over memory.limit), the rest are files only.
@@ -195,8 +234,9 @@ def test_update_reaches_the_unit_and_the_files(sd):
     cid, _, unit, d = sd.start("sleep 100")
     r = ctx.rt("update", "--memory", "96m", "--pids-limit", "7", cid)
     assert r.ok, r
-    assert show(unit, "MemoryMax", "TasksMax") == {"MemoryMax": str(96 * MiB), "TasksMax": "7"}
-    assert read(f"{d}/memory.max") == str(96 * MiB)
+    mem_prop, mem_file = ("MemoryMax", "memory.max") if V2 else ("MemoryLimit", "memory.limit_in_bytes")
+    assert show(unit, mem_prop, "TasksMax") == {mem_prop: str(96 * MiB), "TasksMax": "7"}
+    assert read(f"{cgdir(unit, 'memory')}/{mem_file}") == str(96 * MiB)
     assert read(f"{d}/pids.max") == "7"
     # The limit holds: forks past it are refused (pids.events counts them). Detached: runc's
     # foreground exec waits on while the forks' survivors live.
@@ -218,7 +258,9 @@ def test_oom_kill(sd):
     cid, _, unit, d = sd.start("tail /dev/zero; echo $? > /out/rc; exec sleep 100")
     assert wait_for(lambda: os.path.exists(f"{out}/rc") and read(f"{out}/rc"), 60)
     assert read(f"{out}/rc") == "137"
-    events = dict(l.split() for l in read(f"{d}/memory.events").splitlines())
+    # v1 counts kills in memory.oom_control, v2 in memory.events.
+    events = "memory.events" if V2 else "memory.oom_control"
+    events = dict(l.split() for l in read(f"{cgdir(unit, 'memory')}/{events}").splitlines())
     assert int(events["oom_kill"]) >= 1, events
     ctx.delete(cid, force=True)
     assert_unit_gone(unit, d)
@@ -257,14 +299,21 @@ def test_pause_and_resume(sd):
     r = ctx.rt("pause", cid)
     assert r.ok, r
     assert ctx.state(cid)["status"] == "paused"
-    assert read(f"{d}/cgroup.freeze") == "1"
-    assert wait_for(lambda: "frozen 1" in read(f"{d}/cgroup.events"), 5)
+    if V2:
+        assert read(f"{d}/cgroup.freeze") == "1"
+        assert wait_for(lambda: "frozen 1" in read(f"{d}/cgroup.events"), 5)
+    else:
+        # freezer is not systemd's on v1: the runtime made and froze that cgroup.
+        assert read(f"{cgdir(unit, 'freezer')}/freezer.state") == "FROZEN"
     assert show(unit, "ActiveState")["ActiveState"] == "active"
     r = ctx.rt("resume", cid)
     assert r.ok, r
     assert ctx.state(cid)["status"] == "running"
-    assert read(f"{d}/cgroup.freeze") == "0"
-    assert wait_for(lambda: "frozen 0" in read(f"{d}/cgroup.events"), 5)
+    if V2:
+        assert read(f"{d}/cgroup.freeze") == "0"
+        assert wait_for(lambda: "frozen 0" in read(f"{d}/cgroup.events"), 5)
+    else:
+        assert read(f"{cgdir(unit, 'freezer')}/freezer.state") == "THAWED"
     ctx.delete(cid, force=True)
 
 
