@@ -9,12 +9,15 @@ systemd must be PID 1: here that is hack/v2vm's systemd guest,
 and on a host without systemd every test is skipped, saying so."""
 
 import glob
+import json
 import os
+import shutil
 import subprocess
 
 import pytest
 
-from conftest import RUNTIME, RUNTIME_NAME, wait_for
+from conftest import RUNTIME, RUNTIME_NAME, pid_alive, wait_for
+from test_userns import User
 
 RUNC = "/usr/sbin/runc"
 RUNTIMES = [(RUNTIME_NAME, RUNTIME)] + ([("runc", RUNC)] if RUNTIME != RUNC else [])
@@ -345,3 +348,100 @@ def test_bad_cgroups_path_is_refused(sd, path):
         assert "linux.cgroupsPath" in r.err and len(r.err.strip().splitlines()) == 1, r
     assert cid not in ctx.list_ids()
     assert not units_of(cid)
+
+
+# ---------------------------------------------------------------- rootless: systemd --user
+
+
+class SdUser(User):
+    """An unprivileged user with its own `systemd --user` (user@UID.service, started here as
+    logind would), running the parametrized runtime as itself with --systemd-cgroup and the
+    user's bus in DBUS_SESSION_BUS_ADDRESS."""
+
+    def __init__(self, ctx, name, binary):
+        super().__init__(ctx)
+        self.rt_name, self.binary = name, binary
+
+    def setup(self):
+        super().setup()
+        shutil.copy(self.binary, self.runtime)
+        systemctl("start", f"user@{self.uid}.service")
+        self.bus = f"/run/user/{self.uid}/bus"
+        assert os.path.exists(self.bus), self.bus
+
+    def env(self, xdg=True):
+        return {**super().env(xdg), "DBUS_SESSION_BUS_ADDRESS": f"unix:path={self.bus}"}
+
+    def cmd(self, *args):
+        return super().cmd("--systemd-cgroup", *args)
+
+    def systemctl(self, *args):
+        r = subprocess.run(["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups",
+                            "systemctl", "--user", *args], capture_output=True, text=True,
+                           timeout=30, env={**self.env(), "XDG_RUNTIME_DIR": f"/run/user/{self.uid}"})
+        assert r.returncode == 0, r
+        return r.stdout
+
+    def remove(self):
+        if self.uid is not None:
+            # The user's units go with its manager; then the user itself.
+            for cid in self.ids():
+                self.rt("delete", "--force", cid, timeout=15)
+            systemctl("stop", f"user@{self.uid}.service", check=False)
+        super().remove()
+
+
+@pytest.fixture(params=RUNTIMES, ids=[n for n, _ in RUNTIMES])
+def sd_user(ctx, request):
+    if not V2:
+        pytest.skip("systemd's user instance delegates cgroups on cgroup v2 only")
+    name, binary = request.param
+    u = SdUser(ctx, name, binary)
+    try:
+        u.setup()
+        yield u
+    finally:
+        u.remove()
+    assert not u.pids()
+
+
+def test_rootless_container_is_a_unit_of_the_users_own_systemd(sd_user):
+    u = sd_user
+    cfg = u.spec(["sleep", "100"])
+    cfg["linux"]["resources"] = {"memory": {"limit": 64 * MiB}, "pids": {"limit": 20}}
+    u.save(cfg)
+    r = u.rt("run", "--detach", "rl")
+    assert r.ok, r
+    pid = json.loads(u.rt("state", "rl").out)["pid"]
+    u.ctx.track(pid)
+    # The default cgroupsPath of a rootless container: user.slice:RUNTIME:ID, in the user's
+    # manager, whose cgroup systemd delegated to the user.
+    unit = f"{u.rt_name}-rl.scope"
+    d = f"{CGROOT}/user.slice/user-{u.uid}.slice/user@{u.uid}.service/user.slice/{unit}"
+    assert read(f"/proc/{pid}/cgroup") == "0::" + d[len(CGROOT):]
+    out = u.systemctl("show", unit, "--property=ActiveState", "--property=MemoryMax",
+                      "--property=TasksMax", "--property=Delegate")
+    p = dict(l.split("=", 1) for l in out.splitlines())
+    assert p == {"ActiveState": "active", "MemoryMax": str(64 * MiB), "TasksMax": "20",
+                 "Delegate": "yes"}, p
+    assert read(f"{d}/memory.max") == str(64 * MiB)
+    assert read(f"{d}/pids.max") == "20"
+    assert os.stat(d).st_uid == u.uid
+    r = u.rt("kill", "rl", "KILL")
+    assert r.ok, r
+    assert wait_for(lambda: not pid_alive(pid), 10)
+    r = u.rt("delete", "rl")
+    assert r.ok, r
+    assert wait_for(lambda: not os.path.exists(d), 5), d
+    assert unit not in u.systemctl("list-units", "--all", "--plain", "--no-legend", "--full")
+
+
+def test_rootless_without_a_user_bus_is_refused_naming_it(sd_user):
+    u = sd_user
+    u.spec(["true"])
+    u.bus = "/nonexistent/bus"
+    r = u.rt("run", "nobus")
+    assert r.rc != 0, r
+    if u.rt_name != "runc":
+        assert "/nonexistent/bus" in r.err and len(r.err.strip().splitlines()) == 1, r
+    assert "nobus" not in u.ids()

@@ -5,7 +5,10 @@
 //! manager, which writes every resource file (what systemd has no property for too), freezes,
 //! kills and reads the statistics, as on a host without systemd. `delete` stops the unit.
 //!
-//! The system instance only: rootless containers (systemd's user instance) are refused.
+//! A rootless container's unit is the user's own: kiln asks the caller's `systemd --user`
+//! over the user's bus ($DBUS_SESSION_BUS_ADDRESS, else $XDG_RUNTIME_DIR/bus), as runc does,
+//! and the unit's cgroup is below that manager's (user@UID.service), which delegates its
+//! controllers to the user.
 
 mod dbus;
 mod props;
@@ -13,7 +16,7 @@ mod unit;
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use oci_spec::runtime::LinuxResources;
@@ -32,13 +35,13 @@ const SYSTEM_BUS: &str = "/run/dbus/system_bus_socket";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 
 /// The unit of a new container, checked before anything exists: cgroupsPath's shape, systemd
-/// running here, not rootless.
+/// running here, and for a rootless container the user's bus and cgroup v2.
 pub fn new(req: &Request, all: &[Hierarchy]) -> Result<Box<dyn Manager>> {
     let path_error = |msg: String| Error::Cgroup {
         field: "linux.cgroupsPath".into(),
         msg,
     };
-    let unit = unit::parse(req.cgroups_path, req.id).map_err(path_error)?;
+    let unit = unit::parse(req.cgroups_path, req.id, req.rootless).map_err(path_error)?;
     let refuse = |why: &str| Error::Cgroup {
         field: "--systemd-cgroup".into(),
         msg: format!(
@@ -51,15 +54,30 @@ pub fn new(req: &Request, all: &[Hierarchy]) -> Result<Box<dyn Manager>> {
             "systemd is not running on this host (no /run/systemd/system)",
         ));
     }
-    if req.rootless {
-        return Err(refuse(
-            "kiln talks to systemd's system instance only, not to a user's (rootless)",
-        ));
-    }
+    let (bus, manager) = if req.rootless {
+        let uid = nix::unistd::geteuid().as_raw();
+        let env = |k| std::env::var_os(k).map(PathBuf::from);
+        let bus = user_bus(env("DBUS_SESSION_BUS_ADDRESS"), env("XDG_RUNTIME_DIR"), uid)
+            .map_err(|why| refuse(&why))?;
+        if !bus.exists() {
+            return Err(refuse(&format!(
+                "no systemd user instance for uid {uid}: no bus at {} (is user@{uid}.service running? loginctl enable-linger)",
+                bus.display()
+            )));
+        }
+        if !matches!(all, [v2] if v2.controllers.is_empty()) {
+            return Err(refuse(
+                "systemd's user instance delegates cgroups on cgroup v2 only",
+            ));
+        }
+        (Bus::User(bus), unit::user_manager(uid))
+    } else {
+        (Bus::System, String::new())
+    };
     let annotations =
         props::annotations(req.annotations).map_err(|(field, msg)| Error::Cgroup { field, msg })?;
-    let paths = unit::paths(all, &unit).map_err(path_error)?;
-    let mut m = Systemd::open(unit.name.clone(), paths);
+    let paths = unit::paths(all, &unit, &manager).map_err(path_error)?;
+    let mut m = Systemd::open(unit.name.clone(), paths, bus);
     m.start = Some(Start {
         id: req.id.to_owned(),
         unit,
@@ -74,9 +92,61 @@ pub fn running() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }
 
-/// The manager of an existing container's unit, from what its state recorded.
+/// The manager of an existing container's unit, from what its state recorded: a unit below
+/// a user@UID.service is the user's, asked over the caller's user bus.
 pub fn existing(unit: String, paths: Paths) -> Box<dyn Manager> {
-    Box::new(Systemd::open(unit, paths))
+    let user = paths.values().any(|p| {
+        p.components().any(|c| {
+            let c = c.as_os_str().to_string_lossy();
+            c.starts_with("user@") && c.ends_with(".service")
+        })
+    });
+    let bus = if user {
+        let env = |k| std::env::var_os(k).map(PathBuf::from);
+        let uid = nix::unistd::geteuid().as_raw();
+        // No address to be had: connecting fails naming the path, at the first call.
+        user_bus(env("DBUS_SESSION_BUS_ADDRESS"), env("XDG_RUNTIME_DIR"), uid)
+            .map(Bus::User)
+            .unwrap_or(Bus::System)
+    } else {
+        Bus::System
+    };
+    Box::new(Systemd::open(unit, paths, bus))
+}
+
+/// Which systemd instance a unit belongs to.
+#[derive(Debug, Clone, PartialEq)]
+enum Bus {
+    /// The system bus (else systemd's private socket).
+    System,
+    /// A user's session bus, where `systemd --user` is `org.freedesktop.systemd1`.
+    User(PathBuf),
+}
+
+/// The user's bus, as sd-bus and runc find it: $DBUS_SESSION_BUS_ADDRESS's `unix:path=`,
+/// else $XDG_RUNTIME_DIR/bus, else /run/user/UID/bus (logind's runtime directory).
+fn user_bus(
+    address: Option<PathBuf>,
+    runtime_dir: Option<PathBuf>,
+    uid: u32,
+) -> std::result::Result<PathBuf, String> {
+    if let Some(a) = address.filter(|a| !a.as_os_str().is_empty()) {
+        let a = a.to_string_lossy();
+        // An address list is `;`-separated, each `transport:key=value,...`; the first unix path.
+        let path = a.split(';').find_map(|one| {
+            let kv = one.strip_prefix("unix:")?;
+            kv.split(',').find_map(|p| p.strip_prefix("path="))
+        });
+        return path.map(PathBuf::from).ok_or_else(|| {
+            format!(
+                "DBUS_SESSION_BUS_ADDRESS={a:?} has no unix:path= (kiln connects to a socket path)"
+            )
+        });
+    }
+    Ok(runtime_dir
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from(format!("/run/user/{uid}")))
+        .join("bus"))
 }
 
 /// What starting the unit needs once init's pid is known.
@@ -92,6 +162,7 @@ pub struct Systemd {
     version: Version,
     fs: Box<dyn Manager>,
     start: Option<Start>,
+    bus: Bus,
     conn: RefCell<Option<Conn>>,
     /// The directories kiln made itself (where systemd did not), for a failed create.
     made: RefCell<Made>,
@@ -99,7 +170,7 @@ pub struct Systemd {
 }
 
 impl Systemd {
-    fn open(unit: String, paths: Paths) -> Systemd {
+    fn open(unit: String, paths: Paths, bus: Bus) -> Systemd {
         let version = if paths.keys().all(String::is_empty) {
             Version::V2
         } else {
@@ -110,6 +181,7 @@ impl Systemd {
             version,
             fs: super::from_paths(paths),
             start: None,
+            bus,
             conn: RefCell::new(None),
             made: RefCell::new(Made::default()),
             started: Cell::new(false),
@@ -130,7 +202,7 @@ impl Systemd {
     fn call(&self, member: &str, args: Vec<Value>) -> std::result::Result<Vec<Value>, DbusError> {
         let mut conn = self.conn.borrow_mut();
         if conn.is_none() {
-            *conn = Some(connect()?);
+            *conn = Some(connect(&self.bus)?);
         }
         let c = conn.as_mut().expect("connected above");
         c.call(&manager_call(member, args))
@@ -257,9 +329,13 @@ fn props_value(props: Props) -> Value {
     )
 }
 
-fn connect() -> std::result::Result<Conn, DbusError> {
+fn connect(bus: &Bus) -> std::result::Result<Conn, DbusError> {
     let deadline = Instant::now() + JOB_TIMEOUT;
-    let mut c = match Conn::open(Path::new(SYSTEM_BUS), true, deadline) {
+    let (first, private) = match bus {
+        Bus::System => (Path::new(SYSTEM_BUS), Some(PRIVATE_SOCKET)),
+        Bus::User(path) => (path.as_path(), None),
+    };
+    let mut c = match Conn::open(first, true, deadline) {
         Ok(mut c) => {
             c.call(&Call {
                 destination: "org.freedesktop.DBus",
@@ -273,8 +349,11 @@ fn connect() -> std::result::Result<Conn, DbusError> {
             c
         }
         Err(e) => {
-            crate::log::debug(|| format!("{SYSTEM_BUS}: {e}; trying {PRIVATE_SOCKET}"));
-            Conn::open(Path::new(PRIVATE_SOCKET), false, deadline)?
+            let Some(private) = private else {
+                return Err(e);
+            };
+            crate::log::debug(|| format!("{SYSTEM_BUS}: {e}; trying {private}"));
+            Conn::open(Path::new(private), false, deadline)?
         }
     };
     c.call(&manager_call("Subscribe", vec![]))?;
@@ -371,5 +450,38 @@ impl Manager for Systemd {
 
     fn oom_watch(&self) -> Result<Box<dyn OomWatch>> {
         self.fs.oom_watch()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Option<PathBuf> {
+        Some(PathBuf::from(s))
+    }
+
+    #[test]
+    fn the_user_bus_is_found_as_sd_bus_finds_it() {
+        let addr = p("unix:path=/run/user/7/bus,guid=abc");
+        assert_eq!(
+            user_bus(addr, p("/x"), 7).unwrap(),
+            Path::new("/run/user/7/bus")
+        );
+        let list = p("tcp:host=h;unix:path=/tmp/b");
+        assert_eq!(user_bus(list, None, 7).unwrap(), Path::new("/tmp/b"));
+        assert_eq!(
+            user_bus(None, p("/run/user/9"), 7).unwrap(),
+            Path::new("/run/user/9/bus")
+        );
+        assert_eq!(
+            user_bus(p(""), p(""), 7).unwrap(),
+            Path::new("/run/user/7/bus")
+        );
+        let abstract_only = user_bus(p("unix:abstract=/tmp/dbus-x"), None, 7).unwrap_err();
+        assert!(
+            abstract_only.contains("DBUS_SESSION_BUS_ADDRESS"),
+            "{abstract_only}"
+        );
     }
 }

@@ -21,8 +21,9 @@ impl Unit {
 
 /// cgroupsPath for `--systemd-cgroup`: `slice:prefix:name`, each part checked as systemd
 /// would check the unit names made of it; none (or "") is `system.slice:kiln:ID`. An empty
-/// slice is `system.slice`. Errors say what is wrong with which part.
-pub fn parse(cgroups_path: Option<&Path>, id: &str) -> Result<Unit, String> {
+/// slice is `system.slice`, or `user.slice` for a rootless container (in the user's own
+/// manager, as runc defaults). Errors say what is wrong with which part.
+pub fn parse(cgroups_path: Option<&Path>, id: &str, rootless: bool) -> Result<Unit, String> {
     let given = cgroups_path
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -38,10 +39,10 @@ pub fn parse(cgroups_path: Option<&Path>, id: &str) -> Result<Unit, String> {
             }
         }
     };
-    let slice = if slice.is_empty() {
-        "system.slice"
-    } else {
-        slice
+    let slice = match slice {
+        "" if rootless => "user.slice",
+        "" => "system.slice",
+        slice => slice,
     };
     expand_slice(slice)?;
     if name.is_empty() {
@@ -109,12 +110,22 @@ pub fn expand_slice(slice: &str) -> Result<String, String> {
     Ok(path)
 }
 
+/// The cgroup of uid's `systemd --user`: user@UID.service, which systemd's own unit file puts
+/// in user-UID.slice below user.slice. (runc asks the manager for its ControlGroup; the
+/// answer is this path wherever logind started the manager.)
+pub fn user_manager(uid: u32) -> String {
+    format!("/user.slice/user-{uid}.slice/user@{uid}.service")
+}
+
 /// Where the unit's cgroup is in each hierarchy: the slice's path, then the unit, below each
-/// hierarchy's root. systemd makes the directories of the hierarchies it manages; kiln makes
+/// hierarchy's root, or below `manager`, the cgroup of the systemd instance that runs the unit
+/// (`user_manager`'s for a user's; "" for the system's). systemd makes the directories of the hierarchies it manages; kiln makes
 /// the others (as runc joins the controllers systemd does not know).
-pub fn paths(all: &[Hierarchy], unit: &Unit) -> Result<Paths, String> {
+pub fn paths(all: &[Hierarchy], unit: &Unit, manager: &str) -> Result<Paths, String> {
     let slice = expand_slice(&unit.slice)?;
-    let below = Path::new(slice.trim_start_matches('/')).join(&unit.name);
+    let below = Path::new(manager.trim_start_matches('/'))
+        .join(slice.trim_start_matches('/'))
+        .join(&unit.name);
     Ok(all
         .iter()
         .map(|h| (h.controllers.clone(), h.mount_point.join(&below)))
@@ -127,7 +138,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn unit(path: &str) -> Result<Unit, String> {
-        parse(Some(Path::new(path)), "c1")
+        parse(Some(Path::new(path)), "c1", false)
     }
 
     #[test]
@@ -169,12 +180,35 @@ mod tests {
     #[test]
     fn no_path_is_system_slice_kiln_id() {
         for none in [None, Some(Path::new(""))] {
-            let u = parse(none, "c1").unwrap();
+            let u = parse(none, "c1", false).unwrap();
             assert_eq!(
                 (u.slice.as_str(), u.name.as_str()),
                 ("system.slice", "kiln-c1.scope")
             );
         }
+    }
+
+    #[test]
+    fn rootless_defaults_to_the_users_own_user_slice() {
+        let u = parse(None, "c1", true).unwrap();
+        assert_eq!(
+            (u.slice.as_str(), u.name.as_str()),
+            ("user.slice", "kiln-c1.scope")
+        );
+        let given = parse(Some(Path::new("app.slice:kiln:c1")), "c1", true).unwrap();
+        assert_eq!(given.slice, "app.slice");
+        let v2 = [Hierarchy {
+            mount_point: PathBuf::from("/sys/fs/cgroup"),
+            controllers: String::new(),
+            own: "/".into(),
+        }];
+        let p = paths(&v2, &u, &user_manager(1500)).unwrap();
+        assert_eq!(
+            p[""],
+            Path::new(
+                "/sys/fs/cgroup/user.slice/user-1500.slice/user@1500.service/user.slice/kiln-c1.scope"
+            )
+        );
     }
 
     #[test]
@@ -213,7 +247,7 @@ mod tests {
             h("name=systemd", "/sys/fs/cgroup/systemd"),
             h("", "/sys/fs/cgroup/unified"),
         ];
-        let p = paths(&all, &unit("a-b.slice:kiln:c1").unwrap()).unwrap();
+        let p = paths(&all, &unit("a-b.slice:kiln:c1").unwrap(), "").unwrap();
         assert_eq!(
             p["memory"],
             Path::new("/sys/fs/cgroup/memory/a.slice/a-b.slice/kiln-c1.scope")
@@ -222,7 +256,7 @@ mod tests {
             p[""],
             Path::new("/sys/fs/cgroup/unified/a.slice/a-b.slice/kiln-c1.scope")
         );
-        let root = paths(&all, &unit("-.slice:kiln:c1").unwrap()).unwrap();
+        let root = paths(&all, &unit("-.slice:kiln:c1").unwrap(), "").unwrap();
         assert_eq!(
             root["name=systemd"],
             Path::new("/sys/fs/cgroup/systemd/kiln-c1.scope")
