@@ -231,6 +231,20 @@ def test_unified_keys_are_unit_properties_too(sd):
     sd.ctx.delete(cid, force=True)
 
 
+@v2_only
+def test_unified_value_no_property_takes_is_refused(sd):
+    # runc's unifiedResToSystemdProps refuses what it cannot convert; nothing is left behind.
+    sd.resources(unified={"pids.max": "lots"})
+    sd.ctx.sh("sleep 100")
+    cid, r = sd.ctx.create(check=False)
+    assert r.rc != 0, r
+    if sd.name == "kiln":
+        assert 'linux.resources.unified.pids.max: \\"lots\\": not a number or \\"max\\"' in r.err \
+            and len(r.err.strip().splitlines()) == 1, r
+    assert cid not in sd.ctx.list_ids()
+    assert not units_of(cid)
+
+
 def test_update_reaches_the_unit_and_the_files(sd):
     ctx = sd.ctx
     sd.resources(memory={"limit": 64 * MiB}, pids={"limit": 20})

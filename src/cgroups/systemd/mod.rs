@@ -74,10 +74,11 @@ pub fn new(req: &Request, all: &[Hierarchy]) -> Result<Box<dyn Manager>> {
     } else {
         (Bus::System, String::new())
     };
-    let annotations =
-        props::annotations(req.annotations).map_err(|(field, msg)| Error::Cgroup { field, msg })?;
+    let annotations = props::annotations(req.annotations).map_err(props_error)?;
     let paths = unit::paths(all, &unit, &manager).map_err(path_error)?;
     let mut m = Systemd::open(unit.name.clone(), paths, bus);
+    // A value no property can take is refused before the unit exists.
+    props::resources(m.version, req.resources, &[]).map_err(props_error)?;
     m.start = Some(Start {
         id: req.id.to_owned(),
         unit,
@@ -85,6 +86,10 @@ pub fn new(req: &Request, all: &[Hierarchy]) -> Result<Box<dyn Manager>> {
         annotations,
     });
     Ok(Box::new(m))
+}
+
+fn props_error((field, msg): (String, String)) -> Error {
+    Error::Cgroup { field, msg }
 }
 
 /// sd_booted(3)'s test: systemd is PID 1 and manages this host.
@@ -239,7 +244,8 @@ impl Systemd {
             &start.resources,
             &props::parse_proc_devices(&devices),
             &start.annotations,
-        );
+        )
+        .map_err(props_error)?;
         let args = vec![
             Value::str(&self.unit),
             Value::str("replace"),
@@ -395,7 +401,8 @@ impl Manager for Systemd {
     fn set(&self, r: &LinuxResources) -> Result<()> {
         if !self.started.get() {
             let devices = std::fs::read_to_string("/proc/devices").unwrap_or_default();
-            let p = props::resources(self.version, r, &props::parse_proc_devices(&devices));
+            let p = props::resources(self.version, r, &props::parse_proc_devices(&devices))
+                .map_err(props_error)?;
             if !p.is_empty() {
                 let method = "SetUnitProperties";
                 let args = vec![Value::str(&self.unit), Value::Bool(true), props_value(p)];
@@ -424,7 +431,12 @@ impl Manager for Systemd {
         if !self.exists() {
             return Ok(());
         }
-        self.fs.kill_all()
+        // systemd may remove the scope between the check and the write (its last process
+        // exited): nothing is left to kill then.
+        match self.fs.kill_all() {
+            Err(_) if !self.exists() => Ok(()),
+            r => r,
+        }
     }
 
     /// StopUnit (systemd removes the directories it made), then what kiln made.

@@ -40,7 +40,7 @@ pub fn start(
     r: &LinuxResources,
     devices: &[(char, u32, String)],
     annotations: &Props,
-) -> Props {
+) -> Result<Props, (String, String)> {
     let mut p: Props = vec![(
         "Description".into(),
         Value::str(format!("kiln container {id}")),
@@ -63,9 +63,9 @@ pub fn start(
         p.push((acct.into(), Value::Bool(true)));
     }
     p.push(("DefaultDependencies".into(), Value::Bool(false)));
-    p.extend(resources(version, r, devices));
+    p.extend(resources(version, r, devices)?);
     p.extend(annotations.iter().cloned());
-    p
+    Ok(p)
 }
 
 /// A limit in bytes or a count: -1 is systemd's "infinity".
@@ -74,8 +74,13 @@ fn limit(v: i64) -> Value {
 }
 
 /// What `r` sets, as properties; what it leaves unset is left out (an update passes only what
-/// changes). Values the cgroupfs planner refuses are left out here: its error names the field.
-pub fn resources(version: Version, r: &LinuxResources, devices: &[(char, u32, String)]) -> Props {
+/// changes). Typed values the cgroupfs planner refuses are left out here: its error names the
+/// field. A unified value systemd's property cannot take is refused: (field, message).
+pub fn resources(
+    version: Version,
+    r: &LinuxResources,
+    devices: &[(char, u32, String)],
+) -> Result<Props, (String, String)> {
     let mut p = Props::new();
     if let Some(rules) = r.devices() {
         p.extend(device_props(rules, devices));
@@ -134,52 +139,66 @@ pub fn resources(version: Version, r: &LinuxResources, devices: &[(char, u32, St
     if version == Version::V2
         && let Some(keys) = r.unified()
     {
-        p.extend(unified(&keys.iter().collect()));
+        p.extend(unified(&keys.iter().collect())?);
     }
-    p
+    Ok(p)
 }
 
 /// `linux.resources.unified` keys systemd has a property for, as runc's unifiedResToSystemdProps
 /// converts them; they come after the typed resources, so a key overrides the field it shares
-/// a property with (systemd keeps the last value). Other keys, and values that do not parse,
-/// are left to the cgroupfs manager, which writes every key to its file (and the kernel's
-/// refusal names the key). Keys in name order, so that the properties are the same each time.
-fn unified(keys: &BTreeMap<&String, &String>) -> Props {
-    let number = |v: &str| match v {
-        "max" => Some(u64::MAX),
-        v => v.parse::<u64>().ok(),
-    };
+/// a property with (systemd keeps the last value). A value runc cannot convert is refused, as
+/// runc refuses it, naming `linux.resources.unified.<key>`; other keys are left to the cgroupfs
+/// manager, which writes every key to its file. Keys in name order, so that the properties are
+/// the same each time.
+fn unified(keys: &BTreeMap<&String, &String>) -> Result<Props, (String, String)> {
     let mut p = Props::new();
     for (key, value) in keys {
+        let bad = |what: &str| {
+            (
+                format!("linux.resources.unified.{key}"),
+                format!("{value:?}: {what}"),
+            )
+        };
+        // "max" or a count: what runc's ParseUint takes.
+        let number = |v: &str| match v {
+            "max" => Ok(u64::MAX),
+            v => v.parse::<u64>().map_err(|_| bad("not a number or \"max\"")),
+        };
         // The kernel ignores whitespace around a value, and so does runc.
         let v = value.trim();
         match key.as_str() {
             "cpu.max" => {
                 let f: Vec<&str> = v.split_whitespace().collect();
-                let quota = match f.first() {
-                    Some(&"max") => Some(0),
-                    Some(q) => q.parse::<i64>().ok(),
-                    None => None,
+                if f.is_empty() || f.len() > 2 {
+                    return Err(bad("expected \"QUOTA [PERIOD]\""));
+                }
+                let quota = match f[0] {
+                    "max" => 0,
+                    q => q
+                        .parse::<i64>()
+                        .map_err(|_| bad("the quota is not a number or \"max\""))?,
                 };
                 let period = match f.get(1) {
-                    Some(t) => t.parse::<u64>().ok(),
-                    None => Some(DEFAULT_PERIOD),
+                    Some(t) => t
+                        .parse::<u64>()
+                        .map_err(|_| bad("the period is not a number"))?,
+                    None => DEFAULT_PERIOD,
                 };
-                if let (Some(q), Some(t), true) = (quota, period, f.len() <= 2) {
-                    p.extend(cpu_quota(q, t));
-                }
+                p.extend(cpu_quota(quota, period));
             }
-            "cpu.weight" => p.extend(v.parse().ok().map(|w| ("CPUWeight".into(), Value::U64(w)))),
+            "cpu.weight" => {
+                let w = v.parse().map_err(|_| bad("not a number"))?;
+                p.push(("CPUWeight".into(), Value::U64(w)));
+            }
             k @ ("cpuset.cpus" | "cpuset.mems") => {
                 let name = if k == "cpuset.cpus" {
                     "AllowedCPUs"
                 } else {
                     "AllowedMemoryNodes"
                 };
-                if let Some(bits) = bitmask(v) {
-                    let bytes = bits.into_iter().map(Value::Byte).collect();
-                    p.push((name.into(), Value::Array("y".into(), bytes)));
-                }
+                let bits = bitmask(v).ok_or_else(|| bad("not a list of ranges like \"0-3,8\""))?;
+                let bytes = bits.into_iter().map(Value::Byte).collect();
+                p.push((name.into(), Value::Array("y".into(), bytes)));
             }
             k @ ("memory.high" | "memory.low" | "memory.min" | "memory.max" | "memory.swap.max"
             | "pids.max") => {
@@ -191,12 +210,12 @@ fn unified(keys: &BTreeMap<&String, &String>) -> Props {
                     "memory.swap.max" => "MemorySwapMax",
                     _ => "TasksMax",
                 };
-                p.extend(number(v).map(|n| (name.into(), Value::U64(n))));
+                p.push((name.into(), Value::U64(number(v)?)));
             }
             _ => {}
         }
     }
-    p
+    Ok(p)
 }
 
 /// runc's addCpuQuota: systemd takes the quota per second, which it rounds to 10 ms steps
@@ -224,7 +243,11 @@ fn cpu_quota(quota: i64, period: u64) -> Props {
 /// None for a list that is not one (the cgroupfs write then fails naming the field).
 fn bitmask(list: &str) -> Option<Vec<u8>> {
     let mut ids = vec![];
-    for part in list.trim().split(',') {
+    for part in list.split(',') {
+        // runc's RangeToBits allows empty elements (extra commas), not an empty list.
+        if part.trim().is_empty() {
+            continue;
+        }
         let (lo, hi) = match part.split_once('-') {
             Some((lo, hi)) => (lo.trim().parse::<usize>().ok()?, hi.trim().parse().ok()?),
             None => {
@@ -434,6 +457,10 @@ fn unquote(t: &str, q: char) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn resources_ok(v: Version, r: &LinuxResources, devices: &[(char, u32, String)]) -> Props {
+        resources(v, r, devices).unwrap()
+    }
+
     fn res(json: &str) -> LinuxResources {
         serde_json::from_str(json).unwrap()
     }
@@ -455,7 +482,7 @@ mod tests {
 
     #[test]
     fn a_scope_starts_as_runc_starts_one() {
-        let p = start("c1", &scope(), 42, Version::V2, &res("{}"), &[], &vec![]);
+        let p = start("c1", &scope(), 42, Version::V2, &res("{}"), &[], &vec![]).unwrap();
         assert_eq!(
             names(&p),
             [
@@ -476,7 +503,7 @@ mod tests {
         );
         assert_eq!(get(&p, "Slice"), &Value::str("system.slice"));
         assert_eq!(get(&p, "DefaultDependencies"), &Value::Bool(false));
-        let v1 = start("c1", &scope(), 42, Version::V1, &res("{}"), &[], &vec![]);
+        let v1 = start("c1", &scope(), 42, Version::V1, &res("{}"), &[], &vec![]).unwrap();
         assert!(names(&v1).contains(&"BlockIOAccounting"));
         assert!(!names(&v1).contains(&"IOAccounting"));
     }
@@ -487,7 +514,7 @@ mod tests {
             slice: "system.slice".into(),
             name: "sub-c1.slice".into(),
         };
-        let p = start("c1", &u, 42, Version::V2, &res("{}"), &[], &vec![]);
+        let p = start("c1", &u, 42, Version::V2, &res("{}"), &[], &vec![]).unwrap();
         assert_eq!(
             get(&p, "Wants"),
             &Value::Array("s".into(), vec![Value::str("system.slice")])
@@ -508,23 +535,24 @@ mod tests {
             &res(r#"{"cpu":{"shares":1024}}"#),
             &[],
             &extra,
-        );
+        )
+        .unwrap();
         assert_eq!(p.last().unwrap(), &("CPUWeight".to_owned(), Value::U64(5)));
     }
 
     #[test]
     fn memory_v2_and_v1() {
         let r = res(r#"{"memory":{"limit":1048576,"reservation":-1,"swap":3145728}}"#);
-        let p = resources(Version::V2, &r, &[]);
+        let p = resources_ok(Version::V2, &r, &[]);
         assert_eq!(get(&p, "MemoryMax"), &Value::U64(1 << 20));
         assert_eq!(get(&p, "MemoryLow"), &Value::U64(u64::MAX));
         assert_eq!(get(&p, "MemorySwapMax"), &Value::U64(2 << 20));
-        let p = resources(Version::V1, &r, &[]);
+        let p = resources_ok(Version::V1, &r, &[]);
         assert_eq!(names(&p), ["MemoryLimit"]);
-        let unlimited = resources(Version::V2, &res(r#"{"memory":{"limit":-1}}"#), &[]);
+        let unlimited = resources_ok(Version::V2, &res(r#"{"memory":{"limit":-1}}"#), &[]);
         assert_eq!(get(&unlimited, "MemoryMax"), &Value::U64(u64::MAX));
         // A swap limit below the memory limit is the cgroupfs planner's error to report.
-        let bad = resources(
+        let bad = resources_ok(
             Version::V2,
             &res(r#"{"memory":{"limit":100,"swap":50}}"#),
             &[],
@@ -540,7 +568,7 @@ mod tests {
             "memory.swap.max":"0","pids.max":"max","cpu.weight":"7","cpu.max":"max 50000",
             "cpuset.cpus":"0-1","cpuset.mems":"0","io.max":"8:0 rbps=1","memory.oom.group":"1"}}"#,
         );
-        let p = resources(Version::V2, &r, &[]);
+        let p = resources_ok(Version::V2, &r, &[]);
         let shown: Vec<String> = p.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
         assert_eq!(
             shown,
@@ -562,21 +590,44 @@ mod tests {
         );
         // v1 has no unified hierarchy to speak of.
         assert_eq!(
-            names(&resources(Version::V1, &r, &[])),
+            names(&resources_ok(Version::V1, &r, &[])),
             ["MemoryLimit", "TasksMax"]
         );
     }
 
     #[test]
-    fn unified_values_that_do_not_parse_are_left_to_the_files() {
-        let r = res(
-            r#"{"unified":{"cpu.max":"1 2 3","memory.max":"-1","pids.max":"x",
-            "cpu.weight":"heavy","cpuset.cpus":"3-1","memory.high":""}}"#,
-        );
-        assert!(resources(Version::V2, &r, &[]).is_empty());
+    fn unified_values_runc_cannot_convert_are_refused_naming_the_key() {
+        for (key, value, why) in [
+            ("cpu.max", "1 2 3", "expected \"QUOTA [PERIOD]\""),
+            ("cpu.max", "", "expected \"QUOTA [PERIOD]\""),
+            ("cpu.max", "lots", "the quota is not a number or \"max\""),
+            ("cpu.max", "max -1", "the period is not a number"),
+            ("memory.max", "-1", "not a number or \"max\""),
+            ("memory.high", "1G", "not a number or \"max\""),
+            ("pids.max", "x", "not a number or \"max\""),
+            ("cpu.weight", "heavy", "not a number"),
+            ("cpuset.cpus", "3-1", "not a list of ranges like \"0-3,8\""),
+            ("cpuset.mems", ",", "not a list of ranges like \"0-3,8\""),
+        ] {
+            let r = res(&format!(r#"{{"unified":{{"{key}":"{value}"}}}}"#));
+            assert_eq!(
+                resources(Version::V2, &r, &[]),
+                Err((
+                    format!("linux.resources.unified.{key}"),
+                    format!("{value:?}: {why}")
+                )),
+                "{key}={value}"
+            );
+        }
+        // v1 has no unified keys to convert (the cgroupfs manager refuses them there).
+        let r = res(r#"{"unified":{"pids.max":"x"}}"#);
+        assert!(resources_ok(Version::V1, &r, &[]).is_empty());
+        // Extra commas, as runc's RangeToBits allows, and keys systemd has no property for.
+        let r = res(r#"{"unified":{"cpuset.cpus":"0,,1,","memory.oom.group":"x"}}"#);
+        assert_eq!(names(&resources_ok(Version::V2, &r, &[])), ["AllowedCPUs"]);
         let quota = res(r#"{"unified":{"cpu.max":"25000"}}"#);
         assert_eq!(
-            names(&resources(Version::V2, &quota, &[])),
+            names(&resources_ok(Version::V2, &quota, &[])),
             ["CPUQuotaPeriodUSec", "CPUQuotaPerSecUSec"]
         );
     }
@@ -585,14 +636,14 @@ mod tests {
     fn shares_become_weight_on_v2() {
         let r = res(r#"{"cpu":{"shares":1024}}"#);
         assert_eq!(
-            get(&resources(Version::V2, &r, &[]), "CPUWeight"),
+            get(&resources_ok(Version::V2, &r, &[]), "CPUWeight"),
             &Value::U64(39)
         );
         assert_eq!(
-            get(&resources(Version::V1, &r, &[]), "CPUShares"),
+            get(&resources_ok(Version::V1, &r, &[]), "CPUShares"),
             &Value::U64(1024)
         );
-        assert!(resources(Version::V2, &res(r#"{"cpu":{"shares":0}}"#), &[]).is_empty());
+        assert!(resources_ok(Version::V2, &res(r#"{"cpu":{"shares":0}}"#), &[]).is_empty());
     }
 
     #[test]
@@ -632,7 +683,7 @@ mod tests {
             assert_eq!(bitmask(bad), None, "{bad}");
         }
         let r = res(r#"{"cpu":{"cpus":"0-1","mems":"0"}}"#);
-        let p = resources(Version::V2, &r, &[]);
+        let p = resources_ok(Version::V2, &r, &[]);
         assert_eq!(
             get(&p, "AllowedCPUs"),
             &Value::Array("y".into(), vec![Value::Byte(3)])
@@ -645,7 +696,7 @@ mod tests {
 
     #[test]
     fn tasks_max_as_runc_sets_it() {
-        let p = |json| resources(Version::V2, &res(json), &[]);
+        let p = |json| resources_ok(Version::V2, &res(json), &[]);
         assert_eq!(
             get(&p(r#"{"pids":{"limit":10}}"#), "TasksMax"),
             &Value::U64(10)
@@ -661,10 +712,10 @@ mod tests {
     fn blkio_weight_only_on_v1() {
         let r = res(r#"{"blockIO":{"weight":300}}"#);
         assert_eq!(
-            get(&resources(Version::V1, &r, &[]), "BlockIOWeight"),
+            get(&resources_ok(Version::V1, &r, &[]), "BlockIOWeight"),
             &Value::U64(300)
         );
-        assert!(resources(Version::V2, &r, &[]).is_empty());
+        assert!(resources_ok(Version::V2, &r, &[]).is_empty());
     }
 
     #[test]
@@ -703,7 +754,7 @@ mod tests {
         let r = res("{}");
         let mut r = r;
         r.set_devices(Some(rules));
-        let p = resources(Version::V2, &r, &names);
+        let p = resources_ok(Version::V2, &r, &names);
         assert_eq!(get(&p, "DevicePolicy"), &Value::str("strict"));
         let a = allowed(&p);
         assert!(a.contains(&("char-*".into(), "m".into())), "{a:?}");
