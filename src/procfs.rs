@@ -85,12 +85,38 @@ pub fn open_fds() -> io::Result<Vec<RawFd>> {
 
 // ------------------------------------------------------------------ reading
 
-/// A whole /proc file. Its size reads as 0, so `fs::read_to_string` would begin with a 32-byte
-/// probe and grow from there, one read(2) each time; a page holds all of most in one.
+/// Room for any file read with [`read_single`], and the first read of every other one.
+const PAGE: usize = 4096;
+
+/// A whole /proc file of many records (mountinfo), read until EOF. Its size reads as 0, so
+/// `File::read_to_string` would first stat it and seek for a size hint that says nothing; `Take`
+/// has no hint to ask for, and reads a page at a time into the buffer, growing it.
 fn read(path: &str) -> io::Result<String> {
-    let mut text = String::with_capacity(4096);
-    File::open(path)?.read_to_string(&mut text)?;
+    let mut text = String::with_capacity(PAGE);
+    File::open(path)?.take(u64::MAX).read_to_string(&mut text)?;
     Ok(text)
+}
+
+/// A whole /proc file that the kernel writes in one piece (a `single_open` file: /proc/PID/stat,
+/// /proc/PID/cgroup), in one read(2) where it fits a page: such a file is made whole at the first
+/// read, which returns all of it when the buffer has room, so a read that leaves room is the
+/// whole file and the read that would only find EOF is skipped. A larger file is read on until
+/// EOF. (A file of many records, such as mountinfo, may end a read early with more to come: it
+/// is read with [`read`].)
+fn read_single(path: &str) -> io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut buf = vec![0; PAGE];
+    let n = loop {
+        match f.read(&mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => break other?,
+        }
+    };
+    buf.truncate(n);
+    if n == PAGE {
+        f.take(u64::MAX).read_to_end(&mut buf)?;
+    }
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// One line of mountinfo (proc(5)): the fields kiln uses.
@@ -173,7 +199,7 @@ pub struct Cgroup {
 
 /// This process's cgroup in every hierarchy.
 pub fn cgroup() -> io::Result<Vec<Cgroup>> {
-    Ok(parse_cgroup(&read("/proc/self/cgroup")?))
+    Ok(parse_cgroup(&read_single("/proc/self/cgroup")?))
 }
 
 pub fn parse_cgroup(text: &str) -> Vec<Cgroup> {
@@ -216,7 +242,7 @@ impl Stat {
 }
 
 pub fn stat(pid: i32) -> io::Result<Stat> {
-    let text = read(&format!("/proc/{pid}/stat"))?;
+    let text = read_single(&format!("/proc/{pid}/stat"))?;
     parse_stat(&text)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/PID/stat"))
 }
@@ -290,6 +316,25 @@ not a mountinfo line
                 ("", "/a:b")
             ]
         );
+    }
+
+    /// What fits a page comes in one read; a larger file is read on to its end, whole.
+    #[test]
+    fn single_files_are_read_whole() {
+        let dir = std::env::temp_dir().join(format!("kiln-read-single-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for len in [0, 1, PAGE - 1, PAGE, PAGE + 1, 3 * PAGE + 7] {
+            let path = dir.join(len.to_string());
+            let text: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            std::fs::write(&path, &text).unwrap();
+            assert_eq!(read_single(path.to_str().unwrap()).unwrap(), text, "{len}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        let me = stat(std::process::id() as i32).unwrap();
+        assert!(me.start_time > 0 && !me.finished());
+        assert!(cgroup().unwrap().iter().any(|c| c.path.starts_with('/')));
     }
 
     #[test]

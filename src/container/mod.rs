@@ -237,6 +237,7 @@ impl Container {
     /// a FIFO: a file or a symlink to /dev/zero in its place would feed `start` forever.
     pub fn open_fifo(&self) -> Result<Option<File>> {
         open_file(&self.handle, &self.dir, self.id(), EXEC_FIFO, libc::S_IFIFO)
+            .map(|f| f.map(|(f, _)| f))
     }
 
     /// The error for a file of this container's state directory that is not what kiln wrote.
@@ -560,10 +561,12 @@ fn read_json<T: DeserializeOwned>(
 /// Reads a state file of kiln's, bounded: a regular file ([`open_file`]) of at most
 /// [`MAX_STATE_FILE`] bytes. None if it does not exist.
 fn read_file(handle: &File, dir: &Path, id: &str, name: &str) -> Result<Option<Vec<u8>>> {
-    let Some(file) = open_file(handle, dir, id, name, libc::S_IFREG)? else {
+    let Some((file, size)) = open_file(handle, dir, id, name, libc::S_IFREG)? else {
         return Ok(None);
     };
-    let mut data = vec![];
+    // Room for the whole file and one byte more: one read(2) takes it all, the next finds EOF
+    // (an empty buffer would start at 32 bytes and double, a read each time).
+    let mut data = Vec::with_capacity(size as usize + 1);
     file.take(MAX_STATE_FILE + 1)
         .read_to_end(&mut data)
         .ctx(|| format!("reading {}", dir.join(name).display()))?;
@@ -578,14 +581,14 @@ fn read_file(handle: &File, dir: &Path, id: &str, name: &str) -> Result<Option<V
 /// is ever opened; then opened without following a symlink and without blocking, and checked
 /// again (it may have been replaced meanwhile). No command can hang on a state file or read
 /// /dev/zero through one. A regular file larger than [`MAX_STATE_FILE`] is refused. None if it
-/// does not exist.
+/// does not exist; else the file and its size.
 fn open_file(
     handle: &File,
     dir: &Path,
     id: &str,
     name: &str,
     kind: libc::mode_t,
-) -> Result<Option<File>> {
+) -> Result<Option<(File, u64)>> {
     let path = dir.join(name);
     let fd = handle.as_raw_fd();
     let check = |mode: u32, size: u64| {
@@ -625,7 +628,7 @@ fn open_file(
         .metadata()
         .ctx(|| format!("reading {}", path.display()))?;
     check(m.mode(), m.len())?;
-    Ok(Some(file))
+    Ok(Some((file, m.len())))
 }
 
 fn too_large(dir: &Path, id: &str, name: &str, size: u64) -> Error {
