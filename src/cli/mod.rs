@@ -123,13 +123,14 @@ const USAGE_EXIT: i32 = 1;
 /// positional argument is the container ID (no command line of the container's own to leave
 /// alone), a single-dash long flag of theirs is given its second dash.
 fn go_spellings(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let cmd = Cli::command();
     let Some(at) = args
         .iter()
         .position(|a| a == "checkpoint" || a == "restore")
     else {
         return args;
     };
+    // Built only here: building clap's command costs more than most commands' own work.
+    let cmd = Cli::command();
     let sub = cmd
         .find_subcommand(args[at].to_str().unwrap_or_default())
         .expect("checkpoint and restore are kiln's commands");
@@ -147,7 +148,17 @@ fn go_spellings(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
 }
 
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse_from(go_spellings(std::env::args_os().collect())) {
+    // What `Cli::try_parse_from` does, but clap's command is never dropped: freeing it (every
+    // flag and help line of every command, one allocation each) would cost a short command such
+    // as `state` more than its own work, just before the process exits anyway.
+    let mut cmd = std::mem::ManuallyDrop::new(Cli::command());
+    let parsed = cmd
+        .try_get_matches_from_mut(go_spellings(std::env::args_os().collect()))
+        .and_then(|mut m| {
+            <Cli as clap::FromArgMatches>::from_arg_matches_mut(&mut m)
+                .map_err(|e| e.format(&mut cmd))
+        });
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
