@@ -46,6 +46,8 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
         ))
         .into());
     }
+    // Looked up once per line of ps: a set, not the list, for a container of many processes.
+    let pids: std::collections::HashSet<i32> = pids.into_iter().collect();
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
     let header = lines.next().unwrap_or_default();
