@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import CALL_TIMEOUT, RUNTIME, base_config, runc_deviates
+from conftest import CALL_TIMEOUT, RUNTIME, base_config, runc_deviates, wait_for
 
 STATE_KEYS = ["ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"]
 RFC3339_NANO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{1,9}Z$")
@@ -271,6 +271,66 @@ def test_list_table_json_quiet(ctx):
     ctx.delete(b, force=True)
 
 
+def test_state_and_list_read_a_large_state_whole(ctx):
+    # 200 KiB of annotations: the state the runtime keeps spans many pages.
+    ctx.sh("sleep 30")
+    big = {f"org.kiln.test.{i:03}": "x" * 1000 for i in range(200)}
+    ctx.config["annotations"] = big
+    cid, _ = ctx.create()
+    assert ctx.state(cid)["annotations"] == big
+    r = ctx.rt("list", "--format", "json")
+    assert r.ok, r
+    assert [e["annotations"] for e in json.loads(r.out) if e["id"] == cid] == [big]
+    ctx.delete(cid, force=True)
+
+
+def test_list_many_containers(ctx):
+    ctx.sh("sleep 60")
+    ids = [ctx.create()[0] for _ in range(12)]
+    for cid in ids[::2]:
+        ctx.start(cid)
+    states = {cid: ctx.state(cid) for cid in ids}
+    assert {s["status"] for s in states.values()} == {"created", "running"}
+
+    r = ctx.rt("list", "-q")
+    assert r.ok and r.out.split() == sorted(ids), r
+    r = ctx.rt("list", "--format", "json")
+    assert r.ok, r
+    listed = json.loads(r.out)
+    assert [e["id"] for e in listed] == sorted(ids)
+    for e in listed:
+        assert e == {**states[e["id"]], "owner": "root"}, e
+    r = ctx.rt("list")
+    assert r.ok, r
+    rows = [line.split() for line in r.out.splitlines()[1:]]
+    assert [row[:3] for row in rows] == [
+        [cid, str(states[cid]["pid"]), states[cid]["status"]] for cid in sorted(ids)]
+    for cid in ids:
+        ctx.delete(cid, force=True)
+
+
+def test_ps_of_many_processes(ctx):
+    # 800 processes: their pids fill more than a page of cgroup.procs.
+    ctx.sh("for i in $(seq 800); do sleep 100 & done; wait")
+    cid, _ = ctx.create()
+    ctx.start(cid)
+    init = ctx.state(cid)["pid"]
+
+    def pids():
+        r = ctx.rt("ps", "--format", "json", cid)
+        return json.loads(r.out) if r.ok else None
+    assert wait_for(lambda: len(pids() or []) == 801, 30), pids()
+    got = pids()
+    assert init in got and len(set(got)) == 801, got
+    r = ctx.rt("ps", cid, "-o", "pid,comm")
+    assert r.ok, r
+    lines = r.out.splitlines()
+    assert lines[0].split() == ["PID", "COMMAND"], lines[0]
+    assert sorted(int(line.split()[0]) for line in lines[1:]) == sorted(got)
+    assert sum(line.split()[1] == "sleep" for line in lines[1:]) == 800
+    ctx.delete(cid, force=True)
+
+
 @pytest.mark.parametrize("sig,expect", [
     (None, 15), ("KILL", 9), ("SIGKILL", 9), ("9", 9), ("TERM", 15), ("SIGUSR1", 10), ("10", 10),
 ])
@@ -287,7 +347,6 @@ def test_kill_signal_forms(ctx, sig, expect):
     cid, _ = ctx.create()
     ctx.start(cid)
     assert ctx.wait_status(cid, "running")
-    from conftest import wait_for
     assert wait_for(lambda: os.path.exists(os.path.join(out, "ready")), 5)
     r = ctx.rt("kill", cid) if sig is None else ctx.rt("kill", cid, sig)
     assert r.ok, r
