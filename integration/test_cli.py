@@ -326,8 +326,8 @@ def test_ps_of_many_processes(ctx):
     assert r.ok, r
     lines = r.out.splitlines()
     assert lines[0].split() == ["PID", "COMMAND"], lines[0]
+    # The same processes (a child may not have exec'd sleep yet: its command is not checked).
     assert sorted(int(line.split()[0]) for line in lines[1:]) == sorted(got)
-    assert sum(line.split()[1] == "sleep" for line in lines[1:]) == 800
     ctx.delete(cid, force=True)
 
 
