@@ -78,6 +78,15 @@ pub fn run(
         fork_behind_intermediate(chan, "fork into the pid namespace")?;
     }
 
+    // 2b. The seccomp program: asked for now, its answer read after the mounts (4b). The parent
+    //     compiles it, or loads it from the cache, meanwhile, so that neither the compiler's
+    //     time nor its memory is init's. Asked only past step 2: from there on init alone
+    //     writes on the channel.
+    let wants_seccomp = linux.and_then(|l| l.seccomp().as_ref()).is_some();
+    if wants_seccomp {
+        chan.send(&Msg::Seccomp).ctx(|| "sync: Seccomp")?;
+    }
+
     // 3. A session of its own: detaches from kiln's terminal, and lets a pty become the
     //    controlling terminal below.
     nix::unistd::setsid().ctx(|| "setsid")?;
@@ -106,6 +115,14 @@ pub fn run(
         cgroup2.as_deref(),
         o.idmapped,
     )?;
+
+    // 4b. The seccomp program asked for in 2b, before the next request (the parent answers in
+    //     order); loaded in step 11 or 13, at its moment.
+    let seccomp = if wants_seccomp {
+        Some(receive_filter(chan)?)
+    } else {
+        None
+    };
 
     // 5. Hooks that see the finished mounts but not yet the pivoted root: prestart and
     //    createRuntime run in the parent (runtime namespace), createContainer here.
@@ -169,7 +186,7 @@ pub fn run(
         process,
         personality: linux.and_then(|l| l.personality().as_ref()),
         memory_policy: linux.and_then(|l| l.memory_policy().as_ref()),
-        seccomp: o.seccomp,
+        seccomp: seccomp.as_ref(),
         extra_fds: o.extra_fds,
         listen_fds: o.listen_fds,
     };
@@ -229,6 +246,18 @@ fn hand_over_and_exit(chan: &Channel, child: nix::unistd::Pid) -> ! {
     }
     // SAFETY: leave without running the parent's exit handlers.
     unsafe { libc::_exit(0) }
+}
+
+/// The parent's answer to `Msg::Seccomp`.
+fn receive_filter(chan: &Channel) -> Result<crate::seccomp::Filter> {
+    let what = "sync: waiting for the seccomp filter";
+    match chan.recv().ctx(|| what)? {
+        (Msg::SeccompFilter, Some(fd)) => crate::seccomp::Filter::from_fd(fd),
+        (other, _) => Err(Error::refused(
+            what,
+            format!("protocol error: got {other:?}"),
+        )),
+    }
 }
 
 /// Sends a request and waits for the parent's Continue.
