@@ -16,7 +16,8 @@ import threading
 
 import pytest
 
-from conftest import REPO, compile_static, runc_deviates, wait_for
+from conftest import (IS_KILN, REPO, compile_static, leftover_cgroups, leftover_processes,
+                      runc_deviates, wait_for)
 
 ALLOW = "SCMP_ACT_ALLOW"
 CHMODS = ["chmod", "fchmodat", "fchmodat2"]
@@ -431,6 +432,23 @@ def test_bad_profiles_name_the_field(ctx, profile, field):
     ctx.config["linux"]["seccomp"] = profile
     _, r = ctx.create(check=False)
     assert r.rc != 0 and field in r.err and len(r.err.strip().splitlines()) == 1, r
+
+
+def test_a_profile_refused_once_init_is_forked_leaves_nothing(ctx):
+    # kiln compiles the profile after the clone, while init mounts, with init's cgroup made:
+    # create still fails naming the field, and init, the cgroup and the state are all gone.
+    set_profile(ctx, rule(MKDIRS, ALLOW),
+                rule(["read"], "SCMP_ACT_ERRNO", args=[{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]))
+    ctx.config["linux"]["resources"] = {"pids": {"limit": 64}}
+    cid, r = ctx.create(check=False)
+    assert r.rc != 0, r
+    if IS_KILN:
+        assert "linux.seccomp.syscalls[1].args[0].index" in r.err, r
+        assert len(r.err.strip().splitlines()) == 1, r
+    assert cid not in ctx.list_ids()
+    assert not os.path.exists(os.path.join(ctx.root, cid))
+    assert leftover_cgroups([cid]) == []
+    assert leftover_processes([ctx.dir], [cid], []) == []
 
 
 @pytest.mark.kiln_only

@@ -1,9 +1,10 @@
-//! `linux.seccomp`. libseccomp compiles the profile into a BPF program in `create`, before
-//! anything exists, so that a bad profile fails early and init has nothing left to allocate for
-//! it. Init then loads the program with seccomp(2) itself: that gives it every filter flag the
-//! kernel knows (libseccomp 2.5 lacks WAIT_KILLABLE_RECV) and the notify fd, and lets it choose
-//! the moment (`Moment`). In front of libseccomp's program goes runc's -ENOSYS stub
-//! (`enosys.rs`).
+//! `linux.seccomp`. libseccomp compiles the profile into a BPF program in `create`'s parent,
+//! after the clone, while init does its mounts: neither the compiler's time nor its memory is
+//! init's (a fork holds all its parent had), and a bad profile still fails `create`, which then
+//! kills init and removes all it made. The program reaches init in a memfd (`to_memfd`), and
+//! init loads it with seccomp(2) itself: that gives it every filter flag the kernel knows
+//! (libseccomp 2.5 lacks WAIT_KILLABLE_RECV) and the notify fd, and lets it choose the moment
+//! (`Moment`). In front of libseccomp's program goes runc's -ENOSYS stub (`enosys.rs`).
 
 pub mod cache;
 mod enosys;
@@ -455,6 +456,34 @@ impl Filter {
     }
 }
 
+impl Filter {
+    /// The filter in a memfd, for `create` to hand to init: a program may be larger than one
+    /// message of the sync channel.
+    pub fn to_memfd(&self) -> Result<OwnedFd> {
+        let fd = nix::sys::memfd::memfd_create(
+            c"kiln-seccomp",
+            nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
+        )
+        .ctx(|| "memfd_create for the seccomp filter")?;
+        let mut file = std::fs::File::from(fd);
+        // Init reads from the start: the offset is the one both processes share.
+        file.write_all(&serde_json::to_vec(self).expect("filter serialises"))
+            .and_then(|()| file.rewind())
+            .ctx(|| "writing the seccomp filter into a memfd")?;
+        Ok(file.into())
+    }
+
+    /// The filter `to_memfd` wrote, in init.
+    pub fn from_fd(fd: OwnedFd) -> Result<Filter> {
+        let mut data = Vec::new();
+        std::fs::File::from(fd)
+            .read_to_end(&mut data)
+            .ctx(|| "reading the seccomp filter from create")?;
+        serde_json::from_slice(&data)
+            .map_err(|e| Error::refused("reading the seccomp filter from create", e))
+    }
+}
+
 /// The version of the libseccomp linked at run time, which decides the filters.
 pub fn libseccomp_version() -> Option<String> {
     libseccomp::ScmpVersion::current()
@@ -582,6 +611,23 @@ mod tests {
         assert_eq!(f.flags, FLAG_NEW_LISTENER | FLAG_WAIT_KILLABLE_RECV);
         assert_eq!(f.moment(true, None), Moment::BeforeReady);
         assert_eq!(f.moment(false, None), Moment::BeforeIdentity);
+    }
+
+    #[test]
+    fn a_filter_reaches_init_whole_through_its_memfd() {
+        let mut p = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"},{"names":["read","write"],"action":"SCMP_ACT_ALLOW"}]}"#,
+        );
+        p.set_listener_path(Some("/run/agent.sock".into()));
+        p.set_listener_metadata(Some("m".into()));
+        let f = compile(&p).unwrap();
+        let g = Filter::from_fd(f.to_memfd().unwrap()).unwrap();
+        assert!(g.program == f.program && g.flags == f.flags);
+        let l = g.listener().unwrap();
+        assert_eq!(
+            (l.path.as_path(), l.metadata.as_str()),
+            (Path::new("/run/agent.sock"), "m")
+        );
     }
 
     #[test]

@@ -178,14 +178,9 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
     } = prepare(id, o)?;
     // Declared first, dropped last: on an error the devices go back to the host after all else.
     let net_devices = crate::netdev::NetDevices::new(&bundle, o.rootless)?;
-    let cache = crate::seccomp::cache::Cache::new(root);
-    let seccomp = crate::seccomp::of(&bundle.spec, &bundle.config, &cache)?;
     let mut container = Container::create(root, state)?;
     let dir = container.dir.clone();
     let mut undo = Undo::new(&dir, cgroup.as_ref());
-    if let Some(filter) = &seccomp {
-        filter.save(&dir)?;
-    }
     cgroup.create(&mut undo.made)?;
     cgroups::check_usable(cgroup.as_ref())?;
 
@@ -205,6 +200,16 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
     }
     let idmapped = crate::rootfs::idmapped::prepare(&bundle)?;
     let listen_fds = listen_fds();
+    // Called by spawn after the clone: a bad profile fails here with init alive, and the
+    // guards (spawn's for init, `undo` for the rest) remove everything.
+    let cache = crate::seccomp::cache::Cache::new(root);
+    let compile_seccomp = || {
+        let filter = crate::seccomp::of(&bundle.spec, &bundle.config, &cache)?;
+        if let Some(f) = &filter {
+            f.save(&dir)?;
+        }
+        Ok(filter)
+    };
     // The start time read for the record is the state's too: spawn tells every pid that
     // becomes init's, the last one is init's.
     let recorded = std::cell::Cell::new(0);
@@ -221,7 +226,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
         no_new_keyring: o.no_new_keyring,
         cgroup: cgroup.as_ref(),
         resources: &resources,
-        seccomp: seccomp.as_ref(),
+        compile_seccomp: &compile_seccomp,
         idmapped: &idmapped,
         net_devices: &net_devices,
         on_pid: &on_pid,

@@ -40,8 +40,9 @@ pub struct InitOptions<'a> {
     pub cgroup: &'a dyn crate::cgroups::Manager,
     /// Written once init has set everything up (device rules would stop its mknods).
     pub resources: &'a oci_spec::runtime::LinuxResources,
-    /// linux.seccomp, compiled: init only loads it.
-    pub seccomp: Option<&'a crate::seccomp::Filter>,
+    /// linux.seccomp, compiled (or taken from the cache) and kept for `exec`: the parent calls
+    /// it once init asks, after the clone, while init mounts; init only loads the program.
+    pub compile_seccomp: &'a dyn Fn() -> crate::error::Result<Option<crate::seccomp::Filter>>,
     /// Idmapped mounts and, in a new user namespace, bind sources: made by `create` where the
     /// host's privileges are (see `idmapped`).
     pub idmapped: &'a crate::rootfs::idmapped::Trees,
@@ -57,6 +58,7 @@ pub struct InitOptions<'a> {
 pub struct Peer<'a> {
     pub cgroup: &'a dyn crate::cgroups::Manager,
     pub console_socket: Option<&'a std::path::Path>,
+    /// exec's filter, read from the state directory (create's comes after the clone).
     pub seccomp: Option<&'a crate::seccomp::Filter>,
     /// The container's state, as the seccomp listener receives it.
     pub state: SpecState<'a>,

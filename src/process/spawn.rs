@@ -13,6 +13,7 @@ use crate::namespaces::Plan;
 use crate::process::sync::{Channel, Kind, Msg, Phases};
 use crate::process::{InitOptions, Peer, idmap};
 use crate::sys::{self, Forked};
+use std::cell::OnceCell;
 use std::convert::Infallible;
 
 /// A ready init, blocked on the exec fifo.
@@ -152,7 +153,7 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
     let peer = Peer {
         cgroup: opts.cgroup,
         console_socket: opts.console_socket.as_deref(),
-        seccomp: opts.seccomp,
+        seccomp: None,
         state: opts.state,
         status: Status::Creating,
         pid: 0,
@@ -167,14 +168,19 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
     )?;
     // On an error, child's drop kills it.
     (opts.on_pid)(child.pid)?;
-    let phases = Phases::new(Kind::Create, plan.needs_second_fork(), !in_cgroup);
+    let has_seccomp = spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some());
+    let phases =
+        Phases::new(Kind::Create, plan.needs_second_fork(), !in_cgroup).with_seccomp(has_seccomp);
+    // Set when init asks for it, for the listener's notify fd later.
+    let seccomp = OnceCell::new();
     let talked = talk(
         &peer,
         &chan,
         child,
         phases,
         opts.on_pid,
-        |msg, pid, pidfd| create_request(opts, msg, pid, pidfd),
+        &|| seccomp.get(),
+        |msg, pid, pidfd| create_request(opts, &seccomp, msg, pid, pidfd),
     )
     .and_then(|(child, pty, _)| {
         // Limits last: device rules would have refused init's mknods, a pids limit its forks.
@@ -204,16 +210,34 @@ fn ready(talked: Result<(Child, Option<OwnedFd>)>, saved_mask: SigSet) -> Result
     }
 }
 
-/// The requests only `create`'s init makes; true once handled.
+/// How the parent answers a request it handled.
+enum Answer {
+    Continue,
+    /// A message of its own, with an fd.
+    With(Msg, OwnedFd),
+}
+
+/// The requests only `create`'s init makes; None for one it does not handle. `seccomp` gets
+/// the filter compiled for init.
 fn create_request(
     opts: &InitOptions,
+    seccomp: &OnceCell<crate::seccomp::Filter>,
     msg: &Msg,
     pid: i32,
     pidfd: std::os::fd::BorrowedFd,
-) -> Result<bool> {
+) -> Result<Option<Answer>> {
     let spec = &opts.bundle.spec;
     let linux = spec.linux().as_ref();
     match msg {
+        Msg::Seccomp => {
+            // Init mounts meanwhile; an error here kills it (Child's drop).
+            let Some(filter) = (opts.compile_seccomp)()? else {
+                return Ok(None);
+            };
+            let fd = filter.to_memfd()?;
+            let _ = seccomp.set(filter);
+            return Ok(Some(Answer::With(Msg::SeccompFilter, fd)));
+        }
         Msg::WriteIdMaps => {
             idmap::write(pid, linux)?;
             spec.process()
@@ -246,9 +270,9 @@ fn create_request(
             hooks::run(Stage::Prestart, spec.hooks(), &state, bundle)?;
             hooks::run(Stage::CreateRuntime, spec.hooks(), &state, bundle)?;
         }
-        _ => return Ok(false),
+        _ => return Ok(None),
     }
-    Ok(true)
+    Ok(Some(Answer::Continue))
 }
 
 /// `exec`'s parent side: forks the child that joins the container (`process::exec`), answers
@@ -269,9 +293,15 @@ pub fn spawn_exec(o: &crate::process::exec::ExecOptions) -> Result<Init> {
         msg,
     };
     let phases = Phases::new(Kind::Exec, o.forks_again(), !o.join_cgroup_last);
-    let talked = talk(&o.peer, &chan, child, phases, &|_| Ok(()), |_, _, _| {
-        Ok(false)
-    })
+    let talked = talk(
+        &o.peer,
+        &chan,
+        child,
+        phases,
+        &|_| Ok(()),
+        &|| o.peer.seccomp,
+        |_, _, _| Ok(None),
+    )
     .and_then(|(child, pty, mut phases)| {
         if o.join_cgroup_last {
             // Into the frozen cgroup: the process reads Continue, and execs, once thawed.
@@ -296,14 +326,16 @@ pub fn spawn_exec(o: &crate::process::exec::ExecOptions) -> Result<Init> {
 
 /// Answers the child's requests until it is ready (see the diagrams in `sync`), each checked
 /// against `phases` first; requests that only one kind of child makes go to `request`, which
-/// answers Continue for them. `on_pid` is told init's pid once an intermediate hands it over.
-fn talk(
+/// says how to answer them. `on_pid` is told init's pid once an intermediate hands it over;
+/// `seccomp` gives the child's filter, for the notify fd's listener.
+fn talk<'f>(
     p: &Peer,
     chan: &Channel,
     mut child: Child,
     mut phases: Phases,
     on_pid: &dyn Fn(i32) -> Result<()>,
-    mut request: impl FnMut(&Msg, i32, std::os::fd::BorrowedFd) -> Result<bool>,
+    seccomp: &dyn Fn() -> Option<&'f crate::seccomp::Filter>,
+    mut request: impl FnMut(&Msg, i32, std::os::fd::BorrowedFd) -> Result<Option<Answer>>,
 ) -> Result<(Child, Option<OwnedFd>, Phases)> {
     let protocol = |msg: String| Error::Init {
         id: p.state.id.to_owned(),
@@ -347,8 +379,7 @@ fn talk(
             Msg::SeccompListener => {
                 let fd =
                     fd.ok_or_else(|| protocol("seccomp listener message without an fd".into()))?;
-                let listener = p
-                    .seccomp
+                let listener = seccomp()
                     .and_then(|f| f.listener())
                     .ok_or_else(|| protocol("a notify fd without a listener".into()))?;
                 // The state names the container's init, whose pid the process field does not.
@@ -358,12 +389,13 @@ fn talk(
             }
             Msg::Ready => return Ok((child, pty, phases)),
             Msg::Error(msg) => return Err(protocol(msg)),
-            other => {
-                if !request(&other, child.pid, child.pidfd())? {
-                    return Err(protocol(format!("protocol error: unexpected {other:?}")));
-                }
-                chan.send(&Msg::Continue).ctx(|| "sync: continue")?;
-            }
+            other => match request(&other, child.pid, child.pidfd())? {
+                None => return Err(protocol(format!("protocol error: unexpected {other:?}"))),
+                Some(Answer::Continue) => chan.send(&Msg::Continue).ctx(|| "sync: continue")?,
+                Some(Answer::With(msg, fd)) => chan
+                    .send_with_fd(&msg, Some(fd.as_raw_fd()))
+                    .ctx(|| format!("sync: {msg:?}"))?,
+            },
         }
     }
 }

@@ -22,6 +22,12 @@
 //!                          ◀── InitPid(pid) ───── forked init into the new pid/time
 //!   reap intermediate,          + init's pidfd    namespace, then exits; init waits
 //!   keep init's pidfd      ─── Continue ────────▶ init may write from here on
+//!                          ◀── Seccomp ────────── (linux.seccomp) asks, then mounts
+//!   compile linux.seccomp                         meanwhile: setsid, lo, every mount
+//!   (or load it from the
+//!   cache), keep it for
+//!   exec                   ─── SeccompFilter ───▶ read once the mounts are done: the
+//!                              + memfd            program, loaded at its moment below
 //!                          ◀── RunHooks ───────── mounts ready (before pivot_root)
 //!   linux.netDevices moved in,
 //!   prestart + createRuntime
@@ -73,12 +79,17 @@ pub enum Msg {
     WriteIdMaps,
     WriteTimeOffsets,
     InitPid(i32),
+    /// Init asks for its seccomp program, and waits for the answer only after its mounts:
+    /// the parent compiles it meanwhile.
+    Seccomp,
     RunHooks,
     PtyMaster,
     SeccompListener,
     Ready,
     Error(String),
     Continue,
+    /// The parent's answer to `Seccomp`: the filter, in the memfd attached.
+    SeccompFilter,
 }
 
 pub struct Channel(OwnedFd);
@@ -181,6 +192,7 @@ enum Step {
     WriteIdMaps,
     WriteTimeOffsets,
     InitPid,
+    Seccomp,
     RunHooks,
     PtyMaster,
     SeccompListener,
@@ -194,11 +206,12 @@ impl Step {
             Msg::WriteIdMaps => Step::WriteIdMaps,
             Msg::WriteTimeOffsets => Step::WriteTimeOffsets,
             Msg::InitPid(_) => Step::InitPid,
+            Msg::Seccomp => Step::Seccomp,
             Msg::RunHooks => Step::RunHooks,
             Msg::PtyMaster => Step::PtyMaster,
             Msg::SeccompListener => Step::SeccompListener,
             Msg::Ready => Step::Ready,
-            Msg::Error(_) | Msg::Continue => return None,
+            Msg::Error(_) | Msg::Continue | Msg::SeccompFilter => return None,
         })
     }
 }
@@ -210,6 +223,7 @@ const CREATE: &[Step] = &[
     Step::WriteIdMaps,
     Step::WriteTimeOffsets,
     Step::InitPid,
+    Step::Seccomp,
     Step::RunHooks,
     Step::PtyMaster,
     Step::SeccompListener,
@@ -233,6 +247,8 @@ pub struct Phases {
     intermediate: bool,
     /// The child asks to be moved into its cgroup: JoinCgroup comes, before anything after it.
     joins_cgroup: bool,
+    /// The config has linux.seccomp: init asks for the program (create), before its hooks.
+    seccomp: bool,
     /// Index in the kind's order of the last message accepted.
     last: Option<usize>,
 }
@@ -243,8 +259,15 @@ impl Phases {
             kind,
             intermediate,
             joins_cgroup,
+            seccomp: false,
             last: None,
         }
+    }
+
+    /// Create's init asks for the seccomp program exactly when the config has one.
+    pub fn with_seccomp(mut self, seccomp: bool) -> Phases {
+        self.seccomp = seccomp;
+        self
     }
 
     fn order(&self) -> &'static [Step] {
@@ -259,6 +282,7 @@ impl Phases {
         match step {
             Step::InitPid => Some(self.intermediate),
             Step::JoinCgroup => Some(self.joins_cgroup),
+            Step::Seccomp => Some(self.seccomp),
             Step::Ready => Some(true),
             _ => None,
         }
@@ -439,6 +463,35 @@ mod tests {
             refused(Kind::Create, false, false, &[Continue]).contains("never sent by the child")
         );
         assert!(refused(Kind::Create, false, false, &[Ready, RunHooks]).contains("after Ready"));
+    }
+
+    #[test]
+    fn seccomp_comes_before_the_hooks_exactly_when_configured() {
+        use Msg::*;
+        let with = |msgs: &[Msg]| {
+            let mut p = Phases::new(Kind::Create, false, true).with_seccomp(true);
+            msgs.iter().map(|m| p.accept(m)).collect::<Vec<_>>()
+        };
+        assert!(
+            with(&[JoinCgroup, Seccomp, RunHooks, Ready])
+                .iter()
+                .all(|r| r.is_ok())
+        );
+        // Init going on to its hooks without the program it must load is refused.
+        assert!(
+            with(&[JoinCgroup, RunHooks])[1]
+                .as_ref()
+                .unwrap_err()
+                .contains("(after JoinCgroup, before Seccomp)")
+        );
+        assert!(refused(Kind::Create, false, false, &[Seccomp]).contains("no Seccomp expected"));
+        assert!(
+            refused(Kind::Exec, false, false, &[Seccomp]).contains("no Seccomp in exec's protocol")
+        );
+        assert!(
+            refused(Kind::Create, false, false, &[SeccompFilter])
+                .contains("never sent by the child")
+        );
     }
 
     #[test]
