@@ -2,16 +2,20 @@
 socket of the runtime's at /run/notify/notify.sock, and `start` / `run -d` return once it sent
 READY=1, having passed READY=1 and MAINPID (init's host pid) to the caller's socket."""
 
+import errno
 import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import tempfile
 import time
 import uuid
 
 import pytest
 
-from conftest import IS_KILN, compile_static, runc_deviates
+from conftest import IS_KILN, compile_static, runc_deviates, wait_for
 
 SENDER = r"""
 #include <stdio.h>
@@ -152,6 +156,74 @@ def test_foreground_run_relays(ctx, notify):
     if IS_KILN:
         # kiln goes on relaying while it waits (runc reads nothing after READY).
         assert lines[2:] == ["STATUS=later"], lines
+
+
+def test_foreground_run_relays_what_came_with_the_exit(ctx, notify):
+    """The program's last reports and its exit reach the runtime at once, as on a loaded
+    machine that left the runtime unscheduled meanwhile (here it is stopped): they still go."""
+    lst, out = notify
+    go = os.path.join(out, "go")
+    os.mkfifo(go)
+    ctx.sh("read x < /out/go; notify-send READY=1 && notify-send STATUS=later; exit 3")
+    ctx.save()
+    cid = ctx.new_id()
+    cmd = [ctx.runtime, "--root", ctx.root, "run", "--bundle", ctx.bundle, cid]
+    with tempfile.TemporaryFile(dir=ctx.dir) as fe:
+        p = subprocess.Popen(cmd, cwd=ctx.dir, env=lst.env(), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=fe)
+        try:
+            assert wait_for(lambda: running_pid(ctx, cid), 10), ctx.rt("state", cid)
+            pid = running_pid(ctx, cid)
+            os.kill(p.pid, signal.SIGSTOP)
+            # The container opens the fifo once its shell runs: until then there is no reader.
+            assert wait_for(lambda: open_writer(go), 10)
+            # init exits unreaped: the runtime, stopped, has read nothing of this.
+            assert wait_for(lambda: proc_state(pid) == "Z", 10), proc_state(pid)
+            os.kill(p.pid, signal.SIGCONT)
+            rc = p.wait(timeout=20)
+        finally:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGCONT)
+                p.kill()
+                p.wait(timeout=10)
+        fe.seek(0)
+        assert rc == 3, fe.read()
+    lines = lst.lines()
+    assert lines[0] == "READY=1" and lines[1].startswith("MAINPID="), lines
+    if IS_KILN:
+        assert lines[2:] == ["STATUS=later"], lines
+
+
+def running_pid(ctx, cid):
+    r = ctx.rt("state", cid)
+    st = json.loads(r.out) if r.ok else {}
+    if st.get("status") != "running":
+        return None
+    ctx.track(st["pid"])
+    return st["pid"]
+
+
+def open_writer(fifo):
+    """Writes a line into `fifo` if it has a reader; False if it has none yet."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ENXIO:
+            return False
+        raise
+    try:
+        os.write(fd, b"go\n")
+    finally:
+        os.close(fd)
+    return True
+
+
+def proc_state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
 
 
 def test_start_of_a_program_that_exits_without_ready(ctx, notify):

@@ -169,6 +169,13 @@ impl Relay {
         }
     }
 
+    /// Passes on everything waiting, past `READY=1` too: a foreground `run` relays for as long
+    /// as the program runs, and `READY=1` may be queued with what the program sent after it.
+    pub fn forward_all(&self) -> Result<()> {
+        while self.forward()? {}
+        Ok(())
+    }
+
     fn send(&self, datagram: &[u8]) -> Result<()> {
         self.to
             .send(datagram)

@@ -67,7 +67,7 @@ pub fn wait(
             // Relayed for as long as the program runs: a socket left unread would block the
             // program's later reports once its queue is full. runc's foreground run ignores a
             // relay that fails; the container runs on.
-            if let Err(e) = r.forward() {
+            if let Err(e) = r.forward_all() {
                 crate::log::warn(&e.to_string());
                 notify = None;
             }
@@ -86,6 +86,13 @@ pub fn wait(
             match Signal::try_from(sig) {
                 Ok(Signal::SIGCHLD) => {
                     if let Some(exit) = reap(init_pid) {
+                        // What the program reported before it exited still goes: its datagrams
+                        // and its exit can come in one poll, the exit seen first.
+                        if let Some(r) = notify
+                            && let Err(e) = r.forward_all()
+                        {
+                            crate::log::warn(&e.to_string());
+                        }
                         if let Some(m) = pty {
                             // What the program wrote last is still in the pty: show it.
                             while copy(m.as_fd(), std::io::stdout().as_fd()) {}
