@@ -113,8 +113,8 @@ pub enum Entry {
 /// takes the global threadgroup lock for writing, which (nobody else holding it) waits out an
 /// RCU grace period: 7-16 ms on this project's hybrid host, the largest single cost of a
 /// `create` there, and the new process can only wait for it. A process moving its own (only)
-/// thread needs no such lock (Linux 6.0 on; older kernels take it, as slow as before, never
-/// wrong): 0.05 ms per hierarchy.
+/// thread needs no such lock (this host's 6.18 skips it; a kernel that takes it is as slow as
+/// before, never wrong): 0.05 ms per hierarchy.
 pub struct Tasks(Vec<(PathBuf, std::fs::File)>);
 
 impl Tasks {

@@ -33,14 +33,15 @@ pub fn run(
     let linux = spec.linux().as_ref();
 
     // 0. The cgroup, first of all, as runc's parent joins it before its child reads its
-    //    config: before anything that forks (a child would be born outside, its pid counted
-    //    against the caller's pids.max), before the namespaces and mounts whose kernel memory
-    //    (the mount tree, /dev and tmpfs copy-ups, dentries) stays charged to whichever memory
-    //    cgroup made it, which on v1 never follows a move, and before the cgroup namespace,
-    //    rooted wherever its creator stands (/proc/self/cgroup inside would show kiln's path).
-    //    Costs nothing to wait for here: v2 is born in it (CLONE_INTO_CGROUP), and on v1 and
-    //    hybrid init moves itself, 0.05 ms a hierarchy (`cgroups::Tasks`), while the parent's
-    //    write by pid kept it idle 7-16 ms; only systemd's unit is still started by the parent.
+    //    config: before anything that forks (a child would be born outside, and counted
+    //    against the caller's pids.max), before the namespaces init makes itself and the
+    //    mounts, whose kernel memory (mount trees, /dev, tmpfs copy-ups, dentries) stays
+    //    charged to the memory cgroup it was made in (a later move does not carry it along;
+    //    what clone3 made is the caller's, as on every layout), and before the cgroup
+    //    namespace, rooted wherever its creator stands (inside, /proc/self/cgroup would show
+    //    the way from kiln's cgroup). It costs no wait: v2 is born in it (CLONE_INTO_CGROUP);
+    //    on v1 and hybrid init moves itself, 0.05 ms a hierarchy (`cgroups::Tasks`), where the
+    //    parent's write by pid kept it idle 7-16 ms. Only systemd's unit needs the parent.
     //    Then the affinity kiln was started with is dropped (`affinity`).
     crate::process::affinity::log();
     let joined_after_clone = match entry {
