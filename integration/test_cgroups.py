@@ -202,8 +202,9 @@ def test_pids_limit_stops_forks(ctx):
 
     def settled():
         r = ctx.rt("ps", "--format", "json", cid)
+        # Init's own script names sleep too: settled once it has exec'd it, the inner shell done.
         return r.ok and json.loads(r.out) == [pid] + sorted(p for p in json.loads(r.out) if p != pid) \
-            and "sleep" in open(f"/proc/{pid}/cmdline").read()
+            and open(f"/proc/{pid}/cmdline").read() == "sleep\0" "100\0"
     assert wait_for(settled, 5)
     count = len(json.loads(ctx.rt("ps", "--format", "json", cid).out))
     # 12 sleeps asked for; the limit let through what fits beside init and the inner shell.
@@ -731,6 +732,65 @@ def test_cgroup_namespace_shows_own_subtree(ctx):
     out = ctx.run_sh("cat /proc/self/cgroup")
     for line in out.splitlines():
         assert line.split(":", 2)[2] == "/", out
+
+
+# ids mapped for the user-namespace variants: root and a few users, as test_userns does.
+USERNS_MAPS = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["root", "userns"])
+def test_init_is_in_every_cgroup_first_and_its_namespace_is_rooted_there(ctx, userns):
+    """Init joins its cgroups first of all, however it gets there (born in them, moving
+    itself, or moved by the parent): while it waits for `start` the host sees it in the
+    container's own cgroup of every hierarchy, and the cgroup namespace, made after the join,
+    shows `/` in every line of /proc/self/cgroup, v1 and unified alike (made before the join,
+    the lines would show the way from kiln's cgroup). In a user namespace the join comes before
+    the id maps exist, and must work all the same."""
+    with_cgroupns(ctx)
+    if userns:
+        ctx.config["linux"]["namespaces"].append({"type": "user"})
+        ctx.config["linux"]["uidMappings"] = USERNS_MAPS
+        ctx.config["linux"]["gidMappings"] = USERNS_MAPS
+    shared = ctx.hostdir("shared")
+    os.chmod(shared, 0o777)
+    os.mkdir(os.path.join(ctx.rootfs, "shared"))
+    ctx.add_mount({"destination": "/shared", "type": "bind", "source": shared,
+                   "options": ["rbind", "rw"]})
+    ctx.sh("cat /proc/self/cgroup > /shared/tmp && mv /shared/tmp /shared/cgroup"
+           " && exec sleep 100")
+    cid, _ = ctx.create()
+    pid = ctx.state(cid)["pid"]
+    with open("/proc/self/cgroup") as f:
+        host_lines = f.read().splitlines()
+    dirs = all_cgroup_dirs(pid)
+    assert len(dirs) == len(host_lines), (dirs, host_lines)
+    for d in dirs:
+        assert os.path.basename(d) == cid, (d, cid)
+        with open(os.path.join(d, "cgroup.procs")) as f:
+            assert str(pid) in f.read().split(), d
+    ctx.start(cid)
+    out = os.path.join(shared, "cgroup")
+    assert wait_for(lambda: os.path.exists(out), 5), "the container wrote nothing"
+    with open(out) as f:
+        lines = [l.split(":", 2) for l in f.read().splitlines()]
+    # The same hierarchies as the host's, each rooted at the container's cgroup.
+    assert sorted(l[:2] for l in lines) == sorted(l.split(":", 2)[:2] for l in host_lines)
+    assert all(l[2] == "/" for l in lines), lines
+    ctx.delete(cid, force=True)
+
+
+@pytest.mark.parametrize("limit,forks", [(1, False), (2, True)])
+def test_pids_limit_holds_from_the_first_fork(ctx, limit, forks):
+    """Init is counted in the container's pids cgroup before the program runs: a limit of 1
+    leaves its first fork no room (had init stayed outside, its child would be born outside
+    too, and run), a limit of 2 room for one child."""
+    resources(ctx, pids={"limit": limit})
+    ctx.sh("/bin/true && echo forked")
+    _, r = ctx.run()
+    if forks:
+        assert r.rc == 0 and r.out.split() == ["forked"], r
+    else:
+        assert r.rc != 0 and "forked" not in r.out, r
 
 
 def test_without_cgroupns_the_mount_shows_own_cgroup(ctx):

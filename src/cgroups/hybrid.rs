@@ -3,13 +3,11 @@
 //! only the unified hierarchy has (hugetlb on this project's machines) and the `unified` keys go
 //! there, instead of being dropped as runc drops them.
 
-use std::os::fd::OwnedFd;
-
 use oci_spec::runtime::LinuxResources;
 
 use super::v1::V1;
 use super::v2::V2;
-use super::{Made, Manager, OomWatch, Paths, Stats};
+use super::{Entry, Made, Manager, OomWatch, Paths, Stats};
 use crate::error::Result;
 
 pub struct Hybrid {
@@ -52,9 +50,14 @@ impl Manager for Hybrid {
         self.v2.create(made)
     }
 
-    fn clone_into(&self) -> Result<Option<OwnedFd>> {
-        // The v1 hierarchies need a write by pid anyway; one mechanism for all of them.
-        Ok(None)
+    /// The unified hierarchy at clone3 (CLONE_INTO_CGROUP works on any cgroup2 mount), the v1
+    /// ones by the child itself: neither takes the lock a write by pid takes (`Tasks`). Where
+    /// the child cannot enter v1 itself, the parent moves it into both, as one.
+    fn entry(&self) -> Result<Entry> {
+        match self.v1.tasks() {
+            Some(tasks) => Ok(Entry::Itself(Some(self.v2.open_dir()?), tasks)),
+            None => Ok(Entry::Parent),
+        }
     }
 
     fn join(&self, pid: i32) -> Result<()> {

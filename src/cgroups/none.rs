@@ -2,8 +2,6 @@
 //! `cgroups::new`). It runs where its creator's processes run; what needs a cgroup of its own
 //! (limits, listing or freezing its processes, statistics) says so, naming why.
 
-use std::os::fd::OwnedFd;
-
 use oci_spec::runtime::LinuxResources;
 
 use super::{Made, Manager, OomWatch, Paths, Stats};
@@ -29,8 +27,8 @@ impl Manager for NoCgroup {
         Ok(())
     }
 
-    fn clone_into(&self) -> Result<Option<OwnedFd>> {
-        Ok(None)
+    fn entry(&self) -> Result<super::Entry> {
+        Ok(super::Entry::Parent)
     }
 
     fn join(&self, _pid: i32) -> Result<()> {

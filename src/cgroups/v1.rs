@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use oci_spec::runtime::LinuxResources;
 
-use super::{Made, Manager, OomWatch, Paths, SETTLE, Stats, devices, resources, stats};
+use super::{
+    Entry, Made, Manager, OomWatch, Paths, SETTLE, Stats, Tasks, devices, resources, stats,
+};
 use crate::error::{Context, Error, Result};
 
 pub struct V1 {
@@ -28,6 +30,11 @@ impl V1 {
 
     pub fn has(&self, controller: &str) -> bool {
         self.dir(controller).is_some()
+    }
+
+    /// The `tasks` files for the child to move itself into every hierarchy (`Tasks`).
+    pub fn tasks(&self) -> Option<Tasks> {
+        Tasks::open(self.dirs.values())
     }
 
     /// A directory every container process is in, to list them from.
@@ -135,8 +142,10 @@ impl Manager for V1 {
         Ok(())
     }
 
-    fn clone_into(&self) -> Result<Option<OwnedFd>> {
-        Ok(None)
+    fn entry(&self) -> Result<Entry> {
+        Ok(self
+            .tasks()
+            .map_or(Entry::Parent, |t| Entry::Itself(None, t)))
     }
 
     fn join(&self, pid: i32) -> Result<()> {

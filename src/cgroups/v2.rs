@@ -9,7 +9,7 @@ use std::time::Instant;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use oci_spec::runtime::LinuxResources;
 
-use super::{Made, Manager, OomWatch, Paths, SETTLE, Stats, resources, stats};
+use super::{Entry, Made, Manager, OomWatch, Paths, SETTLE, Stats, resources, stats};
 use crate::error::{Context, Error, Result};
 
 pub struct V2 {
@@ -102,7 +102,7 @@ impl V2 {
         Ok(())
     }
 
-    fn open_dir(&self) -> Result<OwnedFd> {
+    pub(super) fn open_dir(&self) -> Result<OwnedFd> {
         std::fs::File::options()
             .read(true)
             .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
@@ -190,8 +190,8 @@ impl Manager for V2 {
         made.mkdir_all(&self.dir)
     }
 
-    fn clone_into(&self) -> Result<Option<OwnedFd>> {
-        self.open_dir().map(Some)
+    fn entry(&self) -> Result<Entry> {
+        self.open_dir().map(Entry::Born)
     }
 
     fn join(&self, pid: i32) -> Result<()> {

@@ -9,6 +9,7 @@ use std::path::Path;
 use nix::sched::CloneFlags;
 use nix::unistd::{ForkResult, Gid, Uid, fork, setresgid, setresuid};
 
+use crate::cgroups::Entry;
 use crate::error::{Context, Error, Result};
 use crate::hooks::{self, Stage, Status};
 use crate::namespaces::{self, Plan};
@@ -16,13 +17,13 @@ use crate::process::sync::{Channel, Msg};
 use crate::process::{InitOptions, tail};
 use crate::rootfs;
 
-/// `in_cgroup`: clone3 already placed us in the container's cgroup (CLONE_INTO_CGROUP).
+/// `entry`: how we get into the container's cgroup, if clone3 did not place us there already.
 pub fn run(
     o: &InitOptions,
     plan: &Plan,
     chan: &Channel,
     fifo: OwnedFd,
-    in_cgroup: bool,
+    entry: Entry,
 ) -> Result<Infallible> {
     let spec = &o.bundle.spec;
     let process = spec
@@ -31,16 +32,25 @@ pub fn run(
         .expect("validated: process is present");
     let linux = spec.linux().as_ref();
 
-    // 0. The cgroup, before anything that allocates memory or forks, so that all of it is
-    //    charged to the container; and before the cgroup namespace, which is rooted wherever
-    //    its creator stands.
+    // 0. The cgroup, first of all, as runc's parent joins it before its child reads its
+    //    config: before anything that forks (a child would be born outside, and counted
+    //    against the caller's pids.max), before the namespaces init makes itself and the
+    //    mounts, whose kernel memory (mount trees, /dev, tmpfs copy-ups, dentries) stays
+    //    charged to the memory cgroup it was made in (a later move does not carry it along;
+    //    what clone3 made is the caller's, as on every layout), and before the cgroup
+    //    namespace, rooted wherever its creator stands (inside, /proc/self/cgroup would show
+    //    the way from kiln's cgroup). It costs no wait: v2 is born in it (CLONE_INTO_CGROUP);
+    //    on v1 and hybrid init moves itself, 0.05 ms a hierarchy (`cgroups::Tasks`), where the
+    //    parent's write by pid kept it idle 7-16 ms. Only systemd's unit needs the parent.
     //    Then the affinity kiln was started with is dropped (`affinity`).
     crate::process::affinity::log();
-    if !in_cgroup {
-        request(chan, Msg::JoinCgroup)?;
-        if plan.single_clone() && plan.new.contains(CloneFlags::CLONE_NEWCGROUP) {
-            namespaces::unshare_flags(CloneFlags::CLONE_NEWCGROUP)?;
-        }
+    let joined_after_clone = match entry {
+        Entry::Born(_dir) => false,
+        Entry::Itself(_dir, tasks) => tasks.enter().map(|()| true)?,
+        Entry::Parent => request(chan, Msg::JoinCgroup).map(|()| true)?,
+    };
+    if joined_after_clone && plan.single_clone() && plan.new.contains(CloneFlags::CLONE_NEWCGROUP) {
+        namespaces::unshare_flags(CloneFlags::CLONE_NEWCGROUP)?;
     }
     crate::process::affinity::reset();
 

@@ -7,6 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use nix::sched::CloneFlags;
 use nix::sys::signal::SigSet;
 
+use crate::cgroups::Entry;
 use crate::error::{Context, Error, Result};
 use crate::hooks::{self, Stage, Status};
 use crate::namespaces::Plan;
@@ -62,35 +63,41 @@ impl Drop for Child {
     }
 }
 
-/// Forks the child that becomes the container's process: into the container's cgroup when
-/// the layout allows (v2), with every signal blocked until the caller is ready for them. The
-/// child runs `child_main(channel, born_in_cgroup)`; its error goes to the parent, or to its
-/// stderr once the parent is gone.
-/// `born_in_cgroup: false` forks outside the cgroup even where clone3 could place the child.
-/// The last value returned says whether it was placed there. Of the fds kiln inherited from
-/// its caller, only stdio and the `extra_fds` (3..3+extra_fds) stay open in the child.
+/// Forks the child that becomes the container's process: into the container's cgroup as the
+/// layout allows (`Entry`: v2 at clone3, v1 and hybrid by the child itself), with every signal
+/// blocked until the caller is ready for them. The child runs `child_main(channel, entry)`;
+/// its error goes to the parent, or to its stderr once the parent is gone.
+/// `into_cgroup: false` forks outside the cgroup, for the parent to move it (`Entry::Parent`).
+/// The last value returned says whether the parent must move it (JoinCgroup comes). Of the fds
+/// kiln inherited from its caller, only stdio and the `extra_fds` (3..3+extra_fds) stay open
+/// in the child.
 fn fork(
     p: &Peer,
     flags: CloneFlags,
-    born_in_cgroup: bool,
+    into_cgroup: bool,
     extra_fds: u32,
-    child_main: impl FnOnce(&Channel, bool) -> Result<Infallible>,
+    child_main: impl FnOnce(&Channel, Entry) -> Result<Infallible>,
 ) -> Result<(Child, Channel, SigSet, bool)> {
     let (parent, child_end) = Channel::pair().ctx(|| "socketpair")?;
-    let into = if born_in_cgroup {
-        p.cgroup.clone_into()?
+    let entry = if into_cgroup {
+        p.cgroup.entry()?
     } else {
-        None
+        Entry::Parent
     };
-    // A cgroup namespace made before the child is in its cgroup would be rooted elsewhere.
-    let flags = if into.is_none() {
-        flags - CloneFlags::CLONE_NEWCGROUP
-    } else {
+    let (into, parent_joins) = match &entry {
+        Entry::Born(dir) | Entry::Itself(Some(dir), _) => (Some(dir.as_fd()), false),
+        Entry::Itself(None, _) => (None, false),
+        Entry::Parent => (None, true),
+    };
+    // A cgroup namespace made before the child is in its whole cgroup would be rooted elsewhere.
+    let flags = if matches!(entry, Entry::Born(_)) {
         flags
+    } else {
+        flags - CloneFlags::CLONE_NEWCGROUP
     };
     let saved_mask = crate::signals::block_all()?;
     // SAFETY: kiln is single-threaded (it starts no threads), as clone3 without CLONE_VM needs.
-    match unsafe { sys::clone3(flags.bits() as u64, into.as_ref().map(|f| f.as_fd())) } {
+    match unsafe { sys::clone3(flags.bits() as u64, into) } {
         Err(e) => {
             crate::signals::restore(&saved_mask);
             let into = if into.is_some() {
@@ -114,7 +121,7 @@ fn fork(
             // exec'd process while it sets itself up. Those of kiln's own are close-on-exec.
             let run = sys::close_inherited_from(3 + extra_fds as i32)
                 .ctx(|| "closing the fds inherited from the caller")
-                .and_then(|()| child_main(&child_end, into.is_some()));
+                .and_then(|()| child_main(&child_end, entry));
             let err = match run {
                 // Cut to one short line here: a message that quotes a whole value (a 1 MiB sysctl
                 // key) would not fit in one message of the channel, and the parent would only
@@ -136,7 +143,7 @@ fn fork(
             },
             parent,
             saved_mask,
-            into.is_some(),
+            parent_joins,
         )),
     }
 }
@@ -159,18 +166,18 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
         pid: 0,
         lock: opts.lock,
     };
-    let (child, chan, saved_mask, in_cgroup) = fork(
+    let (child, chan, saved_mask, parent_joins) = fork(
         &peer,
         plan.clone_flags(),
         true,
         opts.extra_fds,
-        |chan, in_cgroup| crate::process::init::run(opts, &plan, chan, fifo, in_cgroup),
+        |chan, entry| crate::process::init::run(opts, &plan, chan, fifo, entry),
     )?;
     // On an error, child's drop kills it.
     (opts.on_pid)(child.pid)?;
     let has_seccomp = spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some());
     let phases =
-        Phases::new(Kind::Create, plan.needs_second_fork(), !in_cgroup).with_seccomp(has_seccomp);
+        Phases::new(Kind::Create, plan.needs_second_fork(), parent_joins).with_seccomp(has_seccomp);
     // Set when init asks for it, for the listener's notify fd later.
     let seccomp = OnceCell::new();
     let talked = talk(

@@ -11,9 +11,10 @@
 //! ```text
 //!   kiln create (parent)                          child → [intermediate] → init
 //!   ────────────────────                          ─────────────────────────────
-//!                          ◀── JoinCgroup ─────── (not born in its cgroup: v1, hybrid)
-//!   write pid to cgroup.procs
-//!   of every hierarchy     ─── Continue ────────▶ unshare the cgroup namespace
+//!                          ◀── JoinCgroup ─────── (the parent moves it: systemd; on v2 it
+//!   write pid to cgroup.procs                      is born in its cgroup, on v1 and hybrid
+//!   of every hierarchy     ─── Continue ────────▶  it moves itself: cgroups::Entry)
+//!                                                 unshare the cgroup namespace
 //!                                                 join `path` namespaces (setns)
 //!                          ◀── WriteIdMaps ────── made a new user namespace
 //!   write uid_map, gid_map ─── Continue ────────▶ become root in it

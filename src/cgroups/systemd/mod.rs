@@ -15,7 +15,6 @@ mod props;
 mod unit;
 
 use std::cell::{Cell, RefCell};
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -381,8 +380,8 @@ impl Manager for Systemd {
         Ok(())
     }
 
-    fn clone_into(&self) -> Result<Option<OwnedFd>> {
-        Ok(None)
+    fn entry(&self) -> Result<super::Entry> {
+        Ok(super::Entry::Parent)
     }
 
     /// At create: the unit, started with `pid` in it; then the hierarchies systemd does not
