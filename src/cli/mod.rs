@@ -62,7 +62,11 @@ struct Cli {
     command: Option<Command>,
 }
 
+// Deferred: each command's flags are defined only once it is the one being run (or shown in
+// help), not all of them at every start: building every command's flags was a third of
+// `state`'s instructions (two thirds at opt-level "z", see Cargo.toml).
 #[derive(Subcommand)]
+#[command(defer = true)]
 enum Command {
     /// Create a container from a bundle; its process waits for `start`.
     Create(create::Args),
@@ -123,16 +127,18 @@ const USAGE_EXIT: i32 = 1;
 /// positional argument is the container ID (no command line of the container's own to leave
 /// alone), a single-dash long flag of theirs is given its second dash.
 fn go_spellings(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let cmd = Cli::command();
     let Some(at) = args
         .iter()
         .position(|a| a == "checkpoint" || a == "restore")
     else {
         return args;
     };
+    let mut cmd = Cli::command();
     let sub = cmd
-        .find_subcommand(args[at].to_str().unwrap_or_default())
+        .find_subcommand_mut(args[at].to_str().unwrap_or_default())
         .expect("checkpoint and restore are kiln's commands");
+    // Its flags are deferred (see `Command`) until it is built.
+    sub.build();
     let longs: Vec<&str> = sub.get_arguments().filter_map(|a| a.get_long()).collect();
     for arg in &mut args[at + 1..] {
         let Some(flag) = arg.to_str().and_then(|a| a.strip_prefix('-')) else {
