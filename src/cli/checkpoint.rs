@@ -5,7 +5,9 @@ use crate::container::Container;
 use crate::container::checkpoint;
 use crate::container::criu::{CgroupMode, Common, DumpFlags};
 
-/// The flags `checkpoint` and `restore` share, runc's names.
+// The flags `checkpoint` and `restore` share, runc's names (a plain comment: a doc comment
+// would become the about text of both commands, which clap applies after their own when
+// their flags are deferred).
 #[derive(clap::Args)]
 pub struct CriuFlags {
     /// Directory of criu's images (default: ./checkpoint).

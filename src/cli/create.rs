@@ -3,7 +3,8 @@ use std::path::PathBuf;
 use crate::cli::Globals;
 use crate::container::lifecycle::{self, CreateOptions};
 
-/// The flags `create` and `run` share.
+// The flags `create` and `run` share (a plain comment: a doc comment would become the about
+// text of both commands, which clap applies after their own when their flags are deferred).
 #[derive(clap::Args)]
 pub struct CreateFlags {
     /// Path to the bundle (the directory holding config.json).

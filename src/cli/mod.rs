@@ -62,7 +62,11 @@ struct Cli {
     command: Option<Command>,
 }
 
+// Deferred: each command's flags are defined only once it is the one being run (or shown in
+// help), not all of them at every start: building every command's flags was a third of
+// `state`'s instructions (two thirds at opt-level "z", see Cargo.toml).
 #[derive(Subcommand)]
+#[command(defer = true)]
 enum Command {
     /// Create a container from a bundle; its process waits for `start`.
     Create(create::Args),
@@ -130,10 +134,12 @@ fn go_spellings(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
         return args;
     };
     // Built only here: building clap's command costs more than most commands' own work.
-    let cmd = Cli::command();
+    let mut cmd = Cli::command();
     let sub = cmd
-        .find_subcommand(args[at].to_str().unwrap_or_default())
+        .find_subcommand_mut(args[at].to_str().unwrap_or_default())
         .expect("checkpoint and restore are kiln's commands");
+    // Its flags are deferred (see `Command`) until it is built.
+    sub.build();
     let longs: Vec<&str> = sub.get_arguments().filter_map(|a| a.get_long()).collect();
     for arg in &mut args[at + 1..] {
         let Some(flag) = arg.to_str().and_then(|a| a.strip_prefix('-')) else {

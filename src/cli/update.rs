@@ -145,7 +145,7 @@ fn from_flags(a: &Args) -> Result<LinuxResources, Error> {
         bytes("memory-swap", &a.memory_swap)?.or(if limit == Some(-1) { Some(-1) } else { None });
     put("memory", "swap", json!(swap));
     put("pids", "limit", json!(a.pids_limit));
-    serde_json::from_value(r).map_err(|e| Error::Usage(format!("update: {e}")))
+    crate::container::update::from_value(&r)
 }
 
 /// runc's (docker's units.RAMInBytes) sizes: a number with an optional binary unit, b k m g t

@@ -217,9 +217,11 @@ fn apply(mut p: Process, c: &Changes) -> Result<Process> {
     if !c.caps.is_empty() {
         let mut caps = p.capabilities().clone().unwrap_or_else(none);
         for name in &c.caps {
-            let cap: Capability =
-                serde_json::from_value(serde_json::Value::String(name.clone()))
-                    .map_err(|_| Error::Usage(format!("--cap {name:?}: not a capability")))?;
+            // As JSON text, which config.json's capabilities are read from already (a Value
+            // deserialiser would be instantiated for this one name).
+            let quoted = serde_json::to_vec(name).expect("a string serialises");
+            let cap: Capability = serde_json::from_slice(&quoted)
+                .map_err(|_| Error::Usage(format!("--cap {name:?}: not a capability")))?;
             let add = |set: &Option<std::collections::HashSet<Capability>>| {
                 let mut s = set.clone().unwrap_or_default();
                 s.insert(cap);

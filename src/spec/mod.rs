@@ -150,6 +150,16 @@ pub fn parse_completed_as<T: serde::de::DeserializeOwned>(
         .map_err(|e| field_error(file, &text, bytes, (brace + 1, added.len()), &e))
 }
 
+/// serde_json's message without the " at line L column C" it appends.
+pub fn without_position(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    match msg.strip_suffix(&suffix) {
+        Some(code) if e.line() > 0 => code.to_owned(),
+        _ => msg,
+    }
+}
+
 /// `text` is what serde_json read, `shown` the caller's bytes, which lack the `inserted` span
 /// (offset, length) of `text`.
 fn field_error(
@@ -159,13 +169,7 @@ fn field_error(
     (at, len): (usize, usize),
     e: &serde_json::Error,
 ) -> Error {
-    let mut msg = e.to_string();
-    let suffix = format!(" at line {} column {}", e.line(), e.column());
-    if e.line() > 0
-        && let Some(code) = msg.strip_suffix(&suffix)
-    {
-        msg = code.to_owned();
-    }
+    let mut msg = without_position(e);
     let offset = position::offset(text, e.line(), e.column());
     let field = if e.line() > 0 {
         position::field_at(text, offset)
