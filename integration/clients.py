@@ -312,7 +312,6 @@ class PodmanSession:
 
     def __init__(self, base, layout, cgroup_manager="cgroupfs"):
         self.base = base
-        self.cgroup_manager = cgroup_manager
         self.cgroup_parent, self.scope = PODMAN_CGROUPS[cgroup_manager]
         self.cwd = os.path.join(base, "cwd")  # conmon writes its `oom` marker into its cwd
         self.graph = os.path.join(base, "graph")
