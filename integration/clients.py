@@ -199,11 +199,15 @@ def runtime_state_left(ids):
     return left
 
 
-def check_clean(base, ids, cgroup_parent, roots=(), allowed_mounts=()):
+def check_clean(base, ids, cgroup_parent, roots=(), allowed_mounts=(), scope=None):
     """What a client left behind after its containers were removed: processes and mounts
     under `base` (but `allowed_mounts`), cgroups <cgroup_parent>/<id>, runtime state entries
-    of `ids`."""
+    of `ids`. With the systemd driver `scope` names each container's unit (a format string
+    of its id, e.g. "libpod-{}.scope"): the cgroups are <cgroup_parent>/<unit>, and a unit
+    systemd still lists is left behind too (and stopped)."""
     problems = []
+    if scope is not None:
+        problems += units_left([scope.format(cid) for cid in ids])
 
     def leftover_mounts_here():
         return [m for m in leftover_mounts([base]) if m not in allowed_mounts]
@@ -219,7 +223,7 @@ def check_clean(base, ids, cgroup_parent, roots=(), allowed_mounts=()):
     cgs = []
     for cid in ids:
         for root in cgroup_roots():
-            d = os.path.join(root, cgroup_parent, cid)
+            d = os.path.join(root, cgroup_parent, cid if scope is None else scope.format(cid))
             if os.path.isdir(d):
                 cgs.append(d)
     if cgs:
@@ -239,6 +243,18 @@ def check_clean(base, ids, cgroup_parent, roots=(), allowed_mounts=()):
 def unmount_all(base):
     for mp in sorted(leftover_mounts([base]), key=len, reverse=True):
         subprocess.run(["umount", "-l", mp], timeout=10, stderr=subprocess.DEVNULL)
+
+
+def units_left(units):
+    """Those of `units` that systemd still lists (in any state), then stopped and their
+    failed state reset, so that the next test starts clean. Returns the problems seen."""
+    from test_systemd import systemctl, units_of
+
+    left = sorted({u for unit in units for u in units_of(unit)})
+    for unit in left:
+        systemctl("stop", unit, check=False)
+        systemctl("reset-failed", unit, check=False)
+    return [f"units left behind: {left}"] if left else []
 
 
 def iptables_rules_for(prefix):
@@ -273,11 +289,30 @@ def remove_cni_nat_chains(keep):
 # ---------------------------------------------------------------- Podman
 
 
-class PodmanSession:
-    """One private Podman (configuration, storage, CNI network) for the whole session."""
+# Where each client puts its containers' cgroups, by cgroup driver: (parent, scope) for
+# check_clean. cgroupfs: <parent>/<id> directories; systemd: the transient scope <scope> in
+# the slice <parent> (Podman's machine.slice:libpod:ID, as Podman passes cgroupsPath).
+PODMAN_CGROUPS = {"cgroupfs": ("libpod_parent", None), "systemd": ("machine.slice",
+                                                                   "libpod-{}.scope")}
+# ctr has no default cgroupsPath for the systemd driver (--runc-systemd-cgroup needs --cgroup
+# slice:prefix:name): these tests give system.slice:ctr:ID.
+CTR_SLICE, CTR_PREFIX = "system.slice", "ctr"
 
-    def __init__(self, base, layout):
+
+@pytest.fixture(scope="module")
+def cgroup_manager():
+    """The cgroup driver the module's clients are configured with: cgroupfs, or systemd
+    (a module that overrides this fixture; it needs systemd as PID 1)."""
+    return "cgroupfs"
+
+
+class PodmanSession:
+    """One private Podman (configuration, storage, CNI network) for the whole session, with
+    `cgroup_manager` cgroupfs or systemd (Podman then passes --systemd-cgroup)."""
+
+    def __init__(self, base, layout, cgroup_manager="cgroupfs"):
         self.base = base
+        self.cgroup_parent, self.scope = PODMAN_CGROUPS[cgroup_manager]
         self.cwd = os.path.join(base, "cwd")  # conmon writes its `oom` marker into its cwd
         self.graph = os.path.join(base, "graph")
         self.run = os.path.join(base, "run")
@@ -300,7 +335,7 @@ netns = "none"
 init_path = "/usr/bin/catatonit"
 
 [engine]
-cgroup_manager = "cgroupfs"
+cgroup_manager = "{cgroup_manager}"
 events_logger = "file"
 events_logfile_path = "{base}/events.log"
 lock_type = "file"
@@ -365,7 +400,7 @@ network_config_dir = "{cni}"
         r = self.podman("system", "reset", "-f", timeout=120)
         if r.rc != 0:
             problems.append(f"podman system reset: {r}")
-        problems += check_clean(self.base, ids, "libpod_parent")
+        problems += check_clean(self.base, ids, self.cgroup_parent, scope=self.scope)
         unmount_all(self.base)
         problems += remove_session_cgroups("libpod_parent", self.cgroups_before)
         # The CNI bridge outlives its containers; the portmap chains empty themselves.
@@ -423,7 +458,7 @@ class Podman:
         ids = self.s.remove_all()
         # The overlay driver keeps its home directory bind-mounted while the storage is in
         # use; the session's `podman system reset` unmounts it.
-        return check_clean(self.s.base, ids, "libpod_parent",
+        return check_clean(self.s.base, ids, self.s.cgroup_parent, scope=self.s.scope,
                            allowed_mounts=[os.path.join(self.s.graph, "overlay")])
 
 
@@ -436,11 +471,11 @@ def client_image(session_dir, rootfs_template):
 
 # Module scope: the daemon and the storage go as soon as their module is done.
 @pytest.fixture(scope="module")
-def podman_session(session_dir, client_image):
+def podman_session(session_dir, client_image, cgroup_manager):
     base = os.path.join(session_dir, "podman")
     os.makedirs(base)
     try:
-        s = PodmanSession(base, client_image[0])
+        s = PodmanSession(base, client_image[0], cgroup_manager)
     except BaseException:
         unmount_all(base)
         raise
@@ -544,12 +579,17 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 
 class Ctr:
-    """`ctr` with the runc v2 shim pointed at one runtime binary, for one test."""
+    """`ctr` with the runc v2 shim pointed at one runtime binary, for one test; with the
+    systemd driver (`cgroup_manager`), --runc-systemd-cgroup (the shim's SystemdCgroup
+    option) and each container in the scope CTR_SLICE:CTR_PREFIX:ID."""
 
-    def __init__(self, daemon, name, binary, workdir):
+    def __init__(self, daemon, name, binary, workdir, cgroup_manager="cgroupfs"):
         self.d = daemon
         self.name = name
         self.binary = binary
+        # cgroupfs: ctr's default cgroupsPath, /NAMESPACE/ID.
+        self.cgroup_parent, self.scope = (Containerd.NAMESPACE, None) \
+            if cgroup_manager == "cgroupfs" else (CTR_SLICE, CTR_PREFIX + "-{}.scope")
         self.dir = workdir
         self.root = os.path.join(workdir, "runtime-root")
         self.fifos = os.path.join(workdir, "fifos")
@@ -563,20 +603,27 @@ class Ctr:
         self.n += 1
         return f"kilntest-{self.name}-{os.getpid()}-{self.n}-{os.urandom(3).hex()}"
 
-    def run_args(self, *opts):
+    def run_args(self, *opts, cid=None):
+        """`ctr run` and its options for this runtime; the systemd driver needs the ID."""
+        driver = [] if self.scope is None else [
+            "--runc-systemd-cgroup", "--cgroup", f"{CTR_SLICE}:{CTR_PREFIX}:{cid}"]
         return ["run", "--runc-binary", self.binary, "--runc-root", self.root,
-                "--fifo-dir", self.fifos, *opts]
+                "--fifo-dir", self.fifos, *driver, *opts]
+
+    def unit(self, cid):
+        """The container's systemd scope (systemd driver only)."""
+        return self.scope.format(cid)
 
     def run(self, *opts_and_cmd, image=IMAGE, cid=None, opts=(), **kw):
         """Foreground `ctr run --rm [opts] IMAGE ID CMD...`; returns (id, Out)."""
         cid = cid or self.new_id()
-        r = self(*self.run_args("--rm", *opts), image, cid, *opts_and_cmd, **kw)
+        r = self(*self.run_args("--rm", *opts, cid=cid), image, cid, *opts_and_cmd, **kw)
         return cid, r
 
     def start_bg(self, *cmd, opts=()):
         """A detached task; waits until it is RUNNING; returns its ID."""
         cid = self.new_id()
-        r = self(*self.run_args("-d", *opts), IMAGE, cid, *cmd)
+        r = self(*self.run_args("-d", *opts, cid=cid), IMAGE, cid, *cmd)
         assert r.rc == 0, r
         assert wait_for(lambda: self.status(cid) == "RUNNING", 10, 0.1), self("tasks", "ls")
         return cid
@@ -597,7 +644,7 @@ class Ctr:
 
     def teardown(self):
         ids = self.d.remove_all()
-        return check_clean(self.dir, ids, Containerd.NAMESPACE, roots=[
+        return check_clean(self.dir, ids, self.cgroup_parent, scope=self.scope, roots=[
             os.path.join(self.root, Containerd.NAMESPACE)])
 
 
@@ -616,10 +663,10 @@ def containerd(session_dir, client_image):
 
 
 @pytest.fixture(params=RUNTIMES, ids=RUNTIME_IDS)
-def ctr(request, containerd, session_dir):
+def ctr(request, containerd, session_dir, cgroup_manager):
     name, binary = request.param
     work = tempfile.mkdtemp(prefix=f"ctr-{name}-", dir=session_dir)
-    c = Ctr(containerd, name, binary, work)
+    c = Ctr(containerd, name, binary, work, cgroup_manager)
     yield c
     problems = c.teardown()
     assert not problems, "\n".join(problems)
@@ -919,6 +966,11 @@ def docker(request, docker_session):
 
 
 CRI_CGROUP_PARENT = "kilntest-cri"
+# With the systemd driver each pod is a slice, as kubelet's systemd driver makes them
+# (/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod<uid>.slice): here
+# /kilntestcri.slice/kilntestcri-pod<uid>.slice. containerd gives a container below a parent
+# named *.slice the cgroupsPath <parent's last part>:cri-containerd:<id>.
+CRI_SLICE = "kilntestcri.slice"
 CRI_PAUSE = "localhost/pause:latest"
 
 
@@ -947,13 +999,17 @@ def build_pause_archive(workdir, rootfs):
 class CriContainerd:
     """A private containerd with its CRI plugin on, driven as kubelet drives it (gRPC, CRI v1,
     through the messages of integration/cri.proto): a runtime handler `kilntest-NAME` per
-    runtime (runc v2 shim with BinaryName), the cgroupfs driver, no CNI (pods use the host's
-    network), the sandbox image a local busybox that sleeps."""
+    runtime (runc v2 shim with BinaryName), the cgroupfs driver or the systemd one (the
+    handlers' SystemdCgroup = true, pods in slices), no CNI (pods use the host's network),
+    the sandbox image a local busybox that sleeps."""
 
-    def __init__(self, base):
+    def __init__(self, base, cgroup_manager="cgroupfs"):
         self.base = base
         self.sock = os.path.join(base, "c.sock")
-        self.cgroups_before = set(cgroups_named(CRI_CGROUP_PARENT))
+        self.systemd = cgroup_manager == "systemd"
+        # The directory every pod's cgroup is in: kubelet's to make and remove.
+        self.parent = CRI_SLICE if self.systemd else CRI_CGROUP_PARENT
+        self.cgroups_before = set(cgroups_named(self.parent))
         self.proc = None
         self.pods = []
 
@@ -983,6 +1039,7 @@ class CriContainerd:
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{cri_handler(name)}.options]
         BinaryName = "{binary}"
         Root = "{base}/root-{name}"
+        SystemdCgroup = {str(self.systemd).lower()}
 """ for name, binary in dict(RUNTIMES).items())
         conf = os.path.join(base, "config.toml")
         with open(conf, "w") as f:
@@ -1060,10 +1117,24 @@ temp = "{base}/tmp"
             self.channel.close()
             problems += stop_daemon(self.proc, "containerd", 20)
             self.log.close()
-        problems += check_clean(self.base, [], CRI_CGROUP_PARENT)
+        problems += check_clean(self.base, [], self.parent)
         unmount_all(self.base)
-        problems += remove_session_cgroups(CRI_CGROUP_PARENT, self.cgroups_before)
+        if self.systemd and not self.cgroups_before:
+            # The top slice systemd made for the first pod slice in it (kubelet's kubepods.slice).
+            from test_systemd import systemctl
+            systemctl("stop", CRI_SLICE, check=False)
+        problems += remove_session_cgroups(self.parent, self.cgroups_before)
         return problems
+
+    def remove_pod_cgroup(self, pod):
+        """Remove pod cgroup directory `pod`, as kubelet does once the pod is gone: the
+        directory, or with the systemd driver the pod's slice unit."""
+        if self.systemd:
+            from test_systemd import systemctl
+            systemctl("stop", os.path.basename(pod), check=False)
+            systemctl("reset-failed", os.path.basename(pod), check=False)
+        else:
+            remove_cgroup_dir(pod)
 
 
 def cri_handler(name):
@@ -1085,16 +1156,19 @@ class Cri:
 
     def run_pod(self, pid="POD", ipc="POD"):
         """A pod on the host's network (no CNI here), its own pid and ipc namespaces, its
-        cgroup /kilntest-cri/POD; returns (pod id, its config)."""
+        cgroup /kilntest-cri/podUID (systemd: /kilntestcri.slice/kilntestcri-podUID.slice);
+        returns (pod id, its config)."""
         pb = self.pb
         self.n += 1
         uid = os.urandom(8).hex()
+        parent = f"/{CRI_SLICE}/{CRI_SLICE[:-len('.slice')]}-pod{uid}.slice" if self.d.systemd \
+            else f"/{CRI_CGROUP_PARENT}/pod{uid}"
         config = pb.PodSandboxConfig(
             metadata=pb.PodSandboxMetadata(name=f"pod-{self.name}-{self.n}", uid=uid,
                                            namespace="kilntest"),
             log_directory=os.path.join(self.d.base, "logs", uid),
             linux=pb.LinuxPodSandboxConfig(
-                cgroup_parent=f"/{CRI_CGROUP_PARENT}/pod{uid}",
+                cgroup_parent=parent,
                 security_context=pb.LinuxSandboxSecurityContext(
                     namespace_options=pb.NamespaceOption(
                         network=pb.NODE, pid=getattr(pb, pid), ipc=getattr(pb, ipc)))))
@@ -1138,11 +1212,11 @@ class Cri:
 
     def teardown(self):
         pods = self.d.remove_pods()
-        problems = check_clean(os.path.join(self.d.base, "state"), [], CRI_CGROUP_PARENT,
+        problems = check_clean(os.path.join(self.d.base, "state"), [], self.d.parent,
                                roots=[os.path.join(self.d.base, f"root-{self.name}", "k8s.io")])
-        # The runtime removes its containers' cgroups; the pods' own (their parents) are
-        # kubelet's to remove, so the test removes them, and fails on a container's left.
-        for parent in cgroups_named(CRI_CGROUP_PARENT):
+        # The runtime removes its containers' cgroups (scopes); the pods' own (their parents)
+        # are kubelet's to remove, so the test removes them, and fails on a container's left.
+        for parent in cgroups_named(self.d.parent):
             if parent in self.d.cgroups_before:
                 continue
             for pod in os.listdir(parent):
@@ -1154,7 +1228,7 @@ class Cri:
                     problems.append(f"container cgroups left behind in {pod}: {kids}")
                 if pids := cgroup_pids(pod):
                     problems.append(f"processes left in {pod}: {pids}")
-                remove_cgroup_dir(pod)
+                self.d.remove_pod_cgroup(pod)
                 if os.path.exists(pod):
                     problems.append(f"pod cgroup left behind: {pod}")
         if pods:
@@ -1163,10 +1237,10 @@ class Cri:
 
 
 @pytest.fixture(scope="module")
-def cri_containerd(session_dir, rootfs_template, client_image):
+def cri_containerd(session_dir, rootfs_template, client_image, cgroup_manager):
     base = os.path.join(session_dir, "cri")
     os.makedirs(base)
-    d = CriContainerd(base)
+    d = CriContainerd(base, cgroup_manager)
     try:
         d.start(rootfs_template, client_image[0])
         yield d
