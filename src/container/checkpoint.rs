@@ -173,6 +173,7 @@ pub fn checkpoint(c: Container, f: &DumpFlags) -> Result<()> {
         common,
         "dump.log",
         None,
+        &|_| Ok(()),
     )?;
     if !f.leave_running && !f.pre_dump {
         // criu killed the tree after dumping it: what is left is the state and the cgroup.
@@ -310,16 +311,6 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, 
             "restore does not move network devices into the restored container",
         ));
     }
-    if let Some(unit) = cgroup.systemd_unit() {
-        // criu restores the processes into cgroups that must exist first, and a scope
-        // cannot be started empty.
-        return Err(Error::Cgroup {
-            field: "--systemd-cgroup".into(),
-            msg: format!(
-                "restore into systemd unit {unit}: not supported; restore without --systemd-cgroup"
-            ),
-        });
-    }
     let image_dir = &o.criu.image_dir;
     let descriptors: Vec<String> = read_json(&image_dir.join(DESCRIPTORS))?;
     let kiln_image = image_dir.join(KILN_IMAGE);
@@ -355,7 +346,17 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, 
     let mut undo = Undo::new(&dir, cgroup.as_ref());
     cgroup.create(&mut undo.made)?;
     cgroups::check_usable(cgroup.as_ref())?;
-    cgroup.set(&resources)?;
+    // Once criu's process exists, before criu runs: a systemd unit's cgroup is made with a
+    // process in it, and as runc (criuApplyCgroups) kiln starts the unit with criu's, so that
+    // criu restores the tree into the unit's cgroup from inside it. The limits are set once
+    // the cgroup is there.
+    let unit = cgroup.systemd_unit().is_some();
+    let ready = |criu: i32| {
+        if unit {
+            cgroup.join(criu)?;
+        }
+        cgroup.set(&resources)
+    };
 
     // What criu inherits: (key, the fd here); numbered from FIRST_FD in criu.
     let mut extra: Vec<(String, OwnedFd)> = vec![];
@@ -464,6 +465,7 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, 
             &o.criu,
             criu::RESTORE_LOG,
             Some(&fds),
+            &ready,
         )?;
         let text = std::fs::read_to_string(&pid_file)
             .ctx(|| format!("reading criu's {}", pid_file.display()))?;
@@ -517,13 +519,14 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOptions) -> Result<(Container, 
 
 /// Runs criu and waits for it; a failure is one line with the errors of its log. `fds` go to
 /// criu at FIRST_FD, FIRST_FD+1, ... (restore); a dump passes on what kiln inherited
-/// (`--status-fd` is one of those).
+/// (`--status-fd` is one of those). `ready` is called with criu's pid before criu runs.
 fn run_criu(
     op: &'static str,
     args: &[OsString],
     c: &Common,
     log: &str,
     fds: Option<&[&OwnedFd]>,
+    ready: &dyn Fn(i32) -> Result<()>,
 ) -> Result<()> {
     crate::log::debug(|| {
         format!(
@@ -569,20 +572,95 @@ fn run_criu(
             });
         }
     }
-    let status = spawn_wait(&mut cmd, op)?;
+    let status = spawn_wait(&mut cmd, op, ready)?;
     drop(high);
     criu_status(op, status, c, log)
 }
 
-fn spawn_wait(cmd: &mut Command, op: &'static str) -> Result<std::process::ExitStatus> {
-    cmd.status().map_err(|e| Error::Criu {
+/// Forks criu's process, which execs `cmd` only once `ready(its pid)` has returned, then waits
+/// for criu. The child reads one byte to go on (nothing: the parent gave up, and it exits) and
+/// writes a failed exec's errno back on the same socket, which is close-on-exec: criu's exec
+/// ends the parent's read with nothing.
+fn spawn_wait(
+    cmd: &mut Command,
+    op: &'static str,
+    ready: &dyn Fn(i32) -> Result<()>,
+) -> Result<std::process::ExitStatus> {
+    let fail = |what: &str, e: std::io::Error| Error::Criu {
         op,
         msg: if e.kind() == std::io::ErrorKind::NotFound {
             format!("{CRIU} is not installed (not found in PATH)")
         } else {
-            format!("running {CRIU}: {e}")
+            format!("{what} {CRIU}: {e}")
         },
+    };
+    let (ours, low) = nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::Stream,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| fail("a socket for", e.into()))?;
+    // Above the fds that criu's fds are dup2'd to (FIRST_FD up), which would overwrite it.
+    let theirs = nix::fcntl::fcntl(
+        low.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(FIRST_FD + 64),
+    )
+    .map(|fd| {
+        // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
+        unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
     })
+    .map_err(|e| fail("a socket for", e.into()))?;
+    // Closed here, or the parent's read would wait on it for ever.
+    drop(low);
+    // SAFETY: kiln is single-threaded (it starts no threads), as a fork needs; the child
+    // reads, execs, and on failure writes and _exits.
+    let (pid, pidfd) = match unsafe { crate::sys::clone3(0, None) } {
+        Err(e) => return Err(fail("forking", e)),
+        Ok(crate::sys::Forked::Child) => {
+            drop(ours);
+            let mut go = [0u8];
+            if nix::unistd::read(theirs.as_raw_fd(), &mut go) == Ok(1) {
+                let e = cmd.exec();
+                let errno = e.raw_os_error().unwrap_or(libc::EIO);
+                let _ = nix::unistd::write(&theirs, &errno.to_ne_bytes());
+            }
+            // SAFETY: _exit ends this copy of kiln without running the parent's destructors.
+            unsafe { libc::_exit(127) }
+        }
+        Ok(crate::sys::Forked::Parent { pid, pidfd }) => (pid, pidfd),
+    };
+    drop(theirs);
+    let reap = |e: Error| {
+        let _ = crate::sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+        let _ = crate::sys::waitid_pidfd(pidfd.as_fd(), false);
+        e
+    };
+    ready(pid).map_err(reap)?;
+    nix::unistd::write(&ours, &[1]).map_err(|e| reap(fail("starting", e.into())))?;
+    let mut errno = [0u8; 4];
+    let mut got = 0;
+    while got < errno.len() {
+        match nix::unistd::read(ours.as_raw_fd(), &mut errno[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(reap(fail("starting", e.into()))),
+        }
+    }
+    if got == errno.len() {
+        let e = std::io::Error::from_raw_os_error(i32::from_ne_bytes(errno));
+        return Err(reap(fail("running", e)));
+    }
+    let exit = crate::sys::waitid_pidfd(pidfd.as_fd(), false)
+        .map_err(|e| fail("waiting for", e))?
+        .ok_or_else(|| fail("waiting for", std::io::Error::other("no exit reported")))?;
+    // A wait status, as ExitStatus holds one: the code in the second byte, or the signal.
+    let raw = match exit {
+        crate::sys::Exit::Code(c) => c << 8,
+        crate::sys::Exit::Signal(s) => s,
+    };
+    Ok(std::os::unix::process::ExitStatusExt::from_raw(raw))
 }
 
 fn criu_status(

@@ -23,7 +23,7 @@ use oci_spec::runtime::LinuxResources;
 use super::{Hierarchy, Made, Manager, OomWatch, Paths, Request, Stats};
 use crate::error::{Error, Result};
 use dbus::{Call, Conn, DbusError, Value};
-use props::{Props, Version};
+use props::{Host, Props, Version};
 use unit::Unit;
 
 /// runc's bound on each job systemd runs for it (starting or stopping the unit).
@@ -32,6 +32,7 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 const PRIVATE_SOCKET: &str = "/run/systemd/private";
 const SYSTEM_BUS: &str = "/run/dbus/system_bus_socket";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 
 /// The unit of a new container, checked before anything exists: cgroupsPath's shape, systemd
 /// running here, and for a rootless container the user's bus and cgroup v2.
@@ -77,7 +78,7 @@ pub fn new(req: &Request, all: &[Hierarchy]) -> Result<Box<dyn Manager>> {
     let paths = unit::paths(all, &unit, &manager).map_err(path_error)?;
     let mut m = Systemd::open(unit.name.clone(), paths, bus);
     // A value no property can take is refused before the unit exists.
-    props::resources(m.version, req.resources, &[]).map_err(props_error)?;
+    props::resources(m.host(), req.resources, &[]).map_err(props_error)?;
     m.start = Some(Start {
         id: req.id.to_owned(),
         unit,
@@ -168,6 +169,8 @@ pub struct Systemd {
     start: Option<Start>,
     bus: Bus,
     conn: RefCell<Option<Conn>>,
+    /// systemd's version, asked at the first need (`host`).
+    systemd: Cell<Option<u32>>,
     /// The directories kiln made itself (where systemd did not), for a failed create.
     made: RefCell<Made>,
     started: Cell<bool>,
@@ -187,6 +190,7 @@ impl Systemd {
             start: None,
             bus,
             conn: RefCell::new(None),
+            systemd: Cell::new(None),
             made: RefCell::new(Made::default()),
             started: Cell::new(false),
         }
@@ -204,12 +208,48 @@ impl Systemd {
     /// private socket first, about one call in four waited its whole 30 s for an answer in the
     /// systemd guest (never under strace); through the bus, none in 8 cycles and the tests.
     fn call(&self, member: &str, args: Vec<Value>) -> std::result::Result<Vec<Value>, DbusError> {
+        self.call_on(MANAGER, member, args)
+    }
+
+    /// A call of the manager object's `interface`.
+    fn call_on(
+        &self,
+        interface: &str,
+        member: &str,
+        args: Vec<Value>,
+    ) -> std::result::Result<Vec<Value>, DbusError> {
         let mut conn = self.conn.borrow_mut();
         if conn.is_none() {
             *conn = Some(connect(&self.bus)?);
         }
         let c = conn.as_mut().expect("connected above");
-        c.call(&manager_call(member, args))
+        c.call(&manager_call(interface, member, args))
+    }
+
+    /// The hierarchy and systemd's version, for the properties. The version is the manager's
+    /// Version property ("252.38-1~deb12u1"), asked once; one that cannot be had is 0, which
+    /// gets none of the properties only newer systemds take, as runc does then.
+    fn host(&self) -> Host {
+        let systemd = self.systemd.get().unwrap_or_else(|| {
+            let args = vec![Value::str(MANAGER), Value::str("Version")];
+            let v = match self.call_on(PROPERTIES, "Get", args) {
+                Ok(reply) => match reply.first() {
+                    Some(Value::Variant(v)) => v.as_str().and_then(props::parse_version),
+                    _ => None,
+                },
+                Err(e) => {
+                    crate::log::warn(&format!("systemd's version: {e}"));
+                    None
+                }
+            };
+            let v = v.unwrap_or(0);
+            self.systemd.set(Some(v));
+            v
+        });
+        Host {
+            version: self.version,
+            systemd,
+        }
     }
 
     /// Waits (bounded by the connection's deadline) for the job's JobRemoved signal, and
@@ -239,7 +279,7 @@ impl Systemd {
             &start.id,
             &start.unit,
             pid as u32,
-            self.version,
+            self.host(),
             &start.resources,
             &props::parse_proc_devices(&devices),
             &start.annotations,
@@ -314,11 +354,11 @@ impl Systemd {
     }
 }
 
-fn manager_call(member: &str, args: Vec<Value>) -> Call<'_> {
+fn manager_call<'a>(interface: &'a str, member: &'a str, args: Vec<Value>) -> Call<'a> {
     Call {
         destination: "org.freedesktop.systemd1",
         path: "/org/freedesktop/systemd1",
-        interface: MANAGER,
+        interface,
         member,
         args,
     }
@@ -361,7 +401,7 @@ fn connect(bus: &Bus) -> std::result::Result<Conn, DbusError> {
             Conn::open(Path::new(private), false, deadline)?
         }
     };
-    c.call(&manager_call("Subscribe", vec![]))?;
+    c.call(&manager_call(MANAGER, "Subscribe", vec![]))?;
     Ok(c)
 }
 
@@ -400,7 +440,7 @@ impl Manager for Systemd {
     fn set(&self, r: &LinuxResources) -> Result<()> {
         if !self.started.get() {
             let devices = std::fs::read_to_string("/proc/devices").unwrap_or_default();
-            let p = props::resources(self.version, r, &props::parse_proc_devices(&devices))
+            let p = props::resources(self.host(), r, &props::parse_proc_devices(&devices))
                 .map_err(props_error)?;
             if !p.is_empty() {
                 let method = "SetUnitProperties";

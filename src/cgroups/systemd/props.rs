@@ -24,6 +24,18 @@ pub enum Version {
 /// runc's default CFS period, for a quota given without one.
 const DEFAULT_PERIOD: u64 = 100_000;
 
+/// The first systemd whose CPUWeight takes 0, "idle" (it writes cpu.idle 1): runc's
+/// cpuIdleSupportedVersion. An older one gets no property for idle, only the file.
+pub const CPU_IDLE_SYSTEMD: u32 = 252;
+
+/// Where the properties go: the hierarchy systemd writes them to, and systemd's version
+/// (the manager's own, for the properties only newer ones take).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Host {
+    pub version: Version,
+    pub systemd: u32,
+}
+
 fn strings(items: &[&str]) -> Value {
     Value::Array("s".into(), items.iter().map(|s| Value::str(*s)).collect())
 }
@@ -36,7 +48,7 @@ pub fn start(
     id: &str,
     unit: &Unit,
     pid: u32,
-    version: Version,
+    host: Host,
     r: &LinuxResources,
     devices: &[(char, u32, String)],
     annotations: &Props,
@@ -55,7 +67,7 @@ pub fn start(
             Value::Array("u".into(), vec![Value::U32(pid)]),
         ));
     }
-    let io = match version {
+    let io = match host.version {
         Version::V1 => "BlockIOAccounting",
         Version::V2 => "IOAccounting",
     };
@@ -63,9 +75,17 @@ pub fn start(
         p.push((acct.into(), Value::Bool(true)));
     }
     p.push(("DefaultDependencies".into(), Value::Bool(false)));
-    p.extend(resources(version, r, devices)?);
+    p.extend(resources(host, r, devices)?);
     p.extend(annotations.iter().cloned());
     Ok(p)
+}
+
+/// systemd's version number from its Version property, as runc's systemdVersionAtoi reads it:
+/// quotes and a `v` before, anything after the first number ignored ("252.38-1~deb12u1").
+pub fn parse_version(text: &str) -> Option<u32> {
+    let t = text.trim_start_matches(['"', 'v']);
+    let end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    t[..end].parse().ok()
 }
 
 /// A limit in bytes or a count: -1 is systemd's "infinity".
@@ -77,10 +97,11 @@ fn limit(v: i64) -> Value {
 /// changes). Typed values the cgroupfs planner refuses are left out here: its error names the
 /// field. A unified value systemd's property cannot take is refused: (field, message).
 pub fn resources(
-    version: Version,
+    host: Host,
     r: &LinuxResources,
     devices: &[(char, u32, String)],
 ) -> Result<Props, (String, String)> {
+    let Host { version, systemd } = host;
     let mut p = Props::new();
     if let Some(rules) = r.devices() {
         p.extend(device_props(rules, devices));
@@ -106,14 +127,22 @@ pub fn resources(
         }
     }
     if let Some(c) = r.cpu() {
+        // runc's CPUIdle: idle 1 is CPUWeight 0 where systemd takes it, and then the weight
+        // the shares make is no property (systemd keeps one CPUWeight; the file still gets
+        // it). Idle 0 has no property: systemd cannot be told to clear cpu.idle, the file is.
+        let idle = version == Version::V2 && c.idle() == Some(1) && systemd >= CPU_IDLE_SYSTEMD;
+        if idle {
+            p.push(("CPUWeight".into(), Value::U64(0)));
+        }
         if let Some(shares) = c.shares().filter(|&s| s != 0) {
-            p.push(match version {
-                Version::V1 => ("CPUShares".into(), Value::U64(shares)),
-                Version::V2 => (
+            match version {
+                Version::V1 => p.push(("CPUShares".into(), Value::U64(shares))),
+                Version::V2 if idle => {}
+                Version::V2 => p.push((
                     "CPUWeight".into(),
                     Value::U64(super::super::resources::shares_to_weight(shares)),
-                ),
-            });
+                )),
+            }
         }
         p.extend(cpu_quota(c.quota().unwrap_or(0), c.period().unwrap_or(0)));
         for (name, list) in [("AllowedCPUs", c.cpus()), ("AllowedMemoryNodes", c.mems())] {
@@ -139,7 +168,7 @@ pub fn resources(
     if version == Version::V2
         && let Some(keys) = r.unified()
     {
-        p.extend(unified(&keys.iter().collect())?);
+        p.extend(unified(&keys.iter().collect(), systemd)?);
     }
     Ok(p)
 }
@@ -150,8 +179,14 @@ pub fn resources(
 /// runc refuses it, naming `linux.resources.unified.<key>`; other keys are left to the cgroupfs
 /// manager, which writes every key to its file. Keys in name order, so that the properties are
 /// the same each time.
-fn unified(keys: &BTreeMap<&String, &String>) -> Result<Props, (String, String)> {
+fn unified(keys: &BTreeMap<&String, &String>, systemd: u32) -> Result<Props, (String, String)> {
     let mut p = Props::new();
+    // cpu.idle "1" is CPUWeight 0 where systemd takes it (runc's shouldSetCPUIdle); then
+    // cpu.weight is no property, not even checked, as runc skips it.
+    let idle = systemd >= CPU_IDLE_SYSTEMD
+        && keys
+            .iter()
+            .any(|(k, v)| k.as_str() == "cpu.idle" && v.trim() == "1");
     for (key, value) in keys {
         let bad = |what: &str| {
             (
@@ -186,6 +221,8 @@ fn unified(keys: &BTreeMap<&String, &String>) -> Result<Props, (String, String)>
                 };
                 p.extend(cpu_quota(quota, period));
             }
+            "cpu.idle" if idle => p.push(("CPUWeight".into(), Value::U64(0))),
+            "cpu.weight" if idle => {}
             "cpu.weight" => {
                 let w = v.parse().map_err(|_| bad("not a number"))?;
                 p.push(("CPUWeight".into(), Value::U64(w)));
@@ -457,8 +494,16 @@ fn unquote(t: &str, q: char) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// systemd 252, the systemd guest's (Debian 12).
+    fn host(version: Version) -> Host {
+        Host {
+            version,
+            systemd: 252,
+        }
+    }
+
     fn resources_ok(v: Version, r: &LinuxResources, devices: &[(char, u32, String)]) -> Props {
-        resources(v, r, devices).unwrap()
+        resources(host(v), r, devices).unwrap()
     }
 
     fn res(json: &str) -> LinuxResources {
@@ -482,7 +527,16 @@ mod tests {
 
     #[test]
     fn a_scope_starts_as_runc_starts_one() {
-        let p = start("c1", &scope(), 42, Version::V2, &res("{}"), &[], &vec![]).unwrap();
+        let p = start(
+            "c1",
+            &scope(),
+            42,
+            host(Version::V2),
+            &res("{}"),
+            &[],
+            &vec![],
+        )
+        .unwrap();
         assert_eq!(
             names(&p),
             [
@@ -503,7 +557,16 @@ mod tests {
         );
         assert_eq!(get(&p, "Slice"), &Value::str("system.slice"));
         assert_eq!(get(&p, "DefaultDependencies"), &Value::Bool(false));
-        let v1 = start("c1", &scope(), 42, Version::V1, &res("{}"), &[], &vec![]).unwrap();
+        let v1 = start(
+            "c1",
+            &scope(),
+            42,
+            host(Version::V1),
+            &res("{}"),
+            &[],
+            &vec![],
+        )
+        .unwrap();
         assert!(names(&v1).contains(&"BlockIOAccounting"));
         assert!(!names(&v1).contains(&"IOAccounting"));
     }
@@ -514,7 +577,7 @@ mod tests {
             slice: "system.slice".into(),
             name: "sub-c1.slice".into(),
         };
-        let p = start("c1", &u, 42, Version::V2, &res("{}"), &[], &vec![]).unwrap();
+        let p = start("c1", &u, 42, host(Version::V2), &res("{}"), &[], &vec![]).unwrap();
         assert_eq!(
             get(&p, "Wants"),
             &Value::Array("s".into(), vec![Value::str("system.slice")])
@@ -531,7 +594,7 @@ mod tests {
             "c1",
             &scope(),
             1,
-            Version::V2,
+            host(Version::V2),
             &res(r#"{"cpu":{"shares":1024}}"#),
             &[],
             &extra,
@@ -611,7 +674,7 @@ mod tests {
         ] {
             let r = res(&format!(r#"{{"unified":{{"{key}":"{value}"}}}}"#));
             assert_eq!(
-                resources(Version::V2, &r, &[]),
+                resources(host(Version::V2), &r, &[]),
                 Err((
                     format!("linux.resources.unified.{key}"),
                     format!("{value:?}: {why}")
@@ -629,6 +692,71 @@ mod tests {
         assert_eq!(
             names(&resources_ok(Version::V2, &quota, &[])),
             ["CPUQuotaPeriodUSec", "CPUQuotaPerSecUSec"]
+        );
+    }
+
+    #[test]
+    fn versions_are_read_as_runc_reads_them() {
+        for (text, v) in [
+            ("252.38-1~deb12u1", Some(252)),
+            ("\"v245.4-1.fc32\"", Some(245)),
+            ("245", Some(245)),
+            ("v245-1.fc32", Some(245)),
+            ("", None),
+            ("x1", None),
+        ] {
+            assert_eq!(parse_version(text), v, "{text}");
+        }
+    }
+
+    #[test]
+    fn idle_is_cpu_weight_0_where_systemd_takes_it() {
+        let show = |p: Props| {
+            p.into_iter()
+                .map(|(n, v)| format!("{n}={v:?}"))
+                .collect::<Vec<_>>()
+        };
+        let on = |systemd, version, json: &str| {
+            show(resources(Host { version, systemd }, &res(json), &[]).unwrap())
+        };
+        // Idle wins over the shares' weight (one CPUWeight), as runc's CPUIdle.
+        let typed = r#"{"cpu":{"idle":1,"shares":1024}}"#;
+        assert_eq!(on(252, Version::V2, typed), ["CPUWeight=U64(0)"]);
+        // An older systemd gets the weight alone; idle goes to the file only.
+        assert_eq!(on(251, Version::V2, typed), ["CPUWeight=U64(39)"]);
+        // Idle 0 is no property (systemd cannot clear cpu.idle); v1 has no idle.
+        assert_eq!(
+            on(252, Version::V2, r#"{"cpu":{"idle":0,"shares":1024}}"#),
+            ["CPUWeight=U64(39)"]
+        );
+        assert_eq!(on(252, Version::V1, typed), ["CPUShares=U64(1024)"]);
+        // The unified key: cpu.weight is then skipped, not even parsed, as runc skips it.
+        let unified = r#"{"unified":{"cpu.idle":" 1 ","cpu.weight":"heavy"}}"#;
+        assert_eq!(on(252, Version::V2, unified), ["CPUWeight=U64(0)"]);
+        assert_eq!(
+            resources(
+                host(Version::V2),
+                &res(r#"{"unified":{"cpu.idle":"1"}}"#),
+                &[]
+            ),
+            Ok(vec![("CPUWeight".to_owned(), Value::U64(0))])
+        );
+        let old = resources(
+            Host {
+                version: Version::V2,
+                systemd: 251,
+            },
+            &res(unified),
+            &[],
+        );
+        assert_eq!(old.unwrap_err().0, "linux.resources.unified.cpu.weight");
+        assert_eq!(
+            on(
+                252,
+                Version::V2,
+                r#"{"unified":{"cpu.idle":"0","cpu.weight":"7"}}"#
+            ),
+            ["CPUWeight=U64(7)"]
         );
     }
 
