@@ -205,7 +205,7 @@ pub fn run(
     // 12. Ready. From here on the parent is gone; wait for `start` to open the fifo.
     chan.send(&Msg::Ready).ctx(|| "sync: ready")?;
     // What the fork holds and no longer needs goes back before the wait, which may be long
-    // (`release_memory`); unless the filter is on already: it may refuse madvise.
+    // (`sys::release_memory`); unless the filter is on already: it may refuse madvise.
     let filtered = seccomp.as_ref().is_some_and(|f| {
         f.moment(
             process.no_new_privileges().unwrap_or(false),
@@ -213,7 +213,7 @@ pub fn run(
         ) != crate::seccomp::Moment::Last
     });
     if !filtered {
-        release_memory();
+        crate::sys::release_memory();
     }
     let mut gate = std::fs::OpenOptions::new()
         .write(true)
@@ -267,95 +267,6 @@ fn hand_over_and_exit(chan: &Channel, child: nix::unistd::Pid) -> ! {
     }
     // SAFETY: leave without running the parent's exit handlers.
     unsafe { libc::_exit(0) }
-}
-
-/// Gives back what a created container would hold for as long as it waits for `start` without
-/// needing it: the free memory of the heap it inherited (malloc_trim), and its page-table
-/// entries for the read-only segments (code, constants) of every object loaded from a file
-/// (kiln, libc, ...), most of which init faulted in during its setup. Those pages stay in the
-/// page cache, shared: what the rest of init runs faults back in after the wait (called any
-/// earlier, the kernel, which maps a whole page-cache folio per fault, would map most of it
-/// again). Only whole pages of segments the object does not write: MADV_DONTNEED there drops
-/// nothing but the mapping, since the pages are the file's own. Left alone: an object with text
-/// relocations (the dynamic linker wrote into its code: private copies) and the vdso (named by
-/// its soname, not by a path). A debugger's breakpoint in the code would be dropped too.
-fn release_memory() {
-    // SAFETY: malloc_trim only returns free chunks to the kernel.
-    unsafe { libc::malloc_trim(0) };
-    // SAFETY: called by dl_iterate_phdr with a valid dl_phdr_info for each loaded object.
-    unsafe extern "C" fn drop_read_only(
-        info: *mut libc::dl_phdr_info,
-        _: libc::size_t,
-        _: *mut libc::c_void,
-    ) -> libc::c_int {
-        // SAFETY: dl_iterate_phdr passes a valid info, with dlpi_phnum headers at dlpi_phdr,
-        // and dlpi_name a NUL-terminated string (empty for the program itself).
-        let (info, headers, name) = unsafe {
-            let info = &*info;
-            let headers = std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
-            (
-                info,
-                headers,
-                std::ffi::CStr::from_ptr(info.dlpi_name).to_bytes(),
-            )
-        };
-        let base = info.dlpi_addr as usize;
-        if !(name.is_empty() || name.starts_with(b"/"))
-            || headers.iter().any(|h| {
-                // SAFETY: PT_DYNAMIC is the object's loaded dynamic section, ended by DT_NULL.
-                h.p_type == libc::PT_DYNAMIC
-                    && unsafe { text_relocations(base + h.p_vaddr as usize) }
-            })
-        {
-            return 0;
-        }
-        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-            .ok()
-            .flatten()
-            .unwrap_or(4096) as usize;
-        for h in headers
-            .iter()
-            .filter(|h| h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_W == 0)
-        {
-            let start = (base + h.p_vaddr as usize).next_multiple_of(page);
-            let end = (base + (h.p_vaddr + h.p_memsz) as usize) / page * page;
-            if end > start {
-                // SAFETY: whole pages of a segment nothing writes: the kernel maps them from
-                // the file again when touched; nothing of ours is lost.
-                unsafe {
-                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
-                };
-            }
-        }
-        0
-    }
-    // SAFETY: drop_read_only reads only what dl_iterate_phdr hands it, and calls madvise.
-    unsafe { libc::dl_iterate_phdr(Some(drop_read_only), std::ptr::null_mut()) };
-}
-
-/// Whether the dynamic section at `dynamic` asks for text relocations (DT_TEXTREL, or
-/// DF_TEXTREL in DT_FLAGS).
-///
-/// # Safety
-/// `dynamic` is a loaded dynamic section: (tag, value) pairs of words up to DT_NULL.
-unsafe fn text_relocations(dynamic: usize) -> bool {
-    const DT_NULL: usize = 0;
-    const DT_TEXTREL: usize = 22;
-    const DT_FLAGS: usize = 30;
-    const DF_TEXTREL: usize = 0x4;
-    let mut entry = dynamic as *const [usize; 2];
-    loop {
-        // SAFETY: the caller's: every entry up to DT_NULL is readable.
-        let [tag, value] = unsafe { *entry };
-        match tag {
-            DT_NULL => return false,
-            DT_TEXTREL => return true,
-            DT_FLAGS if value & DF_TEXTREL != 0 => return true,
-            _ => {}
-        }
-        // SAFETY: not past DT_NULL yet.
-        entry = unsafe { entry.add(1) };
-    }
 }
 
 /// The parent's answer to `Msg::Seccomp`.
