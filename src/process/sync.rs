@@ -369,6 +369,16 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_long_error_crosses_whole() {
+        let (a, b) = Channel::pair().unwrap();
+        let text = "é".repeat(20_000);
+        a.send(&Msg::Error(text.clone())).unwrap();
+        a.send(&Msg::Continue).unwrap();
+        assert_eq!(b.recv().unwrap().0, Msg::Error(text));
+        assert_eq!(b.recv().unwrap().0, Msg::Continue);
+    }
+
     fn run(
         kind: Kind,
         intermediate: bool,
