@@ -456,6 +456,32 @@ def test_update_errors(ctx):
     assert r.rc != 0, r
 
 
+@pytest.mark.kiln_only
+def test_damaged_saved_resources_refuse_only_update(ctx):
+    """The resources kept in state.json are parsed by `update` alone (every other command
+    skips them): damage there makes `update` fail with one line naming the file, changing no
+    cgroup value, while `state`, `kill` and `delete` go on."""
+    resources(ctx, pids={"limit": 50})
+    cid, pid, _ = start_detached(ctx, "sleep 100")
+    path = os.path.join(ctx.root, cid, "state.json")
+    with open(path) as f:
+        state = json.load(f)
+    state["resources"] = {"pids": {"limit": "many"}}
+    with open(path, "w") as f:
+        json.dump(state, f)
+    r = ctx.rt("update", "--pids-limit", "7", cid)
+    lines = r.err.strip().splitlines()
+    assert r.rc == 1 and len(lines) == 1 and path in lines[0] and "resources" in lines[0], r
+    assert cg_read(pid, "pids", "pids.max", "pids.max") == "50"
+    assert ctx.state(cid)["status"] == "running"
+    r = ctx.rt("kill", cid, "KILL")
+    assert r.ok, r
+    assert wait_for(lambda: not pid_alive(pid), 5)
+    r = ctx.rt("delete", cid)
+    assert r.ok, r
+    assert not os.path.lexists(os.path.join(ctx.root, cid))
+
+
 # ---------------------------------------------------------------- ps, kill --all, cleanup
 
 

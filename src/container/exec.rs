@@ -50,11 +50,9 @@ pub struct Options {
 }
 
 pub fn exec(c: &Container, o: &Options) -> Result<Init> {
-    let status = c.status();
+    let (status, init) = c.status_and_init();
     runnable(status, o.ignore_paused).map_err(|why| c.wrong_state(status, why))?;
-    let init = c
-        .init_pidfd()
-        .ok_or_else(|| c.wrong_state(Status::Stopped, "its init exited"))?;
+    let init = init.ok_or_else(|| c.wrong_state(Status::Stopped, "its init exited"))?;
     let bundle = Bundle::load(&c.state.bundle)?;
     let (process, file, at) =
         process_of(&o.process, bundle.spec.process().as_ref(), &bundle.config)?;

@@ -154,7 +154,7 @@ pub(super) fn prepare(id: &str, o: &CreateOptions) -> Result<Prepared> {
         hooks: bundle.spec.hooks().clone(),
         cgroup_paths: paths,
         systemd_unit: cgroup.systemd_unit(),
-        resources: Some(resources.clone()),
+        resources: Some(crate::container::update::raw(&resources)),
         intel_rdt: None,
     };
     Ok(Prepared {
@@ -291,18 +291,17 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 /// returned, for the caller to relay what the program reports (`notify::Listener::relay`) once
 /// it let go of the container's lock.
 pub fn start(c: &Container, notify: bool) -> Result<Option<crate::notify::Listener>> {
-    match c.status() {
-        Status::Created => {}
-        status => return Err(c.wrong_state(status, "only a created container can be started")),
+    let (status, pidfd) = c.status_and_init();
+    if status != Status::Created {
+        return Err(c.wrong_state(status, "only a created container can be started"));
     }
     let listener = if notify {
         Some(crate::notify::Listener::bind(&c.dir)?)
     } else {
         None
     };
-    let pidfd = c
-        .init_pidfd()
-        .ok_or_else(|| c.wrong_state(Status::Stopped, "its init exited before start"))?;
+    let pidfd =
+        pidfd.ok_or_else(|| c.wrong_state(Status::Stopped, "its init exited before start"))?;
     let fifo = c
         .open_fifo()?
         .ok_or_else(|| c.bad_state(crate::container::EXEC_FIFO, "missing"))?;
@@ -340,11 +339,7 @@ pub fn start(c: &Container, notify: bool) -> Result<Option<crate::notify::Listen
 /// only checks that the container is alive. A SIGKILL to a paused container thaws it after
 /// the signal, so that it dies at once instead of staying frozen with the signal pending.
 pub fn kill(c: &Container, signal: i32, all: bool) -> Result<()> {
-    let status = c.status();
-    let init = match status {
-        Status::Stopped | Status::Creating => None,
-        _ => c.init_pidfd(),
-    };
+    let (status, init) = c.status_and_init();
     let Some(init) = init else {
         if !all {
             return Err(c.wrong_state(

@@ -28,7 +28,7 @@ pub use state::{Record, State, Status};
 
 use crate::error::{Context, Error, Result};
 
-const STATE_FILE: &str = "state.json";
+pub(crate) const STATE_FILE: &str = "state.json";
 /// See [`Record`].
 const RECORD_FILE: &str = "recovery.json";
 pub const EXEC_FIFO: &str = "exec.fifo";
@@ -296,6 +296,19 @@ impl Container {
 
     pub fn status(&self) -> Status {
         self.facts().status()
+    }
+
+    /// The status, and a pidfd for init while it is alive (None once it is not): the pidfd is
+    /// opened before the status reads /proc/PID/stat, so that one read both decides the status
+    /// and proves the pidfd is init's (a pid reused after the open shows another start time).
+    pub fn status_and_init(&self) -> (Status, Option<std::os::fd::OwnedFd>) {
+        let fd = match self.state.pid {
+            0 => None,
+            pid => crate::sys::pidfd_open(pid).ok(),
+        };
+        let facts = self.facts();
+        let fd = fd.filter(|_| alive(facts.init.as_ref(), facts.start_time));
+        (facts.status(), fd)
     }
 
     /// What [`Facts::status`] decides from, each read once, in the order the decision asks:

@@ -34,9 +34,11 @@ pub struct State {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub systemd_unit: Option<String>,
     /// The resources in force (config.json's, then as `update` changed them): `update` merges
-    /// into these, since some values only make sense together (memory and swap).
+    /// into these, since some values only make sense together (memory and swap). Kept as JSON
+    /// text, parsed by `update` alone: every other command (`state`, `kill`, each container of
+    /// `list`) would spend most of its parsing on them.
     #[serde(default)]
-    pub resources: Option<oci_spec::runtime::LinuxResources>,
+    pub resources: Option<Box<serde_json::value::RawValue>>,
     /// The container's resctrl group (linux.intelRdt), once init is in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intel_rdt: Option<crate::cgroups::resctrl::Group>,

@@ -26,12 +26,17 @@ pub fn update(c: &mut Container, request: &LinuxResources) -> Result<()> {
     if let Some(obj) = delta.as_object_mut() {
         obj.remove("devices");
     }
-    let mut merged = to_value(
-        c.state
-            .resources
-            .as_ref()
-            .unwrap_or(&LinuxResources::default()),
-    );
+    let mut merged = match &c.state.resources {
+        Some(raw) => serde_json::from_slice::<LinuxResources>(raw.get().as_bytes())
+            .map(|r| to_value(&r))
+            .map_err(|e| {
+                c.bad_state(
+                    crate::container::STATE_FILE,
+                    format!("its resources are not what kiln wrote: {e}"),
+                )
+            })?,
+        None => to_value(&LinuxResources::default()),
+    };
     merge(&mut merged, &delta);
     for (group, fields) in PARTNERS {
         let touched = fields
@@ -47,7 +52,8 @@ pub fn update(c: &mut Container, request: &LinuxResources) -> Result<()> {
         }
     }
     c.cgroup()?.set(&from_value(&delta)?)?;
-    c.state.resources = Some(from_value(&merged)?);
+    c.state.resources =
+        Some(serde_json::value::to_raw_value(&from_value(&merged)?).expect("resources serialise"));
     c.save()
 }
 
@@ -64,6 +70,13 @@ pub fn schemata(c: &Container, lines: &[&str]) -> Result<()> {
         )
     })?;
     crate::cgroups::resctrl::update(group, lines)
+}
+
+/// Resources as the state keeps them, JSON text; through `to_vec` and `from_slice`, as below.
+pub fn raw(r: &LinuxResources) -> Box<serde_json::value::RawValue> {
+    let text = String::from_utf8(serde_json::to_vec(r).expect("resources serialise"))
+        .expect("serde_json writes UTF-8");
+    serde_json::value::RawValue::from_string(text).expect("serde_json reads its own JSON")
 }
 
 // Resources go to and from a Value through JSON text: the state file's reading and writing
