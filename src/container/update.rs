@@ -52,8 +52,7 @@ pub fn update(c: &mut Container, request: &LinuxResources) -> Result<()> {
         }
     }
     c.cgroup()?.set(&from_value(&delta)?)?;
-    c.state.resources =
-        Some(serde_json::value::to_raw_value(&from_value(&merged)?).expect("resources serialise"));
+    c.state.resources = Some(raw(&from_value(&merged)?));
     c.save()
 }
 
