@@ -52,7 +52,7 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
             ))
         })?;
     let c = Container::peek(&g.root, &a.id)?;
-    let status = c.status();
+    let (status, init) = c.status_and_init();
     if matches!(status, Status::Stopped | Status::Creating) {
         return Err(c
             .wrong_state(
@@ -65,9 +65,7 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
     if a.stats {
         return print("stats", c.id(), Some(cgroup.stats()?)).map(|_| 0);
     }
-    let init = c
-        .init_pidfd()
-        .ok_or_else(|| c.wrong_state(Status::Stopped, "its init exited"))?;
+    let init = init.ok_or_else(|| c.wrong_state(Status::Stopped, "its init exited"))?;
     let mut oom = cgroup.oom_watch()?;
     let mut ooms = 0;
     let mut next = Instant::now();

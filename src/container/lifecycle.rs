@@ -2,7 +2,7 @@
 //! against the container's status as runc checks them.
 
 use std::collections::BTreeMap;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -391,7 +391,7 @@ pub fn resume(c: &Container) -> Result<()> {
 }
 
 pub fn delete(c: Container, force: bool) -> Result<()> {
-    let status = c.status();
+    let (status, init) = c.status_and_init();
     match status {
         // A created container never ran the user's program: runc deletes it without --force.
         Status::Stopped | Status::Created => {}
@@ -401,7 +401,7 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
     // Even a stopped container's cgroup may hold processes that outlived init (without a pid
     // namespace of its own): stop kills them all, once, before the directories go.
     let cgroup = c.cgroup()?;
-    stop(&c, cgroup.as_ref())?;
+    stop(&c, init, cgroup.as_ref())?;
     cgroup.remove()?;
     if let Some(group) = &c.state.intel_rdt {
         resctrl::destroy(group)?;
@@ -448,10 +448,9 @@ pub fn delete_force(root: &Path, id: &str) -> Result<()> {
     }
 }
 
-/// SIGKILL to every process of the container (through its cgroup), then wait on init's pidfd,
-/// bounded: when init is gone the pid namespace is gone with it.
-fn stop(c: &Container, cgroup: &dyn Manager) -> Result<()> {
-    let init = c.init_pidfd();
+/// SIGKILL to every process of the container (through its cgroup), then wait on init's pidfd
+/// (None when init is gone), bounded: when init is gone the pid namespace is gone with it.
+fn stop(c: &Container, init: Option<OwnedFd>, cgroup: &dyn Manager) -> Result<()> {
     cgroup.kill_all()?;
     let Some(init) = init else { return Ok(()) };
     let _ = sys::pidfd_send_signal(init.as_fd(), libc::SIGKILL);
@@ -472,7 +471,7 @@ fn stop(c: &Container, cgroup: &dyn Manager) -> Result<()> {
 fn read_fifo(
     c: &Container,
     fifo: &std::fs::File,
-    pidfd: &std::os::fd::OwnedFd,
+    pidfd: &OwnedFd,
     deadline: std::time::Instant,
 ) -> Result<usize> {
     let mut byte = [0u8; 1];
@@ -489,7 +488,7 @@ fn read_fifo(
 fn wait_fifo(
     c: &Container,
     fifo: &std::fs::File,
-    pidfd: &std::os::fd::OwnedFd,
+    pidfd: &OwnedFd,
     deadline: std::time::Instant,
 ) -> Result<()> {
     loop {
