@@ -29,8 +29,10 @@ mod tty;
 
 /// kiln's command: what src/main.rs runs.
 pub fn main() -> i32 {
+    cli::reexec_early();
     // Before anything opens a file: every fd above stdio now is the caller's, and none of them
-    // may reach the container (see `sys::note_inherited_fds`).
+    // may reach the container (see `sys::note_inherited_fds`). The re-exec above left none of
+    // its own: they are close-on-exec, and closed where it did not re-exec.
     sys::note_inherited_fds();
     cli::main()
 }

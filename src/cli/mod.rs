@@ -250,6 +250,24 @@ pub fn main() -> i32 {
     }
 }
 
+/// The commands that put a process into a container.
+const PUT_A_PROCESS_IN: [&str; 3] = ["create", "run", "exec"];
+
+/// The commands that put a process into a container (`create`, `run`, `exec`) re-execute kiln
+/// from an unwritable image (`selfexe`): done here, before clap, the first of the two starts
+/// builds and parses no command line (a third of its instructions) and checks nothing twice.
+/// Any argument spelled as one of them counts, so every such command is caught, and a value
+/// that only looks like one (an id `run`) merely re-executes too. An error here is not
+/// reported: the command's own `ensure_unwritable`, once `--log` is set up, meets it again.
+pub fn reexec_early() {
+    if std::env::args_os()
+        .skip(1)
+        .any(|a| PUT_A_PROCESS_IN.iter().any(|c| a == *c))
+    {
+        let _ = crate::selfexe::ensure_unwritable();
+    }
+}
+
 /// runc's choice: /run for the real root; $XDG_RUNTIME_DIR for any other user and for a root
 /// that is only root in a user namespace (unless $USER says root, as after `sudo -E`).
 fn default_root() -> Result<PathBuf, String> {
@@ -313,6 +331,23 @@ fn version() -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reexec_early_names_commands_clap_knows_by_no_other_name() {
+        // A renamed command, or an alias or an inferred prefix, would reach the container
+        // from the writable binary's first start... only to be re-executed by the command's
+        // own check: the early re-exec would just have stopped paying.
+        use clap::CommandFactory;
+        let cmd = super::Cli::command();
+        for name in super::PUT_A_PROCESS_IN {
+            let sub = cmd.find_subcommand(name).expect(name);
+            assert_eq!(sub.get_name(), name);
+            assert_eq!(sub.get_all_aliases().count(), 0, "{name}");
+            let prefix = &name[..name.len() - 1];
+            let parsed = cmd.clone().try_get_matches_from(["kiln", prefix, "--help"]);
+            assert!(parsed.is_err_and(|e| e.kind() == clap::error::ErrorKind::InvalidSubcommand));
+        }
+    }
+
     #[test]
     fn usage_errors_are_one_line() {
         let e = super::usage_error(
