@@ -11,6 +11,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::fcntl::{AtFlags, FcntlArg, SealFlag, fcntl};
 use nix::sys::memfd::{MemFdCreateFlag, memfd_create};
@@ -21,11 +22,19 @@ use crate::sys;
 
 const SELF_EXE: &str = "/proc/self/exe";
 
+/// Set once this process found its binary unwritable: a binary never becomes writable again,
+/// so the command's own call after `cli::reexec_early`'s repeats none of the checks.
+static PROVEN: AtomicBool = AtomicBool::new(false);
+
 /// Returns when the running binary is unwritable; otherwise replaces this process with kiln run
 /// from an unwritable image, with the same argv, environment and inherited fds.
 pub fn ensure_unwritable() -> Result<()> {
+    if PROVEN.load(Ordering::Relaxed) {
+        return Ok(());
+    }
     let exe = File::open(SELF_EXE).ctx(|| format!("opening {SELF_EXE}"))?;
     if unwritable(&exe) {
+        PROVEN.store(true, Ordering::Relaxed);
         // execveat(fd, "") names the process after the fd number: give `ps` its name back.
         if let Some(name) = std::env::args_os()
             .next()

@@ -253,8 +253,7 @@ pub fn main() -> i32 {
 /// The commands that put a process into a container.
 const PUT_A_PROCESS_IN: [&str; 3] = ["create", "run", "exec"];
 
-/// The commands that put a process into a container (`create`, `run`, `exec`) re-execute kiln
-/// from an unwritable image (`selfexe`): done here, before clap, the first of the two starts
+/// They re-execute kiln from an unwritable image (`selfexe`): done here, before clap, the first of the two starts
 /// builds and parses no command line (a third of its instructions) and checks nothing twice.
 /// Any argument spelled as one of them counts, so every such command is caught, and a value
 /// that only looks like one (an id `run`) merely re-executes too. An error here is not
