@@ -97,13 +97,14 @@ fn read(path: &str) -> io::Result<String> {
     Ok(text)
 }
 
-/// A whole /proc file that the kernel writes in one piece (a `single_open` file: /proc/PID/stat,
-/// /proc/PID/cgroup), in one read(2) where it fits a page: such a file is made whole at the first
+/// A whole kernel file that is written in one piece (a `single_open` file: /proc/PID/stat,
+/// /proc/PID/cgroup; a cgroup's one-value or keyed file: `cgroup.freeze`, `cgroup.events`,
+/// `freezer.state`), in one read(2) where it fits a page: such a file is made whole at the first
 /// read, which returns all of it when the buffer has room, so a read that leaves room is the
 /// whole file and the read that would only find EOF is skipped. A larger file is read on until
 /// EOF. (A file of many records, such as mountinfo, may end a read early with more to come: it
 /// is read with [`read`].)
-fn read_single(path: &str) -> io::Result<String> {
+pub fn read_single(path: impl AsRef<Path>) -> io::Result<String> {
     let mut f = File::open(path)?;
     let mut buf = vec![0; PAGE];
     let n = loop {
@@ -242,7 +243,7 @@ impl Stat {
 }
 
 pub fn stat(pid: i32) -> io::Result<Stat> {
-    let text = read_single(&format!("/proc/{pid}/stat"))?;
+    let text = read_single(format!("/proc/{pid}/stat"))?;
     parse_stat(&text)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/PID/stat"))
 }

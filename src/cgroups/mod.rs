@@ -413,10 +413,14 @@ fn write(field: &str, path: &Path, value: &str) -> Result<()> {
     })
 }
 
+/// A cgroup file of one value or a few keyed ones (every file read this way is one the kernel
+/// writes whole at the first read): one open, one read, one close, as `list` reads the freezer
+/// of every container.
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim_end().to_owned())
-        .ctx(|| format!("reading {}", path.display()))
+    let mut text =
+        crate::procfs::read_single(path).ctx(|| format!("reading {}", path.display()))?;
+    text.truncate(text.trim_end().len());
+    Ok(text)
 }
 
 /// Carries out a resource plan. `dir_of` finds the directory of a controller, or says why it

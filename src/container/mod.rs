@@ -233,6 +233,17 @@ impl Container {
         read_json(&self.handle, &self.dir, self.id(), name)
     }
 
+    /// The exec fifo is still there (`start` has not removed it): looked up in the directory
+    /// already open, not by its path again.
+    fn fifo_exists(&self) -> bool {
+        nix::sys::stat::fstatat(
+            Some(self.handle.as_raw_fd()),
+            EXEC_FIFO,
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .is_ok()
+    }
+
     /// The exec fifo, opened for reading without blocking; None once `start` removed it. Only
     /// a FIFO: a file or a symlink to /dev/zero in its place would feed `start` forever.
     pub fn open_fifo(&self) -> Result<Option<File>> {
@@ -335,7 +346,7 @@ impl Container {
             locked_by_create: false,
             init: crate::procfs::stat(pid).ok(),
             frozen: self.cgroup().is_ok_and(|c| c.frozen()),
-            fifo: self.fifo().exists(),
+            fifo: self.fifo_exists(),
         }
     }
 
@@ -574,15 +585,32 @@ fn read_json<T: DeserializeOwned>(
 /// Reads a state file of kiln's, bounded: a regular file ([`open_file`]) of at most
 /// [`MAX_STATE_FILE`] bytes. None if it does not exist.
 fn read_file(handle: &File, dir: &Path, id: &str, name: &str) -> Result<Option<Vec<u8>>> {
-    let Some((file, size)) = open_file(handle, dir, id, name, libc::S_IFREG)? else {
+    let Some((mut file, size)) = open_file(handle, dir, id, name, libc::S_IFREG)? else {
         return Ok(None);
     };
-    // Room for the whole file and one byte more: one read(2) takes it all, the next finds EOF
-    // (an empty buffer would start at 32 bytes and double, a read each time).
-    let mut data = Vec::with_capacity(size as usize + 1);
-    file.take(MAX_STATE_FILE + 1)
-        .read_to_end(&mut data)
-        .ctx(|| format!("reading {}", dir.join(name).display()))?;
+    let reading = || format!("reading {}", dir.join(name).display());
+    // Room for the file as fstat saw it and one byte more. A regular file's read returns all
+    // that was asked up to its end, so once `size` bytes are in, the file is whole and the
+    // read that would only find EOF is skipped: state files are replaced by rename, never
+    // written in place. One that grew since (a hand edit) fills the extra byte and is read on
+    // to its end, bounded.
+    let size = size as usize;
+    let mut data = vec![0; size + 1];
+    let mut n = 0;
+    while n < size {
+        match file.read(&mut data[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).ctx(reading),
+        }
+    }
+    data.truncate(n);
+    if n > size {
+        file.take(MAX_STATE_FILE + 1 - n as u64)
+            .read_to_end(&mut data)
+            .ctx(reading)?;
+    }
     if data.len() as u64 > MAX_STATE_FILE {
         return Err(too_large(dir, id, name, data.len() as u64));
     }
