@@ -88,10 +88,11 @@ pub fn open_fds() -> io::Result<Vec<RawFd>> {
 /// Room for any file read with [`read_single`], and the first read of every other one.
 const PAGE: usize = 4096;
 
-/// A whole /proc file of many records (mountinfo), read until EOF. Its size reads as 0, so
-/// `File::read_to_string` would first stat it and seek for a size hint that says nothing; `Take`
-/// has no hint to ask for, and reads a page at a time into the buffer, growing it.
-fn read(path: &str) -> io::Result<String> {
+/// A whole kernel file of many records (mountinfo, a cgroup's `cgroup.procs`), read until EOF:
+/// a read may end early with more to come. Its size reads as 0, so `File::read_to_string`
+/// would first stat it and seek for a size hint that says nothing; `Take` has no hint to ask
+/// for, and reads a page at a time into the buffer, growing it.
+pub fn read_records(path: impl AsRef<Path>) -> io::Result<String> {
     let mut text = String::with_capacity(PAGE);
     File::open(path)?.take(u64::MAX).read_to_string(&mut text)?;
     Ok(text)
@@ -103,7 +104,7 @@ fn read(path: &str) -> io::Result<String> {
 /// read, which returns all of it when the buffer has room, so a read that leaves room is the
 /// whole file and the read that would only find EOF is skipped. A larger file is read on until
 /// EOF. (A file of many records, such as mountinfo, may end a read early with more to come: it
-/// is read with [`read`].)
+/// is read with [`read_records`].)
 pub fn read_single(path: impl AsRef<Path>) -> io::Result<String> {
     let mut f = File::open(path)?;
     let mut buf = vec![0; PAGE];
@@ -136,12 +137,14 @@ pub struct Mount {
 /// The mounts this process sees, in mountinfo's order: a later one may hide an earlier one on
 /// or below its mount point.
 pub fn mountinfo() -> io::Result<Vec<Mount>> {
-    Ok(parse_mountinfo(&read("/proc/self/mountinfo")?))
+    Ok(parse_mountinfo(&read_records("/proc/self/mountinfo")?))
 }
 
 /// The mounts process `pid` sees, mount points relative to its root.
 pub fn mountinfo_of(pid: i32) -> io::Result<Vec<Mount>> {
-    Ok(parse_mountinfo(&read(&format!("/proc/{pid}/mountinfo"))?))
+    Ok(parse_mountinfo(&read_records(format!(
+        "/proc/{pid}/mountinfo"
+    ))?))
 }
 
 /// A line that is not the kernel's shape (no ` - ` separator, too few fields) is left out.

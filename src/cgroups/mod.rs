@@ -414,7 +414,7 @@ fn write(field: &str, path: &Path, value: &str) -> Result<()> {
 }
 
 /// A cgroup file of one value or a few keyed ones (every file read this way is one the kernel
-/// writes whole at the first read): one open, one read, one close, as `list` reads the freezer
+/// writes whole at the first read; `cgroup.procs`, a record per process, is not one): one open, one read, one close, as `list` reads the freezer
 /// of every container.
 fn read(path: &Path) -> Result<String> {
     let mut text =
@@ -524,7 +524,10 @@ fn pids_below(dir: &Path) -> Result<Vec<i32>> {
     let mut out = vec![];
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let procs = read(&d.join("cgroup.procs"))?;
+        // A record per process: many of them fill more than one read.
+        let path = d.join("cgroup.procs");
+        let procs =
+            crate::procfs::read_records(&path).ctx(|| format!("reading {}", path.display()))?;
         out.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
         for e in std::fs::read_dir(&d)
             .ctx(|| format!("reading {}", d.display()))?
