@@ -692,6 +692,52 @@ LOGRUS_TEXT = re.compile(r'^time="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d
                          r'level=(debug|info|warning|error)( msg=("(\\.|[^"\\])*"|[^ "]+))?( |$)')
 
 
+def run_with_stdout(ctx, stdout_fd, *args, closed=()):
+    """The runtime with its stdout on `stdout_fd`, and the fds in `closed` not open at all."""
+    shut = " ".join(f"{n}<&-" for n in closed)
+    cmd = ["bash", "-c", f'exec {shut} "$@"', "bash", RUNTIME, "--root", ctx.root, *args]
+    return subprocess.run(cmd, stdout=stdout_fd, stderr=subprocess.PIPE, cwd=ctx.dir,
+                          timeout=CALL_TIMEOUT, pass_fds=())
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["features"], ["list"],
+                                  ["list", "-f", "json"], ["state", "CID"], ["ps", "-f", "json", "CID"]])
+def test_a_reader_that_went_away_ends_the_runtime_by_sigpipe(ctx, args):
+    """`runtime list | head -1` with the reader gone: the runtime dies of SIGPIPE, as runc's Go
+    runtime does on its stdout, quietly, not with a panic or an error of its own."""
+    ctx.sh("sleep 30")
+    cid, _ = ctx.create()
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = run_with_stdout(ctx, w, *[cid if a == "CID" else a for a in args])
+    finally:
+        os.close(w)
+    assert p.returncode == -13, (p.returncode, p.stderr)
+    assert p.stderr == b"", p.stderr
+
+
+@runc_deviates("with stdio closed, Go's runtime opens its own fds (an epoll) on 0-2, and the "
+               "container's process inherits them")
+def test_closed_stdio_is_opened_on_dev_null(ctx):
+    """A caller that closed stdin, stdout and stderr: what create opens (state files, the
+    config) must not land on fds 0-2, so the container is whole, and its process finds
+    /dev/null there (it inherits the runtime's stdio)."""
+    ctx.sh("sleep 30")
+    ctx.save()
+    cid = ctx.new_id()
+    p = run_with_stdout(ctx, subprocess.DEVNULL, "create", "--bundle", ctx.bundle, cid,
+                        closed=(0, 1, 2))
+    assert p.returncode == 0, p
+    st = ctx.state(cid)
+    assert st["status"] == "created", st
+    assert os.readlink(f"/proc/{st['pid']}/fd/1") == "/dev/null"
+    assert ctx.rt("start", cid).ok
+    wait_for(lambda: ctx.state(cid)["status"] == "running")
+    fds = {n: os.readlink(f"/proc/{st['pid']}/fd/{n}") for n in range(3)}
+    assert fds == {0: "/dev/null", 1: "/dev/null", 2: "/dev/null"}, fds
+
+
 def test_error_without_log_is_a_logrus_text_line(ctx):
     # Scripts grep runc's stderr for level=error.
     r = ctx.rt("state", "kilntest-nonexistent")

@@ -29,6 +29,7 @@ mod tty;
 
 /// kiln's command: what src/main.rs runs.
 pub fn main() -> i32 {
+    sys::start_as_std_would();
     cli::reexec_early();
     // Before anything opens a file: every fd above stdio now is the caller's, and none of them
     // may reach the container (see `sys::note_inherited_fds`). The re-exec above left none of

@@ -4,7 +4,7 @@
 //! forks of a single thread (`process::spawn`, `process::init`, `rootfs::idmapped`, criu's in
 //! `container::checkpoint`), fds taken over from a call that just returned them, libc's
 //! wrappers where nix's do not fit (the terminal's TIOCSCTTY, `dup2` in criu's `pre_exec`),
-//! signal dispositions, `_exit` in a child, and the eBPF tests' own forks; each block says why it
+//! signal dispositions (SIGPIPE's at start, `start_as_std_would`), `_exit` in a child, and the eBPF tests' own forks; each block says why it
 //! is sound. The walk over the loaded objects that gives a waiting init's memory back
 //! (`release_memory`: dl_iterate_phdr, madvise) is here too.
 use std::ffi::CString;
@@ -199,6 +199,51 @@ pub fn openat2_in_root(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// What std's runtime would do before `main`, which kiln's binary starts without
+/// (`#![no_main]`, src/main.rs): run first, before anything opens a file.
+/// - A stdio fd the caller left closed is opened on /dev/null, as std does: else the first
+///   file kiln opens would be fd 1, and a message printed would land in it (a state file).
+///   Not close-on-exec, so a container's process started with a closed stdio gets /dev/null.
+/// - SIGPIPE is ignored, as std does: a reader that went away (a client's log or console
+///   pipe) is an EPIPE to report, not the end of kiln half-way through a `create`. Children
+///   std spawns (hooks, criu) get the default back from std; a container's process from init's
+///   reset of every disposition.
+pub fn start_as_std_would() {
+    for fd in 0..3 {
+        if nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD) == Err(nix::errno::Errno::EBADF) {
+            // open(2) returns the lowest free fd: this one. Without /dev/null nothing can keep
+            // the fd from a file kiln opens later: std aborts then, and so does kiln.
+            let opened = nix::fcntl::open(
+                "/dev/null",
+                nix::fcntl::OFlag::O_RDWR,
+                nix::sys::stat::Mode::empty(),
+            );
+            if opened != Ok(fd) {
+                std::process::abort();
+            }
+        }
+    }
+    // SAFETY: SIG_IGN installs no handler, so nothing runs asynchronously; kiln has no other
+    // thread that could be changing dispositions meanwhile.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+    };
+}
+
+/// Ends kiln as a write to a pipe without readers ends a process that does not ignore SIGPIPE
+/// (runc, on its stdout): killed by the signal, which its caller's wait sees.
+pub fn die_of_sigpipe() -> ! {
+    use nix::sys::signal::{SigHandler, Signal, raise, signal};
+    // SAFETY: SIG_DFL installs no handler, so nothing runs asynchronously.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let _ = raise(Signal::SIGPIPE);
+    // Only where the caller blocked SIGPIPE: the shell's number for that death.
+    std::process::exit(128 + libc::SIGPIPE)
 }
 
 /// The fds from 3 up that the caller left open, as `note_inherited_fds` listed them when kiln

@@ -29,14 +29,11 @@ struct Event<'a, T: Serialize> {
     data: Option<T>,
 }
 
-/// A reader that went away (`kiln events ID | head`) ends the stream as an error, not a panic.
+/// One event, one line: through `cli::out`, so a reader that went away (`kiln events ID |
+/// head`) ends the stream as it ends runc's.
 fn print<T: Serialize>(kind: &str, id: &str, data: Option<T>) -> anyhow::Result<()> {
-    use std::io::Write;
     let line = serde_json::to_string(&Event { kind, id, data })?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}")
-        .and_then(|_| out.flush())
-        .map_err(|e| Error::os("writing events to stdout", e))?;
+    crate::cli::out(&format!("{line}\n"))?;
     Ok(())
 }
 

@@ -54,6 +54,6 @@ pub fn run(g: &crate::cli::Globals) -> anyhow::Result<i32> {
         },
         "annotations": annotations
     });
-    println!("{}", serde_json::to_string_pretty(&doc)?);
+    crate::cli::out(&format!("{}\n", serde_json::to_string_pretty(&doc)?))?;
     Ok(0)
 }

@@ -44,9 +44,8 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
         })
         .collect();
     if a.quiet {
-        for r in &rows {
-            println!("{}", r.state.id);
-        }
+        let ids: String = rows.iter().map(|r| format!("{}\n", r.state.id)).collect();
+        crate::cli::out(&ids)?;
         return Ok(0);
     }
     if a.format == "json" {
@@ -56,9 +55,9 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
             .collect();
         // runc encodes a nil slice: `null` when there are no containers.
         if states.is_empty() {
-            println!("null");
+            crate::cli::out("null\n")?;
         } else {
-            println!("{}", serde_json::to_string(&states)?);
+            crate::cli::out(&format!("{}\n", serde_json::to_string(&states)?))?;
         }
         return Ok(0);
     }
@@ -78,7 +77,7 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
             s.owner.to_owned(),
         ]);
     }
-    print!("{}", tabulate(&table));
+    crate::cli::out(&tabulate(&table))?;
     Ok(0)
 }
 

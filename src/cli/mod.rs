@@ -175,8 +175,13 @@ pub fn main() -> i32 {
                     | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
                     | ErrorKind::DisplayVersion
             ) {
-                print!("{e}");
-                return 0;
+                return match out(&e.to_string()) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        log::error(&e.to_string());
+                        1
+                    }
+                };
             }
             log::error(&usage_error(&e.to_string()));
             return USAGE_EXIT;
@@ -187,8 +192,13 @@ pub fn main() -> i32 {
         return 1;
     }
     if cli.version {
-        print!("{}{TARGETS}", version());
-        return 0;
+        return match out(&format!("{}{TARGETS}", version())) {
+            Ok(()) => 0,
+            Err(e) => {
+                log::error(&e.to_string());
+                1
+            }
+        };
     }
     let Some(command) = cli.command else {
         log::error("no command given: try `kiln --help`");
@@ -314,6 +324,23 @@ fn usage_error(text: &str) -> String {
 /// What kiln is compatible with, besides the runtime-spec version: the command line and the
 /// behaviour of this runc release, which its integration suite runs side by side.
 const TARGETS: &str = "runc: 1.1.5 (command line)\n";
+
+/// Writes `text` to stdout, whole. A reader that went away (`kiln list | head -1`) ends kiln
+/// as it ends runc, whose Go runtime dies of SIGPIPE writing to a closed stdout: quietly, not
+/// with `println!`'s panic on the EPIPE (SIGPIPE is ignored, as std has it, so that a client's
+/// pipe closing half-way through a `create` is an error to handle, not kiln's end). Any other
+/// failure is an error that names stdout.
+pub fn out(text: &str) -> Result<(), crate::error::Error> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => crate::sys::die_of_sigpipe(),
+        other => other.map_err(|e| crate::error::Error::os("writing to stdout", e)),
+    }
+}
 
 fn version() -> String {
     // runc's last line: the libseccomp linked at run time, which decides the filters.

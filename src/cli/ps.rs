@@ -18,14 +18,12 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
     let pids = c.cgroup()?.pids()?;
     if a.format == "json" {
         // runc encodes a nil slice: `null` for an empty container.
-        println!(
-            "{}",
-            if pids.is_empty() {
-                "null".to_owned()
-            } else {
-                serde_json::to_string(&pids)?
-            }
-        );
+        let json = if pids.is_empty() {
+            "null".to_owned()
+        } else {
+            serde_json::to_string(&pids)?
+        };
+        crate::cli::out(&format!("{json}\n"))?;
         return Ok(0);
     }
     let args = if a.ps_args.is_empty() {
@@ -60,7 +58,7 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
                 args.join(" ")
             ))
         })?;
-    println!("{header}");
+    let mut table = format!("{header}\n");
     for line in lines {
         if line
             .split_whitespace()
@@ -68,8 +66,10 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
             .and_then(|p| p.parse::<i32>().ok())
             .is_some_and(|p| pids.contains(&p))
         {
-            println!("{line}");
+            table.push_str(line);
+            table.push('\n');
         }
     }
+    crate::cli::out(&table)?;
     Ok(0)
 }
