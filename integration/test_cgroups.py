@@ -661,6 +661,40 @@ def test_create_in_a_frozen_cgroup_fails_at_once(ctx, where):
     assert not [d for d in dirs if d != made and os.path.exists(d)]
 
 
+def test_a_container_frozen_through_its_parent_has_runcs_status(ctx):
+    """A running container whose parent cgroup a client froze reads running, as runc reads
+    it: the status is the container's own pause (v1's freezer.self_freezing, v2's
+    cgroup.freeze), and `resume` could not thaw it. Its processes are stopped all the same."""
+    cid = ctx.new_id()
+    name = f"{cid}-pod"
+    own_cgroups(ctx, name)
+    mp, file, frozen = freezer()
+    ctx.config["linux"]["cgroupsPath"] = f"/{name}/ctr"
+    ctx.sh("sleep 30")
+    ctx.create(cid)
+    ctx.start(cid)
+    pid = ctx.state(cid)["pid"]
+    parent = os.path.join(mp, name)
+    thawed = "THAWED" if file == "freezer.state" else "0"
+    write_file(os.path.join(parent, file), frozen)
+    try:
+        # The kernel freezes asynchronously: once the container's cgroup says frozen, its
+        # processes are stopped and the status is settled.
+        ctr = os.path.join(mp, name, "ctr")
+        if file == "freezer.state":
+            assert wait_for(lambda: read_file(os.path.join(ctr, file)) == "FROZEN", 5)
+        else:
+            assert wait_for(lambda: "frozen 1" in read_file(os.path.join(ctr, "cgroup.events")), 5)
+        assert pid_alive(pid)
+        assert ctx.state(cid)["status"] == "running"
+        row = [line.split() for line in ctx.rt("list").out.splitlines() if line.startswith(cid)]
+        assert row and row[0][2] == "running", row
+    finally:
+        write_file(os.path.join(parent, file), thawed)
+    assert wait_for(lambda: ctx.state(cid)["status"] == "running", 5)
+    ctx.delete(cid, force=True)
+
+
 def test_cpuset_parent_left_empty_is_filled(ctx):
     """A pod cgroup a client made in the cpuset hierarchy starts with no CPUs and no memory
     nodes; as runc, the runtime fills it from its parent before the container's cgroup

@@ -83,6 +83,10 @@ impl Manager for Hybrid {
         self.v1.frozen()
     }
 
+    fn paused(&self) -> bool {
+        self.v1.paused()
+    }
+
     fn kill_all(&self) -> Result<()> {
         self.v1.kill_all()
     }

@@ -66,7 +66,16 @@ pub trait Manager {
     /// Every process in the cgroup and below it.
     fn pids(&self) -> Result<Vec<i32>>;
     fn freeze(&self, frozen: bool) -> Result<()>;
+    /// Stopped by a freezer, the container's own or one inherited from a parent: a process
+    /// put there would block (`create` refuses such a cgroup).
     fn frozen(&self) -> bool;
+    /// Paused, as the container's status reports it: its own freezer is set (runc's rule: v1's
+    /// `freezer.self_freezing`, v2's `cgroup.freeze`). A container frozen through its parent
+    /// was not paused, `resume` cannot thaw it, and runc calls it running. On v2 one file, for
+    /// `list` to read per container.
+    fn paused(&self) -> bool {
+        self.frozen()
+    }
     /// SIGKILL to every process, and wait (bounded) until none is left.
     fn kill_all(&self) -> Result<()>;
     /// Removes the directories (of every hierarchy); they must be empty.

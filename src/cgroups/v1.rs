@@ -201,8 +201,18 @@ impl Manager for V1 {
     }
 
     fn frozen(&self) -> bool {
+        // freezer.state is the effective state: a parent's freeze shows in it too.
         self.dir("freezer")
             .is_some_and(|d| super::read(&d.join("freezer.state")).is_ok_and(|s| s != "THAWED"))
+    }
+
+    fn paused(&self) -> bool {
+        // Frozen or freezing, and by this cgroup's own freezer.state (self_freezing, as runc
+        // asks; a kernel without the file is taken at freezer.state's word).
+        self.frozen()
+            && self.dir("freezer").is_some_and(|d| {
+                super::read(&d.join("freezer.self_freezing")).map_or(true, |s| s != "0")
+            })
     }
 
     fn kill_all(&self) -> Result<()> {

@@ -215,11 +215,16 @@ impl Manager for V2 {
     }
 
     fn frozen(&self) -> bool {
-        // cgroup.freeze is this cgroup's own wish; cgroup.events also says frozen when an
-        // ancestor is, and then our processes are just as stopped.
-        super::read(&self.dir.join("cgroup.freeze")).is_ok_and(|v| v == "1")
+        // cgroup.events also says frozen when an ancestor is, and then our processes are just
+        // as stopped.
+        self.paused()
             || super::read(&self.dir.join("cgroup.events"))
                 .is_ok_and(|e| keyed_value(&e, "frozen") == Some("1"))
+    }
+
+    fn paused(&self) -> bool {
+        // This cgroup's own wish, set by `pause` (frozen or still freezing).
+        super::read(&self.dir.join("cgroup.freeze")).is_ok_and(|v| v == "1")
     }
 
     fn kill_all(&self) -> Result<()> {

@@ -336,7 +336,7 @@ impl Container {
                 start_time,
                 locked_by_create,
                 init: None,
-                frozen: false,
+                paused: false,
                 fifo: false,
             };
         }
@@ -345,7 +345,7 @@ impl Container {
             start_time,
             locked_by_create: false,
             init: crate::procfs::stat(pid).ok(),
-            frozen: self.cgroup().is_ok_and(|c| c.frozen()),
+            paused: self.cgroup().is_ok_and(|c| c.paused()),
             fifo: self.fifo_exists(),
         }
     }
@@ -406,8 +406,8 @@ struct Facts {
     locked_by_create: bool,
     /// /proc/PID/stat, None when it could not be read or parsed (the pid is gone).
     init: Option<crate::procfs::Stat>,
-    /// The container's cgroup is frozen.
-    frozen: bool,
+    /// The container's cgroup is paused: its own freezer is set (`Manager::paused`).
+    paused: bool,
     /// The exec fifo exists: `start` has not run yet.
     fifo: bool,
 }
@@ -427,7 +427,7 @@ impl Facts {
         // `resume` brings it back to created.
         if !alive(self.init.as_ref(), self.start_time) {
             Status::Stopped
-        } else if self.frozen {
+        } else if self.paused {
             Status::Paused
         } else if self.fifo {
             Status::Created
@@ -878,13 +878,13 @@ mod tests {
     const STARTED: u64 = 122424;
 
     /// A started container whose init's stat reads `stat` (None: unreadable).
-    fn started(stat: Option<&str>, frozen: bool, fifo: bool) -> Facts {
+    fn started(stat: Option<&str>, paused: bool, fifo: bool) -> Facts {
         Facts {
             pid: 17984,
             start_time: STARTED,
             locked_by_create: false,
             init: stat.and_then(crate::procfs::parse_stat),
-            frozen,
+            paused,
             fifo,
         }
     }
@@ -895,7 +895,7 @@ mod tests {
             start_time: 0,
             locked_by_create,
             init: None,
-            frozen: false,
+            paused: false,
             fifo: false,
         }
     }
@@ -916,7 +916,7 @@ mod tests {
         let sleeping = stat_line("S", 4194560);
         let f = Facts {
             init: crate::procfs::parse_stat(&sleeping),
-            frozen: true,
+            paused: true,
             fifo: true,
             ..unstarted(false)
         };
@@ -1049,7 +1049,7 @@ mod tests {
         let f = c.facts();
         assert_eq!((f.pid, f.start_time), (me, own_start_time()));
         assert!(f.init.is_some_and(|s| !s.finished()));
-        assert!(!f.frozen && !f.fifo && !f.locked_by_create);
+        assert!(!f.paused && !f.fifo && !f.locked_by_create);
         assert_eq!(c.status(), Status::Running);
         assert!(c.init_alive());
         nix::unistd::mkfifo(&c.fifo(), nix::sys::stat::Mode::S_IRWXU).unwrap();
@@ -1090,8 +1090,9 @@ mod tests {
     }
 
     /// The freezer as `facts` reads it: v1's freezer.state (FREEZING counts as frozen: its
-    /// processes are stopping), v2's cgroup.freeze or an ancestor's freeze in cgroup.events;
-    /// a file missing or unreadable is not frozen.
+    /// processes are stopping), v2's cgroup.freeze; a file missing or unreadable is not
+    /// frozen. A v2 container frozen through an ancestor (cgroup.events) is running, as runc
+    /// says, though frozen for `create`'s check.
     #[test]
     fn facts_read_the_freezer_of_each_layout() {
         let me = std::process::id() as i32;
@@ -1116,11 +1117,12 @@ mod tests {
             ("cgroup.freeze", "1\n", Status::Paused),
             ("cgroup.freeze", "0\n", Status::Running),
             ("cgroup.events", "populated 1\nfrozen 0\n", Status::Running),
-            ("cgroup.events", "populated 1\nfrozen 1\n", Status::Paused),
+            ("cgroup.events", "populated 1\nfrozen 1\n", Status::Running),
         ] {
             std::fs::write(cg.join(file), text).unwrap();
             assert_eq!(c.status(), want, "{file}: {text:?}");
         }
+        assert!(c.cgroup().unwrap().frozen());
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

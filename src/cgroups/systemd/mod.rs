@@ -466,6 +466,10 @@ impl Manager for Systemd {
         self.fs.frozen()
     }
 
+    fn paused(&self) -> bool {
+        self.fs.paused()
+    }
+
     fn kill_all(&self) -> Result<()> {
         if !self.exists() {
             return Ok(());
