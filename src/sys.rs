@@ -4,8 +4,8 @@
 //! forks of a single thread (`process::spawn`, `process::init`, `rootfs::idmapped`, criu's in
 //! `container::checkpoint`), fds taken over from a call that just returned them, libc's
 //! wrappers where nix's do not fit (the terminal's TIOCSCTTY, `dup2` in criu's `pre_exec`),
-//! signal dispositions (SIGPIPE's at start, `start_as_std_would`), `_exit` in a child, and the eBPF tests' own forks; each block says why it
-//! is sound. The walk over the loaded objects that gives a waiting init's memory back
+//! signal dispositions (SIGPIPE's at start, `start_as_std_would`), `_exit` in a child, and the
+//! eBPF tests' own forks; each block says why it is sound. The walk over the loaded objects that gives a waiting init's memory back
 //! (`release_memory`: dl_iterate_phdr, madvise) is here too.
 use std::ffi::CString;
 use std::io;
