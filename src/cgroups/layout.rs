@@ -30,8 +30,13 @@ impl Hierarchy {
 pub fn hierarchies(mounts: &[Mount], own: &[Cgroup]) -> Vec<Hierarchy> {
     let mut out: Vec<Hierarchy> = vec![];
     for (i, m) in mounts.iter().enumerate() {
+        if !matches!(m.fstype.as_str(), "cgroup" | "cgroup2") {
+            continue;
+        }
         // Hidden by a later mount on it or above it (a cgroup2 mounted over /sys/fs/cgroup in a
-        // private namespace): not reachable, so not a hierarchy to use.
+        // private namespace): not reachable, so not a hierarchy to use. Asked of cgroup mounts
+        // alone, so that a host of thousands of mounts (a Kubernetes node) costs a scan per
+        // hierarchy, not one per pair of mounts.
         if mounts[i + 1..]
             .iter()
             .any(|later| m.mount_point.starts_with(&later.mount_point))
