@@ -171,8 +171,12 @@ fn parse_mount(line: &str) -> Option<Mount> {
 }
 
 /// mountinfo writes a space, tab, newline and backslash in a path as octal (`\040`, `\011`,
-/// `\012`, `\134`).
+/// `\012`, `\134`). Most paths have none: they are copied as they are, once (a host of
+/// thousands of mounts is parsed at every create).
 fn unescape(s: &str) -> String {
+    if !s.contains('\\') {
+        return s.to_owned();
+    }
     let mut out = Vec::with_capacity(s.len());
     let b = s.as_bytes();
     let mut i = 0;
@@ -188,7 +192,7 @@ fn unescape(s: &str) -> String {
             i += 1;
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// One line of /proc/PID/cgroup: a hierarchy and the process's cgroup in it.
@@ -303,6 +307,9 @@ not a mountinfo line
         assert_eq!(unescape(r"/a\04"), r"/a\04");
         assert_eq!(unescape(r"/a\089"), r"/a\089");
         assert_eq!(unescape(r"/a\\"), r"/a\\");
+        // A byte that is no UTF-8 of its own; a path without escapes, as it is.
+        assert_eq!(unescape(r"/a\377"), "/a\u{FFFD}");
+        assert_eq!(unescape("/plain/path"), "/plain/path");
     }
 
     #[test]
