@@ -5,8 +5,9 @@
 //! `container::checkpoint`), fds taken over from a call that just returned them, libc's
 //! wrappers where nix's do not fit (the terminal's TIOCSCTTY, `dup2` in criu's `pre_exec`),
 //! signal dispositions (SIGPIPE's at start, `start_as_std_would`), `_exit` in a child, and the
-//! eBPF tests' own forks; each block says why it is sound. The walk over the loaded objects that gives a waiting init's memory back
-//! (`release_memory`: dl_iterate_phdr, madvise) is here too.
+//! eBPF tests' own forks; each block says why it is sound. The walk over the loaded objects
+//! that gives a waiting init's memory back (`release_memory`: dl_iterate_phdr, madvise) is here
+//! too.
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};

@@ -423,8 +423,8 @@ fn write(field: &str, path: &Path, value: &str) -> Result<()> {
 }
 
 /// A cgroup file of one value or a few keyed ones (every file read this way is one the kernel
-/// writes whole at the first read; `cgroup.procs`, a record per process, is not one): one open, one read, one close, as `list` reads the freezer
-/// of every container.
+/// writes whole at the first read; `cgroup.procs`, a record per process, is not one): one
+/// open, one read, one close, as `list` reads the freezer of every container.
 fn read(path: &Path) -> Result<String> {
     let mut text =
         crate::procfs::read_single(path).ctx(|| format!("reading {}", path.display()))?;

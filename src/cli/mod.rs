@@ -175,13 +175,7 @@ pub fn main() -> i32 {
                     | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
                     | ErrorKind::DisplayVersion
             ) {
-                return match out(&e.to_string()) {
-                    Ok(()) => 0,
-                    Err(e) => {
-                        log::error(&e.to_string());
-                        1
-                    }
-                };
+                return print_only(&e.to_string());
             }
             log::error(&usage_error(&e.to_string()));
             return USAGE_EXIT;
@@ -192,13 +186,7 @@ pub fn main() -> i32 {
         return 1;
     }
     if cli.version {
-        return match out(&format!("{}{TARGETS}", version())) {
-            Ok(()) => 0,
-            Err(e) => {
-                log::error(&e.to_string());
-                1
-            }
-        };
+        return print_only(&format!("{}{TARGETS}", version()));
     }
     let Some(command) = cli.command else {
         log::error("no command given: try `kiln --help`");
@@ -339,6 +327,18 @@ pub fn out(text: &str) -> Result<(), crate::error::Error> {
     {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => crate::sys::die_of_sigpipe(),
         other => other.map_err(|e| crate::error::Error::os("writing to stdout", e)),
+    }
+}
+
+/// The exit status of a run that only prints `text` (help, version): 0, or 1 with the error
+/// logged when stdout could not take it.
+fn print_only(text: &str) -> i32 {
+    match out(text) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error(&e.to_string());
+            1
+        }
     }
 }
 
