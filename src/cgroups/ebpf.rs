@@ -62,12 +62,36 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
+/// A device program loaded (verified by the kernel) for a set of rules, not attached to any
+/// cgroup yet: the verifier's work, the dearest part of applying rules, done ahead of time.
+pub struct Loaded {
+    insns: Vec<Insn>,
+    fd: OwnedFd,
+}
+
+impl Loaded {
+    pub fn new(rules: &[LinuxDeviceCgroup]) -> io::Result<Loaded> {
+        let insns = program(rules)?;
+        let fd = load(&insns)?;
+        Ok(Loaded { insns, fd })
+    }
+}
+
 /// Replaces the device program of the cgroup v2 directory `cgroup` (an open O_DIRECTORY fd) with one that
 /// enforces `rules` (OCI semantics as runc: rules are evaluated in order and the LAST matching rule wins;
 /// a device matching no rule is denied). Attaches the new program first (BPF_F_ALLOW_MULTI), then detaches
 /// every program that was attached to this cgroup before, so there is no window without a filter.
-pub fn apply(cgroup: BorrowedFd<'_>, rules: &[LinuxDeviceCgroup]) -> io::Result<()> {
-    let prog = load(&program(rules)?)?;
+/// `loaded` is used when it is the program of these very rules, and is loaded afresh otherwise.
+pub fn apply(
+    cgroup: BorrowedFd<'_>,
+    rules: &[LinuxDeviceCgroup],
+    loaded: Option<Loaded>,
+) -> io::Result<()> {
+    let insns = program(rules)?;
+    let prog = match loaded {
+        Some(l) if l.insns == insns => l.fd,
+        _ => load(&insns)?,
+    };
     let before = query(cgroup)?;
     if !before.ids.is_empty() && before.flags & BPF_F_ALLOW_MULTI == 0 {
         // Attaching with the same flags as the exclusive program swaps it for ours in one step.
@@ -1283,15 +1307,13 @@ mod tests {
             );
         }
 
-        apply(
-            cgroup.as_fd(),
-            &[
-                r("deny a *:* rwm"),
-                r("allow c 1:3 rwm"),
-                r("allow c 1:5 r"),
-            ],
-        )
-        .unwrap();
+        // Loaded ahead, as create does while init mounts.
+        let rules = [
+            r("deny a *:* rwm"),
+            r("allow c 1:3 rwm"),
+            r("allow c 1:5 r"),
+        ];
+        apply(cgroup.as_fd(), &rules, Some(Loaded::new(&rules).unwrap())).unwrap();
         let first = query(cgroup.as_fd()).unwrap();
         assert_eq!(first.ids.len(), 1);
         assert_eq!(first.flags, BPF_F_ALLOW_MULTI);
@@ -1331,7 +1353,12 @@ mod tests {
         }
 
         // Replacing: one program again, a new one, and /dev/full is allowed now.
-        apply(cgroup.as_fd(), &[r("deny a *:* rwm"), r("allow a *:* rwm")]).unwrap();
+        apply(
+            cgroup.as_fd(),
+            &[r("deny a *:* rwm"), r("allow a *:* rwm")],
+            None,
+        )
+        .unwrap();
         let second = query(cgroup.as_fd()).unwrap();
         assert_eq!(second.ids.len(), 1);
         assert_ne!(second.ids, first.ids);
@@ -1349,7 +1376,7 @@ mod tests {
             attach(cgroup.as_fd(), extra.as_fd(), BPF_F_ALLOW_MULTI).unwrap();
         }
         assert_eq!(query(cgroup.as_fd()).unwrap().ids.len(), 3);
-        apply(cgroup.as_fd(), &[r("allow c 1:7 r")]).unwrap();
+        apply(cgroup.as_fd(), &[r("allow c 1:7 r")], None).unwrap();
         assert_eq!(query(cgroup.as_fd()).unwrap().ids.len(), 1);
         assert_eq!(
             probe(
@@ -1362,8 +1389,15 @@ mod tests {
             [0, libc::EPERM]
         );
 
-        // O_RDWR asks for read and write at once: a later deny of either refuses it.
-        apply(cgroup.as_fd(), &[r("allow c *:* rwm"), r("deny c 1:3 w")]).unwrap();
+        // O_RDWR asks for read and write at once: a later deny of either refuses it. A program
+        // loaded ahead for other rules is not the one attached: these rules are.
+        let other = Loaded::new(&[r("allow a *:* rwm")]).unwrap();
+        apply(
+            cgroup.as_fd(),
+            &[r("allow c *:* rwm"), r("deny c 1:3 w")],
+            Some(other),
+        )
+        .unwrap();
         assert_eq!(
             probe(
                 &mut scratch,
@@ -1443,7 +1477,7 @@ mod tests {
         attach(cgroup.as_fd(), old.as_fd(), 0).unwrap();
         let before = query(cgroup.as_fd()).unwrap();
         assert_eq!((before.ids.len(), before.flags), (1, 0));
-        apply(cgroup.as_fd(), &[r("allow c 1:3 r")]).unwrap();
+        apply(cgroup.as_fd(), &[r("allow c 1:3 r")], None).unwrap();
         let after = query(cgroup.as_fd()).unwrap();
         assert_eq!(after.ids.len(), 1);
         assert_ne!(after.ids, before.ids);

@@ -63,6 +63,11 @@ pub trait Manager {
     /// Writes what `r` sets; fields left unset are left as they are (so `update` passes only
     /// what changes). `devices` are the complete rule list, kiln's defaults included.
     fn set(&self, r: &LinuxResources) -> Result<()>;
+    /// The part of `set` that changes nothing in the cgroup, done ahead while init sets itself
+    /// up: on v2, loading the device program (the kernel's verifier), which `set` then attaches.
+    fn preload(&self, _r: &LinuxResources) -> Result<()> {
+        Ok(())
+    }
     /// Every process in the cgroup and below it.
     fn pids(&self) -> Result<Vec<i32>>;
     fn freeze(&self, frozen: bool) -> Result<()>;

@@ -1,6 +1,7 @@
 //! cgroup v2: one directory in the unified hierarchy. Controllers must be enabled in every
 //! ancestor's `cgroup.subtree_control`; the kernel then offers their files in ours.
 
+use std::cell::Cell;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -14,11 +15,16 @@ use crate::error::{Context, Error, Result};
 
 pub struct V2 {
     dir: PathBuf,
+    /// The device program `preload` made for `set` to attach.
+    preloaded: Cell<Option<super::ebpf::Loaded>>,
 }
 
 impl V2 {
     pub fn new(dir: PathBuf) -> V2 {
-        V2 { dir }
+        V2 {
+            dir,
+            preloaded: Cell::new(None),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -58,12 +64,26 @@ impl V2 {
         self.set_unified(r, &available)?;
         if let (true, Some(rules)) = (devices, r.devices()) {
             let fd = self.open_dir()?;
-            super::ebpf::apply(fd.as_fd(), rules).map_err(|e| Error::Cgroup {
-                field: "linux.resources.devices".into(),
-                msg: format!("{}: {e}", self.dir.display()),
-            })?;
+            super::ebpf::apply(fd.as_fd(), rules, self.preloaded.take())
+                .map_err(|e| self.devices_error(e))?;
         }
         Ok(())
+    }
+
+    /// The device program of `r`, loaded now for `set_filtered` to attach.
+    pub fn preload_devices(&self, r: &LinuxResources) -> Result<()> {
+        if let Some(rules) = r.devices() {
+            let loaded = super::ebpf::Loaded::new(rules).map_err(|e| self.devices_error(e))?;
+            self.preloaded.set(Some(loaded));
+        }
+        Ok(())
+    }
+
+    fn devices_error(&self, e: std::io::Error) -> Error {
+        Error::Cgroup {
+            field: "linux.resources.devices".into(),
+            msg: format!("{}: {e}", self.dir.display()),
+        }
     }
 
     /// `unified`: written as given, each key checked against the controllers this cgroup has,
@@ -198,6 +218,10 @@ impl Manager for V2 {
         let procs = self.dir.join("cgroup.procs");
         std::fs::write(&procs, pid.to_string())
             .ctx(|| format!("joining cgroup: writing {pid} to {}", procs.display()))
+    }
+
+    fn preload(&self, r: &LinuxResources) -> Result<()> {
+        self.preload_devices(r)
     }
 
     fn set(&self, r: &LinuxResources) -> Result<()> {

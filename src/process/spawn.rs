@@ -175,6 +175,9 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
     )?;
     // On an error, child's drop kills it.
     (opts.on_pid)(child.pid)?;
+    // While init mounts, the parent would only wait: the device program is verified now, to be
+    // attached at Ready (below) in a few microseconds.
+    opts.cgroup.preload(opts.resources)?;
     let has_seccomp = spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some());
     let phases =
         Phases::new(Kind::Create, plan.needs_second_fork(), parent_joins).with_seccomp(has_seccomp);

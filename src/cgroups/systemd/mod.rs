@@ -435,6 +435,10 @@ impl Manager for Systemd {
         self.fs.join(pid)
     }
 
+    fn preload(&self, r: &LinuxResources) -> Result<()> {
+        self.fs.preload(r)
+    }
+
     /// The unit's properties (systemd keeps them across a daemon-reload), then the files. At
     /// create the properties went with StartTransientUnit already.
     fn set(&self, r: &LinuxResources) -> Result<()> {
