@@ -9,13 +9,14 @@ import random
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
 
 import pytest
 
-from conftest import IS_KILN, RUNTIME, RUNTIME_NAME, runc_deviates, wait_for
+from conftest import IS_KILN, RUNTIME, RUNTIME_NAME, Result, run_to_files, runc_deviates, wait_for
 
 
 def sha256(path):
@@ -81,6 +82,44 @@ def test_cve_2019_5736_runtime_binary_not_writable_from_container(ctx):
     # The attack really ran after the exec, and every write was refused.
     assert outcome == "init=sleep tries=20 wrote=0", (outcome, errors)
     assert sha256(copy) == before, f"the runtime binary was modified: {errors}"
+    ctx.delete(cid, force=True)
+
+
+# Starts argv[1:] with exactly the environment given as raw entries: no mapping (Python's
+# os.execve) can hold an entry without "=", or bytes that are no text.
+EXEC_RAW_ENV = r"""
+import ctypes, os, sys
+env = [bytes.fromhex(h) for h in sys.argv[1].split(",")]
+args = [os.fsencode(a) for a in sys.argv[2:]]
+argv = (ctypes.c_char_p * (len(args) + 1))(*args, None)
+envp = (ctypes.c_char_p * (len(env) + 1))(*env, None)
+libc = ctypes.CDLL(None, use_errno=True)
+libc.execve(args[0], argv, envp)
+sys.exit("execve: %d" % ctypes.get_errno())
+"""
+
+
+def test_the_protected_binary_runs_with_the_callers_argv_and_environment_byte_for_byte(ctx):
+    # kiln runs create from an unwritable image of itself (re-executed): what the caller
+    # passed must reach it whole. A createRuntime hook runs as the runtime's child, in the
+    # runtime's namespaces: its parent's cmdline and environ are the runtime's own.
+    report = ctx.hostdir("report")
+    hook = f"cat /proc/$PPID/environ > {report}/environ; cat /proc/$PPID/cmdline > {report}/cmdline"
+    ctx.config["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", hook]}]}
+    ctx.save()
+    cid = ctx.new_id()
+    env = [b"PATH=/usr/sbin:/usr/bin:/sbin:/bin", b"NO_EQUALS_SIGN", b"BYTES=\xff\xfe ok",
+           b"EMPTY=", b"=LEADING"]
+    args = [ctx.runtime, "--root", ctx.root, "create", "--bundle", ctx.bundle, cid]
+    r = Result(run_to_files([sys.executable, "-c", EXEC_RAW_ENV,
+                             ",".join(e.hex() for e in env), *args], 60, cwd=ctx.dir,
+                            tmp=ctx.dir))
+    assert r.ok, r
+    ctx.state(cid)
+    with open(os.path.join(report, "environ"), "rb") as f:
+        assert f.read().split(b"\0")[:-1] == env
+    with open(os.path.join(report, "cmdline"), "rb") as f:
+        assert f.read().split(b"\0")[:-1] == [a.encode() for a in args]
     ctx.delete(cid, force=True)
 
 

@@ -406,6 +406,17 @@ def test_linux_devices_mknod(ctx):
     assert b.endswith(" 1 5"), b
 
 
+@runc_deviates("1.1.5 keeps whatever file is at a device's path (mknod's EEXIST is ignored), "
+               "so the process finds the rootfs's file, not the device config.json asks for")
+def test_a_device_replaces_what_the_rootfs_has_at_its_path(ctx):
+    with open(os.path.join(ctx.rootfs, "kilnnode"), "w") as f:
+        f.write("a regular file\n")
+    ctx.config["linux"]["devices"] = [
+        {"path": "/kilnnode", "type": "c", "major": 1, "minor": 5, "fileMode": 0o600}]
+    out = ctx.run_sh("stat -c '%F %t %T %a' /kilnnode; head -c 2 /kilnnode | od -An -tx1")
+    assert out.splitlines() == ["character special file 1 5 600", " 00 00"], out
+
+
 def test_linux_devices_fifo_and_block(ctx):
     ctx.config["linux"]["devices"] = [
         {"path": "/dev/kilnfifo", "type": "p"},

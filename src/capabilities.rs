@@ -22,19 +22,22 @@ fn convert(set: Option<&Capabilities>) -> HashSet<Capability> {
 /// The error names `file` and the field, below `at` (the process object's path in that file).
 pub fn check_grantable(c: Option<&LinuxCapabilities>, file: &Path, at: &str) -> Result<()> {
     let Some(c) = c else { return Ok(()) };
-    let ours = caps::read(None, CapSet::Bounding)
-        .map_err(|e| Error::refused("reading kiln's bounding set", e.to_string()))?;
-    for (name, set) in [
-        ("effective", c.effective()),
-        ("permitted", c.permitted()),
-        ("inheritable", c.inheritable()),
-        ("ambient", c.ambient()),
-    ] {
-        let set = set.as_ref();
-        let mut missing: Vec<_> = convert(set)
-            .difference(&ours)
-            .map(|c| c.to_string())
-            .collect();
+    let sets = [
+        ("effective", convert(c.effective().as_ref())),
+        ("permitted", convert(c.permitted().as_ref())),
+        ("inheritable", convert(c.inheritable().as_ref())),
+        ("ambient", convert(c.ambient().as_ref())),
+    ];
+    // Only the capabilities asked for are looked up in kiln's bounding set: one prctl each,
+    // not one for every capability there is. One the kernel does not know (EINVAL) is not in it.
+    let ours: HashSet<Capability> = sets
+        .iter()
+        .flat_map(|(_, set)| set)
+        .copied()
+        .filter(|&cap| caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false))
+        .collect();
+    for (name, set) in sets {
+        let mut missing: Vec<_> = set.difference(&ours).map(|c| c.to_string()).collect();
         missing.sort();
         if let Some(first) = missing.first() {
             return Err(Error::config(
@@ -80,14 +83,17 @@ impl Plan {
     /// Drops from the bounding set what the config does not list. Needs CAP_SETPCAP, so it
     /// runs before the user switch.
     pub fn apply_bounding(&self) -> Result<()> {
+        // One prctl per capability: dropping one that is not in the set succeeds. A failed
+        // drop matters only for one still there: the kernel refuses one it does not know
+        // (EINVAL; caps::all() may be newer than the kernel), which no process can have.
         for &cap in &self.unbound {
-            if caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
-                caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
-                    Error::refused(
-                        format!("process.capabilities.bounding: dropping {cap}"),
-                        e.to_string(),
-                    )
-                })?;
+            if let Err(e) = caps::drop(None, CapSet::Bounding, cap)
+                && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
+            {
+                return Err(Error::refused(
+                    format!("process.capabilities.bounding: dropping {cap}"),
+                    e.to_string(),
+                ));
             }
         }
         Ok(())

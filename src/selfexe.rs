@@ -10,6 +10,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -53,8 +54,10 @@ pub fn ensure_unwritable() -> Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => sealed_copy(exe)?,
         Err(e) => return Err(Error::os(format!("open_tree {SELF_EXE}"), e)),
     };
-    let argv = nul_separated("/proc/self/cmdline")?;
-    let envp = nul_separated("/proc/self/environ")?;
+    let argv: Vec<CString> = std::env::args_os()
+        .map(|a| CString::new(a.into_vec()).expect("an argument is a C string"))
+        .collect();
+    let envp = environment();
     let e = nix::unistd::execveat(
         Some(image.as_raw_fd()),
         c"",
@@ -95,17 +98,22 @@ fn sealed_copy(mut exe: File) -> Result<OwnedFd> {
     Ok(copy.into())
 }
 
-/// argv or the environment exactly as the kernel passed them: every byte, even an entry
-/// without `=`, survives the re-exec.
-fn nul_separated(path: &str) -> Result<Vec<CString>> {
-    let data = std::fs::read(path).ctx(|| format!("reading {path}"))?;
-    let Some(data) = data.strip_suffix(&[0]) else {
-        return Ok(Vec::new());
-    };
-    Ok(data
-        .split(|&b| b == 0)
-        .map(|s| CString::new(s).expect("split at every NUL"))
-        .collect())
+/// The environment exactly as the kernel passed it: every byte, even an entry without `=`
+/// (which `std::env::vars_os` would drop), survives the re-exec. Nothing has changed it yet:
+/// this runs first thing in `main`.
+fn environment() -> Vec<CString> {
+    let mut envp = Vec::new();
+    // SAFETY: `environ` is glibc's NULL-terminated array of C strings (NULL itself after a
+    // clearenv), which no thread changes meanwhile (kiln has one thread here and has called no
+    // setenv).
+    unsafe {
+        let mut entry = libc::environ.cast_const();
+        while !entry.is_null() && !(*entry).is_null() {
+            envp.push(std::ffi::CStr::from_ptr(*entry).to_owned());
+            entry = entry.add(1);
+        }
+    }
+    envp
 }
 
 #[cfg(test)]

@@ -20,18 +20,31 @@ pub fn default_paths() -> impl Iterator<Item = &'static str> {
 
 /// Makes /dev as `dev` says: the nodes, then the symlinks.
 pub fn create(root: &OwnedFd, dev: &Dev) -> Result<()> {
-    for node in &dev.nodes {
-        make(root, node).ctx(|| format!("device {}", node.path.display()))?;
-    }
+    // Once for every node: each mode is the config's, whatever umask kiln was started with.
+    let old = nix::sys::stat::umask(Mode::empty());
+    // The nodes' directory, opened once for all the nodes in it (every default one is in /dev).
+    let mut dir: Option<(&Path, OwnedFd)> = None;
+    let made = dev.nodes.iter().try_for_each(|node| {
+        let parent = node.path.parent().unwrap_or(Path::new("/"));
+        let fd = match dir.take() {
+            Some((path, fd)) if path == parent => fd,
+            _ => resolve::mkdir_all(root, parent)
+                .ctx(|| format!("device {}", node.path.display()))?,
+        };
+        let r = make(root, &fd, node).ctx(|| format!("device {}", node.path.display()));
+        dir = Some((parent, fd));
+        r
+    });
+    nix::sys::stat::umask(old);
+    made?;
     symlinks(root, &dev.links)
 }
 
-fn make(root: &OwnedFd, n: &Node) -> std::io::Result<()> {
+fn make(root: &OwnedFd, dir: &OwnedFd, n: &Node) -> std::io::Result<()> {
     let name = n
         .path
         .file_name()
         .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    let dir = resolve::mkdir_all(root, n.path.parent().unwrap_or(Path::new("/")))?;
     if n.bind_host {
         let target = resolve::create_file(root, &n.path)?;
         nix::mount::mount(
@@ -44,29 +57,33 @@ fn make(root: &OwnedFd, n: &Node) -> std::io::Result<()> {
         .map_err(crate::rootfs::mount::limit_hint)?;
         return Ok(());
     }
-    match nix::unistd::unlinkat(
-        Some(std::os::fd::AsRawFd::as_raw_fd(&dir)),
-        name,
-        nix::unistd::UnlinkatFlags::NoRemoveDir,
-    ) {
-        Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
-        Err(e) => return Err(e.into()),
-    }
     let kind = match n.kind {
         NodeKind::Char => SFlag::S_IFCHR,
         NodeKind::Block => SFlag::S_IFBLK,
         NodeKind::Fifo => SFlag::S_IFIFO,
     };
-    let old = nix::sys::stat::umask(Mode::empty());
-    let made = mknodat(
-        Some(dir.as_raw_fd()),
-        name,
-        kind,
-        Mode::from_bits_truncate(n.mode),
-        makedev(n.major, n.minor),
-    );
-    nix::sys::stat::umask(old);
-    made?;
+    let mknod = || {
+        mknodat(
+            Some(dir.as_raw_fd()),
+            name,
+            kind,
+            Mode::from_bits_truncate(n.mode),
+            makedev(n.major, n.minor),
+        )
+    };
+    // Whatever the rootfs had there (a file, a node of other numbers) is replaced; a fresh
+    // /dev has nothing, so the unlink is only paid where something was.
+    match mknod() {
+        Err(nix::errno::Errno::EEXIST) => {
+            nix::unistd::unlinkat(
+                Some(dir.as_raw_fd()),
+                name,
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            )?;
+            mknod()?;
+        }
+        made => made?,
+    }
     fchownat(
         Some(dir.as_raw_fd()),
         name,

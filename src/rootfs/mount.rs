@@ -57,15 +57,14 @@ pub fn limit_hint(e: impl Into<std::io::Error>) -> std::io::Error {
 /// after making as many of them as fit.
 pub fn check_count(entries: usize) -> Result<()> {
     let what = |e| Error::os(format!("mounts: counting them against {MOUNT_MAX}"), e);
-    let max: usize = std::fs::read_to_string(MOUNT_MAX)
+    let max: usize = crate::procfs::read_single(MOUNT_MAX)
         .map_err(what)?
         .trim()
         .parse()
         .map_err(|e| Error::refused(format!("mounts: counting them against {MOUNT_MAX}"), e))?;
-    let held = std::fs::read("/proc/self/mountinfo")
+    let held = crate::procfs::read_records("/proc/self/mountinfo")
         .map_err(what)?
-        .iter()
-        .filter(|&&b| b == b'\n')
+        .lines()
         .count();
     if entries + held > max {
         return Err(Error::refused(
