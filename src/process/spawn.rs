@@ -175,8 +175,10 @@ pub fn spawn(opts: &InitOptions) -> Result<Init> {
     )?;
     // On an error, child's drop kills it.
     (opts.on_pid)(child.pid)?;
-    // While init mounts, the parent would only wait: the device program is verified now, to be
-    // attached at Ready (below) in a few microseconds.
+    // The device program is verified now and attached at Ready (below) in microseconds. Init
+    // born in its cgroup or moving itself there mounts meanwhile, while the parent would only
+    // wait; one that asks the parent to move it (JoinCgroup) waits for this first, as long as
+    // it would have waited at Ready.
     opts.cgroup.preload(opts.resources)?;
     let has_seccomp = spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some());
     let phases =
