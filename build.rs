@@ -14,6 +14,7 @@ fn git(args: &[&str]) -> Option<String> {
 
 fn main() {
     pack_relative_relocs();
+    static_unwinder();
     let commit = git(&["describe", "--always", "--dirty", "--abbrev=12"])
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=KILN_COMMIT={commit}");
@@ -32,6 +33,32 @@ fn main() {
     }
     for p in paths {
         println!("cargo:rerun-if-changed={p}");
+    }
+}
+
+/// The unwinder (`_Unwind_*`, which std's backtraces and landing pads name) from gcc's static
+/// libgcc_eh.a, not from libgcc_s.so: one shared library less to map and relocate at each
+/// start, and none of libgcc_s's constructor, which asks cpuid for the CPU's model at every
+/// start (a VM exit each, in a virtual machine). Named before std's `-lgcc_s`, which
+/// `--as-needed` then drops. Only where gcc has the archive.
+fn static_unwinder() {
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    if var("CARGO_CFG_TARGET_ENV") != "gnu" || var("HOST") != var("TARGET") {
+        return;
+    }
+    let Some(archive) = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .arg("-print-file-name=libgcc_eh.a")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|p| std::path::PathBuf::from(p.trim()))
+        .filter(|p| p.is_absolute() && p.exists())
+    else {
+        return;
+    };
+    if let Some(dir) = archive.parent() {
+        println!("cargo:rustc-link-search=native={}", dir.display());
+        println!("cargo:rustc-link-lib=static:-bundle=gcc_eh");
     }
 }
 
