@@ -42,6 +42,7 @@ impl CreateFlags {
             no_new_keyring: self.no_new_keyring,
             preserve_fds: self.preserve_fds,
             foreground,
+            starts_at_once: false,
             notify: crate::notify::caller().is_some(),
         }
     }

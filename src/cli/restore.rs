@@ -44,6 +44,7 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
             no_new_keyring: false,
             preserve_fds: 0,
             foreground: !a.detach,
+            starts_at_once: false,
             systemd_cgroup: g.systemd_cgroup,
             rootless: g.rootless,
             // criu restores the mounts as they were dumped, and runc never relays for a

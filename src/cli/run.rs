@@ -2,7 +2,8 @@ use std::os::fd::AsFd;
 
 use crate::cli::Globals;
 use crate::cli::create::CreateFlags;
-use crate::container::{Container, lifecycle};
+use crate::container::Container;
+use crate::container::lifecycle::{self, CreateOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -29,7 +30,11 @@ pub fn run(g: &Globals, a: Args) -> anyhow::Result<i32> {
     }
     let pidfd_socket = crate::cli::create::PidfdSocket::connect(a.flags.pidfd_socket.clone())?;
     let caller = crate::notify::caller();
-    let (container, init) = lifecycle::create(&g.root, &a.id, &a.flags.options(g, !a.detach))?;
+    let options = CreateOptions {
+        starts_at_once: true,
+        ..a.flags.options(g, !a.detach)
+    };
+    let (container, init) = lifecycle::create(&g.root, &a.id, &options)?;
     let started = pidfd_socket
         .send(&init.pidfd)
         .map_err(anyhow::Error::from)

@@ -31,6 +31,8 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
     /// `run` in the foreground: a terminal needs no console socket, kiln relays it itself.
     pub foreground: bool,
+    /// `run`: `start` follows at once.
+    pub starts_at_once: bool,
     /// `--systemd-cgroup`: cgroupsPath is `slice:prefix:name`, for systemd to create.
     pub systemd_cgroup: bool,
     /// `--rootless`: a cgroup only where one is delegated.
@@ -224,6 +226,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOptions) -> Result<(Container, In
         listen_fds,
         no_pivot: o.no_pivot,
         no_new_keyring: o.no_new_keyring,
+        starts_at_once: o.starts_at_once,
         cgroup: cgroup.as_ref(),
         resources: &resources,
         compile_seccomp: &compile_seccomp,

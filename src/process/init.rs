@@ -205,14 +205,15 @@ pub fn run(
     // 12. Ready. From here on the parent is gone; wait for `start` to open the fifo.
     chan.send(&Msg::Ready).ctx(|| "sync: ready")?;
     // What the fork holds and no longer needs goes back before the wait, which may be long
-    // (`sys::release_memory`); unless the filter is on already: it may refuse madvise.
+    // (`sys::release_memory`); unless the filter is on already: it may refuse madvise. Not for
+    // `run`, whose `start` comes at once: the execve gives it all back a moment later anyway.
     let filtered = seccomp.as_ref().is_some_and(|f| {
         f.moment(
             process.no_new_privileges().unwrap_or(false),
             process.capabilities().as_ref(),
         ) != crate::seccomp::Moment::Last
     });
-    if !filtered {
+    if !filtered && !o.starts_at_once {
         crate::sys::release_memory();
     }
     let mut gate = std::fs::OpenOptions::new()

@@ -36,6 +36,8 @@ pub struct InitOptions<'a> {
     pub listen_fds: u32,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
+    /// `run`: init waits for `start` only as long as the parent takes to call it.
+    pub starts_at_once: bool,
     /// The container's cgroup, made and empty: init is born in it or joins it first thing.
     pub cgroup: &'a dyn crate::cgroups::Manager,
     /// Written once init has set everything up (device rules would stop its mknods).
