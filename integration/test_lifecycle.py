@@ -94,6 +94,26 @@ def test_delete_created_container(ctx):
     ctx.assert_gone(cid, pid)
 
 
+def test_delete_and_run_leave_no_state_entry_and_no_cgroup(ctx):
+    # delete removes the state files every container has by name, and walks the directory
+    # only when it holds more: here a file someone else left there.
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    pid = ctx.state(cid)["pid"]
+    with open(os.path.join(ctx.root, cid, "left-by-someone"), "w") as f:
+        f.write("x")
+    assert ctx.delete(cid, force=True).ok
+    ctx.assert_gone(cid, pid)
+    assert not os.path.lexists(os.path.join(ctx.root, cid))
+    assert wait_for(lambda: not leftover_cgroups([cid]), 2), leftover_cgroups([cid])
+    # run of a container whose init (and pid namespace) is gone when run cleans up.
+    ctx.sh("true")
+    rid, r = ctx.run()
+    assert r.rc == 0, r
+    assert not os.path.lexists(os.path.join(ctx.root, rid))
+    assert wait_for(lambda: not leftover_cgroups([rid]), 2), leftover_cgroups([rid])
+
+
 def test_kill_stopped_container_fails(ctx):
     ctx.sh("true")
     cid, _ = ctx.create()

@@ -252,8 +252,13 @@ impl Manager for V2 {
     }
 
     fn kill_all(&self) -> Result<()> {
-        if !self.dir.exists() {
-            return Ok(());
+        // Asked first: a cgroup gone has nothing to kill, and neither has one already empty,
+        // which is how `run` and `delete` find a container whose init (and with it its pid
+        // namespace) has died.
+        match crate::procfs::read_single(self.dir.join("cgroup.events")) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Ok(events) if keyed_value(&events, "populated") == Some("0") => return Ok(()),
+            _ => {}
         }
         let kill = self.dir.join("cgroup.kill");
         if kill.exists() {

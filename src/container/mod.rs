@@ -390,7 +390,23 @@ impl Container {
 
     /// Removes the state directory; the container is gone for every later command.
     pub fn remove(self) -> Result<()> {
-        std::fs::remove_dir_all(&self.dir).ctx(|| format!("removing {}", self.dir.display()))
+        // The files every container has go by name, through the open directory, and the
+        // directory after them; only one that holds more (a seccomp program kept for exec, a
+        // socket) is walked.
+        for name in [STATE_FILE, RECORD_FILE, EXEC_FIFO] {
+            let _ = nix::unistd::unlinkat(
+                Some(self.handle.as_raw_fd()),
+                name,
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
+        }
+        match std::fs::remove_dir(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                std::fs::remove_dir_all(&self.dir)
+            }
+            _ => Ok(()),
+        }
+        .ctx(|| format!("removing {}", self.dir.display()))
     }
 }
 
