@@ -70,15 +70,6 @@ impl V2 {
         Ok(())
     }
 
-    /// The device program of `r`, loaded now for `set_filtered` to attach.
-    pub fn preload_devices(&self, r: &LinuxResources) -> Result<()> {
-        if let Some(rules) = r.devices() {
-            let loaded = super::ebpf::Loaded::new(rules).map_err(|e| self.devices_error(e))?;
-            self.preloaded.set(Some(loaded));
-        }
-        Ok(())
-    }
-
     fn devices_error(&self, e: std::io::Error) -> Error {
         Error::Cgroup {
             field: "linux.resources.devices".into(),
@@ -220,8 +211,13 @@ impl Manager for V2 {
             .ctx(|| format!("joining cgroup: writing {pid} to {}", procs.display()))
     }
 
+    /// The device program of `r`, loaded now for `set_filtered` to attach.
     fn preload(&self, r: &LinuxResources) -> Result<()> {
-        self.preload_devices(r)
+        if let Some(rules) = r.devices() {
+            let loaded = super::ebpf::Loaded::new(rules).map_err(|e| self.devices_error(e))?;
+            self.preloaded.set(Some(loaded));
+        }
+        Ok(())
     }
 
     fn set(&self, r: &LinuxResources) -> Result<()> {

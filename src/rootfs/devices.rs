@@ -26,14 +26,16 @@ pub fn create(root: &OwnedFd, dev: &Dev) -> Result<()> {
     let mut dir: Option<(&Path, OwnedFd)> = None;
     let made = dev.nodes.iter().try_for_each(|node| {
         let parent = node.path.parent().unwrap_or(Path::new("/"));
-        let fd = match dir.take() {
-            Some((path, fd)) if path == parent => fd,
-            _ => resolve::mkdir_all(root, parent)
-                .ctx(|| format!("device {}", node.path.display()))?,
+        let mut in_dir = || {
+            let fd = match dir.take() {
+                Some((path, fd)) if path == parent => fd,
+                _ => resolve::mkdir_all(root, parent)?,
+            };
+            let r = make(root, &fd, node);
+            dir = Some((parent, fd));
+            r
         };
-        let r = make(root, &fd, node).ctx(|| format!("device {}", node.path.display()));
-        dir = Some((parent, fd));
-        r
+        in_dir().ctx(|| format!("device {}", node.path.display()))
     });
     nix::sys::stat::umask(old);
     made?;
