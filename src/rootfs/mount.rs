@@ -186,9 +186,9 @@ pub fn mount_entry(
         .ctx(|| format!("{}: mount {fstype}{}", field(), privileged_hint(&fstype)))?,
         Action::Refuse { why } => return Err(Error::refused(field(), why)),
     }
-    let Some(after) = p.after else {
+    if p.after.is_empty() {
         return Ok(());
-    };
+    }
     let flags = match p.mount_point {
         Kind::File => libc::O_PATH,
         Kind::Dir => libc::O_PATH | libc::O_DIRECTORY,
@@ -196,7 +196,7 @@ pub fn mount_entry(
     let mounted = resolve::open(root, m.destination(), flags)
         .map_err(|e| Error::os(format!("{}: reopening", field()), e))?;
     let target = fd_path(&mounted);
-    for step in after {
+    for step in p.after {
         match step {
             After::Remount { flags, clear } => {
                 let keep = locked_flags(&target)? - clear;

@@ -123,8 +123,9 @@ pub struct Entry {
     pub check_proc: Option<Option<PathBuf>>,
     pub action: Action,
     /// What is done to the new mount, reopened by its destination (the fd of the mount point,
-    /// taken before, names the directory under it). None: the action finishes the entry.
-    pub after: Option<Vec<After>>,
+    /// taken before, names the directory under it). Empty: the action finishes the entry, and
+    /// nothing is reopened.
+    pub after: Vec<After>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -228,7 +229,10 @@ pub fn entry(m: &Mount, bundle: &Path, facts: Source) -> std::result::Result<Ent
             data: (!data.is_empty()).then_some(data),
         }
     };
-    let after = (typ != "cgroup").then(|| {
+    // A cgroup mount is finished by `cgroupfs::mount_cgroups`, which restricts its own.
+    let after = if typ == "cgroup" {
+        vec![]
+    } else {
         let mut after = vec![];
         let extra = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if bind && !extra.is_empty() {
@@ -248,7 +252,7 @@ pub fn entry(m: &Mount, bundle: &Path, facts: Source) -> std::result::Result<Ent
             });
         }
         after
-    });
+    };
     Ok(Entry {
         require_directory: pseudo,
         keep_mode,
@@ -714,7 +718,7 @@ mod tests {
     }
 
     fn after(e: &Entry) -> &[After] {
-        e.after.as_deref().unwrap()
+        &e.after
     }
 
     const F: MsFlags = MsFlags::empty();
@@ -1782,7 +1786,7 @@ mod tests {
                 flags: MsFlags::MS_RDONLY | MsFlags::MS_NOSUID
             }
         );
-        assert_eq!(e.after, None);
+        assert_eq!(e.after, []);
         assert!(!e.require_directory);
         assert_eq!(e.check_proc, Some(Some("cgroup".into())));
     }
@@ -2268,7 +2272,7 @@ mod tests {
         assert_eq!(dirs, [true, false, false, false, false, true, false]);
         // /dev and /dev/shm say mode=, so neither takes the covered directory's.
         assert!(e.iter().all(|e| !e.keep_mode && e.mount_point == Kind::Dir));
-        assert!(e.iter().take(6).all(|e| e.after.as_deref() == Some(&[])));
+        assert!(e.iter().take(6).all(|e| e.after.is_empty()));
         assert_eq!(
             e[6].action,
             Action::Cgroup {
@@ -2315,16 +2319,14 @@ mod tests {
             }
         );
         assert_eq!(
-            sys.after.as_deref(),
-            Some(
-                &[After::Remount {
-                    flags: MsFlags::MS_NOSUID
-                        | MsFlags::MS_NOEXEC
-                        | MsFlags::MS_NODEV
-                        | MsFlags::MS_RDONLY,
-                    clear: F
-                }][..]
-            )
+            sys.after,
+            [After::Remount {
+                flags: MsFlags::MS_NOSUID
+                    | MsFlags::MS_NOEXEC
+                    | MsFlags::MS_NODEV
+                    | MsFlags::MS_RDONLY,
+                clear: F
+            }]
         );
         let s: Spec = serde_json::from_str(json).unwrap();
         assert!(

@@ -47,7 +47,14 @@ pub fn mkdir_all(root: &OwnedFd, path: &Path) -> io::Result<OwnedFd> {
 
 fn mkdir_all_depth(root: &OwnedFd, path: &Path, links: usize) -> io::Result<OwnedFd> {
     let rel = inside(path);
+    // Most destinations exist (the rootfs has them): one lookup then, not one per component.
+    match open(root, &rel, DIR) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        found => return found,
+    }
     let mut prefix = PathBuf::new();
+    // The directory `prefix` resolved to, when its last lookup found it.
+    let mut here: Option<OwnedFd> = None;
     for comp in rel.components() {
         let parent = if prefix.as_os_str().is_empty() {
             PathBuf::from(".")
@@ -55,31 +62,41 @@ fn mkdir_all_depth(root: &OwnedFd, path: &Path, links: usize) -> io::Result<Owne
             prefix.clone()
         };
         prefix.push(comp);
-        match open(root, &prefix, DIR) {
-            Ok(_) => continue,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                let Component::Normal(name) = comp else {
-                    return Err(e);
-                };
-                let dir = open(root, &parent, DIR)?;
-                let dirfd = Some(std::os::fd::AsRawFd::as_raw_fd(&dir));
-                match nix::sys::stat::mkdirat(dirfd, name, Mode::from_bits_truncate(0o755)) {
-                    Ok(()) => {}
-                    // Present but unresolvable: a dangling symlink. Create what it points to.
-                    Err(nix::errno::Errno::EEXIST) => {
-                        if links >= MAX_LINKS {
-                            return Err(io::Error::from_raw_os_error(libc::ELOOP));
-                        }
-                        let target = nix::fcntl::readlinkat(dirfd, name)?;
-                        mkdir_all_depth(root, &parent.join(target), links + 1)?;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+        let err = match open(root, &prefix, DIR) {
+            Ok(fd) => {
+                here = Some(fd);
+                continue;
             }
-            Err(e) => return Err(e),
+            Err(e) => e,
+        };
+        let (Some(libc::ENOENT), Component::Normal(name)) = (err.raw_os_error(), comp) else {
+            return Err(err);
+        };
+        // `name` is one plain component: mkdirat under the resolved parent follows nothing.
+        let dir = match here.take() {
+            Some(fd) => Some(fd),
+            None if prefix.parent() == Some(Path::new("")) => None,
+            // The parent was made (or a symlink's target was) by the step before.
+            None => Some(open(root, &parent, DIR)?),
+        };
+        let dirfd = dir.as_ref().unwrap_or(root).as_raw_fd();
+        match nix::sys::stat::mkdirat(Some(dirfd), name, Mode::from_bits_truncate(0o755)) {
+            Ok(()) => {}
+            // Present but unresolvable: a dangling symlink. Create what it points to.
+            Err(nix::errno::Errno::EEXIST) => {
+                if links >= MAX_LINKS {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                let target = nix::fcntl::readlinkat(Some(dirfd), name)?;
+                mkdir_all_depth(root, &parent.join(target), links + 1)?;
+            }
+            Err(e) => return Err(e.into()),
         }
     }
-    open(root, &rel, DIR)
+    match here {
+        Some(fd) => Ok(fd),
+        None => open(root, &rel, DIR),
+    }
 }
 
 /// Creates an empty file (and its parents) inside the root if none exists; returns it O_PATH.
