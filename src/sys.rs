@@ -6,9 +6,9 @@
 //! wrappers where nix's do not fit (the terminal's TIOCSCTTY, `dup2` in criu's `pre_exec`),
 //! signal dispositions (SIGPIPE's at start, `start_as_std_would`), `_exit` in a child, and the
 //! eBPF tests' own forks; each block says why it is sound. The walk over the loaded objects
-//! that gives a waiting init's memory back (`release_memory`: dl_iterate_phdr, madvise) is here
+//! that gives a waiting init's memory back (`open_for_writing`: dl_iterate_phdr, madvise) is here
 //! too.
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -661,68 +661,118 @@ pub fn set_mempolicy(mode: i32, mask: &[u64]) -> io::Result<()> {
     check(unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, nodes, maxnode) }).map(drop)
 }
 
-/// Gives back what a created container would hold for as long as it waits for `start` without
-/// needing it: the free memory of the heap it inherited (malloc_trim), and its page-table
-/// entries for the read-only segments (code, constants) of every object loaded from a file
-/// (kiln, libc, ...), most of which init faulted in during its setup. Those pages stay in the
-/// page cache, shared: what the rest of init runs faults back in after the wait (called any
-/// earlier, the kernel, which maps a whole page-cache folio per fault, would map most of it
-/// again). Only whole pages of segments the object does not write: MADV_DONTNEED there drops
-/// nothing but the mapping, since the pages are the file's own. Left alone: an object with text
+/// Opens `path`, a FIFO whose open for writing blocks until its reader comes (the exec fifo,
+/// until `start`). With `release`, first gives back what a created container would hold for as
+/// long as it waits without needing it: the free memory of the heap it inherited (malloc_trim),
+/// and its page-table entries for the read-only segments (code, constants) of every object
+/// loaded from a file (kiln, libc, ...), most of which init faulted in during its setup. Those
+/// pages stay in the page cache, shared: what runs after the wait faults them back in.
+///
+/// The open follows the release at once, from this one function: the kernel maps a whole
+/// page-cache window (64 KiB) around each fault, so every page of kiln touched between the
+/// release and the wait would bring its neighbours back (a release made in the caller, a few
+/// calls earlier, measured 450 KiB of kiln's code mapped again before the wait; this, 64).
+///
+/// Only whole pages of segments the object does not write: MADV_DONTNEED there drops nothing
+/// but the mapping, since the pages are the file's own. Left alone: an object with text
 /// relocations (the dynamic linker wrote into its code: private copies) and the vdso (named by
 /// its soname, not by a path). A debugger's breakpoint in the code would be dropped too.
-pub fn release_memory() {
-    // SAFETY: malloc_trim only returns free chunks to the kernel.
-    unsafe { libc::malloc_trim(0) };
-    // SAFETY: called by dl_iterate_phdr with a valid dl_phdr_info for each loaded object.
-    unsafe extern "C" fn drop_read_only(
-        info: *mut libc::dl_phdr_info,
-        _: libc::size_t,
-        _: *mut libc::c_void,
-    ) -> libc::c_int {
-        // SAFETY: dl_iterate_phdr passes a valid info, with dlpi_phnum headers at dlpi_phdr,
-        // and dlpi_name a NUL-terminated string (empty for the program itself).
-        let (info, headers, name) = unsafe {
-            let info = &*info;
-            let headers = std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
-            (
-                info,
-                headers,
-                std::ffi::CStr::from_ptr(info.dlpi_name).to_bytes(),
-            )
-        };
-        let base = info.dlpi_addr as usize;
-        if !(name.is_empty() || name.starts_with(b"/"))
-            || headers.iter().any(|h| {
-                // SAFETY: PT_DYNAMIC is the object's loaded dynamic section, ended by DT_NULL.
-                h.p_type == libc::PT_DYNAMIC
-                    && unsafe { text_relocations(base + h.p_vaddr as usize) }
-            })
-        {
-            return 0;
-        }
-        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+#[inline(never)]
+pub fn open_for_writing(path: &CStr, release: bool) -> std::io::Result<OwnedFd> {
+    let mut segments = Segments {
+        page: nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
             .ok()
             .flatten()
-            .unwrap_or(4096) as usize;
-        for h in headers
-            .iter()
-            .filter(|h| h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_W == 0)
-        {
-            let start = (base + h.p_vaddr as usize).next_multiple_of(page);
-            let end = (base + (h.p_vaddr + h.p_memsz) as usize) / page * page;
-            if end > start {
-                // SAFETY: whole pages of a segment nothing writes: the kernel maps them from
-                // the file again when touched; nothing of ours is lost.
-                unsafe {
-                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
-                };
-            }
+            .unwrap_or(4096) as usize,
+        ranges: [(0, 0); MAX_SEGMENTS],
+        len: 0,
+    };
+    if release {
+        // SAFETY: malloc_trim only returns free chunks to the kernel.
+        unsafe { libc::malloc_trim(0) };
+        // SAFETY: read_only_segments reads only what dl_iterate_phdr hands it, and writes
+        // only into the `Segments` passed as its data.
+        unsafe {
+            libc::dl_iterate_phdr(
+                Some(read_only_segments),
+                (&raw mut segments).cast::<libc::c_void>(),
+            )
+        };
+        for &(start, len) in &segments.ranges[..segments.len] {
+            // SAFETY: whole pages of a segment nothing writes: the kernel maps them from the
+            // file again when touched; nothing of ours is lost.
+            unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
         }
-        0
     }
-    // SAFETY: drop_read_only reads only what dl_iterate_phdr hands it, and calls madvise.
-    unsafe { libc::dl_iterate_phdr(Some(drop_read_only), std::ptr::null_mut()) };
+    loop {
+        // SAFETY: `path` is NUL-terminated.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        match check(fd.into()) {
+            // SAFETY: a new fd, owned by nobody else.
+            Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
+            // The wait may be long: a signal that interrupts it is not a failure.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Read-only segments are two per object (constants, code); more than this many objects
+/// (kiln, libseccomp, libc, ld.so, the vdso) and the rest keep their pages mapped.
+const MAX_SEGMENTS: usize = 16;
+
+/// What `read_only_segments` collects: page-aligned (start, length) ranges.
+struct Segments {
+    page: usize,
+    ranges: [(usize, usize); MAX_SEGMENTS],
+    len: usize,
+}
+
+/// A dl_iterate_phdr callback: adds the whole pages of `info`'s read-only loaded segments to
+/// the `Segments` at `data`.
+///
+/// # Safety
+/// Called by dl_iterate_phdr with a valid dl_phdr_info, and `data` a `Segments`.
+unsafe extern "C" fn read_only_segments(
+    info: *mut libc::dl_phdr_info,
+    _: libc::size_t,
+    data: *mut libc::c_void,
+) -> libc::c_int {
+    // SAFETY: dl_iterate_phdr passes a valid info, with dlpi_phnum headers at dlpi_phdr, and
+    // dlpi_name a NUL-terminated string (empty for the program itself); `data` is the caller's
+    // `Segments`, not otherwise borrowed while dl_iterate_phdr runs.
+    let (info, headers, name, segments) = unsafe {
+        let info = &*info;
+        let headers = std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
+        (
+            info,
+            headers,
+            CStr::from_ptr(info.dlpi_name).to_bytes(),
+            &mut *data.cast::<Segments>(),
+        )
+    };
+    let base = info.dlpi_addr as usize;
+    if !(name.is_empty() || name.starts_with(b"/"))
+        || headers.iter().any(|h| {
+            // SAFETY: PT_DYNAMIC is the object's loaded dynamic section, ended by DT_NULL.
+            h.p_type == libc::PT_DYNAMIC && unsafe { text_relocations(base + h.p_vaddr as usize) }
+        })
+    {
+        return 0;
+    }
+    let page = segments.page;
+    for h in headers
+        .iter()
+        .filter(|h| h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_W == 0)
+    {
+        let start = (base + h.p_vaddr as usize).next_multiple_of(page);
+        let end = (base + (h.p_vaddr + h.p_memsz) as usize) / page * page;
+        if end > start && segments.len < MAX_SEGMENTS {
+            segments.ranges[segments.len] = (start, end - start);
+            segments.len += 1;
+        }
+    }
+    0
 }
 
 /// Whether the dynamic section at `dynamic` asks for text relocations (DT_TEXTREL, or

@@ -191,7 +191,8 @@ pub fn run(
     //     - loaded before Ready (a listener): sendmsg and close of the notify fd, sendmsg of
     //       Ready, openat, write and close of the exec fifo, and all below;
     //     - loaded last: the startContainer hooks, the fifo's last write, execve.
-    let fifo_path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    let fifo_path = std::ffi::CString::new(format!("/proc/self/fd/{}", fifo.as_raw_fd()))
+        .expect("no NUL in a number");
     let steps = tail::Steps {
         process,
         personality: linux.and_then(|l| l.personality().as_ref()),
@@ -205,21 +206,18 @@ pub fn run(
     // 12. Ready. From here on the parent is gone; wait for `start` to open the fifo.
     chan.send(&Msg::Ready).ctx(|| "sync: ready")?;
     // What the fork holds and no longer needs goes back before the wait, which may be long
-    // (`sys::release_memory`); unless the filter is on already: it may refuse madvise. Not for
-    // `run`, whose `start` comes at once: the execve gives it all back a moment later anyway.
+    // (`sys::open_for_writing`); unless the filter is on already: it may refuse madvise. Not
+    // for `run`, whose `start` comes at once: the execve gives it all back a moment later.
     let filtered = seccomp.as_ref().is_some_and(|f| {
         f.moment(
             process.no_new_privileges().unwrap_or(false),
             process.capabilities().as_ref(),
         ) != crate::seccomp::Moment::Last
     });
-    if !filtered && !o.starts_at_once {
-        crate::sys::release_memory();
-    }
-    let mut gate = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&fifo_path)
-        .ctx(|| "opening the exec fifo (is /proc mounted in the container?)")?;
+    let mut gate = std::fs::File::from(
+        crate::sys::open_for_writing(&fifo_path, !filtered && !o.starts_at_once)
+            .ctx(|| "opening the exec fifo (is /proc mounted in the container?)")?,
+    );
     std::io::Write::write_all(&mut gate, b"0").ctx(|| "writing the exec fifo")?;
     // `gate` stays open, close-on-exec: `start` sees EOF exactly when the program is exec'd
     // (or init died), and only then runs the poststart hooks.
