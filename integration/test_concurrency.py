@@ -165,3 +165,35 @@ def test_delete_force_does_not_wait_for_an_abandoned_create(ctx):
     assert r.rc == 0, r
     assert ctx.rt("state", cid).rc != 0
     assert_nothing_left(ctx, cid)
+
+
+def test_state_reads_a_whole_state_file_while_update_rewrites_it(ctx):
+    # Every rewrite replaces state.json in one step (an exchange of the new file with the old,
+    # then the old one unlinked): a reader sees one or the other, never none or half, and no
+    # copy is left behind.
+    ctx.sh("sleep 100")
+    cid, _ = ctx.create()
+    ctx.start(cid)
+    before = sorted(os.listdir(os.path.join(ctx.root, cid)))
+    stop, bad, reads = threading.Event(), [], [0]
+
+    def reader():
+        while not stop.is_set():
+            r = ctx.rt("state", cid)
+            reads[0] += 1
+            if r.rc != 0 or json.loads(r.out)["status"] != "running":
+                bad.append(r)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for n in range(100, 130):
+            r = ctx.rt("update", "--pids-limit", str(n), cid)
+            assert r.ok, r
+    finally:
+        stop.set()
+        t.join(timeout=3 * CALL_TIMEOUT)
+    assert not bad, bad[:3]
+    assert reads[0] > 0
+    assert sorted(os.listdir(os.path.join(ctx.root, cid))) == before
+    ctx.delete(cid, force=True)
