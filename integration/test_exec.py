@@ -45,6 +45,26 @@ def test_exec_joins_every_namespace_of_init(ctx):
     ctx.delete(cid, force=True)
 
 
+def test_exec_in_a_cgroup_namespace_is_rooted_at_the_containers_cgroup(ctx):
+    # The process enters its cgroup past the second fork, and only then the cgroup namespace:
+    # it sees what init sees, its cgroup as the root, and stands where init does.
+    ctx.config["linux"]["namespaces"].append({"type": "cgroup"})
+    cid, init = running(ctx)
+    pid_file = os.path.join(ctx.dir, "exec.pid")
+    r = ex(ctx, cid, "sleep", "30", flags=["-d", "--pid-file", pid_file])
+    assert r.ok, r
+    pid = int(open(pid_file).read())
+    ctx.track(pid)
+    assert open(f"/proc/{pid}/cgroup").read() == open(f"/proc/{init}/cgroup").read()
+    assert os.readlink(f"/proc/{pid}/ns/cgroup") == os.readlink(f"/proc/{init}/ns/cgroup")
+    r = ex(ctx, cid, "sh", "-c", "cat /proc/self/cgroup; echo --; cat /proc/1/cgroup")
+    assert r.ok, r
+    own, _, inits = r.out.partition("--\n")
+    assert own == inits and own, r.out
+    assert all(line.endswith(":/") for line in own.splitlines()), own
+    ctx.delete(cid, force=True)
+
+
 def test_exec_sees_the_container(ctx):
     cid, _ = running(ctx)
     r = ex(ctx, cid, "sh", "-c", "hostname; ps -o pid,args | grep -w 'sleep 60'; ls /; touch /x 2>&1; true")
@@ -373,8 +393,9 @@ def test_exec_into_a_sub_cgroup(ctx):
                    strict=False)
 def test_exec_into_a_container_at_its_pids_limit(ctx):
     """A container at its pids limit (a fork bomb; here init alone under a limit of 1) can
-    still be debugged: the exec'd process is forked outside the container's cgroup and moved
-    in, and pids.max refuses forks, never a move (runc does the same)."""
+    still be debugged: pids.max refuses forks, never a move (runc does the same). kiln's exec'd
+    process is born in the cgroup where it can be; where the limit refuses that birth (v2), it
+    is forked outside and moved in."""
     ctx.config["linux"]["resources"]["pids"] = {"limit": 1}
     cid, init = running(ctx)
     r = ex(ctx, cid, "true")

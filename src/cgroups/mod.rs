@@ -106,8 +106,9 @@ pub trait OomWatch {
     fn count(&mut self) -> u64;
 }
 
-/// How the container's first process enters its cgroup, where the layout allows the cheapest
-/// way. None of the three leaves it outside: it is in every hierarchy before it does anything.
+/// How a container's process enters its cgroup, where the layout allows the cheapest way: init,
+/// and an exec'd process past its second fork. None of the three leaves it outside: it is in
+/// every hierarchy before it does anything of the container's.
 pub enum Entry {
     /// clone3(CLONE_INTO_CGROUP) into this directory places it in its whole cgroup (v2).
     Born(OwnedFd),

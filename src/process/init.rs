@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::sched::CloneFlags;
@@ -243,17 +243,40 @@ pub fn run(
 pub(super) fn fork_behind_intermediate(chan: &Channel, what: &str) -> Result<()> {
     // SAFETY: single-threaded, as after clone3.
     match unsafe { fork() }.ctx(|| what)? {
-        ForkResult::Parent { child } => hand_over_and_exit(chan, child),
+        ForkResult::Parent { child } => hand_over_and_exit(chan, child, None),
         ForkResult::Child => chan
             .wait_continue()
             .ctx(|| "sync: waiting for the parent to take over from the intermediate"),
     }
 }
 
-/// The intermediate's last act: hands the parent its child, by pid and by a pidfd opened while
-/// nobody else can reap the child (we are its parent and never wait), then leaves.
-fn hand_over_and_exit(chan: &Channel, child: nix::unistd::Pid) -> ! {
-    match crate::sys::pidfd_open(child.as_raw()) {
+/// As `fork_behind_intermediate`, with the child born in the cgroup v2 directory `into`
+/// (CLONE_INTO_CGROUP): true. Where the kernel refuses the birth (a cgroup at its pids limit, a
+/// namespace that cannot see the cgroup, no permission from a user namespace), a plain fork
+/// instead: false, and the child is to be moved in.
+pub(super) fn fork_behind_intermediate_into(
+    chan: &Channel,
+    what: &str,
+    into: BorrowedFd,
+) -> Result<bool> {
+    // SAFETY: single-threaded, as after clone3.
+    match unsafe { crate::sys::clone3(0, Some(into)) } {
+        Ok(crate::sys::Forked::Parent { pid, pidfd }) => {
+            hand_over_and_exit(chan, nix::unistd::Pid::from_raw(pid), Some(pidfd))
+        }
+        Ok(crate::sys::Forked::Child) => chan
+            .wait_continue()
+            .ctx(|| "sync: waiting for the parent to take over from the intermediate")
+            .map(|()| true),
+        Err(_) => fork_behind_intermediate(chan, what).map(|()| false),
+    }
+}
+
+/// The intermediate's last act: hands the parent its child, by pid and by a pidfd (clone3's, or
+/// one opened while nobody else can reap the child: we are its parent and never wait), then
+/// leaves.
+fn hand_over_and_exit(chan: &Channel, child: nix::unistd::Pid, pidfd: Option<OwnedFd>) -> ! {
+    match pidfd.map_or_else(|| crate::sys::pidfd_open(child.as_raw()), Ok) {
         Ok(pidfd) => {
             let _ = chan.send_with_fd(&Msg::InitPid(child.as_raw()), Some(pidfd.as_raw_fd()));
         }

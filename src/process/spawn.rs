@@ -290,21 +290,33 @@ fn create_request(
 /// `exec`'s parent side: forks the child that joins the container (`process::exec`), answers
 /// it, and returns once its program runs. After Ready the child only loads seccomp and execs:
 /// its end of the channel closes at execve (close-on-exec), or an Error says why not.
-/// The child is forked outside the container's cgroup, and its final process, past every fork,
-/// is moved in (as runc): a container at its pids limit refuses forks, never a move.
+/// The child is forked outside the container's cgroup; its final process, past every fork,
+/// enters it (`process::exec`): a container at its pids limit refuses forks, never a move.
 pub fn spawn_exec(o: &crate::process::exec::ExecOptions) -> Result<Init> {
+    // Only a second fork, made by a child outside the cgroup, can be born in it with a plain
+    // fork to fall back on. Not in a paused cgroup, which would freeze the process at once.
+    let entry = if o.forks_again() && !o.join_cgroup_last {
+        o.peer.cgroup.entry()?
+    } else {
+        Entry::Parent
+    };
+    let phases = match entry {
+        Entry::Parent => Phases::new(Kind::Exec, o.forks_again(), !o.join_cgroup_last),
+        Entry::Itself(None, _) => Phases::new(Kind::Exec, true, false),
+        // The parent moves it where its birth in the cgroup was refused.
+        _ => Phases::new(Kind::Exec, true, false).cgroup_join_optional(),
+    };
     let (child, chan, saved_mask, _) = fork(
         &o.peer,
         CloneFlags::empty(),
         false,
         o.extra_fds,
-        |chan, _| crate::process::exec::run(o, chan),
+        move |chan, _| crate::process::exec::run(o, entry, chan),
     )?;
     let protocol = |msg: String| Error::Init {
         id: o.peer.state.id.to_owned(),
         msg,
     };
-    let phases = Phases::new(Kind::Exec, o.forks_again(), !o.join_cgroup_last);
     let talked = talk(
         &o.peer,
         &chan,

@@ -259,8 +259,9 @@ pub struct Phases {
     kind: Kind,
     /// An intermediate was forked: its InitPid comes, before anything after it.
     intermediate: bool,
-    /// The child asks to be moved into its cgroup: JoinCgroup comes, before anything after it.
-    joins_cgroup: bool,
+    /// The child asks to be moved into its cgroup: JoinCgroup comes, before anything after it;
+    /// None: it may (exec's process, where its birth in the cgroup may be refused).
+    joins_cgroup: Option<bool>,
     /// The config has linux.seccomp: init asks for the program (create), before its hooks.
     seccomp: bool,
     /// Index in the kind's order of the last message accepted.
@@ -272,10 +273,17 @@ impl Phases {
         Phases {
             kind,
             intermediate,
-            joins_cgroup,
+            joins_cgroup: Some(joins_cgroup),
             seccomp: false,
             last: None,
         }
+    }
+
+    /// Exec's process asks to be moved into its cgroup only where its birth there was refused
+    /// (`process::exec`): JoinCgroup may come, once, in its place.
+    pub fn cgroup_join_optional(mut self) -> Phases {
+        self.joins_cgroup = None;
+        self
     }
 
     /// Create's init asks for the seccomp program exactly when the config has one.
@@ -295,7 +303,7 @@ impl Phases {
     fn expected(&self, step: Step) -> Option<bool> {
         match step {
             Step::InitPid => Some(self.intermediate),
-            Step::JoinCgroup => Some(self.joins_cgroup),
+            Step::JoinCgroup => self.joins_cgroup,
             Step::Seccomp => Some(self.seccomp),
             Step::Ready => Some(true),
             _ => None,
@@ -525,5 +533,30 @@ mod tests {
         assert!(run(Kind::Exec, true, true, &[err()])[0].is_ok());
         assert!(run(Kind::Create, true, true, &[JoinCgroup, err()])[1].is_ok());
         assert!(run(Kind::Exec, false, false, &[Ready, err()])[1].is_ok());
+    }
+
+    #[test]
+    fn exec_born_in_its_cgroup_may_or_may_not_ask_to_be_moved() {
+        use Msg::*;
+        let accept = |msgs: &[Msg]| -> Vec<Result<(), String>> {
+            let mut p = Phases::new(Kind::Exec, true, false).cgroup_join_optional();
+            msgs.iter().map(|m| p.accept(m)).collect()
+        };
+        assert!(accept(&[InitPid(3), Ready]).iter().all(|r| r.is_ok()));
+        assert!(
+            accept(&[InitPid(3), JoinCgroup, Ready])
+                .iter()
+                .all(|r| r.is_ok())
+        );
+        // Still at most once, and in its place.
+        let twice = accept(&[InitPid(3), JoinCgroup, JoinCgroup]);
+        assert!(twice[2].is_err(), "{twice:?}");
+        let late = accept(&[InitPid(3), PtyMaster, JoinCgroup]);
+        assert!(late[2].is_err(), "{late:?}");
+        let early = accept(&[JoinCgroup]);
+        assert!(
+            early[0].as_ref().unwrap_err().contains("before InitPid"),
+            "{early:?}"
+        );
     }
 }
