@@ -29,11 +29,11 @@ pub fn check_grantable(c: Option<&LinuxCapabilities>, file: &Path, at: &str) -> 
         ("ambient", convert(c.ambient().as_ref())),
     ];
     // Only the capabilities asked for are looked up in kiln's bounding set: one prctl each,
-    // not one for every capability there is. One the kernel does not know (EINVAL) is not in it.
-    let ours: HashSet<Capability> = sets
-        .iter()
-        .flat_map(|(_, set)| set)
-        .copied()
+    // however many sets name it, not one for every capability there is. One the kernel does
+    // not know (EINVAL) is not in it.
+    let asked: HashSet<Capability> = sets.iter().flat_map(|(_, set)| set).copied().collect();
+    let ours: HashSet<Capability> = asked
+        .into_iter()
         .filter(|&cap| caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false))
         .collect();
     for (name, set) in sets {
