@@ -679,15 +679,15 @@ pub fn set_mempolicy(mode: i32, mask: &[u64]) -> io::Result<()> {
 /// its soname, not by a path). A debugger's breakpoint in the code would be dropped too.
 #[inline(never)]
 pub fn open_for_writing(path: &CStr, release: bool) -> std::io::Result<OwnedFd> {
-    let mut segments = Segments {
-        page: nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-            .ok()
-            .flatten()
-            .unwrap_or(4096) as usize,
-        ranges: [(0, 0); MAX_SEGMENTS],
-        len: 0,
-    };
     if release {
+        let mut segments = Segments {
+            page: nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+                .ok()
+                .flatten()
+                .unwrap_or(4096) as usize,
+            ranges: [(0, 0); MAX_SEGMENTS],
+            len: 0,
+        };
         // SAFETY: malloc_trim only returns free chunks to the kernel.
         unsafe { libc::malloc_trim(0) };
         // SAFETY: read_only_segments reads only what dl_iterate_phdr hands it, and writes

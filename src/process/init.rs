@@ -191,8 +191,8 @@ pub fn run(
     //     - loaded before Ready (a listener): sendmsg and close of the notify fd, sendmsg of
     //       Ready, openat, write and close of the exec fifo, and all below;
     //     - loaded last: the startContainer hooks, the fifo's last write, execve.
-    let fifo_path = std::ffi::CString::new(format!("/proc/self/fd/{}", fifo.as_raw_fd()))
-        .expect("no NUL in a number");
+    let fifo_path =
+        CString::new(format!("/proc/self/fd/{}", fifo.as_raw_fd())).expect("no NUL in a number");
     let steps = tail::Steps {
         process,
         personality: linux.and_then(|l| l.personality().as_ref()),
